@@ -1,0 +1,144 @@
+//! The `node-host` command line: parses, wires the layers below, prints.
+//!
+//! Exit codes: 0 success, 1 the node (or the inspected file) failed,
+//! 2 a usage error or a file that cannot be used as a node.
+
+mod args;
+mod call;
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::sandbox::{Sandbox, SandboxConfig};
+
+pub use args::{parse_duration, parse_input, parse_size};
+
+/// Exit code when the node ran and failed, or a file was inspected and refused.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage error or a file that cannot be used as a node.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs untrusted WebAssembly components as sandboxed remote nodes.
+///
+/// A node is a WebAssembly component that targets the `remote-node` world in
+/// node-host's `wit/`. Every event runs in a fresh sandbox: a new instance
+/// with fuel, a memory cap and a deadline, and nothing granted (no files,
+/// network, environment or arguments).
+#[derive(Debug, Parser)]
+#[command(name = "node-host", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Where compiled components are cached
+    /// [default: $XDG_CACHE_HOME/node-host/compiled or ~/.cache/node-host/compiled]
+    #[arg(long, global = true, env = "NODE_HOST_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile every component afresh instead of using the cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one event of a node in a fresh sandbox and print its outputs as JSON.
+    Call(call::CallArgs),
+    /// Show a component's node info and imports, and whether this host accepts it.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("node-host: error: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let sandbox = || open_sandbox(&cli);
+    match &cli.command {
+        Command::Call(args) => call::run(args, sandbox()?),
+        Command::Inspect(args) => inspect::run(args, sandbox()?),
+    }
+}
+
+fn open_sandbox(cli: &Cli) -> anyhow::Result<Sandbox> {
+    let cache_dir = match (cli.no_cache, &cli.cache_dir) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(dir.clone()),
+        (false, None) => default_cache_dir(),
+    };
+    Sandbox::new(SandboxConfig {
+        cache_dir,
+        ..SandboxConfig::default()
+    })
+    .context("setting up the sandbox (try --no-cache, or --cache-dir with a writable directory)")
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("node-host").join("compiled"))
+}
+
+/// Logs go to stderr, filtered by `NODE_HOST_LOG` (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NODE_HOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
+
+/// Reads a component file, with a spinner on a terminal while a first
+/// compile runs. `Err` carries the message for exit code 2.
+fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the component file {}", path.display()))
+}
+
+/// A spinner on stderr (drawn only on a terminal) for a first compile.
+struct CompileProgress {
+    label: String,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl CompileProgress {
+    fn new(path: &std::path::Path) -> Self {
+        Self {
+            label: path.display().to_string(),
+            bar: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
+            "compiling {} (first load only; cached afterwards)",
+            self.label
+        ));
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        self.bar = Some(bar);
+    }
+}
+
+impl Drop for CompileProgress {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

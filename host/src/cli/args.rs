@@ -1,0 +1,116 @@
+//! Parsers for command-line values: inputs, sizes and durations.
+
+use std::time::Duration;
+
+use crate::sandbox::value::{self, NamedValue, Value};
+
+/// Parses `NAME=TEXT` (a text input) or `NAME:=JSON` (any JSON value).
+pub fn parse_input(arg: &str) -> Result<NamedValue, String> {
+    let Some((name, rest)) = arg.split_once('=') else {
+        return Err(format!(
+            "input `{arg}` has no `=`: write NAME=TEXT, or NAME:=JSON for a JSON value"
+        ));
+    };
+    let (name, value) = match name.strip_suffix(':') {
+        Some(name) => {
+            let json = serde_json::from_str(rest)
+                .map_err(|err| format!("input `{name}`: `{rest}` is not valid JSON ({err}); quote text as NAME=TEXT"))?;
+            (name, value::from_json(json))
+        }
+        None => (name, Value::Text(rest.to_owned())),
+    };
+    if name.is_empty() {
+        return Err(format!("input `{arg}` has an empty name"));
+    }
+    Ok(NamedValue {
+        name: name.to_owned(),
+        value,
+    })
+}
+
+/// Parses a byte size: `1048576`, `512KiB`, `64MiB`, `1GiB` (also `K`, `M`,
+/// `G`, `KB`, `MB`, `GB`, all powers of 1024).
+pub fn parse_size(arg: &str) -> Result<usize, String> {
+    let trimmed = arg.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("`{arg}` is not a size: write e.g. 64MiB, 512KiB or 1048576"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit `{other}` in `{arg}`: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("size `{arg}` is too large"))
+}
+
+/// Parses a duration: `500ms`, `2s`, `1.5s`, `1m`, `100us`.
+pub fn parse_duration(arg: &str) -> Result<Duration, String> {
+    let trimmed = arg.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{arg}` is not a duration: write e.g. 500ms, 2s or 1m"))?;
+    let seconds = match unit.trim() {
+        "us" | "µs" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" | "min" => number * 60.0,
+        "" => return Err(format!("duration `{arg}` needs a unit: ms, s or m")),
+        other => return Err(format!("unknown duration unit `{other}` in `{arg}`: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration `{arg}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_text_and_json() {
+        let text = parse_input("name=Ada=Lovelace").unwrap();
+        assert_eq!((text.name.as_str(), text.value), ("name", Value::Text("Ada=Lovelace".into())));
+        let json = parse_input("n:=42").unwrap();
+        assert_eq!(json.value, Value::Integer(42));
+        let json = parse_input("list:=[1,2]").unwrap();
+        assert_eq!(json.value, Value::Json("[1,2]".into()));
+        let empty = parse_input("name=").unwrap();
+        assert_eq!(empty.value, Value::Text(String::new()));
+    }
+
+    #[test]
+    fn bad_inputs_say_how_to_fix_them() {
+        assert!(parse_input("name").unwrap_err().contains("NAME=TEXT"));
+        assert!(parse_input("n:={").unwrap_err().contains("not valid JSON"));
+        assert!(parse_input("=x").unwrap_err().contains("empty name"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("soon").is_err());
+    }
+}

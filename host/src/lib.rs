@@ -1,0 +1,9 @@
+//! node-host runs untrusted WebAssembly components as sandboxed remote nodes
+//! for agent and workflow platforms.
+//!
+//! Layers, each a module, data flowing down: [`sandbox`] (load components,
+//! run one event in a fresh limited instance) and [`cli`] (the `node-host`
+//! command). A lower layer never uses a higher one.
+
+pub mod cli;
+pub mod sandbox;

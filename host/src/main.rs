@@ -1,0 +1,5 @@
+//! The `node-host` command.
+
+fn main() -> std::process::ExitCode {
+    node_host::cli::main()
+}

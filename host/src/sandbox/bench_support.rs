@@ -1,0 +1,95 @@
+//! Hooks for the sandbox benchmark only: a reused instance (the baseline a
+//! fresh sandbox is compared with) and a per-phase timing of one fresh
+//! event. node-host itself never reuses an instance across events.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::bindings::RemoteNode;
+use super::capture::CaptureStream;
+use super::engine::EventState;
+use super::limits::Limits;
+use super::node::{NodeComponent, new_store};
+use super::value::NamedValue;
+
+/// One instance kept across calls (what node-host refuses to do).
+pub struct ReusedInstance {
+    store: Store<EventState>,
+    node: RemoteNode,
+}
+
+impl ReusedInstance {
+    /// Instantiates `node` once with fuel and deadline set high enough for
+    /// many calls.
+    pub fn new(node: &NodeComponent) -> Self {
+        let limits = Limits {
+            fuel: u64::MAX / 2,
+            timeout: Duration::from_secs(3600),
+            ..Limits::default()
+        };
+        let capture = CaptureStream::new(limits.capture_bytes);
+        let mut store = new_store(&node.sandbox, &limits, &capture, &capture, Vec::new());
+        let instance = node.pre.instantiate(&mut store).expect("instantiate");
+        Self {
+            store,
+            node: instance,
+        }
+    }
+
+    /// Calls `execute` on the kept instance; panics on any failure.
+    pub fn call(&mut self, inputs: &[NamedValue]) -> usize {
+        let outputs = self
+            .node
+            .node_host_node_node()
+            .call_execute(&mut self.store, inputs)
+            .expect("call")
+            .expect("node succeeded");
+        outputs.len()
+    }
+}
+
+/// Wall-clock time of each phase of one fresh event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Capture streams, WASI context and `Store` with its limits.
+    pub store: Duration,
+    /// Instantiating from the pre-linked component.
+    pub instantiate: Duration,
+    /// Lowering the inputs, running `execute`, lifting the outputs.
+    pub call: Duration,
+    /// Dropping the instance and store (returning the pool slot).
+    pub drop: Duration,
+}
+
+/// Runs one fresh event the way `execute` does, timing each phase.
+pub fn phases(node: &NodeComponent, inputs: &[NamedValue], limits: &Limits) -> Phases {
+    let t0 = Instant::now();
+    let stdout = CaptureStream::new(limits.capture_bytes);
+    let stderr = CaptureStream::new(limits.capture_bytes);
+    let mut store = new_store(&node.sandbox, limits, &stdout, &stderr, Vec::new());
+    let t1 = Instant::now();
+    let instance = node.pre.instantiate(&mut store).expect("instantiate");
+    let t2 = Instant::now();
+    let result = instance
+        .node_host_node_node()
+        .call_execute(&mut store, inputs)
+        .expect("call");
+    let t3 = Instant::now();
+    drop(result);
+    drop(instance);
+    drop(store);
+    let t4 = Instant::now();
+    Phases {
+        store: t1 - t0,
+        instantiate: t2 - t1,
+        call: t3 - t2,
+        drop: t4 - t3,
+    }
+}
+
+/// Secrets for benchmarks that pass none.
+pub fn no_secrets() -> HashMap<String, String> {
+    HashMap::new()
+}

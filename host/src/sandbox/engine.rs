@@ -1,0 +1,211 @@
+//! The one wasmtime engine a process uses, configured for node-host, and the
+//! linker every node is pre-linked against.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::RemoteNode;
+use super::cache::CompileCache;
+use super::capture::CapturedLog;
+use super::limits::MemoryLimiter;
+
+/// How often the epoch advances: the deadline overshoots by at most one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Instances the pooling allocator keeps slots for. Events beyond this many
+/// at once would fail inside wasmtime, so the layers above bound their
+/// concurrency well below it.
+pub const POOL_INSTANCES: u32 = 1_000;
+
+/// Largest single linear memory a slot can hold (the 32-bit maximum); the
+/// per-event cap is enforced below it by the memory limiter.
+const POOL_MEMORY_BYTES: usize = 4 << 30;
+
+/// Core instances, memories and tables one component may have. Rust guests
+/// need a handful; componentize-py and componentize-js guests need more.
+const POOL_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
+const POOL_MEMORIES_PER_COMPONENT: u32 = 10;
+const POOL_TABLES_PER_COMPONENT: u32 = 20;
+
+/// How a [`Sandbox`] is set up. The defaults are what node-host runs with;
+/// switching metering off exists for benchmarks that measure its cost.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Meter fuel (enforces [`Limits::fuel`](super::Limits::fuel)).
+    pub fuel: bool,
+    /// Interrupt guests by epoch (enforces [`Limits::timeout`](super::Limits::timeout)).
+    pub epochs: bool,
+    /// Where compiled components are cached; `None` compiles every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            fuel: true,
+            epochs: true,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The errors of setting up a [`Sandbox`].
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The compile cache directory cannot be used.
+    #[error("cannot use the compile cache at {}: {source}", path.display())]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+}
+
+/// The per-event state of a store: everything a fresh sandbox holds.
+pub(crate) struct EventState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) log: CapturedLog,
+    pub(crate) log_cap: usize,
+    /// Only the secrets the node declared.
+    pub(crate) secrets: Vec<(String, String)>,
+}
+
+impl WasiView for EventState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl super::bindings::node_host::node::types::Host for EventState {}
+
+impl super::bindings::node_host::node::host::Host for EventState {
+    fn log(&mut self, level: super::capture::Level, message: String) {
+        self.log.push(level, message, self.log_cap);
+    }
+
+    fn secret(&mut self, name: String) -> Option<String> {
+        self.secrets
+            .iter()
+            .find(|(declared, _)| *declared == name)
+            .map(|(_, value)| value.clone())
+    }
+}
+
+/// The engine, linker and compile cache that every node of a process shares.
+///
+/// Cloning is cheap; all clones share one engine and one epoch ticker.
+#[derive(Clone)]
+pub struct Sandbox {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Arc<Linker<EventState>>,
+    pub(crate) cache: Option<CompileCache>,
+    pub(crate) config: SandboxConfig,
+    pooling: bool,
+}
+
+impl Sandbox {
+    /// Builds the engine (pooling allocator, falling back to on-demand
+    /// allocation when the address space cannot be reserved), starts the
+    /// epoch ticker, and links WASI with nothing granted plus the node-host
+    /// host interface.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let (engine, pooling) = match Engine::new(&engine_config(&config, true)) {
+            Ok(engine) => (engine, true),
+            Err(err) => {
+                tracing::warn!(
+                    "pooling allocator unavailable ({err}); falling back to on-demand \
+                     allocation, which makes every fresh sandbox slower"
+                );
+                let engine = Engine::new(&engine_config(&config, false))
+                    .map_err(|err| SandboxError::Engine(err.to_string()))?;
+                (engine, false)
+            }
+        };
+        if config.epochs {
+            start_epoch_ticker(&engine);
+        }
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|err| SandboxError::Engine(err.to_string()))?;
+        RemoteNode::add_to_linker::<_, HasSelf<EventState>>(&mut linker, |state| state)
+            .map_err(|err| SandboxError::Engine(err.to_string()))?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|source| {
+                SandboxError::Cache {
+                    path: dir.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            config,
+            pooling,
+        })
+    }
+
+    /// True when instances come from the pooling allocator.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The configuration this sandbox was built with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+}
+
+fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
+    let mut wasm = Config::new();
+    wasm.consume_fuel(config.fuel)
+        .epoch_interruption(config.epochs)
+        .memory_init_cow(true)
+        .table_lazy_init(true)
+        .parallel_compilation(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 4)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 4)
+            .max_core_instances_per_component(POOL_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(POOL_MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(POOL_TABLES_PER_COMPONENT)
+            .table_elements(super::limits::DEFAULT_TABLE_ELEMENTS)
+            .max_memory_size(POOL_MEMORY_BYTES);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    wasm
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("node-host-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

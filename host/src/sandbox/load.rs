@@ -1,0 +1,364 @@
+//! Loading a component: header checks, compile (or cache hit), import
+//! policy, pre-linking, and reading and validating the node's info.
+//!
+//! Every way a file can be unfit is a distinct [`LoadError`] that names the
+//! problem, so a user who hands node-host the wrong file learns what to fix.
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::bindings::RemoteNodePre;
+use super::engine::Sandbox;
+use super::node::NodeComponent;
+use super::outcome::Failure;
+use super::value::NodeInfo;
+
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
+
+/// The export every node must provide.
+pub const NODE_EXPORT: &str = "node-host:node/node@0.1.0";
+
+/// Interfaces a node may import. WASI 0.2 is linked whole, with nothing
+/// granted (no preopens, no environment, every socket address denied), so a
+/// guest built by an ordinary toolchain links; anything else is refused.
+const ALLOWED_IMPORT_PACKAGES: [&str; 7] = [
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "node-host:node/",
+];
+
+/// Why a file cannot be loaded as a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The file has no bytes.
+    #[error("the file is empty, not a WebAssembly component")]
+    Empty,
+    /// The file does not start with the WebAssembly magic bytes.
+    #[error(
+        "not a WebAssembly binary: it does not start with the `\\0asm` magic bytes \
+         (build the node for wasm32-wasip2, or componentize it)"
+    )]
+    NotWasm,
+    /// The file is a core module rather than a component.
+    #[error(
+        "this is a core WebAssembly module, not a component: build for wasm32-wasip2 \
+         (or wrap the module with `wasm-tools component new`) so it targets the \
+         `node-host:node/remote-node` world"
+    )]
+    CoreModule,
+    /// The file is WebAssembly of an unknown version or layer.
+    #[error("unsupported WebAssembly version/layer bytes {0:02x?}; node-host loads components")]
+    UnknownVersion([u8; 4]),
+    /// wasmtime could not compile the component (truncated, malformed…).
+    #[error("the component is malformed or truncated: {0}")]
+    Invalid(String),
+    /// The component imports an interface node-host does not provide.
+    #[error(
+        "the component imports `{0}`, which node-host does not provide: nodes get WASI 0.2 \
+         (cli, clocks, filesystem, io, random, sockets; with nothing granted) and \
+         `node-host:node/host`"
+    )]
+    DeniedImport(String),
+    /// The imports are allowed, but their versions or types do not link.
+    #[error("the component's imports do not match what node-host provides: {0}")]
+    Unlinkable(String),
+    /// The component does not export the node interface.
+    #[error(
+        "the component does not export `{NODE_EXPORT}` as node-host expects \
+         (is it built against node-host's wit/?): {0}"
+    )]
+    WrongWorld(String),
+    /// Calling the node's `info` failed.
+    #[error("the node's `info` function failed: {0}")]
+    InfoFailed(Failure),
+    /// The node's info breaks a rule.
+    #[error("the node's info is invalid: {0}")]
+    InvalidInfo(String),
+}
+
+impl LoadError {
+    /// A stable machine-readable code for the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::Empty => "empty_file",
+            LoadError::NotWasm => "not_wasm",
+            LoadError::CoreModule => "core_module",
+            LoadError::UnknownVersion(_) => "unknown_version",
+            LoadError::Invalid(_) => "invalid_component",
+            LoadError::DeniedImport(_) => "denied_import",
+            LoadError::Unlinkable(_) => "unlinkable",
+            LoadError::WrongWorld(_) => "wrong_world",
+            LoadError::InfoFailed(_) => "info_failed",
+            LoadError::InvalidInfo(_) => "invalid_info",
+        }
+    }
+}
+
+/// What kind of file a byte string is, from its header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A WebAssembly component.
+    Component,
+    /// A core WebAssembly module.
+    CoreModule,
+    /// Not WebAssembly, or an unknown version.
+    Other,
+}
+
+/// The header check: cheap, and the first thing every load does.
+pub fn file_kind(bytes: &[u8]) -> Result<FileKind, LoadError> {
+    if bytes.is_empty() {
+        return Err(LoadError::Empty);
+    }
+    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+        return if bytes.starts_with(WASM_MAGIC) {
+            Err(LoadError::Invalid("the file ends inside its header".into()))
+        } else {
+            Err(LoadError::NotWasm)
+        };
+    }
+    let version: [u8; 4] = bytes[4..8].try_into().expect("slice of four");
+    match version {
+        COMPONENT_VERSION => Ok(FileKind::Component),
+        CORE_MODULE_VERSION => Err(LoadError::CoreModule),
+        other => Err(LoadError::UnknownVersion(other)),
+    }
+}
+
+/// The hex sha256 of a component's bytes: its identity everywhere.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// True when node-host provides the import `name`.
+pub fn import_allowed(name: &str) -> bool {
+    ALLOWED_IMPORT_PACKAGES
+        .iter()
+        .any(|package| name.starts_with(package))
+}
+
+/// Everything `node-host inspect` reports about a file.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// Size of the file in bytes.
+    pub size: usize,
+    /// The hex sha256 of the file.
+    pub sha256: String,
+    /// What the header says the file is.
+    pub kind: FileKind,
+    /// The component's imports (empty when it did not compile).
+    pub imports: Vec<String>,
+    /// The component's exports (empty when it did not compile).
+    pub exports: Vec<String>,
+    /// The node's info, when it could be read.
+    pub info: Option<NodeInfo>,
+    /// `Ok` when this host accepts the node, or why not.
+    pub verdict: Result<(), LoadError>,
+}
+
+impl Sandbox {
+    /// Loads a node from the bytes of a component.
+    pub fn load(&self, bytes: &[u8]) -> Result<NodeComponent, LoadError> {
+        self.load_with_progress(bytes, &mut || {})
+    }
+
+    /// Like [`load`](Self::load), calling `on_compile` just before a compile
+    /// that the cache cannot answer (so a caller can show progress).
+    pub fn load_with_progress(
+        &self,
+        bytes: &[u8],
+        on_compile: &mut dyn FnMut(),
+    ) -> Result<NodeComponent, LoadError> {
+        file_kind(bytes)?;
+        let sha256 = sha256_hex(bytes);
+        let component = self.compile(bytes, &sha256, on_compile)?;
+        self.link(component, sha256)
+    }
+
+    /// Reports what a file is and whether this host accepts it as a node.
+    pub fn inspect(&self, bytes: &[u8]) -> Inspection {
+        self.inspect_with_progress(bytes, &mut || {})
+    }
+
+    /// Like [`inspect`](Self::inspect), with a progress hook as in
+    /// [`load_with_progress`](Self::load_with_progress).
+    pub fn inspect_with_progress(&self, bytes: &[u8], on_compile: &mut dyn FnMut()) -> Inspection {
+        let sha256 = sha256_hex(bytes);
+        let mut inspection = Inspection {
+            size: bytes.len(),
+            sha256: sha256.clone(),
+            kind: FileKind::Other,
+            imports: Vec::new(),
+            exports: Vec::new(),
+            info: None,
+            verdict: Ok(()),
+        };
+        match file_kind(bytes) {
+            Ok(kind) => inspection.kind = kind,
+            Err(err) => {
+                if err == LoadError::CoreModule {
+                    inspection.kind = FileKind::CoreModule;
+                }
+                inspection.verdict = Err(err);
+                return inspection;
+            }
+        }
+        let component = match self.compile(bytes, &sha256, on_compile) {
+            Ok(component) => component,
+            Err(err) => {
+                inspection.verdict = Err(err);
+                return inspection;
+            }
+        };
+        let ty = component.component_type();
+        inspection.imports = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        inspection.exports = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        match self.link(component, sha256) {
+            Ok(node) => inspection.info = Some(node.info().clone()),
+            Err(err) => inspection.verdict = Err(err),
+        }
+        inspection
+    }
+
+    fn compile(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        on_compile: &mut dyn FnMut(),
+    ) -> Result<Component, LoadError> {
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.get(&self.engine, sha256)) {
+            return Ok(component);
+        }
+        on_compile();
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|err| LoadError::Invalid(format!("{err:#}")))?;
+        if let Some(cache) = &self.cache
+            && let Err(err) = cache.put(sha256, &component)
+        {
+            tracing::warn!("cannot write the compile cache (the next load compiles again): {err}");
+        }
+        Ok(component)
+    }
+
+    fn link(&self, component: Component, sha256: String) -> Result<NodeComponent, LoadError> {
+        let ty = component.component_type();
+        if let Some((denied, _)) = ty.imports(&self.engine).find(|(name, _)| !import_allowed(name)) {
+            return Err(LoadError::DeniedImport(denied.to_owned()));
+        }
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|err| LoadError::Unlinkable(format!("{err:#}")))?;
+        let pre = RemoteNodePre::new(instance_pre)
+            .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
+        let info = NodeComponent::read_info(self, &pre).map_err(LoadError::InfoFailed)?;
+        validate_info(&info).map_err(LoadError::InvalidInfo)?;
+        Ok(NodeComponent::new(self.clone(), pre, info, sha256))
+    }
+}
+
+/// The rules a node's info must follow (Hurozo's registration rules among them).
+pub fn validate_info(info: &NodeInfo) -> Result<(), String> {
+    if info.name.trim().is_empty() {
+        return Err("the node name is empty".into());
+    }
+    if info.name.contains('/') {
+        return Err(format!("the node name `{}` contains `/`", info.name));
+    }
+    if info.outputs.is_empty() {
+        return Err(format!("node `{}` declares no outputs; at least one is required", info.name));
+    }
+    for (kind, ports) in [("input", &info.inputs), ("output", &info.outputs)] {
+        for (i, port) in ports.iter().enumerate() {
+            if port.name.is_empty() {
+                return Err(format!("{kind} #{} has an empty name", i + 1));
+            }
+            if ports[..i].iter().any(|earlier| earlier.name == port.name) {
+                return Err(format!("{kind} `{}` is declared twice", port.name));
+            }
+            if port.required && port.default_value.is_some() {
+                return Err(format!("{kind} `{}` is required and also has a default", port.name));
+            }
+        }
+    }
+    for (i, secret) in info.secrets.iter().enumerate() {
+        if secret.is_empty() || info.secrets[..i].contains(secret) {
+            return Err(format!("secret name `{secret}` is empty or declared twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::value::Port;
+
+    #[test]
+    fn header_kinds() {
+        assert_eq!(file_kind(b""), Err(LoadError::Empty));
+        assert_eq!(file_kind(b"hello world"), Err(LoadError::NotWasm));
+        assert!(matches!(file_kind(b"\0asm\x0d"), Err(LoadError::Invalid(_))));
+        assert_eq!(file_kind(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule));
+        assert_eq!(file_kind(b"\0asm\x0d\0\x01\0"), Ok(FileKind::Component));
+        assert_eq!(
+            file_kind(b"\0asm\x02\0\0\0"),
+            Err(LoadError::UnknownVersion([2, 0, 0, 0]))
+        );
+    }
+
+    #[test]
+    fn import_policy() {
+        assert!(import_allowed("wasi:cli/stdout@0.2.3"));
+        assert!(import_allowed("node-host:node/host@0.1.0"));
+        assert!(!import_allowed("wasi:http/outgoing-handler@0.2.0"));
+        assert!(!import_allowed("wasi:clis/evil@0.2.0"));
+        assert!(!import_allowed("env"));
+    }
+
+    fn port(name: &str) -> Port {
+        Port {
+            name: name.into(),
+            description: String::new(),
+            required: false,
+            default_value: None,
+        }
+    }
+
+    fn info() -> NodeInfo {
+        NodeInfo {
+            name: "n".into(),
+            version: "1".into(),
+            description: String::new(),
+            inputs: vec![port("a")],
+            outputs: vec![port("b")],
+            secrets: vec!["s".into()],
+        }
+    }
+
+    #[test]
+    fn info_rules() {
+        assert_eq!(validate_info(&info()), Ok(()));
+        let broken: [(fn(&mut NodeInfo), &str); 6] = [
+            (|i| i.name = " ".into(), "empty"),
+            (|i| i.name = "a/b".into(), "contains `/`"),
+            (|i| i.outputs.clear(), "no outputs"),
+            (|i| i.inputs.push(port("a")), "declared twice"),
+            (|i| i.outputs.push(port("")), "empty name"),
+            (|i| i.secrets.push("s".into()), "declared twice"),
+        ];
+        for (breaks, expected) in broken {
+            let mut info = info();
+            breaks(&mut info);
+            let err = validate_info(&info).unwrap_err();
+            assert!(err.contains(expected), "{err} lacks {expected}");
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! A loaded node and its event path: a fresh store per event, instantiated
+//! from the pre-linked component, called once, classified, dropped.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::bindings::RemoteNodePre;
+use super::capture::{CaptureStream, CapturedLog};
+use super::engine::{EPOCH_TICK, EventState, Sandbox};
+use super::limits::{Limits, MemoryLimiter};
+use super::outcome::{ErrorCode, Failure, Outcome, Outputs};
+use super::value::{self, NamedValue, NodeInfo, Value};
+
+/// What of a trapping guest's stderr travels with the error.
+const STDERR_IN_MESSAGE: usize = 2 << 10;
+
+/// A component that passed every load check, pre-linked and ready to run
+/// events. Cheap to share behind an `Arc`; `execute` takes `&self`.
+pub struct NodeComponent {
+    pub(crate) sandbox: Sandbox,
+    pub(crate) pre: RemoteNodePre<EventState>,
+    info: NodeInfo,
+    sha256: String,
+}
+
+impl std::fmt::Debug for NodeComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeComponent")
+            .field("name", &self.info.name)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeComponent {
+    pub(crate) fn new(
+        sandbox: Sandbox,
+        pre: RemoteNodePre<EventState>,
+        info: NodeInfo,
+        sha256: String,
+    ) -> Self {
+        Self {
+            sandbox,
+            pre,
+            info,
+            sha256,
+        }
+    }
+
+    /// The node's info, read once at load.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// The node's name (from its info).
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The hex sha256 of the component's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Runs one event in a fresh sandbox under `limits`.
+    ///
+    /// `secrets` are the caller's secrets; the guest sees only those its info
+    /// declares. Inputs are checked against the node's info first, outputs
+    /// after; every failure comes back as an [`Outcome`] with a code, never
+    /// as a panic or a hang.
+    pub fn execute(
+        &self,
+        inputs: Vec<NamedValue>,
+        secrets: &HashMap<String, String>,
+        limits: &Limits,
+    ) -> Outcome {
+        let started = Instant::now();
+        let stdout = CaptureStream::new(limits.capture_bytes);
+        let stderr = CaptureStream::new(limits.capture_bytes);
+        let (result, fuel_used, log) = match self.check_inputs(inputs) {
+            Err(failure) => (Err(failure), 0, CapturedLog::default()),
+            Ok(inputs) => {
+                let declared = self
+                    .info
+                    .secrets
+                    .iter()
+                    .filter_map(|name| Some((name.clone(), secrets.get(name)?.clone())))
+                    .collect();
+                let mut store = self.new_store(limits, &stdout, &stderr, declared);
+                let called = self
+                    .pre
+                    .instantiate(&mut store)
+                    .and_then(|node| node.node_host_node_node().call_execute(&mut store, &inputs));
+                let fuel_used = match self.sandbox.config.fuel {
+                    true => limits.fuel - store.get_fuel().unwrap_or(0),
+                    false => 0,
+                };
+                let result = match called {
+                    Ok(Ok(outputs)) => self.check_outputs(outputs, limits),
+                    Ok(Err(node_error)) => Err(Failure::new(
+                        ErrorCode::GuestError,
+                        format!("{}: {}", node_error.code, node_error.message),
+                    )),
+                    Err(err) => Err(classify(&err, store.data().limiter.refused_at(), &stderr)),
+                };
+                let log = std::mem::take(&mut store.data_mut().log);
+                (result, fuel_used, log)
+            }
+        };
+        Outcome {
+            result,
+            fuel_used,
+            duration: started.elapsed(),
+            stdout: stdout.take(),
+            stderr: stderr.take(),
+            log,
+        }
+    }
+
+    /// Instantiates once and calls `info`, under the default limits.
+    pub(crate) fn read_info(
+        sandbox: &Sandbox,
+        pre: &RemoteNodePre<EventState>,
+    ) -> Result<NodeInfo, Failure> {
+        let limits = Limits::default();
+        let stderr = CaptureStream::new(limits.capture_bytes);
+        let stdout = CaptureStream::new(limits.capture_bytes);
+        let mut store = new_store(sandbox, &limits, &stdout, &stderr, Vec::new());
+        pre.instantiate(&mut store)
+            .and_then(|node| node.node_host_node_node().call_info(&mut store))
+            .map_err(|err| classify(&err, store.data().limiter.refused_at(), &stderr))
+    }
+
+    fn new_store(
+        &self,
+        limits: &Limits,
+        stdout: &CaptureStream,
+        stderr: &CaptureStream,
+        secrets: Vec<(String, String)>,
+    ) -> Store<EventState> {
+        new_store(&self.sandbox, limits, stdout, stderr, secrets)
+    }
+
+    /// Checks the caller's inputs against the declared ones and adds the
+    /// defaults of optional inputs left out.
+    fn check_inputs(&self, mut inputs: Vec<NamedValue>) -> Result<Vec<NamedValue>, Failure> {
+        for (i, input) in inputs.iter().enumerate() {
+            if !self.info.inputs.iter().any(|port| port.name == input.name) {
+                return Err(Failure::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "node `{}` has no input `{}`; its inputs are: {}",
+                        self.info.name,
+                        input.name,
+                        port_names(&self.info.inputs)
+                    ),
+                ));
+            }
+            if inputs[..i].iter().any(|earlier| earlier.name == input.name) {
+                return Err(Failure::new(
+                    ErrorCode::InvalidInput,
+                    format!("input `{}` is given twice", input.name),
+                ));
+            }
+        }
+        for port in &self.info.inputs {
+            if inputs.iter().any(|input| input.name == port.name) {
+                continue;
+            }
+            if port.required {
+                return Err(Failure::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "node `{}` requires input `{}` ({})",
+                        self.info.name, port.name, port.description
+                    ),
+                ));
+            }
+            if let Some(default) = &port.default_value {
+                inputs.push(NamedValue {
+                    name: port.name.clone(),
+                    value: default.clone(),
+                });
+            }
+        }
+        Ok(inputs)
+    }
+
+    /// Checks the returned outputs against the declared ones and the output
+    /// cap, and puts them in declared order with nulls for the missing
+    /// optional ones.
+    fn check_outputs(&self, outputs: Vec<NamedValue>, limits: &Limits) -> Result<Outputs, Failure> {
+        let size: usize = outputs
+            .iter()
+            .map(|output| output.name.len() + value::size_of(&output.value))
+            .sum();
+        if size > limits.output_bytes {
+            return Err(Failure::new(
+                ErrorCode::OutputTooLarge,
+                format!(
+                    "the outputs take {size} bytes; the limit is {} bytes",
+                    limits.output_bytes
+                ),
+            ));
+        }
+        let invalid = |message: String| Err(Failure::new(ErrorCode::InvalidOutput, message));
+        for (i, output) in outputs.iter().enumerate() {
+            if !self.info.outputs.iter().any(|port| port.name == output.name) {
+                return invalid(format!(
+                    "node `{}` returned output `{}`, which it does not declare; it declares: {}",
+                    self.info.name,
+                    output.name,
+                    port_names(&self.info.outputs)
+                ));
+            }
+            if outputs[..i].iter().any(|earlier| earlier.name == output.name) {
+                return invalid(format!("output `{}` is returned twice", output.name));
+            }
+            if let Value::Json(_) = &output.value
+                && let Err(err) = value::to_json(&output.value)
+            {
+                return invalid(format!("output `{}`: {err}", output.name));
+            }
+        }
+        let mut outputs = outputs;
+        let mut ordered = Vec::with_capacity(self.info.outputs.len());
+        for port in &self.info.outputs {
+            match outputs.iter().position(|output| output.name == port.name) {
+                Some(at) => ordered.push((port.name.clone(), outputs.swap_remove(at).value)),
+                None if port.required => {
+                    return invalid(format!(
+                        "node `{}` did not return its required output `{}`",
+                        self.info.name, port.name
+                    ));
+                }
+                None => ordered.push((port.name.clone(), Value::Null)),
+            }
+        }
+        Ok(ordered)
+    }
+}
+
+pub(crate) fn new_store(
+    sandbox: &Sandbox,
+    limits: &Limits,
+    stdout: &CaptureStream,
+    stderr: &CaptureStream,
+    secrets: Vec<(String, String)>,
+) -> Store<EventState> {
+    let wasi = WasiCtxBuilder::new()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = EventState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter::new(limits.memory_bytes),
+        log: CapturedLog::default(),
+        log_cap: limits.capture_bytes,
+        secrets,
+    };
+    let mut store = Store::new(&sandbox.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    if sandbox.config.fuel {
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel metering is enabled on this engine");
+    }
+    if sandbox.config.epochs {
+        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        store.epoch_deadline_trap();
+    }
+    store
+}
+
+/// Epoch ticks for a timeout: rounded up, plus one because the first tick
+/// may come at any moment after the deadline is set. The guest is stopped
+/// after at least `timeout` and at most one tick later.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    (timeout.as_nanos().div_ceil(tick) as u64).max(1) + 1
+}
+
+/// Maps a failed instantiate or call to an error code: by the trap wasmtime
+/// raised and by what the memory limiter refused, never by message text.
+fn classify(err: &wasmtime::Error, memory_refused: Option<usize>, stderr: &CaptureStream) -> Failure {
+    let trap = err.downcast_ref::<Trap>().copied();
+    let (code, what) = match trap {
+        Some(Trap::OutOfFuel) => (ErrorCode::OutOfFuel, "the event ran out of fuel".to_owned()),
+        Some(Trap::Interrupt) => (ErrorCode::Deadline, "the event ran past its deadline".to_owned()),
+        Some(Trap::StackOverflow) => (
+            ErrorCode::StackOverflow,
+            "the guest exhausted its call stack".to_owned(),
+        ),
+        _ if memory_refused.is_some() => (
+            ErrorCode::MemoryLimit,
+            format!(
+                "the guest asked for {} bytes of linear memory, beyond the event's limit",
+                memory_refused.unwrap_or_default()
+            ),
+        ),
+        Some(trap) => (ErrorCode::Trap, format!("the guest trapped: {trap}")),
+        None => (ErrorCode::Trap, format!("the guest failed: {err}")),
+    };
+    let captured = stderr.take();
+    let tail = captured.text.trim();
+    let message = if tail.is_empty() || code != ErrorCode::Trap {
+        what
+    } else {
+        let start = tail.len().saturating_sub(STDERR_IN_MESSAGE);
+        let start = (start..tail.len())
+            .find(|&i| tail.is_char_boundary(i))
+            .unwrap_or(0);
+        format!("{what}; stderr: {}", &tail[start..])
+    };
+    Failure::new(code, message)
+}
+
+fn port_names(ports: &[super::value::Port]) -> String {
+    if ports.is_empty() {
+        return "(none)".into();
+    }
+    ports
+        .iter()
+        .map(|port| port.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_rounds_up_and_adds_a_tick() {
+        assert_eq!(deadline_ticks(Duration::ZERO), 2);
+        assert_eq!(deadline_ticks(EPOCH_TICK), 2);
+        assert_eq!(deadline_ticks(EPOCH_TICK + Duration::from_nanos(1)), 3);
+        assert_eq!(deadline_ticks(Duration::from_secs(1)), 101);
+    }
+}

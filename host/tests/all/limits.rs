@@ -1,0 +1,146 @@
+//! Every limit, obeyed and violated, asserting the error code.
+
+use std::time::{Duration, Instant};
+
+use node_host::sandbox::{ErrorCode, Limits};
+
+use crate::{code, int, outputs, run};
+
+/// Fuel high enough that only the deadline can stop a spin.
+const PLENTY_OF_FUEL: u64 = u64::MAX / 2;
+
+#[test]
+fn fuel_obeyed() {
+    let limits = Limits {
+        fuel: 10_000_000,
+        ..Limits::default()
+    };
+    let outcome = run("spin-loop", &[("iterations", int(1_000))], &limits);
+    assert_eq!(outputs(&outcome)[0].1, int(1_000));
+    assert!(outcome.fuel_used > 1_000 && outcome.fuel_used < 10_000_000);
+}
+
+#[test]
+fn fuel_violated() {
+    let limits = Limits {
+        fuel: 10_000_000,
+        ..Limits::default()
+    };
+    let outcome = run("spin-loop", &[], &limits);
+    assert_eq!(code(&outcome), ErrorCode::OutOfFuel);
+    assert_eq!(outcome.fuel_used, 10_000_000);
+}
+
+#[test]
+fn deadline_obeyed() {
+    let limits = Limits {
+        fuel: PLENTY_OF_FUEL,
+        timeout: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let outcome = run("spin-loop", &[("iterations", int(100_000))], &limits);
+    assert_eq!(outputs(&outcome)[0].1, int(100_000));
+}
+
+#[test]
+fn deadline_violated() {
+    let limits = Limits {
+        fuel: PLENTY_OF_FUEL,
+        timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let outcome = run("spin-loop", &[], &limits);
+    assert_eq!(code(&outcome), ErrorCode::Deadline);
+    // Stopped at the deadline, not long after: a bound, not a benchmark.
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+#[test]
+fn memory_obeyed() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let outcome = run("memory-bomb", &[("mib", int(16))], &limits);
+    assert_eq!(outputs(&outcome)[0].1, int(16));
+}
+
+#[test]
+fn memory_violated() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let outcome = run("memory-bomb", &[], &limits);
+    assert_eq!(code(&outcome), ErrorCode::MemoryLimit);
+}
+
+#[test]
+fn memory_cap_applies_at_instantiation() {
+    // Smaller than the guest's initial memory: refused before any code runs.
+    let limits = Limits {
+        memory_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let outcome = run("hello", &[], &limits);
+    assert_eq!(code(&outcome), ErrorCode::MemoryLimit);
+}
+
+#[test]
+fn stack_obeyed() {
+    let outcome = run("deep-recursion", &[("depth", int(1_000))], &Limits::default());
+    assert_eq!(outputs(&outcome)[0].1, int(1_000));
+}
+
+#[test]
+fn stack_violated() {
+    let outcome = run("deep-recursion", &[], &Limits::default());
+    assert_eq!(code(&outcome), ErrorCode::StackOverflow);
+}
+
+#[test]
+fn output_size_obeyed() {
+    let limits = Limits {
+        output_bytes: 4096,
+        ..Limits::default()
+    };
+    let outcome = run("big-output", &[("bytes", int(4000))], &limits);
+    assert!(matches!(&outputs(&outcome)[0].1, node_host::sandbox::Value::Text(t) if t.len() == 4000));
+}
+
+#[test]
+fn output_size_violated() {
+    let outcome = run("big-output", &[], &Limits::default());
+    assert_eq!(code(&outcome), ErrorCode::OutputTooLarge);
+}
+
+#[test]
+fn capture_obeyed() {
+    let outcome = run("stdout-flood", &[("bytes", int(1_000))], &Limits::default());
+    assert_eq!(outputs(&outcome)[0].1, int(1_000));
+    for captured in [&outcome.stdout, &outcome.stderr] {
+        assert_eq!(captured.text.len(), 1_000);
+        assert!(!captured.truncated);
+    }
+    assert!(!outcome.log.truncated);
+    assert_eq!(outcome.log.lines.len(), 1_000usize.div_ceil(64));
+}
+
+#[test]
+fn capture_violated_truncates_and_the_node_still_succeeds() {
+    let limits = Limits {
+        capture_bytes: 4096,
+        ..Limits::default()
+    };
+    let outcome = run("stdout-flood", &[("bytes", int(1 << 20))], &limits);
+    assert_eq!(outputs(&outcome)[0].1, int(1 << 20));
+    for captured in [&outcome.stdout, &outcome.stderr] {
+        assert_eq!(captured.text.len(), 4096);
+        assert!(captured.truncated);
+    }
+    assert!(outcome.log.truncated);
+    let logged: usize = outcome.log.lines.iter().map(|l| l.message.len()).sum();
+    assert!(logged <= 4096);
+}

@@ -1,0 +1,97 @@
+//! Integration tests of the sandbox library: real guests built from
+//! `guest-examples/` (run `guest-examples/build` first) and inline WAT.
+
+mod execute;
+mod limits;
+mod load;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use node_host::sandbox::{
+    ErrorCode, Limits, NamedValue, NodeComponent, Outcome, Outputs, Sandbox, SandboxConfig, Value,
+};
+
+/// The bytes of `guest-examples/dist/<name>.wasm`.
+pub fn guest_bytes(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../guest-examples/dist")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "cannot read {} ({err}): run guest-examples/build before the tests",
+            path.display()
+        )
+    })
+}
+
+/// One sandbox (engine, pool, epoch ticker) for the whole test binary, as
+/// in node-host itself.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).expect("sandbox"))
+}
+
+/// A guest example, loaded once per test binary.
+pub fn guest(name: &str) -> Arc<NodeComponent> {
+    static LOADED: OnceLock<std::sync::Mutex<HashMap<String, Arc<NodeComponent>>>> =
+        OnceLock::new();
+    let loaded = LOADED.get_or_init(Default::default);
+    if let Some(node) = loaded.lock().unwrap().get(name) {
+        return node.clone();
+    }
+    let node = Arc::new(
+        sandbox()
+            .load(&guest_bytes(name))
+            .unwrap_or_else(|err| panic!("loading {name}: {err}")),
+    );
+    loaded
+        .lock()
+        .unwrap()
+        .entry(name.to_owned())
+        .or_insert(node)
+        .clone()
+}
+
+/// Named inputs from `(name, value)` pairs.
+pub fn inputs(pairs: &[(&str, Value)]) -> Vec<NamedValue> {
+    pairs
+        .iter()
+        .map(|(name, value)| NamedValue {
+            name: (*name).to_owned(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+/// Runs one event with no secrets.
+pub fn run(name: &str, pairs: &[(&str, Value)], limits: &Limits) -> Outcome {
+    guest(name).execute(inputs(pairs), &HashMap::new(), limits)
+}
+
+/// The outputs of a successful outcome; panics with the failure otherwise.
+pub fn outputs(outcome: &Outcome) -> &Outputs {
+    match &outcome.result {
+        Ok(outputs) => outputs,
+        Err(failure) => panic!("expected outputs, got {failure}"),
+    }
+}
+
+/// The error code of a failed outcome; panics with the outputs otherwise.
+pub fn code(outcome: &Outcome) -> ErrorCode {
+    match &outcome.result {
+        Ok(outputs) => panic!("expected a failure, got outputs {outputs:?}"),
+        Err(failure) => failure.code,
+    }
+}
+
+/// An integer input.
+pub fn int(n: i64) -> Value {
+    Value::Integer(n)
+}
+
+/// A text value.
+pub fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
