@@ -8,7 +8,7 @@ use guest_kit::{Guest, Level, NamedValue, NodeError, NodeInfo, Value, info, inte
 struct StdoutFlood;
 
 const DEFAULT_BYTES: i64 = 8 << 20;
-const LINE: &[u8; 64] = b"flood flood flood flood flood flood flood flood flood flood floo\n";
+const LINE: &[u8; 64] = b"flood flood flood flood flood flood flood flood flood flood flo\n";
 
 impl Guest for StdoutFlood {
     fn info() -> NodeInfo {
