@@ -10,9 +10,15 @@ use node_host::sandbox::bench_support::{Phases, ReusedInstance, no_secrets, phas
 use node_host::sandbox::{Limits, NamedValue, NodeComponent, Sandbox, SandboxConfig, Value};
 
 fn load(config: SandboxConfig) -> NodeComponent {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-examples/dist/hello.wasm");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../guest-examples/dist/hello.wasm"
+    );
     let bytes = std::fs::read(path).expect("run guest-examples/build first");
-    Sandbox::new(config).expect("sandbox").load(&bytes).expect("hello loads")
+    Sandbox::new(config)
+        .expect("sandbox")
+        .load(&bytes)
+        .expect("hello loads")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -60,7 +66,10 @@ fn main() {
     });
     println!("hello, {iterations} events per case\n");
 
-    for (label, node) in [("fuel + epochs", &metered), ("no fuel, no epochs", &unmetered)] {
+    for (label, node) in [
+        ("fuel + epochs", &metered),
+        ("no fuel, no epochs", &unmetered),
+    ] {
         report(
             &format!("fresh sandbox event ({label})"),
             measure(iterations, || {
@@ -78,7 +87,9 @@ fn main() {
     }
 
     println!("\nphases of a fresh event (fuel + epochs), p50:");
-    let mut all: Vec<Phases> = (0..iterations).map(|_| phases(&metered, &inputs, &limits)).collect();
+    let mut all: Vec<Phases> = (0..iterations)
+        .map(|_| phases(&metered, &inputs, &limits))
+        .collect();
     let mut p50 = |pick: fn(&Phases) -> Duration| {
         all.sort_by_key(pick);
         pick(&all[all.len() / 2]).as_secs_f64() * 1e6

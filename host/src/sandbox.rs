@@ -27,7 +27,9 @@ pub use limits::{
     DEFAULT_CAPTURE_BYTES, DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES,
     DEFAULT_TIMEOUT, Limits,
 };
-pub use load::{FileKind, Inspection, LoadError, NODE_EXPORT, file_kind, sha256_hex, validate_info};
+pub use load::{
+    FileKind, Inspection, LoadError, NODE_EXPORT, file_kind, sha256_hex, validate_info,
+};
 pub use node::NodeComponent;
 pub use outcome::{ErrorCode, Failure, Outcome, Outputs};
 pub use value::{NamedValue, NodeInfo, Port, Value};

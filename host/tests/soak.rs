@@ -24,7 +24,10 @@ fn guest(sandbox: &Sandbox, name: &str) -> node_host::sandbox::NodeComponent {
         .join("../guest-examples/dist")
         .join(format!("{name}.wasm"));
     let bytes = std::fs::read(&path).unwrap_or_else(|err| {
-        panic!("cannot read {} ({err}): run guest-examples/build first", path.display())
+        panic!(
+            "cannot read {} ({err}): run guest-examples/build first",
+            path.display()
+        )
     });
     sandbox.load(&bytes).unwrap()
 }
@@ -35,7 +38,7 @@ fn a_thousand_adversarial_events() {
     let limits = Limits {
         fuel: 50_000_000,
         memory_bytes: 16 << 20,
-        timeout: Duration::from_millis(20),
+        timeout: Duration::from_secs(5),
         capture_bytes: 4096,
         ..Limits::default()
     };
@@ -48,17 +51,58 @@ fn a_thousand_adversarial_events() {
     // (guest, inputs, limits, expected code or None for success)
     let deadline_limits = Limits {
         fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(20),
         ..limits.clone()
     };
     let cases: Vec<(_, Vec<NamedValue>, &Limits, Option<ErrorCode>)> = vec![
-        (guest(&sandbox, "spin-loop"), vec![], &limits, Some(ErrorCode::OutOfFuel)),
-        (guest(&sandbox, "spin-loop"), vec![], &deadline_limits, Some(ErrorCode::Deadline)),
-        (guest(&sandbox, "memory-bomb"), vec![], &limits, Some(ErrorCode::MemoryLimit)),
-        (guest(&sandbox, "deep-recursion"), vec![], &limits, Some(ErrorCode::StackOverflow)),
-        (guest(&sandbox, "panic"), vec![], &limits, Some(ErrorCode::Trap)),
-        (guest(&sandbox, "big-output"), vec![], &limits, Some(ErrorCode::OutputTooLarge)),
-        (guest(&sandbox, "node-error"), vec![], &limits, Some(ErrorCode::GuestError)),
-        (guest(&sandbox, "stdout-flood"), int("bytes", 64 << 10), &limits, None),
+        (
+            guest(&sandbox, "spin-loop"),
+            vec![],
+            &limits,
+            Some(ErrorCode::OutOfFuel),
+        ),
+        (
+            guest(&sandbox, "spin-loop"),
+            vec![],
+            &deadline_limits,
+            Some(ErrorCode::Deadline),
+        ),
+        (
+            guest(&sandbox, "memory-bomb"),
+            vec![],
+            &limits,
+            Some(ErrorCode::MemoryLimit),
+        ),
+        (
+            guest(&sandbox, "deep-recursion"),
+            vec![],
+            &limits,
+            Some(ErrorCode::StackOverflow),
+        ),
+        (
+            guest(&sandbox, "panic"),
+            vec![],
+            &limits,
+            Some(ErrorCode::Trap),
+        ),
+        (
+            guest(&sandbox, "big-output"),
+            vec![],
+            &limits,
+            Some(ErrorCode::OutputTooLarge),
+        ),
+        (
+            guest(&sandbox, "node-error"),
+            vec![],
+            &limits,
+            Some(ErrorCode::GuestError),
+        ),
+        (
+            guest(&sandbox, "stdout-flood"),
+            int("bytes", 64 << 10),
+            &limits,
+            None,
+        ),
         (guest(&sandbox, "hello"), vec![], &limits, None),
     ];
     let secrets = HashMap::new();
@@ -67,7 +111,13 @@ fn a_thousand_adversarial_events() {
         let (node, inputs, limits, expected) = &cases[event % cases.len()];
         let outcome = node.execute(inputs.clone(), &secrets, limits);
         let got = outcome.result.as_ref().err().map(|failure| failure.code);
-        assert_eq!(got, *expected, "event {event} on {}: {:?}", node.name(), outcome.result);
+        assert_eq!(
+            got,
+            *expected,
+            "event {event} on {}: {:?}",
+            node.name(),
+            outcome.result
+        );
         if event + 1 == WARM_UP {
             after_warm_up = resident_bytes();
         }

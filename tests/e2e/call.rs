@@ -7,21 +7,28 @@ use serde_json::json;
 fn hello_prints_its_outputs_as_json() {
     let out = run(node_host().arg("call").arg(guest("hello")).arg("name=Ada"));
     assert_eq!(out.code, Some(0), "{out:#?}");
-    assert_eq!(out.json(), json!({"greeting": "Hello Ada", "shout": "HELLO ADA"}));
+    assert_eq!(
+        out.json(),
+        json!({"greeting": "Hello Ada", "shout": "HELLO ADA"})
+    );
 }
 
 #[test]
 fn hello_without_inputs_greets_the_world() {
     let out = run(node_host().arg("call").arg(guest("hello")));
-    assert_eq!(out.json(), json!({"greeting": "Hello world", "shout": "HELLO WORLD"}));
+    assert_eq!(
+        out.json(),
+        json!({"greeting": "Hello world", "shout": "HELLO WORLD"})
+    );
 }
 
 #[test]
 fn inputs_json_and_typed_inputs() {
-    let out = run(node_host()
-        .arg("call")
-        .arg(guest("echo"))
-        .args(["--inputs-json", r#"{"a": [1, {"b": null}]}"#, "b:=2.5"]));
+    let out = run(node_host().arg("call").arg(guest("echo")).args([
+        "--inputs-json",
+        r#"{"a": [1, {"b": null}]}"#,
+        "b:=2.5",
+    ]));
     assert_eq!(out.code, Some(0), "{out:#?}");
     assert_eq!(out.json(), json!({"a": [1, {"b": null}], "b": 2.5}));
 }
@@ -38,10 +45,12 @@ fn out_of_fuel_as_json() {
 
 #[test]
 fn deadline_names_the_code_and_what_to_do() {
-    let out = run(node_host()
-        .arg("call")
-        .arg(guest("spin-loop"))
-        .args(["--fuel", "9000000000000000000", "--timeout", "200ms"]));
+    let out = run(node_host().arg("call").arg(guest("spin-loop")).args([
+        "--fuel",
+        "9000000000000000000",
+        "--timeout",
+        "200ms",
+    ]));
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(out.stderr.contains("deadline"), "{}", out.stderr);
     assert!(out.stderr.contains("--timeout"), "{}", out.stderr);
@@ -51,9 +60,15 @@ fn deadline_names_the_code_and_what_to_do() {
 #[test]
 fn memory_limit_from_the_command_line() {
     let bomb = guest("memory-bomb");
-    let obeyed = run(node_host().arg("call").arg(&bomb).args(["mib:=4", "--memory", "16MiB"]));
+    let obeyed = run(node_host()
+        .arg("call")
+        .arg(&bomb)
+        .args(["mib:=4", "--memory", "16MiB"]));
     assert_eq!(obeyed.json(), json!({"held_mib": 4}));
-    let violated = run(node_host().arg("call").arg(&bomb).args(["--memory", "16MiB", "--json"]));
+    let violated = run(node_host()
+        .arg("call")
+        .arg(&bomb)
+        .args(["--memory", "16MiB", "--json"]));
     assert_eq!(violated.code, Some(1));
     assert_eq!(violated.json()["error"]["code"], "memory_limit");
 }
@@ -67,7 +82,10 @@ fn panic_message_travels_with_the_trap() {
     assert_eq!(out.code, Some(1));
     let error = &out.json()["error"];
     assert_eq!(error["code"], "trap");
-    assert!(error["message"].as_str().unwrap().contains("kaboom"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("kaboom"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -85,11 +103,16 @@ fn guest_error_and_stack_overflow_and_big_output() {
 
 #[test]
 fn secrets_reach_only_a_node_that_declares_them() {
-    let out = run(node_host()
-        .arg("call")
-        .arg(guest("secrets"))
-        .args(["--secret", "api-key=s3cret", "--secret", "other=nope"]));
-    assert_eq!(out.json(), json!({"declared": "s3cret", "undeclared": null}));
+    let out = run(node_host().arg("call").arg(guest("secrets")).args([
+        "--secret",
+        "api-key=s3cret",
+        "--secret",
+        "other=nope",
+    ]));
+    assert_eq!(
+        out.json(),
+        json!({"declared": "s3cret", "undeclared": null})
+    );
 }
 
 #[test]
@@ -106,7 +129,10 @@ fn logs_flag_shows_captured_output() {
 
 #[test]
 fn unknown_input_is_invalid_input() {
-    let out = run(node_host().arg("call").arg(guest("hello")).args(["nmae=x", "--json"]));
+    let out = run(node_host()
+        .arg("call")
+        .arg(guest("hello"))
+        .args(["nmae=x", "--json"]));
     assert_eq!(out.code, Some(1));
     assert_eq!(out.json()["error"]["code"], "invalid_input");
 }
@@ -115,13 +141,21 @@ fn unknown_input_is_invalid_input() {
 fn usage_errors_exit_2() {
     let no_equals = run(node_host().arg("call").arg(guest("hello")).arg("name"));
     assert_eq!(no_equals.code, Some(2));
-    assert!(no_equals.stderr.contains("NAME=TEXT"), "{}", no_equals.stderr);
-    let bad_size = run(node_host().arg("call").arg(guest("hello")).args(["--memory", "lots"]));
-    assert_eq!(bad_size.code, Some(2));
-    let twice = run(node_host()
+    assert!(
+        no_equals.stderr.contains("NAME=TEXT"),
+        "{}",
+        no_equals.stderr
+    );
+    let bad_size = run(node_host()
         .arg("call")
         .arg(guest("hello"))
-        .args(["name=a", "--inputs-json", r#"{"name": "b"}"#]));
+        .args(["--memory", "lots"]));
+    assert_eq!(bad_size.code, Some(2));
+    let twice = run(node_host().arg("call").arg(guest("hello")).args([
+        "name=a",
+        "--inputs-json",
+        r#"{"name": "b"}"#,
+    ]));
     assert_eq!(twice.code, Some(2));
     assert!(twice.stderr.contains("given twice"), "{}", twice.stderr);
 }

@@ -9,7 +9,11 @@ fn refused(test: &str, bytes: &[u8]) -> (String, serde_json::Value) {
     std::fs::write(&path, bytes).unwrap();
     let text = run(node_host().arg("call").arg(&path));
     assert_eq!(text.code, Some(2), "{text:#?}");
-    assert!(text.stderr.contains("cannot be used as a node"), "{}", text.stderr);
+    assert!(
+        text.stderr.contains("cannot be used as a node"),
+        "{}",
+        text.stderr
+    );
     let json = run(node_host().arg("call").arg(&path).arg("--json"));
     assert_eq!(json.code, Some(2), "{json:#?}");
     (text.stderr, json.json()["error"].clone())
@@ -19,7 +23,11 @@ fn refused(test: &str, bytes: &[u8]) -> (String, serde_json::Value) {
 fn missing_file() {
     let out = run(node_host().args(["call", "/nonexistent/node.wasm"]));
     assert_eq!(out.code, Some(2));
-    assert!(out.stderr.contains("cannot read the component file"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot read the component file"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -65,11 +73,13 @@ fn component_of_another_world() {
 
 #[test]
 fn component_importing_a_denied_interface() {
-    let importer = wat::parse_str(
-        r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#,
-    )
-    .unwrap();
+    let importer =
+        wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
+            .unwrap();
     let (stderr, error) = refused("denied", &importer);
     assert_eq!(error["code"], "denied_import");
-    assert!(stderr.contains("wasi:http/outgoing-handler@0.2.0"), "{stderr}");
+    assert!(
+        stderr.contains("wasi:http/outgoing-handler@0.2.0"),
+        "{stderr}"
+    );
 }

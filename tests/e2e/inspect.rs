@@ -8,12 +8,19 @@ fn hello_is_accepted_and_described() {
     assert_eq!(out.code, Some(0), "{out:#?}");
     assert!(out.stdout.contains("accepted: yes"), "{}", out.stdout);
     assert!(out.stdout.contains("greeting (required)"), "{}", out.stdout);
-    assert!(out.stdout.contains("node-host:node/node@0.1.0"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("node-host:node/node@0.1.0"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
 fn json_report() {
-    let out = run(node_host().arg("inspect").arg(guest("secrets")).arg("--json"));
+    let out = run(node_host()
+        .arg("inspect")
+        .arg(guest("secrets"))
+        .arg("--json"));
     assert_eq!(out.code, Some(0), "{out:#?}");
     let report = out.json();
     assert_eq!(report["accepted"], true);

@@ -102,7 +102,9 @@ pub fn run(command: &mut Command) -> Run {
         status,
         stdout,
         stderr,
-    } = child.wait_with_output().expect("collecting node-host's output");
+    } = child
+        .wait_with_output()
+        .expect("collecting node-host's output");
     Run {
         code: status.code(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),

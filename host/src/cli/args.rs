@@ -13,8 +13,11 @@ pub fn parse_input(arg: &str) -> Result<NamedValue, String> {
     };
     let (name, value) = match name.strip_suffix(':') {
         Some(name) => {
-            let json = serde_json::from_str(rest)
-                .map_err(|err| format!("input `{name}`: `{rest}` is not valid JSON ({err}); quote text as NAME=TEXT"))?;
+            let json = serde_json::from_str(rest).map_err(|err| {
+                format!(
+                    "input `{name}`: `{rest}` is not valid JSON ({err}); quote text as NAME=TEXT"
+                )
+            })?;
             (name, value::from_json(json))
         }
         None => (name, Value::Text(rest.to_owned())),
@@ -44,7 +47,11 @@ pub fn parse_size(arg: &str) -> Result<usize, String> {
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
-        other => return Err(format!("unknown size unit `{other}` in `{arg}`: use KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{arg}`: use KiB, MiB or GiB"
+            ));
+        }
     };
     number
         .checked_mul(1 << shift)
@@ -67,7 +74,11 @@ pub fn parse_duration(arg: &str) -> Result<Duration, String> {
         "s" => number,
         "m" | "min" => number * 60.0,
         "" => return Err(format!("duration `{arg}` needs a unit: ms, s or m")),
-        other => return Err(format!("unknown duration unit `{other}` in `{arg}`: use ms, s or m")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{arg}`: use ms, s or m"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration `{arg}` is out of range"))
 }
@@ -79,7 +90,10 @@ mod tests {
     #[test]
     fn inputs_text_and_json() {
         let text = parse_input("name=Ada=Lovelace").unwrap();
-        assert_eq!((text.name.as_str(), text.value), ("name", Value::Text("Ada=Lovelace".into())));
+        assert_eq!(
+            (text.name.as_str(), text.value),
+            ("name", Value::Text("Ada=Lovelace".into()))
+        );
         let json = parse_input("n:=42").unwrap();
         assert_eq!(json.value, Value::Integer(42));
         let json = parse_input("list:=[1,2]").unwrap();

@@ -74,7 +74,9 @@ pub(super) fn run(args: &CallArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode>
     let mut inputs = match &args.inputs_json {
         Some(text) => match serde_json::from_str(text) {
             Ok(serde_json::Value::Object(object)) => value::inputs_from_json(object),
-            Ok(_) => anyhow::bail!("--inputs-json must be a JSON object, like {{\"name\": \"Ada\"}}"),
+            Ok(_) => {
+                anyhow::bail!("--inputs-json must be a JSON object, like {{\"name\": \"Ada\"}}")
+            }
             Err(err) => anyhow::bail!("--inputs-json is not valid JSON: {err}"),
         },
         None => Vec::new(),
@@ -100,9 +102,15 @@ pub(super) fn run(args: &CallArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode>
         Ok(node) => node,
         Err(err) => {
             drop(progress);
-            let message = format!("{} cannot be used as a node: {err}", args.component.display());
+            let message = format!(
+                "{} cannot be used as a node: {err}",
+                args.component.display()
+            );
             if args.json {
-                println!("{}", json!({"error": {"code": err.code(), "message": message}}));
+                println!(
+                    "{}",
+                    json!({"error": {"code": err.code(), "message": message}})
+                );
             } else {
                 eprintln!("node-host: error: {message}");
             }

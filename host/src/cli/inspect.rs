@@ -11,7 +11,9 @@ use crate::sandbox::value::{self, Port};
 use crate::sandbox::{Inspection, Sandbox};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Exit codes: 0 accepted; 1 refused (the report says why); 2 unreadable file.")]
+#[command(
+    after_help = "Exit codes: 0 accepted; 1 refused (the report says why); 2 unreadable file."
+)]
 pub(super) struct InspectArgs {
     /// The file to inspect.
     component: PathBuf,
@@ -27,7 +29,10 @@ pub(super) fn run(args: &InspectArgs, sandbox: Sandbox) -> anyhow::Result<ExitCo
     let inspection = sandbox.inspect_with_progress(&bytes, &mut || progress.start());
     drop(progress);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report_json(args, &inspection))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report_json(args, &inspection))?
+        );
     } else {
         print_report(args, &inspection);
     }
@@ -95,7 +100,11 @@ fn print_ports(title: &str, ports: &[Port]) {
         println!("  (none)");
     }
     for port in ports {
-        let need = if port.required { "required" } else { "optional" };
+        let need = if port.required {
+            "required"
+        } else {
+            "optional"
+        };
         let default = match port.default_value.as_ref().map(value::to_json) {
             Some(Ok(json)) => format!(", default {json}"),
             _ => String::new(),

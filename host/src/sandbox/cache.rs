@@ -40,22 +40,21 @@ impl CompileCache {
     }
 
     fn artifact_path(&self, sha256: &str) -> PathBuf {
-        self.dir
-            .join(format!("{sha256}-{}.cwasm", self.engine_key))
+        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
     /// The cached compilation of the component with this sha256, if any.
     /// A damaged artifact is removed and reported as a miss.
     pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.artifact_path(sha256);
-        if !path.is_file() {
-            return None;
-        }
+        // Read into memory rather than map the file: a mapped artifact that
+        // anyone truncates later would crash the process with SIGBUS.
+        let bytes = fs::read(&path).ok()?;
         // SAFETY: the file lives in this host's private cache directory and was
         // written by `put` below from `Component::serialize` of an engine with
         // the same compatibility hash (part of its name); wasmtime also checks
         // the header against this engine before using it.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(err) => {
                 tracing::warn!(path = %path.display(), "dropping unusable cached artifact: {err}");

@@ -50,7 +50,21 @@ impl CaptureStream {
         if bytes.len() > room {
             buffer.truncated = true;
         }
-        buffer.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        buffer
+            .kept
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The last `max` bytes kept so far (cut to a character boundary).
+    pub(crate) fn tail(&self, max: usize) -> String {
+        let buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        let text = String::from_utf8_lossy(&buffer.kept);
+        let text = text.trim();
+        let start = text.len().saturating_sub(max);
+        let start = (start..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        text[start..].to_owned()
     }
 
     /// What the guest wrote, up to the cap.
@@ -150,7 +164,7 @@ pub struct CapturedLog {
 impl CapturedLog {
     pub(crate) fn push(&mut self, level: Level, mut message: String, cap: usize) {
         let room = cap.saturating_sub(self.bytes);
-        if room == 0 {
+        if room == 0 || self.truncated {
             self.truncated = true;
             return;
         }

@@ -143,15 +143,16 @@ impl Sandbox {
             .map_err(|err| SandboxError::Engine(err.to_string()))?;
         RemoteNode::add_to_linker::<_, HasSelf<EventState>>(&mut linker, |state| state)
             .map_err(|err| SandboxError::Engine(err.to_string()))?;
-        let cache = match &config.cache_dir {
-            Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|source| {
-                SandboxError::Cache {
-                    path: dir.clone(),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let cache =
+            match &config.cache_dir {
+                Some(dir) => Some(CompileCache::open(dir, &engine).map_err(|source| {
+                    SandboxError::Cache {
+                        path: dir.clone(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         Ok(Self {
             engine,
             linker: Arc::new(linker),

@@ -148,7 +148,11 @@ mod tests {
     fn table_elements_are_capped() {
         let mut limiter = MemoryLimiter::new(PAGE);
         assert!(limiter.table_growing(0, 10, None).unwrap());
-        assert!(!limiter.table_growing(10, DEFAULT_TABLE_ELEMENTS + 1, None).unwrap());
+        assert!(
+            !limiter
+                .table_growing(10, DEFAULT_TABLE_ELEMENTS + 1, None)
+                .unwrap()
+        );
         // Table refusals are not memory refusals.
         assert_eq!(limiter.refused_at(), None);
     }

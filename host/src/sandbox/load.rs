@@ -218,8 +218,14 @@ impl Sandbox {
             }
         };
         let ty = component.component_type();
-        inspection.imports = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
-        inspection.exports = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        inspection.imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        inspection.exports = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         match self.link(component, sha256) {
             Ok(node) => inspection.info = Some(node.info().clone()),
             Err(err) => inspection.verdict = Err(err),
@@ -233,7 +239,11 @@ impl Sandbox {
         sha256: &str,
         on_compile: &mut dyn FnMut(),
     ) -> Result<Component, LoadError> {
-        if let Some(component) = self.cache.as_ref().and_then(|c| c.get(&self.engine, sha256)) {
+        if let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.engine, sha256))
+        {
             return Ok(component);
         }
         on_compile();
@@ -249,7 +259,10 @@ impl Sandbox {
 
     fn link(&self, component: Component, sha256: String) -> Result<NodeComponent, LoadError> {
         let ty = component.component_type();
-        if let Some((denied, _)) = ty.imports(&self.engine).find(|(name, _)| !import_allowed(name)) {
+        if let Some((denied, _)) = ty
+            .imports(&self.engine)
+            .find(|(name, _)| !import_allowed(name))
+        {
             return Err(LoadError::DeniedImport(denied.to_owned()));
         }
         let instance_pre = self
@@ -273,7 +286,10 @@ pub fn validate_info(info: &NodeInfo) -> Result<(), String> {
         return Err(format!("the node name `{}` contains `/`", info.name));
     }
     if info.outputs.is_empty() {
-        return Err(format!("node `{}` declares no outputs; at least one is required", info.name));
+        return Err(format!(
+            "node `{}` declares no outputs; at least one is required",
+            info.name
+        ));
     }
     for (kind, ports) in [("input", &info.inputs), ("output", &info.outputs)] {
         for (i, port) in ports.iter().enumerate() {
@@ -284,7 +300,10 @@ pub fn validate_info(info: &NodeInfo) -> Result<(), String> {
                 return Err(format!("{kind} `{}` is declared twice", port.name));
             }
             if port.required && port.default_value.is_some() {
-                return Err(format!("{kind} `{}` is required and also has a default", port.name));
+                return Err(format!(
+                    "{kind} `{}` is required and also has a default",
+                    port.name
+                ));
             }
         }
     }
@@ -305,7 +324,10 @@ mod tests {
     fn header_kinds() {
         assert_eq!(file_kind(b""), Err(LoadError::Empty));
         assert_eq!(file_kind(b"hello world"), Err(LoadError::NotWasm));
-        assert!(matches!(file_kind(b"\0asm\x0d"), Err(LoadError::Invalid(_))));
+        assert!(matches!(
+            file_kind(b"\0asm\x0d"),
+            Err(LoadError::Invalid(_))
+        ));
         assert_eq!(file_kind(b"\0asm\x01\0\0\0"), Err(LoadError::CoreModule));
         assert_eq!(file_kind(b"\0asm\x0d\0\x01\0"), Ok(FileKind::Component));
         assert_eq!(

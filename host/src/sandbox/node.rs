@@ -209,7 +209,12 @@ impl NodeComponent {
         }
         let invalid = |message: String| Err(Failure::new(ErrorCode::InvalidOutput, message));
         for (i, output) in outputs.iter().enumerate() {
-            if !self.info.outputs.iter().any(|port| port.name == output.name) {
+            if !self
+                .info
+                .outputs
+                .iter()
+                .any(|port| port.name == output.name)
+            {
                 return invalid(format!(
                     "node `{}` returned output `{}`, which it does not declare; it declares: {}",
                     self.info.name,
@@ -217,7 +222,10 @@ impl NodeComponent {
                     port_names(&self.info.outputs)
                 ));
             }
-            if outputs[..i].iter().any(|earlier| earlier.name == output.name) {
+            if outputs[..i]
+                .iter()
+                .any(|earlier| earlier.name == output.name)
+            {
                 return invalid(format!("output `{}` is returned twice", output.name));
             }
             if let Value::Json(_) = &output.value
@@ -290,11 +298,18 @@ fn deadline_ticks(timeout: Duration) -> u64 {
 
 /// Maps a failed instantiate or call to an error code: by the trap wasmtime
 /// raised and by what the memory limiter refused, never by message text.
-fn classify(err: &wasmtime::Error, memory_refused: Option<usize>, stderr: &CaptureStream) -> Failure {
+fn classify(
+    err: &wasmtime::Error,
+    memory_refused: Option<usize>,
+    stderr: &CaptureStream,
+) -> Failure {
     let trap = err.downcast_ref::<Trap>().copied();
     let (code, what) = match trap {
         Some(Trap::OutOfFuel) => (ErrorCode::OutOfFuel, "the event ran out of fuel".to_owned()),
-        Some(Trap::Interrupt) => (ErrorCode::Deadline, "the event ran past its deadline".to_owned()),
+        Some(Trap::Interrupt) => (
+            ErrorCode::Deadline,
+            "the event ran past its deadline".to_owned(),
+        ),
         Some(Trap::StackOverflow) => (
             ErrorCode::StackOverflow,
             "the guest exhausted its call stack".to_owned(),
@@ -309,16 +324,11 @@ fn classify(err: &wasmtime::Error, memory_refused: Option<usize>, stderr: &Captu
         Some(trap) => (ErrorCode::Trap, format!("the guest trapped: {trap}")),
         None => (ErrorCode::Trap, format!("the guest failed: {err}")),
     };
-    let captured = stderr.take();
-    let tail = captured.text.trim();
+    let tail = stderr.tail(STDERR_IN_MESSAGE);
     let message = if tail.is_empty() || code != ErrorCode::Trap {
         what
     } else {
-        let start = tail.len().saturating_sub(STDERR_IN_MESSAGE);
-        let start = (start..tail.len())
-            .find(|&i| tail.is_char_boundary(i))
-            .unwrap_or(0);
-        format!("{what}; stderr: {}", &tail[start..])
+        format!("{what}; stderr: {tail}")
     };
     Failure::new(code, message)
 }

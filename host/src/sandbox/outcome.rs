@@ -66,7 +66,9 @@ impl ErrorCode {
     /// What the person who hit this error can do about it.
     pub fn advice(self) -> &'static str {
         match self {
-            ErrorCode::InvalidInput => "pass the inputs the node declares (see `node-host inspect`)",
+            ErrorCode::InvalidInput => {
+                "pass the inputs the node declares (see `node-host inspect`)"
+            }
             ErrorCode::InvalidOutput => "fix the node so it returns only the outputs it declares",
             ErrorCode::GuestError => "the node refused the event; read its message",
             ErrorCode::Trap => "the node crashed; its message and stderr say where",

@@ -50,9 +50,8 @@ pub fn to_json(value: &Value) -> Result<Json, String> {
             .ok_or_else(|| format!("float {x} has no JSON form"))?,
         Value::Text(s) => Json::String(s.clone()),
         Value::Bytes(bytes) => serde_json::json!({ BYTES_KEY: BASE64.encode(bytes) }),
-        Value::Json(text) => serde_json::from_str(text).map_err(|err| {
-            format!("json value is not valid JSON ({err}): {}", preview(text))
-        })?,
+        Value::Json(text) => serde_json::from_str(text)
+            .map_err(|err| format!("json value is not valid JSON ({err}): {}", preview(text)))?,
     })
 }
 
@@ -96,10 +95,17 @@ pub fn inputs_from_json(object: serde_json::Map<String, Json>) -> Vec<NamedValue
 }
 
 /// Converts outputs into a JSON object, in their order.
-pub fn outputs_to_json(outputs: &[(String, Value)]) -> Result<serde_json::Map<String, Json>, String> {
+pub fn outputs_to_json(
+    outputs: &[(String, Value)],
+) -> Result<serde_json::Map<String, Json>, String> {
     outputs
         .iter()
-        .map(|(name, value)| Ok((name.clone(), to_json(value).map_err(|err| format!("output `{name}`: {err}"))?)))
+        .map(|(name, value)| {
+            Ok((
+                name.clone(),
+                to_json(value).map_err(|err| format!("output `{name}`: {err}"))?,
+            ))
+        })
         .collect()
 }
 
@@ -129,7 +135,13 @@ mod tests {
 
     #[test]
     fn scalars_round_trip() {
-        for json in [json!(null), json!(true), json!(-7), json!(2.5), json!("héllo")] {
+        for json in [
+            json!(null),
+            json!(true),
+            json!(-7),
+            json!(2.5),
+            json!("héllo"),
+        ] {
             assert_eq!(to_json(&from_json(json.clone())).unwrap(), json);
         }
     }

@@ -8,7 +8,10 @@ use node_host::sandbox::{ErrorCode, Limits, Value};
 use crate::{code, guest, inputs, int, outputs, run, text};
 
 fn out(pairs: &[(&str, Value)]) -> Vec<(String, Value)> {
-    pairs.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.clone()))
+        .collect()
 }
 
 #[test]
@@ -16,14 +19,21 @@ fn hello_greets_by_name() {
     let outcome = run("hello", &[("name", text("Ada"))], &Limits::default());
     assert_eq!(
         outputs(&outcome),
-        &out(&[("greeting", text("Hello Ada")), ("shout", text("HELLO ADA"))])
+        &out(&[
+            ("greeting", text("Hello Ada")),
+            ("shout", text("HELLO ADA"))
+        ])
     );
     assert!(outcome.fuel_used > 0);
 }
 
 #[test]
 fn hello_without_a_name_greets_the_world() {
-    for given in [vec![], vec![("name", text("   "))], vec![("name", Value::Null)]] {
+    for given in [
+        vec![],
+        vec![("name", text("   "))],
+        vec![("name", Value::Null)],
+    ] {
         let outcome = run("hello", &given, &Limits::default());
         assert_eq!(outputs(&outcome)[0].1, text("Hello world"), "{given:?}");
     }
@@ -33,7 +43,12 @@ fn hello_without_a_name_greets_the_world() {
 fn info_is_read_once_at_load() {
     let node = guest("hello");
     assert_eq!(node.name(), "hello");
-    let names: Vec<_> = node.info().outputs.iter().map(|p| p.name.as_str()).collect();
+    let names: Vec<_> = node
+        .info()
+        .outputs
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
     assert_eq!(names, ["greeting", "shout"]);
     assert_eq!(node.sha256().len(), 64);
 }
@@ -43,12 +58,19 @@ fn unknown_input_is_invalid_input() {
     let outcome = run("hello", &[("nmae", text("typo"))], &Limits::default());
     assert_eq!(code(&outcome), ErrorCode::InvalidInput);
     let message = &outcome.result.as_ref().unwrap_err().message;
-    assert!(message.contains("nmae") && message.contains("name"), "{message}");
+    assert!(
+        message.contains("nmae") && message.contains("name"),
+        "{message}"
+    );
 }
 
 #[test]
 fn duplicate_input_is_invalid_input() {
-    let outcome = run("hello", &[("name", text("a")), ("name", text("b"))], &Limits::default());
+    let outcome = run(
+        "hello",
+        &[("name", text("a")), ("name", text("b"))],
+        &Limits::default(),
+    );
     assert_eq!(code(&outcome), ErrorCode::InvalidInput);
 }
 
@@ -77,7 +99,11 @@ fn outputs_come_in_declared_order() {
 
 #[test]
 fn undeclared_output_is_invalid_output() {
-    let outcome = run("echo", &[("a", int(1)), ("extra", int(3))], &Limits::default());
+    let outcome = run(
+        "echo",
+        &[("a", int(1)), ("extra", int(3))],
+        &Limits::default(),
+    );
     assert_eq!(code(&outcome), ErrorCode::InvalidOutput);
     assert!(outcome.result.unwrap_err().message.contains("extra"));
 }
@@ -90,21 +116,36 @@ fn missing_required_output_is_invalid_output() {
 
 #[test]
 fn invalid_json_output_is_invalid_output() {
-    let outcome = run("echo", &[("a", Value::Json("{oops".into()))], &Limits::default());
+    let outcome = run(
+        "echo",
+        &[("a", Value::Json("{oops".into()))],
+        &Limits::default(),
+    );
     assert_eq!(code(&outcome), ErrorCode::InvalidOutput);
 }
 
 #[test]
 fn node_error_is_guest_error_with_its_message() {
-    let outcome = run("node-error", &[("reason", text("closed today"))], &Limits::default());
+    let outcome = run(
+        "node-error",
+        &[("reason", text("closed today"))],
+        &Limits::default(),
+    );
     assert_eq!(code(&outcome), ErrorCode::GuestError);
     let message = outcome.result.unwrap_err().message;
-    assert!(message.starts_with("refused: ") && message.contains("closed today"), "{message}");
+    assert!(
+        message.starts_with("refused: ") && message.contains("closed today"),
+        "{message}"
+    );
 }
 
 #[test]
 fn panic_is_a_trap_carrying_the_panic_message() {
-    let outcome = run("panic", &[("message", text("the sky fell"))], &Limits::default());
+    let outcome = run(
+        "panic",
+        &[("message", text("the sky fell"))],
+        &Limits::default(),
+    );
     assert_eq!(code(&outcome), ErrorCode::Trap);
     let message = outcome.result.unwrap_err().message;
     assert!(message.contains("the sky fell"), "{message}");

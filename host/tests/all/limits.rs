@@ -54,7 +54,11 @@ fn deadline_violated() {
     assert_eq!(code(&outcome), ErrorCode::Deadline);
     // Stopped at the deadline, not long after: a bound, not a benchmark.
     assert!(started.elapsed() >= Duration::from_millis(100));
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -90,7 +94,11 @@ fn memory_cap_applies_at_instantiation() {
 
 #[test]
 fn stack_obeyed() {
-    let outcome = run("deep-recursion", &[("depth", int(1_000))], &Limits::default());
+    let outcome = run(
+        "deep-recursion",
+        &[("depth", int(1_000))],
+        &Limits::default(),
+    );
     assert_eq!(outputs(&outcome)[0].1, int(1_000));
 }
 
@@ -107,7 +115,9 @@ fn output_size_obeyed() {
         ..Limits::default()
     };
     let outcome = run("big-output", &[("bytes", int(4000))], &limits);
-    assert!(matches!(&outputs(&outcome)[0].1, node_host::sandbox::Value::Text(t) if t.len() == 4000));
+    assert!(
+        matches!(&outputs(&outcome)[0].1, node_host::sandbox::Value::Text(t) if t.len() == 4000)
+    );
 }
 
 #[test]

@@ -17,7 +17,9 @@ impl Guest for BigOutput {
     }
 
     fn execute(inputs: Vec<NamedValue>) -> Result<Vec<NamedValue>, NodeError> {
-        let size = integer_input(&inputs, "bytes").unwrap_or(DEFAULT_BYTES).max(0) as usize;
+        let size = integer_input(&inputs, "bytes")
+            .unwrap_or(DEFAULT_BYTES)
+            .max(0) as usize;
         Ok(vec![output("data", Value::Text("x".repeat(size)))])
     }
 }

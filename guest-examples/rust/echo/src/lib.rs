@@ -15,7 +15,11 @@ impl Guest for Echo {
             vec![
                 port("a", "Returned as output a", false),
                 port("b", "Returned as output b", false),
-                port("extra", "Returned as output extra, which is not declared", false),
+                port(
+                    "extra",
+                    "Returned as output extra, which is not declared",
+                    false,
+                ),
             ],
             vec![
                 port("a", "Input a", true),

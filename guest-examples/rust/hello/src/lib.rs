@@ -10,7 +10,11 @@ impl Guest for Hello {
         info(
             "hello",
             "Greets someone, politely and loudly",
-            vec![port("name", "Who to greet; blank or missing means world", false)],
+            vec![port(
+                "name",
+                "Who to greet; blank or missing means world",
+                false,
+            )],
             vec![
                 port("greeting", "Hello <name>", true),
                 port("shout", "HELLO <NAME>", true),
@@ -31,7 +35,10 @@ impl Guest for Hello {
         let name = if name.is_empty() { "world" } else { &name };
         Ok(vec![
             output("greeting", Value::Text(format!("Hello {name}"))),
-            output("shout", Value::Text(format!("HELLO {}", name.to_uppercase()))),
+            output(
+                "shout",
+                Value::Text(format!("HELLO {}", name.to_uppercase())),
+            ),
         ])
     }
 }

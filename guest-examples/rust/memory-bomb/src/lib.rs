@@ -12,7 +12,11 @@ impl Guest for MemoryBomb {
         info(
             "memory-bomb",
             "Grows its memory one MiB at a time: forever, or up to `mib` MiB",
-            vec![port("mib", "How many MiB to hold; missing means no end", false)],
+            vec![port(
+                "mib",
+                "How many MiB to hold; missing means no end",
+                false,
+            )],
             vec![port("held_mib", "The MiB held when done", true)],
         )
     }

@@ -10,7 +10,11 @@ impl Guest for SpinLoop {
         info(
             "spin-loop",
             "Burns CPU: forever, or for the given number of iterations",
-            vec![port("iterations", "How long to spin; missing means forever", false)],
+            vec![port(
+                "iterations",
+                "How long to spin; missing means forever",
+                false,
+            )],
             vec![port("spun", "The iterations done", true)],
         )
     }

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use guest_kit::{Guest, Level, NamedValue, NodeError, NodeInfo, Value, info, integer_input, log, output, port};
+use guest_kit::{
+    Guest, Level, NamedValue, NodeError, NodeInfo, Value, info, integer_input, log, output, port,
+};
 
 struct StdoutFlood;
 
@@ -15,20 +17,29 @@ impl Guest for StdoutFlood {
         info(
             "stdout-flood",
             "Prints and logs far more than any capture keeps, then returns",
-            vec![port("bytes", "How much to write to each stream (default 8 MiB)", false)],
+            vec![port(
+                "bytes",
+                "How much to write to each stream (default 8 MiB)",
+                false,
+            )],
             vec![port("written", "Bytes written to each stream", true)],
         )
     }
 
     fn execute(inputs: Vec<NamedValue>) -> Result<Vec<NamedValue>, NodeError> {
-        let total = integer_input(&inputs, "bytes").unwrap_or(DEFAULT_BYTES).max(0) as usize;
+        let total = integer_input(&inputs, "bytes")
+            .unwrap_or(DEFAULT_BYTES)
+            .max(0) as usize;
         let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
         let mut written = 0;
         while written < total {
             let chunk = &LINE[..LINE.len().min(total - written)];
             stdout.write_all(chunk).expect("stdout accepts every write");
             stderr.write_all(chunk).expect("stderr accepts every write");
-            log(Level::Info, std::str::from_utf8(chunk).expect("ascii").trim_end());
+            log(
+                Level::Info,
+                std::str::from_utf8(chunk).expect("ascii").trim_end(),
+            );
             written += chunk.len();
         }
         stdout.flush().expect("stdout flushes");
