@@ -2,8 +2,10 @@
 //! for agent and workflow platforms.
 //!
 //! Layers, each a module, data flowing down: [`sandbox`] (load components,
-//! run one event in a fresh limited instance) and [`cli`] (the `node-host`
+//! run one event in a fresh limited instance), [`protocol`] (the wire
+//! formats of platform backends, no I/O) and [`cli`] (the `node-host`
 //! command). A lower layer never uses a higher one.
 
 pub mod cli;
+pub mod protocol;
 pub mod sandbox;

@@ -78,7 +78,7 @@ pub fn phases(node: &NodeComponent, inputs: &[NamedValue], limits: &Limits) -> P
         .expect("call");
     let t3 = Instant::now();
     drop(result);
-    drop(instance);
+    let _ = instance;
     drop(store);
     let t4 = Instant::now();
     Phases {

@@ -368,7 +368,8 @@ mod tests {
     #[test]
     fn info_rules() {
         assert_eq!(validate_info(&info()), Ok(()));
-        let broken: [(fn(&mut NodeInfo), &str); 6] = [
+        type Breaks = fn(&mut NodeInfo);
+        let broken: [(Breaks, &str); 6] = [
             (|i| i.name = " ".into(), "empty"),
             (|i| i.name = "a/b".into(), "contains `/`"),
             (|i| i.outputs.clear(), "no outputs"),
