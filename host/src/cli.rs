@@ -105,8 +105,7 @@ fn init_tracing() {
         .init();
 }
 
-/// Reads a component file, with a spinner on a terminal while a first
-/// compile runs. `Err` carries the message for exit code 2.
+/// Reads a component file; `Err` carries the message for exit code 2.
 fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path)
         .with_context(|| format!("cannot read the component file {}", path.display()))

@@ -10,6 +10,9 @@ use serde::Serialize;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+/// Severity of a guest log line.
+pub use super::bindings::node_host::node::host::Level;
+
 /// Bytes a guest may hand over in one write; it loops for more.
 const WRITE_PERMIT: usize = 64 << 10;
 
@@ -137,9 +140,6 @@ impl tokio::io::AsyncWrite for CaptureStream {
         std::task::Poll::Ready(Ok(()))
     }
 }
-
-/// Severity of a guest log line.
-pub use super::bindings::node_host::node::host::Level;
 
 /// One line the guest logged through `host.log`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

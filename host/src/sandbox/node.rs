@@ -90,7 +90,7 @@ impl NodeComponent {
                     .iter()
                     .filter_map(|name| Some((name.clone(), secrets.get(name)?.clone())))
                     .collect();
-                let mut store = self.new_store(limits, &stdout, &stderr, declared);
+                let mut store = new_store(&self.sandbox, limits, &stdout, &stderr, declared);
                 let called = self
                     .pre
                     .instantiate(&mut store)
@@ -133,16 +133,6 @@ impl NodeComponent {
         pre.instantiate(&mut store)
             .and_then(|node| node.node_host_node_node().call_info(&mut store))
             .map_err(|err| classify(&err, store.data().limiter.refused_at(), &stderr))
-    }
-
-    fn new_store(
-        &self,
-        limits: &Limits,
-        stdout: &CaptureStream,
-        stderr: &CaptureStream,
-        secrets: Vec<(String, String)>,
-    ) -> Store<EventState> {
-        new_store(&self.sandbox, limits, stdout, stderr, secrets)
     }
 
     /// Checks the caller's inputs against the declared ones and adds the
@@ -314,12 +304,9 @@ fn classify(
             ErrorCode::StackOverflow,
             "the guest exhausted its call stack".to_owned(),
         ),
-        _ if memory_refused.is_some() => (
+        _ if let Some(asked) = memory_refused => (
             ErrorCode::MemoryLimit,
-            format!(
-                "the guest asked for {} bytes of linear memory, beyond the event's limit",
-                memory_refused.unwrap_or_default()
-            ),
+            format!("the guest asked for {asked} bytes of linear memory, beyond the event's limit"),
         ),
         Some(trap) => (ErrorCode::Trap, format!("the guest trapped: {trap}")),
         None => (ErrorCode::Trap, format!("the guest failed: {err}")),
