@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use node_host::sandbox::{ErrorCode, Limits, NamedValue, Sandbox, SandboxConfig, Value};
+use node_host::sandbox::{
+    ErrorCode, Limits, NamedValue, NodeComponent, Sandbox, SandboxConfig, Value,
+};
 
 const EVENTS: usize = 1_000;
 const WARM_UP: usize = 200;
@@ -19,7 +21,7 @@ fn resident_bytes() -> u64 {
     pages * 4096
 }
 
-fn guest(sandbox: &Sandbox, name: &str) -> node_host::sandbox::NodeComponent {
+fn guest(sandbox: &Sandbox, name: &str) -> NodeComponent {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../guest-examples/dist")
         .join(format!("{name}.wasm"));
@@ -48,63 +50,47 @@ fn a_thousand_adversarial_events() {
             value: Value::Integer(n),
         }]
     };
-    // (guest, inputs, limits, expected code or None for success)
     let deadline_limits = Limits {
         fuel: u64::MAX / 2,
         timeout: Duration::from_millis(20),
         ..limits.clone()
     };
-    let cases: Vec<(_, Vec<NamedValue>, &Limits, Option<ErrorCode>)> = vec![
+    // (guest, inputs, limits, expected code or None for success)
+    let table: [(&str, Vec<NamedValue>, &Limits, Option<ErrorCode>); 9] = [
+        ("spin-loop", vec![], &limits, Some(ErrorCode::OutOfFuel)),
         (
-            guest(&sandbox, "spin-loop"),
-            vec![],
-            &limits,
-            Some(ErrorCode::OutOfFuel),
-        ),
-        (
-            guest(&sandbox, "spin-loop"),
+            "spin-loop",
             vec![],
             &deadline_limits,
             Some(ErrorCode::Deadline),
         ),
+        ("memory-bomb", vec![], &limits, Some(ErrorCode::MemoryLimit)),
         (
-            guest(&sandbox, "memory-bomb"),
-            vec![],
-            &limits,
-            Some(ErrorCode::MemoryLimit),
-        ),
-        (
-            guest(&sandbox, "deep-recursion"),
+            "deep-recursion",
             vec![],
             &limits,
             Some(ErrorCode::StackOverflow),
         ),
+        ("panic", vec![], &limits, Some(ErrorCode::Trap)),
         (
-            guest(&sandbox, "panic"),
-            vec![],
-            &limits,
-            Some(ErrorCode::Trap),
-        ),
-        (
-            guest(&sandbox, "big-output"),
+            "big-output",
             vec![],
             &limits,
             Some(ErrorCode::OutputTooLarge),
         ),
-        (
-            guest(&sandbox, "node-error"),
-            vec![],
-            &limits,
-            Some(ErrorCode::GuestError),
-        ),
-        (
-            guest(&sandbox, "stdout-flood"),
-            int("bytes", 64 << 10),
-            &limits,
-            None,
-        ),
-        (guest(&sandbox, "hello"), vec![], &limits, None),
+        ("node-error", vec![], &limits, Some(ErrorCode::GuestError)),
+        ("stdout-flood", int("bytes", 64 << 10), &limits, None),
+        ("hello", vec![], &limits, None),
     ];
+    // Each guest is loaded (compiled) once, however many rows use it.
+    let mut loaded: HashMap<&str, NodeComponent> = HashMap::new();
+    for (name, ..) in &table {
+        loaded.entry(name).or_insert_with(|| guest(&sandbox, name));
+    }
+    let cases: Vec<_> = table
+        .into_iter()
+        .map(|(name, inputs, limits, expected)| (&loaded[name], inputs, limits, expected))
+        .collect();
     let secrets = HashMap::new();
     let mut after_warm_up = 0;
     for event in 0..EVENTS {
