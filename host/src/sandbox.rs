@@ -28,7 +28,8 @@ pub use limits::{
     DEFAULT_TIMEOUT, Limits,
 };
 pub use load::{
-    FileKind, Inspection, LoadError, NODE_EXPORT, file_kind, sha256_hex, validate_info,
+    FileKind, Inspection, LoadError, NODE_EXPORT, file_kind, sha256_hex, valid_node_name,
+    validate_info,
 };
 pub use node::NodeComponent;
 pub use outcome::{ErrorCode, Failure, Outcome, Outputs};

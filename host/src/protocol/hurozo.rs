@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::sandbox::value::{NodeInfo, outputs_to_json};
-use crate::sandbox::{ErrorCode, Failure, Outcome};
+use crate::sandbox::{ErrorCode, Failure, Outcome, valid_node_name};
 
 /// The errors Hurozo's documentation names, word for word.
 pub mod errors {
@@ -53,7 +53,7 @@ impl Registration {
 
     /// Checks the documented rules; `Err` holds the documented message.
     pub fn validate(&self) -> Result<(), &'static str> {
-        if self.name.trim().is_empty() || self.name.contains('/') {
+        if !valid_node_name(&self.name) {
             return Err(errors::INVALID_NAME);
         }
         if self.outputs.is_empty() {

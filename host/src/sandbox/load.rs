@@ -277,13 +277,18 @@ impl Sandbox {
     }
 }
 
+/// Hurozo's rule for node names: not blank, no `/`.
+pub fn valid_node_name(name: &str) -> bool {
+    !name.trim().is_empty() && !name.contains('/')
+}
+
 /// The rules a node's info must follow (Hurozo's registration rules among them).
 pub fn validate_info(info: &NodeInfo) -> Result<(), String> {
-    if info.name.trim().is_empty() {
-        return Err("the node name is empty".into());
-    }
-    if info.name.contains('/') {
-        return Err(format!("the node name `{}` contains `/`", info.name));
+    if !valid_node_name(&info.name) {
+        return Err(format!(
+            "the node name `{}` is empty or contains `/`",
+            info.name
+        ));
     }
     if info.outputs.is_empty() {
         return Err(format!(
@@ -370,8 +375,8 @@ mod tests {
         assert_eq!(validate_info(&info()), Ok(()));
         type Breaks = fn(&mut NodeInfo);
         let broken: [(Breaks, &str); 6] = [
-            (|i| i.name = " ".into(), "empty"),
-            (|i| i.name = "a/b".into(), "contains `/`"),
+            (|i| i.name = " ".into(), "is empty or contains `/`"),
+            (|i| i.name = "a/b".into(), "is empty or contains `/`"),
             (|i| i.outputs.clear(), "no outputs"),
             (|i| i.inputs.push(port("a")), "declared twice"),
             (|i| i.outputs.push(port("")), "empty name"),
