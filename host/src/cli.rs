@@ -5,7 +5,9 @@
 
 mod args;
 mod call;
+mod hub;
 mod inspect;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 use crate::sandbox::{Sandbox, SandboxConfig};
 
-pub use args::{parse_duration, parse_input, parse_size};
+pub use args::{LimitArgs, parse_backend, parse_duration, parse_input, parse_size, parse_secret};
 
 /// Exit code when the node ran and failed, or a file was inspected and refused.
 pub const EXIT_FAILED: u8 = 1;
@@ -46,8 +48,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one event of a node in a fresh sandbox and print its outputs as JSON.
+    /// Serve nodes to a backend (or an embedded hub), each event in a fresh sandbox.
+    Run(run::RunArgs),
+    /// Run one event of a node in a fresh sandbox (or through a hub) and print its outputs.
     Call(call::CallArgs),
+    /// Serve a Hurozo-compatible backend, or manage its API tokens.
+    Hub(hub::HubArgs),
     /// Show a component's node info and imports, and whether this host accepts it.
     Inspect(inspect::InspectArgs),
 }
@@ -68,8 +74,10 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let sandbox = || open_sandbox(&cli);
     match &cli.command {
-        Command::Call(args) => call::run(args, sandbox()?),
+        Command::Run(args) => run::run(args, sandbox()?),
+        Command::Call(args) => call::run(args, sandbox),
         Command::Inspect(args) => inspect::run(args, sandbox()?),
+        Command::Hub(args) => hub::run(args),
     }
 }
 
@@ -140,5 +148,28 @@ impl Drop for CompileProgress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,5 +1,9 @@
-//! End-to-end tests: the real `node-host` binary on the real guest examples.
+//! End-to-end tests: the real `node-host` binary on the real guest examples,
+//! the real hub over loopback, and the real Hurozo Python worker.
 
 mod call;
 mod files;
+mod hub;
+mod hurozo;
 mod inspect;
+mod worker;

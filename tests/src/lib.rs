@@ -111,3 +111,232 @@ pub fn run(command: &mut Command) -> Run {
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
+
+/// A long-running `node-host` process (a hub or a worker), killed on drop.
+/// Its stdout lines arrive on a channel; its stderr is kept for failure
+/// messages.
+pub struct Service {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Every stdout line seen so far.
+    pub seen: Vec<String>,
+}
+
+impl Service {
+    /// Starts `command` with piped output.
+    pub fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning node-host");
+        let (sender, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            loop {
+                match std::io::Read::read(&mut pipe, &mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buffer[..n])),
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    pub fn wait_for_line(&mut self, needle: &str, bound: Duration) -> String {
+        let deadline = Instant::now() + bound;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing `{needle}` within {bound:?}\nstdout: {:#?}\nstderr: {}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `KILL`) with the `kill` command.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `bound` for the process to exit; its exit code, or
+    /// `None` if it was killed by a signal. Panics if it is still running.
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<i32> {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting on node-host") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node-host did not exit within {bound:?}; stderr: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long a service may take to come up (a first compile included).
+pub const START_BOUND: Duration = Duration::from_secs(60);
+
+/// A `node-host hub` on 127.0.0.1 with its own data directory.
+pub struct Hub {
+    /// The process.
+    pub service: Service,
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data directory.
+    pub data: PathBuf,
+}
+
+impl Hub {
+    /// Starts a hub on a port the OS picks, with a fresh data directory.
+    pub fn start(test: &str) -> Self {
+        Self::start_at(&scratch_dir(test), "127.0.0.1:0")
+    }
+
+    /// Starts a hub on `listen` with `data` (e.g. to restart one).
+    pub fn start_at(data: &Path, listen: &str) -> Self {
+        let mut service = Service::start(
+            node_host()
+                .args(["hub", "--listen", listen, "--data"])
+                .arg(data),
+        );
+        let line = service.wait_for_line("hub listening on", START_BOUND);
+        let url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .expect("the listening line has a URL")
+            .to_owned();
+        Self {
+            service,
+            url,
+            data: data.to_owned(),
+        }
+    }
+
+    /// The `host:port` the hub listens on.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// A new API token for `account`.
+    pub fn token(&self, account: &str, read_only: bool) -> String {
+        let mut command = node_host();
+        command
+            .args(["hub", "token", "create", "--account", account, "--data"])
+            .arg(&self.data);
+        if read_only {
+            command.arg("--read-only");
+        }
+        let done = run(&mut command);
+        assert_eq!(done.code, Some(0), "{done:#?}");
+        done.stdout.trim().to_owned()
+    }
+}
+
+/// Starts `node-host run` for `guests` against `backend`, and waits until
+/// it is connected.
+pub fn start_worker(backend: &str, token: &str, guests: &[&str], extra: &[&str]) -> Service {
+    let mut command = node_host();
+    command.arg("run");
+    for name in guests {
+        command.arg(guest(name));
+    }
+    command
+        .args(["--backend", backend, "--token", token])
+        .args(extra);
+    let mut service = Service::start(&mut command);
+    service.wait_for_line("serving", START_BOUND);
+    service
+}
+
+/// `POST {backend}/api/remote_nodes/{node}/execute` with `body`; the status
+/// and the JSON answer.
+pub fn execute(
+    backend: &str,
+    token: &str,
+    node: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = http()
+        .post(format!("{backend}/api/remote_nodes/{node}/execute"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .expect("the hub answers");
+    let status = response.status().as_u16();
+    (status, response.json().expect("the hub answers JSON"))
+}
+
+/// A blocking HTTP client with a bound on every request.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(COMMAND_BOUND)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Waits until `check` is true, polling every 20 ms for at most `bound`.
+pub fn eventually(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !check() {
+        assert!(Instant::now() < deadline, "not within {bound:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,8 +1,85 @@
-//! Parsers for command-line values: inputs, sizes and durations.
+//! Parsers for command-line values (inputs, sizes, durations, secrets) and
+//! the argument groups several commands share.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use clap::Args;
+
 use crate::sandbox::value::{self, NamedValue, Value};
+use crate::sandbox::{DEFAULT_FUEL, Limits};
+
+/// The limits of every event, as flags.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Fuel per event (about one unit per WebAssembly instruction).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_FUEL)]
+    pub fuel: u64,
+
+    /// Linear memory cap per event, summed over all memories (e.g. 64MiB).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub memory: usize,
+
+    /// Wall-clock deadline per event (e.g. 500ms, 10s).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Cap on the total size of an event's outputs (e.g. 1MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_output: usize,
+
+    /// A secret nodes may read if they declare it (repeatable).
+    #[arg(long = "secret", value_name = "NAME=VALUE", value_parser = parse_secret)]
+    pub secrets: Vec<(String, String)>,
+}
+
+impl LimitArgs {
+    /// The limits the flags describe.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            fuel: self.fuel,
+            memory_bytes: self.memory,
+            timeout: self.timeout,
+            output_bytes: self.max_output,
+            ..Limits::default()
+        }
+    }
+
+    /// The secrets, by name.
+    pub fn secrets(&self) -> HashMap<String, String> {
+        self.secrets.iter().cloned().collect()
+    }
+}
+
+/// Parses `NAME=VALUE` for `--secret`.
+pub fn parse_secret(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("secret `{arg}` must be NAME=VALUE")),
+    }
+}
+
+/// The API token from the environment, as Hurozo's Python package reads it.
+pub fn token_from_env() -> Option<String> {
+    ["HUROZO_TOKEN", "HUROZO_API_TOKEN"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|token| !token.trim().is_empty())
+}
+
+/// Parses a backend base URL; the path is kept as the API's prefix.
+pub fn parse_backend(arg: &str) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(arg)
+        .map_err(|err| format!("`{arg}` is not a URL ({err}); write e.g. http://127.0.0.1:8765"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("the backend URL `{arg}` must start with http:// or https://"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
 
 /// Parses `NAME=TEXT` (a text input) or `NAME:=JSON` (any JSON value).
 pub fn parse_input(arg: &str) -> Result<NamedValue, String> {

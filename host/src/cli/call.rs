@@ -1,17 +1,18 @@
-//! `node-host call`: one event of a node in a fresh sandbox.
+//! `node-host call`: one event of a node in a fresh sandbox, here or
+//! through a hub.
 
-use std::collections::HashMap;
+mod remote;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
 
-use super::args::{parse_duration, parse_input, parse_size};
+use super::args::{LimitArgs, parse_backend, parse_input};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component};
 use crate::sandbox::value::{self, NamedValue};
-use crate::sandbox::{Limits, Outcome, Sandbox};
+use crate::sandbox::{Outcome, Sandbox};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -19,12 +20,15 @@ Examples:
   node-host call hello.wasm name=Ada
   node-host call hello.wasm --inputs-json '{\"name\": \"Ada\"}' --json
   node-host call stats.wasm 'numbers:=[1, 2, 3]' --fuel 1000000 --timeout 500ms
+  node-host call --backend http://127.0.0.1:8765 --token nh_... hello name=Ada
 
 Exit codes: 0 outputs printed; 1 the event failed (the error names its code,
 e.g. out_of_fuel or deadline); 2 a usage error or a file that is not a node.")]
 pub(super) struct CallArgs {
-    /// The node: a WebAssembly component (.wasm) that targets node-host's `remote-node` world.
-    component: PathBuf,
+    /// The node: a WebAssembly component (.wasm) that targets node-host's `remote-node` world;
+    /// with --backend, the name of a node registered there.
+    #[arg(value_name = "COMPONENT|NODE")]
+    target: String,
 
     /// Inputs: NAME=TEXT for text, NAME:=JSON for any JSON value (number, list, object…).
     #[arg(value_name = "INPUT", value_parser = parse_input)]
@@ -34,25 +38,17 @@ pub(super) struct CallArgs {
     #[arg(long, value_name = "JSON")]
     inputs_json: Option<String>,
 
-    /// A secret the node may read if it declares it (repeatable).
-    #[arg(long = "secret", value_name = "NAME=VALUE", value_parser = parse_secret)]
-    secrets: Vec<(String, String)>,
+    /// Execute the node through this hub (`POST /api/remote_nodes/NODE/execute`) instead of
+    /// loading a component here.
+    #[arg(long, value_name = "URL", value_parser = parse_backend)]
+    backend: Option<url::Url>,
 
-    /// Fuel for the event (about one unit per WebAssembly instruction).
-    #[arg(long, value_name = "N", default_value_t = crate::sandbox::DEFAULT_FUEL)]
-    fuel: u64,
+    /// API token for --backend [default: $HUROZO_TOKEN or $HUROZO_API_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
 
-    /// Linear memory cap for the event, summed over all memories (e.g. 64MiB).
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
-    memory: usize,
-
-    /// Wall-clock deadline for the event (e.g. 500ms, 10s).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    timeout: Duration,
-
-    /// Cap on the total size of the outputs (e.g. 1MiB).
-    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
-    max_output: usize,
+    #[command(flatten, next_help_heading = "Limits (local calls; with --backend the worker's apply)")]
+    limits: LimitArgs,
 
     /// Print failures as {"error":{"code","message"}} on stdout instead of a message on stderr.
     #[arg(long)]
@@ -63,48 +59,25 @@ pub(super) struct CallArgs {
     logs: bool,
 }
 
-fn parse_secret(arg: &str) -> Result<(String, String), String> {
-    match arg.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("secret `{arg}` must be NAME=VALUE")),
+pub(super) fn run(args: &CallArgs, sandbox: impl FnOnce() -> anyhow::Result<Sandbox>) -> anyhow::Result<ExitCode> {
+    let inputs = collect_inputs(args)?;
+    if let Some(backend) = &args.backend {
+        return remote::run(args, backend, inputs);
     }
-}
+    let sandbox = sandbox()?;
+    let component = PathBuf::from(&args.target);
+    let secrets = args.limits.secrets();
+    let limits = args.limits.limits();
 
-pub(super) fn run(args: &CallArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> {
-    let mut inputs = match &args.inputs_json {
-        Some(text) => match serde_json::from_str(text) {
-            Ok(serde_json::Value::Object(object)) => value::inputs_from_json(object),
-            Ok(_) => {
-                anyhow::bail!("--inputs-json must be a JSON object, like {{\"name\": \"Ada\"}}")
-            }
-            Err(err) => anyhow::bail!("--inputs-json is not valid JSON: {err}"),
-        },
-        None => Vec::new(),
-    };
-    for input in &args.inputs {
-        if inputs.iter().any(|given| given.name == input.name) {
-            anyhow::bail!("input `{}` is given twice", input.name);
-        }
-        inputs.push(input.clone());
-    }
-    let secrets: HashMap<String, String> = args.secrets.iter().cloned().collect();
-    let limits = Limits {
-        fuel: args.fuel,
-        memory_bytes: args.memory,
-        timeout: args.timeout,
-        output_bytes: args.max_output,
-        ..Limits::default()
-    };
-
-    let bytes = read_component(&args.component)?;
-    let mut progress = CompileProgress::new(&args.component);
+    let bytes = read_component(&component)?;
+    let mut progress = CompileProgress::new(&component);
     let node = match sandbox.load_with_progress(&bytes, &mut || progress.start()) {
         Ok(node) => node,
         Err(err) => {
             drop(progress);
             let message = format!(
                 "{} cannot be used as a node: {err}",
-                args.component.display()
+                component.display()
             );
             if args.json {
                 println!(
@@ -126,7 +99,7 @@ pub(super) fn run(args: &CallArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode>
     let failure = match &outcome.result {
         Ok(outputs) => match value::outputs_to_json(outputs) {
             Ok(object) => {
-                println!("{}", serde_json::to_string_pretty(&object)?);
+                print_outputs(&object)?;
                 return Ok(ExitCode::SUCCESS);
             }
             Err(message) => crate::sandbox::Failure {
@@ -136,21 +109,51 @@ pub(super) fn run(args: &CallArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode>
         },
         Err(failure) => failure.clone(),
     };
-    if args.json {
-        println!(
-            "{}",
-            json!({"error": {"code": failure.code.as_str(), "message": failure.message}})
-        );
-    } else {
-        eprintln!(
-            "node-host: node `{}` failed with {}: {}\n  what to do: {}",
-            node.name(),
-            failure.code,
-            failure.message,
-            failure.code.advice()
-        );
-    }
+    print_failure(
+        args.json,
+        node.name(),
+        failure.code.as_str(),
+        &failure.message,
+        Some(failure.code.advice()),
+    );
     Ok(ExitCode::from(EXIT_FAILED))
+}
+
+/// The inputs from --inputs-json and NAME=… arguments.
+fn collect_inputs(args: &CallArgs) -> anyhow::Result<Vec<NamedValue>> {
+    let mut inputs = match &args.inputs_json {
+        Some(text) => match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(object)) => value::inputs_from_json(object),
+            Ok(_) => {
+                anyhow::bail!("--inputs-json must be a JSON object, like {{\"name\": \"Ada\"}}")
+            }
+            Err(err) => anyhow::bail!("--inputs-json is not valid JSON: {err}"),
+        },
+        None => Vec::new(),
+    };
+    for input in &args.inputs {
+        if inputs.iter().any(|given| given.name == input.name) {
+            anyhow::bail!("input `{}` is given twice", input.name);
+        }
+        inputs.push(input.clone());
+    }
+    Ok(inputs)
+}
+
+fn print_outputs(outputs: &serde_json::Map<String, serde_json::Value>) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(outputs)?);
+    Ok(())
+}
+
+fn print_failure(json: bool, node: &str, code: &str, message: &str, advice: Option<&str>) {
+    if json {
+        println!("{}", json!({"error": {"code": code, "message": message}}));
+        return;
+    }
+    eprintln!("node-host: node `{node}` failed with {code}: {message}");
+    if let Some(advice) = advice {
+        eprintln!("  what to do: {advice}");
+    }
 }
 
 fn print_logs(outcome: &Outcome) {

@@ -101,6 +101,20 @@ pub struct NodeList {
 pub struct ApiError {
     /// The message (one of [`errors`] where the documentation names it).
     pub error: String,
+    /// A stable code callers can branch on, such as `unknown_node` or, for a
+    /// node that failed, the node's error code (a node-host extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a message and a code.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: message.into(),
+            code: Some(code.to_owned()),
+        }
+    }
 }
 
 /// A `remote_node` event, backend to worker.
@@ -252,6 +266,22 @@ mod tests {
         assert_eq!(bad_name.validate(), Err("Missing or invalid name"));
         let no_outputs: Registration = serde_json::from_value(json!({"name": "n"})).unwrap();
         assert_eq!(no_outputs.validate(), Err("At least one output required"));
+    }
+
+    #[test]
+    fn api_error_golden() {
+        let documented = ApiError {
+            error: errors::MISSING_AUTH.into(),
+            code: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&documented).unwrap(),
+            r#"{"error":"Missing Authorization header"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ApiError::new("unknown_node", "unknown node `x`")).unwrap(),
+            r#"{"error":"unknown node `x`","code":"unknown_node"}"#
+        );
     }
 
     #[test]

@@ -78,9 +78,24 @@ impl NodeComponent {
         secrets: &HashMap<String, String>,
         limits: &Limits,
     ) -> Outcome {
+        self.execute_then(inputs, secrets, limits, |outcome| outcome)
+    }
+
+    /// [`execute`](Self::execute), handing the outcome to `deliver` before
+    /// the instance is torn down. Tearing down resets the pool slot, the
+    /// largest part of a fresh event's cost; a caller that sends the reply
+    /// from `deliver` keeps that reset off the reply's path.
+    pub fn execute_then<R>(
+        &self,
+        inputs: Vec<NamedValue>,
+        secrets: &HashMap<String, String>,
+        limits: &Limits,
+        deliver: impl FnOnce(Outcome) -> R,
+    ) -> R {
         let started = Instant::now();
         let stdout = CaptureStream::new(limits.capture_bytes);
         let stderr = CaptureStream::new(limits.capture_bytes);
+        let mut kept_store = None;
         let (result, fuel_used, log) = match self.check_inputs(inputs) {
             Err(failure) => (Err(failure), 0, CapturedLog::default()),
             Ok(inputs) => {
@@ -90,11 +105,12 @@ impl NodeComponent {
                     .iter()
                     .filter_map(|name| Some((name.clone(), secrets.get(name)?.clone())))
                     .collect();
-                let mut store = new_store(&self.sandbox, limits, &stdout, &stderr, declared);
+                let store =
+                    kept_store.insert(new_store(&self.sandbox, limits, &stdout, &stderr, declared));
                 let called = self
                     .pre
-                    .instantiate(&mut store)
-                    .and_then(|node| node.node_host_node_node().call_execute(&mut store, &inputs));
+                    .instantiate(&mut *store)
+                    .and_then(|node| node.node_host_node_node().call_execute(&mut *store, &inputs));
                 let fuel_used = match self.sandbox.config.fuel {
                     true => limits.fuel - store.get_fuel().unwrap_or(0),
                     false => 0,
@@ -111,14 +127,16 @@ impl NodeComponent {
                 (result, fuel_used, log)
             }
         };
-        Outcome {
+        let delivered = deliver(Outcome {
             result,
             fuel_used,
             duration: started.elapsed(),
             stdout: stdout.take(),
             stderr: stderr.take(),
             log,
-        }
+        });
+        drop(kept_store);
+        delivered
     }
 
     /// Instantiates once and calls `info`, under the default limits.

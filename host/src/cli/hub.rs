@@ -1,0 +1,139 @@
+//! `node-host hub`: serve the Hurozo-compatible backend, and manage tokens.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use crate::hub::store::Store;
+use crate::hub::{self, HubConfig, HubState};
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "\
+Examples:
+  node-host hub token create --account alice
+  node-host hub --listen 127.0.0.1:8765
+  HUROZO_TOKEN=nh_... node-host run hello.wasm --backend http://127.0.0.1:8765")]
+pub(super) struct HubArgs {
+    #[command(subcommand)]
+    action: Option<HubAction>,
+
+    /// Address to listen on (use 0.0.0.0:PORT to accept other machines).
+    #[arg(long, value_name = "ADDR", default_value = hub::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+
+    #[command(flatten)]
+    data: DataArgs,
+
+    /// The WebSocket URL to give workers, when the hub sits behind a proxy
+    /// (e.g. wss://hub.example.com/ws) [default: ws://<Host header>/ws].
+    #[arg(long, value_name = "URL")]
+    public_ws_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct DataArgs {
+    /// Where the hub keeps its database
+    /// [default: $XDG_DATA_HOME/node-host/hub or ~/.local/share/node-host/hub].
+    #[arg(long, value_name = "DIR", env = "NODE_HOST_HUB_DATA")]
+    data: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.data {
+            return Ok(dir.clone());
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+            })
+            .context("no --data given and neither XDG_DATA_HOME nor HOME is set")?;
+        Ok(base.join("node-host").join("hub"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum HubAction {
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenAction),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create an API token (and the account, if it is new) and print it.
+    ///
+    /// The token is shown once; the hub keeps only its hash.
+    Create {
+        /// The account the token belongs to (letters, digits, `-`, `_`, `.`).
+        #[arg(long, value_name = "NAME")]
+        account: String,
+
+        /// The token may list and execute nodes but not register them.
+        #[arg(long)]
+        read_only: bool,
+
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+pub(super) fn run(args: &HubArgs) -> anyhow::Result<ExitCode> {
+    match &args.action {
+        Some(HubAction::Token(TokenAction::Create {
+            account,
+            read_only,
+            data,
+        })) => {
+            let dir = data.dir()?;
+            let mut store = Store::open(Some(&dir))?;
+            let token = store.create_token(account, *read_only)?;
+            println!("{token}");
+            let kind = if *read_only { "read-only" } else { "write" };
+            eprintln!(
+                "node-host: created a {kind} token for account `{account}` in {}; it is shown only now",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        None => serve(args),
+    }
+}
+
+fn serve(args: &HubArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.data.dir()?;
+    let state = HubState::open(&HubConfig {
+        data_dir: Some(dir.clone()),
+        public_ws_url: args.public_ws_url.clone(),
+    })?;
+    if state.store().account_count()? == 0 {
+        eprintln!(
+            "node-host: the hub has no accounts yet; create a token with\n  node-host hub token create --account NAME --data {}",
+            dir.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("node-host-hub")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("the hub cannot listen on {} (--listen)", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("node-host: hub listening on http://{addr} (data in {})", dir.display());
+        hub::serve(listener, state, super::wait_for_signal())
+        .await
+        .context("serving the hub")?;
+        eprintln!("node-host: hub stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}

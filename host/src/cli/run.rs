@@ -1,0 +1,234 @@
+//! `node-host run`: serve components to a backend, or to an embedded hub.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::sync::{oneshot, watch};
+
+use super::args::{LimitArgs, parse_backend, parse_duration, token_from_env};
+use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component, wait_for_signal};
+use crate::hub::{self, HubConfig, HubState};
+use crate::sandbox::{NodeComponent, Sandbox};
+use crate::worker::{Worker, WorkerConfig, WorkerError};
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  node-host run hello.wasm
+      serve on an embedded hub on 127.0.0.1 and print how to call the node
+  HUROZO_TOKEN=... node-host run hello.wasm echo.wasm --backend https://app.hurozo.com
+      serve two nodes to a Hurozo backend
+
+Stop with Ctrl-C or SIGTERM: events in flight finish (up to --grace), then it exits 0.
+Exit codes: 0 stopped; 1 the backend refused the token or a node; 2 a usage error or a
+file that is not a node.")]
+pub(super) struct RunArgs {
+    /// The nodes to serve: WebAssembly components (.wasm), one node each.
+    #[arg(required = true, value_name = "COMPONENT")]
+    components: Vec<PathBuf>,
+
+    /// The backend's base URL. Without it, an embedded hub starts on 127.0.0.1.
+    #[arg(long, env = "HUROZO_API_URL", value_name = "URL", value_parser = parse_backend)]
+    backend: Option<url::Url>,
+
+    /// API token for --backend [default: $HUROZO_TOKEN or $HUROZO_API_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Events that run at once; more wait in the backend, never fail [default: one per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: Option<u16>,
+
+    /// How often each node is registered again.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    refresh: Duration,
+
+    /// After Ctrl-C or SIGTERM, how long events in flight may finish.
+    #[arg(long, value_name = "DURATION", default_value = "35s", value_parser = parse_duration)]
+    grace: Duration,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+
+    /// Where the embedded hub listens when there is no --backend
+    /// [default: 127.0.0.1:8765, or a free port if that one is taken].
+    #[arg(long, value_name = "ADDR", conflicts_with = "backend")]
+    hub_listen: Option<SocketAddr>,
+
+    #[command(flatten, next_help_heading = "Limits of every event")]
+    limits: LimitArgs,
+}
+
+pub(super) fn run(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> {
+    let mut nodes = Vec::new();
+    for path in &args.components {
+        let bytes = read_component(path)?;
+        let mut progress = CompileProgress::new(path);
+        match sandbox.load_with_progress(&bytes, &mut || progress.start()) {
+            Ok(node) => nodes.push(Arc::new(node)),
+            Err(err) => {
+                drop(progress);
+                eprintln!("node-host: error: {} cannot be used as a node: {err}", path.display());
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("node-host-io")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args, nodes))
+}
+
+async fn serve(args: &RunArgs, nodes: Vec<Arc<NodeComponent>>) -> anyhow::Result<ExitCode> {
+    let (backend, token, embedded) = match &args.backend {
+        Some(backend) => {
+            let token = args.token.clone().or_else(token_from_env).context(
+                "--backend needs an API token: pass --token or set HUROZO_TOKEN (or HUROZO_API_TOKEN)",
+            )?;
+            (backend.clone(), token, None)
+        }
+        None => {
+            let (backend, token, hub) = start_embedded_hub(args.hub_listen).await?;
+            (backend, token, Some(hub))
+        }
+    };
+    let config = WorkerConfig {
+        backend: backend.clone(),
+        token: token.clone(),
+        concurrency: args
+            .concurrency
+            .map_or_else(crate::worker::default_concurrency, usize::from),
+        refresh: args.refresh,
+        grace: args.grace,
+        limits: args.limits.limits(),
+        secrets: args.limits.secrets(),
+    };
+    let infos: Vec<_> = nodes.iter().map(|node| node.info().clone()).collect();
+    let worker = Worker::new(config, nodes)?;
+    if let Some(addr) = args.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
+        let listener_addr = listener.local_addr()?;
+        let metrics = worker.metrics();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        println!("node-host: metrics at http://{listener_addr}/metrics");
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop));
+    let (ready, is_ready) = oneshot::channel();
+    let running = tokio::spawn(worker.run(stopped, Some(ready)));
+    let names: Vec<&str> = infos.iter().map(|info| info.name.as_str()).collect();
+    if is_ready.await.is_ok() {
+        match &embedded {
+            Some(_) => print_quick_start(&backend, &token, &infos),
+            None => println!(
+                "node-host: serving {} at {backend} (Ctrl-C to stop)",
+                names.join(", ")
+            ),
+        }
+    }
+    match running.await.context("the worker task failed")? {
+        Ok(()) => {
+            eprintln!("node-host: stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(WorkerError::Refused(err)) => {
+            let hint = if err.is_auth() {
+                "check --token / HUROZO_TOKEN: the backend does not accept it for registering"
+            } else {
+                "the backend will not accept this node as it is; fix its info (name, outputs)"
+            };
+            eprintln!("node-host: error: {err}\n  what to do: {hint}");
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Starts a hub in this process with an in-memory account `local`; returns
+/// its URL, a token for it, and its state.
+async fn start_embedded_hub(
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<(url::Url, String, Arc<HubState>)> {
+    let state = HubState::open(&HubConfig {
+        data_dir: None,
+        public_ws_url: None,
+    })?;
+    let token = state.store().create_token("local", false)?;
+    let default: SocketAddr = hub::DEFAULT_LISTEN.parse().expect("a valid address");
+    let listener = match listen {
+        Some(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("the embedded hub cannot listen on {addr} (--hub-listen)"))?,
+        None => match tokio::net::TcpListener::bind(default).await {
+            Ok(listener) => listener,
+            Err(_) => tokio::net::TcpListener::bind((default.ip(), 0))
+                .await
+                .context("the embedded hub cannot listen on 127.0.0.1")?,
+        },
+    };
+    let addr = listener.local_addr()?;
+    let serving = state.clone();
+    tokio::spawn(async move {
+        if let Err(err) = hub::serve(listener, serving, std::future::pending()).await {
+            tracing::error!("the embedded hub stopped: {err}");
+        }
+    });
+    let backend = url::Url::parse(&format!("http://{addr}/")).expect("a valid URL");
+    Ok((backend, token, state))
+}
+
+fn print_quick_start(backend: &url::Url, token: &str, infos: &[crate::sandbox::NodeInfo]) {
+    let base = backend.as_str().trim_end_matches('/');
+    println!("node-host: serving on the embedded hub at {base} (Ctrl-C to stop)");
+    for info in infos {
+        let mut json = serde_json::Map::new();
+        let mut args = String::new();
+        for port in info.inputs.iter().filter(|port| port.default_value.is_none()) {
+            json.insert(port.name.clone(), "world".into());
+            args.push_str(&format!(" {}=world", port.name));
+        }
+        let body = serde_json::json!({ "inputs": json });
+        println!();
+        println!("Execute `{}`:", info.name);
+        println!(
+            "  curl -s -X POST {base}/api/remote_nodes/{}/execute -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{body}'",
+            info.name
+        );
+        println!(
+            "  node-host call --backend {base} --token {token} {}{args}",
+            info.name
+        );
+    }
+}
+
+/// Turns the first Ctrl-C or SIGTERM into a stop; a second Ctrl-C quits at once.
+async fn stop_on_signal(stop: watch::Sender<bool>) {
+    wait_for_signal().await;
+    eprintln!("node-host: stopping; events in flight finish first (Ctrl-C again to quit now)");
+    let _ = stop.send(true);
+    wait_for_signal().await;
+    std::process::exit(130);
+}

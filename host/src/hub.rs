@@ -1,0 +1,102 @@
+//! The hub: a Hurozo-compatible backend for remote nodes.
+//!
+//! It keeps accounts and API tokens ([`store`]), the nodes each account has
+//! registered ([`registry`]), the live worker connections and the events
+//! waiting on them ([`switchboard`]), and serves the HTTP and WebSocket API
+//! ([`api`]). It is the embedded backend of `node-host run` and the server of
+//! `node-host hub`.
+//!
+//! It refuses to run guest code itself (workers do that), to queue events
+//! without bound, and to let one account see or reach another's nodes: every
+//! lookup is keyed by account, so another account's node is simply unknown.
+
+mod api;
+pub mod registry;
+pub mod store;
+pub mod switchboard;
+pub mod ws_token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+pub use api::router;
+use registry::Registry;
+use store::{Store, StoreError};
+use switchboard::Switchboard;
+use ws_token::WsTokenSigner;
+
+/// Where the hub listens unless told otherwise: loopback only, so a hub
+/// started by accident is not reachable from the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";
+
+/// How long an execute waits for the worker's reply when the caller does not
+/// say: Hurozo's 600 s, which is also the most a caller may ask for.
+pub const EXECUTE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How the hub is set up.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// SQLite and the signing key live here; `None` keeps everything in
+    /// memory for the life of the process (the embedded hub).
+    pub data_dir: Option<PathBuf>,
+    /// The WebSocket URL handed to workers, when the hub is reached through
+    /// a proxy (e.g. `wss://hub.example.com/ws`). By default it is built
+    /// from the `Host` header of the registration request.
+    pub public_ws_url: Option<String>,
+}
+
+/// The hub's shared state, behind an `Arc` in every request.
+#[derive(Debug)]
+pub struct HubState {
+    store: Mutex<Store>,
+    registry: Mutex<Registry>,
+    switchboard: Switchboard,
+    signer: WsTokenSigner,
+    metrics: Metrics,
+    public_ws_url: Option<String>,
+}
+
+impl HubState {
+    /// Opens the store and the signing key.
+    pub fn open(config: &HubConfig) -> Result<Arc<Self>, StoreError> {
+        let mut store = Store::open(config.data_dir.as_deref())?;
+        let signer = WsTokenSigner::new(store.signing_key()?);
+        Ok(Arc::new(Self {
+            store: Mutex::new(store),
+            registry: Mutex::default(),
+            switchboard: Switchboard::default(),
+            signer,
+            metrics: Metrics::new("hub"),
+            public_ws_url: config.public_ws_url.clone(),
+        }))
+    }
+
+    /// The account store (for creating tokens).
+    pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// Serves the hub on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HubState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::select! {
+        served = axum::serve(listener, app) => served,
+        () = shutdown => Ok(()),
+    }
+}

@@ -1,0 +1,384 @@
+//! The hub's HTTP and WebSocket API: Hurozo's registration and listing,
+//! node-host's execute, the worker WebSocket and `/metrics`.
+//!
+//! Every error is JSON `{"error": message, "code": code}`; where Hurozo's
+//! documentation names a message, that message is used word for word.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Map, Value as Json};
+
+use super::store::Caller;
+use super::switchboard::{Answer, DispatchError};
+use super::ws_token::WsClaims;
+use super::{EXECUTE_TIMEOUT, HubState};
+use crate::protocol::hurozo::{
+    ApiError, Event, ExecuteRequest, ExecuteResponse, NodeList, Registered, Registration, errors,
+};
+
+/// The hub's routes.
+pub fn router(state: Arc<HubState>) -> Router {
+    Router::new()
+        .route("/api/remote_nodes/register", post(register))
+        .route("/api/remote_nodes", get(list))
+        .route("/api/remote_nodes/{name}/execute", post(execute))
+        .route("/ws", get(websocket))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .with_state(state)
+}
+
+/// An error answer: a status and the JSON body.
+struct Failure(StatusCode, ApiError);
+
+impl Failure {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self(status, ApiError::new(code, message))
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(self.1)).into_response()
+    }
+}
+
+fn internal(err: impl std::fmt::Display) -> Failure {
+    tracing::error!("hub: {err}");
+    Failure::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("the hub failed: {err}"),
+    )
+}
+
+/// The caller behind the `Authorization: Bearer` header.
+fn authenticate(state: &HubState, headers: &HeaderMap) -> Result<Caller, Failure> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            errors::MISSING_AUTH,
+        ));
+    };
+    let invalid = || Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", errors::INVALID_TOKEN);
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(invalid)?;
+    state
+        .store()
+        .authenticate(token)
+        .map_err(internal)?
+        .ok_or_else(invalid)
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, example: &str) -> Result<T, Failure> {
+    serde_json::from_slice(body).map_err(|err| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("the request body is not the expected JSON ({err}); send e.g. {example}"),
+        )
+    })
+}
+
+async fn register(
+    State(state): State<Arc<HubState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Registered>, Failure> {
+    let caller = authenticate(&state, &headers)?;
+    if caller.read_only {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "read_only_token",
+            errors::INVALID_TOKEN,
+        ));
+    }
+    let registration: Registration = match serde_json::from_slice(&body) {
+        Ok(registration) => registration,
+        // Hurozo answers a body without a usable name with its name error.
+        Err(_) => {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                errors::INVALID_NAME,
+            ));
+        }
+    };
+    registration
+        .validate()
+        .map_err(|message| Failure::new(StatusCode::BAD_REQUEST, "invalid_request", message))?;
+    let websocket_url = websocket_url(&state, &headers);
+    let token = state.signer.issue(
+        &WsClaims {
+            account: caller.account,
+            node: registration.name.clone(),
+        },
+        SystemTime::now(),
+    );
+    let reply = Registered {
+        status: "registered".into(),
+        websocket_url,
+        token,
+        inputs: registration.inputs.clone(),
+        outputs: registration.outputs.clone(),
+    };
+    tracing::info!(account = %caller.account_name, node = %registration.name, "registered");
+    state
+        .registry()
+        .register(caller.account, registration, Instant::now());
+    Ok(axum::Json(reply))
+}
+
+fn websocket_url(state: &HubState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.public_ws_url {
+        return url.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("ws://{host}/ws")
+}
+
+async fn list(
+    State(state): State<Arc<HubState>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<NodeList>, Failure> {
+    let caller = authenticate(&state, &headers)?;
+    let nodes = state.registry().list(caller.account, Instant::now());
+    Ok(axum::Json(NodeList { nodes }))
+}
+
+async fn execute(
+    State(state): State<Arc<HubState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<ExecuteResponse>, Failure> {
+    let caller = authenticate(&state, &headers)?;
+    let request: ExecuteRequest = if body.is_empty() {
+        ExecuteRequest {
+            inputs: Map::new(),
+            timeout_ms: None,
+        }
+    } else {
+        parse_body(&body, r#"{"inputs": {"name": "Ada"}}"#)?
+    };
+    let timeout = match request.timeout_ms {
+        None => EXECUTE_TIMEOUT,
+        Some(0) => {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "timeout_ms must be at least 1",
+            ));
+        }
+        Some(ms) => Duration::from_millis(ms).min(EXECUTE_TIMEOUT),
+    };
+    let outputs = state
+        .registry()
+        .get(caller.account, &name, Instant::now())
+        .map(|registration| registration.outputs.clone())
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                "unknown_node",
+                format!(
+                    "unknown node `{name}`: no worker of this account has registered it in the \
+                     last 10 minutes (start one with `node-host run`)"
+                ),
+            )
+        })?;
+
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let event = Event {
+        kind: Some("remote_node".into()),
+        node: name.clone(),
+        inputs: request.inputs,
+        uuid: Json::String(uuid.clone()),
+    };
+    let started = Instant::now();
+    state.metrics.started();
+    let finish = |outcome: &str| state.metrics.finished(&name, outcome, started.elapsed(), 0);
+    let waiter = match state.switchboard.dispatch(caller.account, &event) {
+        Ok(waiter) => waiter,
+        Err(err) => {
+            let (status, code, message) = match err {
+                DispatchError::NoWorker => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_worker",
+                    format!(
+                        "node `{name}` is registered but no worker serving it is connected; \
+                         check that its `node-host run` is up"
+                    ),
+                ),
+                DispatchError::Busy => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the hub has too many events in flight; retry shortly".to_owned(),
+                ),
+            };
+            finish(code);
+            return Err(Failure::new(status, code, message));
+        }
+    };
+    let answer = tokio::time::timeout(timeout, waiter).await;
+    match answer {
+        Ok(Ok(Answer::Reply(reply))) => match reply.error {
+            Some(error) => {
+                finish(&error.code);
+                Err(Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    &error.code,
+                    format!("node `{name}` failed: {}", error.message),
+                ))
+            }
+            None => {
+                finish("ok");
+                Ok(axum::Json(ExecuteResponse::ordered(
+                    &name,
+                    &uuid,
+                    &outputs,
+                    reply.outputs,
+                )))
+            }
+        },
+        Ok(Ok(Answer::WorkerLost) | Err(_)) => {
+            finish("worker_lost");
+            Err(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "worker_lost",
+                format!("the worker running node `{name}` disconnected before it replied"),
+            ))
+        }
+        Err(_elapsed) => {
+            state.switchboard.abandon(&uuid);
+            finish("timeout");
+            Err(Failure::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "node `{name}` did not reply within {} ms",
+                    timeout.as_millis()
+                ),
+            ))
+        }
+    }
+}
+
+/// What a worker's connect URL says: the token, and (a node-host extension)
+/// more nodes the connection serves besides the token's own.
+fn parse_ws_query(query: Option<&str>) -> (Option<String>, HashSet<String>) {
+    let mut token = None;
+    let mut nodes = HashSet::new();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "auth" => token = Some(value.into_owned()),
+            "node" => {
+                nodes.insert(value.into_owned());
+            }
+            _ => {}
+        }
+    }
+    (token, nodes)
+}
+
+async fn websocket(
+    State(state): State<Arc<HubState>>,
+    RawQuery(query): RawQuery,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, Failure> {
+    let (token, mut nodes) = parse_ws_query(query.as_deref());
+    let Some(token) = token else {
+        return Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "connect with ?auth=<token>, the token from POST /api/remote_nodes/register",
+        ));
+    };
+    let claims = state
+        .signer
+        .verify(&token, SystemTime::now())
+        .map_err(|err| Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string()))?;
+    nodes.insert(claims.node);
+    Ok(upgrade.on_upgrade(move |socket| serve_worker(state, claims.account, nodes, socket)))
+}
+
+async fn serve_worker(
+    state: Arc<HubState>,
+    account: i64,
+    nodes: HashSet<String>,
+    socket: WebSocket,
+) {
+    let (link, mut outbox) = state.switchboard.connect(account, nodes);
+    state.metrics.connections(1);
+    tracing::info!(link, account, "worker connected");
+    let (mut sink, mut stream) = socket.split();
+    let writer = async {
+        while let Some(text) = outbox.recv().await {
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    };
+    let reader = async {
+        while let Some(Ok(message)) = stream.next().await {
+            match message {
+                Message::Text(text) => match serde_json::from_str(text.as_str()) {
+                    Ok(reply) => {
+                        if !state.switchboard.answer(link, reply) {
+                            tracing::debug!(link, "ignored a reply with an unknown uuid");
+                        }
+                    }
+                    Err(err) => tracing::debug!(link, "ignored a frame that is not a reply: {err}"),
+                },
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = writer => {}
+        () = reader => {}
+    }
+    state.switchboard.disconnect(link);
+    state.metrics.connections(-1);
+    tracing::info!(link, account, "worker disconnected");
+}
+
+async fn metrics(State(state): State<Arc<HubState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_query_takes_the_token_and_extra_nodes() {
+        let (token, nodes) = parse_ws_query(Some("auth=a%2Bb%3D&node=hello&node=echo&x=1"));
+        assert_eq!(token.as_deref(), Some("a+b="));
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes.contains("echo"));
+        assert_eq!(parse_ws_query(None).0, None);
+    }
+}

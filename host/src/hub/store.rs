@@ -1,0 +1,327 @@
+//! The hub's durable state in SQLite: accounts, their API tokens (hashed at
+//! rest) and the key that signs WebSocket tokens.
+//!
+//! Registrations and connections are deliberately not here: workers refresh
+//! them every minute, so they live in memory and a restarted hub learns them
+//! again. Schema changes go through [`MIGRATIONS`], applied in order and
+//! recorded in SQLite's `user_version`.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use sha2::{Digest as _, Sha256};
+
+/// The database file inside the hub's data directory.
+pub const DATABASE_FILE: &str = "hub.sqlite3";
+
+/// Prefix of every API token, so a leaked one is recognisable in logs and
+/// by secret scanners.
+pub const TOKEN_PREFIX: &str = "nh_";
+
+/// Random bytes in an API token: 256 bits, beyond guessing.
+const TOKEN_BYTES: usize = 32;
+
+/// Schema versions, in order; entry `i` takes the schema from version `i`
+/// to `i + 1`. Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        read_only INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+"];
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create the hub data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("hub database {what}: {source}")]
+    Sqlite {
+        /// What the store was doing.
+        what: &'static str,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer node-host.
+    #[error(
+        "the hub database has schema version {found}, newer than this node-host knows ({known}); \
+         upgrade node-host or use another --data directory"
+    )]
+    TooNew {
+        /// The database's version.
+        found: usize,
+        /// The newest version this build knows.
+        known: usize,
+    },
+    /// An account name that is not allowed.
+    #[error(
+        "invalid account name `{0}`: use 1 to 64 letters, digits, `-`, `_` or `.`"
+    )]
+    InvalidAccountName(String),
+}
+
+fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { what, source }
+}
+
+/// Who a valid API token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The account's id.
+    pub account: i64,
+    /// The account's name.
+    pub account_name: String,
+    /// Read-only tokens may list and execute, never register.
+    pub read_only: bool,
+}
+
+/// The hub's database.
+#[derive(Debug)]
+pub struct Store {
+    db: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir`, or an in-memory
+    /// database that lives as long as the process when `data_dir` is `None`.
+    pub fn open(data_dir: Option<&Path>) -> Result<Self, StoreError> {
+        let db = match data_dir {
+            Some(dir) => {
+                create_private_dir(dir)?;
+                let db = Connection::open(dir.join(DATABASE_FILE)).map_err(sql("open"))?;
+                db.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(sql("set WAL mode"))?;
+                db
+            }
+            None => Connection::open_in_memory().map_err(sql("open in memory"))?,
+        };
+        db.pragma_update(None, "foreign_keys", true)
+            .map_err(sql("enable foreign keys"))?;
+        let mut store = Self { db };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: usize = self
+            .db
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sql("read schema version"))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.db.transaction().map_err(sql("begin migration"))?;
+            tx.execute_batch(migration).map_err(sql("migrate"))?;
+            tx.pragma_update(None, "user_version", index + 1)
+                .map_err(sql("record schema version"))?;
+            tx.commit().map_err(sql("commit migration"))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a new API token for `account` (creating the account if it is
+    /// new) and returns it. Only its hash is stored: this is the one time the
+    /// token can be seen.
+    pub fn create_token(&mut self, account: &str, read_only: bool) -> Result<String, StoreError> {
+        if !valid_account_name(account) {
+            return Err(StoreError::InvalidAccountName(account.to_owned()));
+        }
+        let mut random = [0u8; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut random);
+        let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+        let now = unix_seconds();
+        let tx = self.db.transaction().map_err(sql("begin"))?;
+        tx.execute(
+            "INSERT INTO accounts (name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![account, now],
+        )
+        .map_err(sql("create account"))?;
+        tx.execute(
+            "INSERT INTO api_tokens (account_id, token_sha256, read_only, created_at)
+             SELECT id, ?2, ?3, ?4 FROM accounts WHERE name = ?1",
+            params![account, token_hash(&token), read_only, now],
+        )
+        .map_err(sql("store token"))?;
+        tx.commit().map_err(sql("commit"))?;
+        Ok(token)
+    }
+
+    /// The caller behind an API token, or `None` for an unknown token.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Caller>, StoreError> {
+        self.db
+            .prepare_cached(
+                "SELECT a.id, a.name, t.read_only FROM api_tokens t
+                 JOIN accounts a ON a.id = t.account_id WHERE t.token_sha256 = ?1",
+            )
+            .map_err(sql("prepare token lookup"))?
+            .query_row([token_hash(token)], |row| {
+                Ok(Caller {
+                    account: row.get(0)?,
+                    account_name: row.get(1)?,
+                    read_only: row.get(2)?,
+                })
+            })
+            .optional()
+            .map_err(sql("look up token"))
+    }
+
+    /// How many accounts exist.
+    pub fn account_count(&self) -> Result<u64, StoreError> {
+        self.db
+            .query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))
+            .map_err(sql("count accounts"))
+    }
+
+    /// The key that signs WebSocket tokens, made on first use and kept, so
+    /// tokens stay valid across a restart of the hub.
+    pub fn signing_key(&mut self) -> Result<[u8; 32], StoreError> {
+        let stored: Option<Vec<u8>> = self
+            .db
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'ws_signing_key'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql("read signing key"))?;
+        if let Some(key) = stored.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()) {
+            return Ok(key);
+        }
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES ('ws_signing_key', ?1)",
+                [&key[..]],
+            )
+            .map_err(sql("store signing key"))?;
+        Ok(key)
+    }
+}
+
+/// Account names: 1 to 64 of `[A-Za-z0-9._-]`.
+pub fn valid_account_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Tokens carry 256 random bits, so one round of SHA-256 is enough to make
+/// a stolen database useless for logging in; a slow password hash would
+/// only slow every request down.
+fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let failed = |source| StoreError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_authenticate_their_account_only() {
+        let mut store = Store::open(None).unwrap();
+        let alice = store.create_token("alice", false).unwrap();
+        let reader = store.create_token("alice", true).unwrap();
+        let bob = store.create_token("bob", false).unwrap();
+        assert!(alice.starts_with(TOKEN_PREFIX));
+        let caller = store.authenticate(&alice).unwrap().unwrap();
+        assert_eq!((caller.account_name.as_str(), caller.read_only), ("alice", false));
+        let read_only = store.authenticate(&reader).unwrap().unwrap();
+        assert_eq!((read_only.account, read_only.read_only), (caller.account, true));
+        assert_ne!(store.authenticate(&bob).unwrap().unwrap().account, caller.account);
+        assert_eq!(store.authenticate("nh_forged").unwrap(), None);
+        assert_eq!(store.account_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn state_survives_reopening_and_tokens_are_hashed() {
+        let dir = std::env::temp_dir().join(format!("node-host-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let token = {
+            let mut store = Store::open(Some(&dir)).unwrap();
+            let key = store.signing_key().unwrap();
+            let token = store.create_token("alice", false).unwrap();
+            assert_eq!(store.signing_key().unwrap(), key);
+            token
+        };
+        let mut store = Store::open(Some(&dir)).unwrap();
+        assert!(store.authenticate(&token).unwrap().is_some());
+        assert_eq!(store.signing_key().unwrap(), store.signing_key().unwrap());
+        drop(store);
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let raw = std::fs::read(file.unwrap().path()).unwrap();
+            let needle = token.as_bytes();
+            assert!(!raw.windows(needle.len()).any(|window| window == needle));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn account_names_are_checked() {
+        let mut store = Store::open(None).unwrap();
+        for bad in ["", "a b", "a/b", &"x".repeat(65)] {
+            assert!(matches!(
+                store.create_token(bad, false),
+                Err(StoreError::InvalidAccountName(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = std::env::temp_dir().join(format!("node-host-store-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(Store::open(Some(&dir)).unwrap());
+        let db = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        db.pragma_update(None, "user_version", 99).unwrap();
+        drop(db);
+        assert!(matches!(Store::open(Some(&dir)), Err(StoreError::TooNew { found: 99, .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,214 @@
+//! End-to-end benchmark over loopback: a real hub, a real worker, and a load
+//! generator calling `POST /api/remote_nodes/{node}/execute`.
+//!
+//! In one run it measures node-host's worker and the real hurozo 0.1.1
+//! Python worker serving the same nodes on the same hub:
+//! - `hello` at concurrency 1 and 64 (the per-event overhead);
+//! - `work` at concurrency 64, 1 ms of CPU per event and 10 ms of waiting
+//!   per event (where a sequential worker is the limit).
+//!
+//! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
+//!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5]`
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use node_host_e2e::{Hub, Service, eventually, execute, repo_root, start_worker};
+use serde_json::{Value, json};
+
+struct Case {
+    node: &'static str,
+    label: &'static str,
+    inputs: Value,
+    concurrency: usize,
+}
+
+struct Measured {
+    events: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Measured {
+    fn per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        let index = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
+        self.latencies[index]
+    }
+}
+
+fn measure(hub: &Hub, token: &str, case: &Case, seconds: f64) -> Measured {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("{}/api/remote_nodes/{}/execute", hub.url, case.node);
+    let body = json!({"inputs": case.inputs}).to_string();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(case.concurrency)
+            .build()
+            .unwrap();
+        let warm_up = Duration::from_secs_f64((seconds / 5.0).max(0.5));
+        let run_for = Duration::from_secs_f64(seconds);
+        let recording = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..case.concurrency)
+            .map(|_| {
+                let (client, url, body, token) = (client.clone(), url.clone(), body.clone(), token.to_owned());
+                let (recording, stop) = (recording.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut errors = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let response = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .header("Content-Type", "application/json")
+                            .body(body.clone())
+                            .send()
+                            .await;
+                        let ok = match response {
+                            Ok(response) => {
+                                let ok = response.status().is_success();
+                                let _ = response.bytes().await;
+                                ok
+                            }
+                            Err(_) => false,
+                        };
+                        if recording.load(Ordering::Relaxed) {
+                            if ok {
+                                latencies.push(started.elapsed());
+                            } else {
+                                errors += 1;
+                            }
+                        }
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        tokio::time::sleep(warm_up).await;
+        recording.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(run_for).await;
+        recording.store(false, Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for task in tasks {
+            let (mut some, failed) = task.await.unwrap();
+            latencies.append(&mut some);
+            errors += failed;
+        }
+        latencies.sort();
+        Measured {
+            events: latencies.len(),
+            errors,
+            elapsed,
+            latencies,
+        }
+    })
+}
+
+fn python_worker(hub: &Hub, token: &str, script: &str) -> Service {
+    let python = std::env::var_os("NODE_HOST_HUROZO_PYTHON").expect(
+        "set NODE_HOST_HUROZO_PYTHON to the python that `tests/hurozo/setup-venv DIR` prints",
+    );
+    Service::start(
+        Command::new(python)
+            .arg(repo_root().join("tests/hurozo").join(script))
+            .env("HUROZO_TOKEN", token)
+            .env("HUROZO_API_URL", &hub.url),
+    )
+}
+
+fn ready(hub: &Hub, token: &str, node: &str, inputs: Value) {
+    eventually(Duration::from_secs(60), "the worker answers", || {
+        execute(&hub.url, token, node, json!({"inputs": inputs})).0 == 200
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds: f64 = args
+        .iter()
+        .position(|arg| arg == "--seconds")
+        .and_then(|at| args.get(at + 1))
+        .map_or(5.0, |value| value.parse().expect("--seconds takes a number"));
+    let hub = Hub::start("bench-e2e");
+    let token = hub.token("bench", false);
+    let hello = |concurrency| Case {
+        node: "hello",
+        label: "hello",
+        inputs: json!({"name": "Ada"}),
+        concurrency,
+    };
+    let work = |label, inputs| Case {
+        node: "work",
+        label,
+        inputs,
+        concurrency: 64,
+    };
+    let hello_cases = [hello(1), hello(64)];
+    let work_cases = [
+        work("work: 1 ms CPU", json!({"ms": 1})),
+        work("work: 10 ms wait", json!({"ms": 10, "wait": true})),
+    ];
+
+    let mut rows = Vec::new();
+    let mut record = |worker: &str, case: &Case, measured: Measured| {
+        eprintln!(
+            "{worker:>22} {:<18} c={:<3} {:>9.0}/s p50 {:>9.1?} p99 {:>9.1?} errors {}",
+            case.label,
+            case.concurrency,
+            measured.per_second(),
+            measured.percentile(0.50),
+            measured.percentile(0.99),
+            measured.errors
+        );
+        rows.push((worker.to_owned(), case.label, case.concurrency, measured));
+    };
+
+    for (worker, cases, guests, extra) in [
+        ("node-host", &hello_cases[..], &["hello"][..], &[][..]),
+        ("node-host", &work_cases[..], &["work"][..], &["--concurrency", "64"][..]),
+    ] {
+        let process = start_worker(&hub.url, &token, guests, extra);
+        ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
+        for case in cases {
+            let measured = measure(&hub, &token, case, seconds);
+            record(worker, case, measured);
+        }
+        drop(process);
+    }
+    for (cases, script) in [(&hello_cases[..], "hello_node.py"), (&work_cases[..], "work_node.py")] {
+        let process = python_worker(&hub, &token, script);
+        ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
+        for case in cases {
+            let measured = measure(&hub, &token, case, seconds);
+            record("hurozo 0.1.1 (Python)", case, measured);
+        }
+        drop(process);
+    }
+
+    println!("| worker | node | concurrency | events/s | p50 | p99 | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    for (worker, label, concurrency, measured) in &rows {
+        println!(
+            "| {worker} | {label} | {concurrency} | {:.0} | {:.1?} | {:.1?} | {} |",
+            measured.per_second(),
+            measured.percentile(0.50),
+            measured.percentile(0.99),
+            measured.errors
+        );
+    }
+}

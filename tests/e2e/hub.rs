@@ -1,0 +1,313 @@
+//! The hub's HTTP API against a real `node-host hub` process: Hurozo's
+//! documented errors, per-account scoping, execute errors, and the
+//! WebSocket contract as seen by a hand-driven worker.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use node_host_e2e::{Hub, execute, http};
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+fn post_register(hub: &Hub, token: Option<&str>, body: &str) -> (u16, Value) {
+    let mut request = http()
+        .post(format!("{}/api/remote_nodes/register", hub.url))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+fn hello_registration() -> &'static str {
+    r#"{"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}"#
+}
+
+/// A worker driven by hand: registers `hello` and holds the WebSocket.
+struct RawWorker {
+    socket: WebSocket<MaybeTlsStream<TcpStream>>,
+}
+
+impl RawWorker {
+    fn connect(hub: &Hub, token: &str) -> Self {
+        let (status, registered) = post_register(hub, Some(token), hello_registration());
+        assert_eq!(status, 200, "{registered}");
+        let url = format!(
+            "{}?auth={}",
+            registered["websocket_url"].as_str().unwrap(),
+            registered["token"].as_str().unwrap()
+        );
+        let (socket, _) = tungstenite::connect(url).expect("the hub accepts the token");
+        if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+        }
+        Self { socket }
+    }
+
+    fn next_event(&mut self) -> Value {
+        loop {
+            match self.socket.read().expect("an event") {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).unwrap();
+    }
+
+    /// True if no event arrives within `wait`.
+    fn stays_quiet(&mut self, wait: Duration) -> bool {
+        if let MaybeTlsStream::Plain(stream) = self.socket.get_ref() {
+            stream.set_read_timeout(Some(wait)).unwrap();
+        }
+        match self.socket.read() {
+            Err(tungstenite::Error::Io(err))
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                true
+            }
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+}
+
+/// Runs an execute on another thread.
+fn execute_in_background(
+    hub: &Hub,
+    token: &str,
+    body: Value,
+) -> std::thread::JoinHandle<(u16, Value)> {
+    let (url, token) = (hub.url.clone(), token.to_owned());
+    std::thread::spawn(move || execute(&url, &token, "hello", body))
+}
+
+#[test]
+fn registration_errors_are_hurozos_word_for_word() {
+    let hub = Hub::start("register-errors");
+    let token = hub.token("alice", false);
+    let reader = hub.token("alice", true);
+    let cases: [(Option<&str>, &str, u16, &str); 6] = [
+        (None, hello_registration(), 401, "Missing Authorization header"),
+        (Some("nh_forged"), hello_registration(), 401, "Invalid API token"),
+        (Some(reader.as_str()), hello_registration(), 403, "Invalid API token"),
+        (Some(token.as_str()), r#"{"name": "a/b", "outputs": ["x"]}"#, 400, "Missing or invalid name"),
+        (Some(token.as_str()), r#"{"inputs": [], "outputs": ["x"]}"#, 400, "Missing or invalid name"),
+        (Some(token.as_str()), r#"{"name": "n", "outputs": []}"#, 400, "At least one output required"),
+    ];
+    for (token, body, status, message) in cases {
+        let (got_status, answer) = post_register(&hub, token, body);
+        assert_eq!((got_status, answer["error"].as_str()), (status, Some(message)), "{body}");
+    }
+    let (_, read_only) = post_register(&hub, Some(&reader), hello_registration());
+    assert_eq!(read_only["code"], "read_only_token");
+}
+
+#[test]
+fn registration_answer_and_listing_are_per_account() {
+    let hub = Hub::start("register-list");
+    let alice = hub.token("alice", false);
+    let alice_reader = hub.token("alice", true);
+    let bob = hub.token("bob", false);
+    let (status, registered) = post_register(&hub, Some(&alice), hello_registration());
+    assert_eq!(status, 200);
+    assert_eq!(registered["status"], "registered");
+    assert_eq!(registered["inputs"], json!(["name"]));
+    assert_eq!(registered["outputs"], json!(["greeting", "shout"]));
+    assert_eq!(
+        registered["websocket_url"],
+        format!("ws://{}/ws", hub.addr())
+    );
+    let ws_token = registered["token"].as_str().unwrap();
+    assert!(
+        ws_token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+        "URL-safe: {ws_token}"
+    );
+
+    let list = |token: &str| -> Value {
+        http()
+            .get(format!("{}/api/remote_nodes", hub.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let expected = json!({"nodes": [{"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}]});
+    assert_eq!(list(&alice), expected);
+    assert_eq!(list(&alice_reader), expected);
+    assert_eq!(list(&bob), json!({"nodes": []}));
+    let (status, answer) = execute(&hub.url, &bob, "hello", json!({"inputs": {}}));
+    assert_eq!((status, answer["code"].as_str()), (404, Some("unknown_node")));
+}
+
+#[test]
+fn execute_errors_name_their_cause() {
+    let hub = Hub::start("execute-errors");
+    let token = hub.token("alice", false);
+    let (status, answer) = execute(&hub.url, &token, "nope", json!({"inputs": {}}));
+    assert_eq!((status, answer["code"].as_str()), (404, Some("unknown_node")), "{answer}");
+    post_register(&hub, Some(&token), hello_registration());
+    let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {}}));
+    assert_eq!((status, answer["code"].as_str()), (503, Some("no_worker")), "{answer}");
+    let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": 5}));
+    assert_eq!((status, answer["code"].as_str()), (400, Some("invalid_request")), "{answer}");
+    let (status, answer) = execute(&hub.url, "nh_forged", "hello", json!({}));
+    assert_eq!((status, answer["error"].as_str()), (401, Some("Invalid API token")));
+}
+
+#[test]
+fn an_event_round_trips_through_a_hand_driven_worker() {
+    let hub = Hub::start("raw-round-trip");
+    let token = hub.token("alice", false);
+    let mut worker = RawWorker::connect(&hub, &token);
+    let caller = execute_in_background(&hub, &token, json!({"inputs": {"name": "Ada"}}));
+    let event = worker.next_event();
+    assert_eq!(event["type"], "remote_node");
+    assert_eq!(event["node"], "hello");
+    assert_eq!(event["inputs"], json!({"name": "Ada"}));
+    let uuid = event["uuid"].as_str().unwrap().to_owned();
+    // Garbage and strangers' replies are ignored; the connection stays up.
+    worker.send("this is not JSON");
+    worker.send(r#"{"node": "hello", "outputs": {}, "uuid": "not-a-pending-uuid"}"#);
+    // Outputs out of order, one missing, one unregistered.
+    worker.send(
+        &json!({"node": "hello", "outputs": {"shout": "HI ADA", "extra": 1}, "uuid": uuid})
+            .to_string(),
+    );
+    let (status, answer) = caller.join().unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        serde_json::to_string(&answer).unwrap(),
+        format!(r#"{{"node":"hello","uuid":"{uuid}","outputs":{{"greeting":null,"shout":"HI ADA"}}}}"#)
+    );
+}
+
+#[test]
+fn a_worker_error_reply_becomes_a_502_with_its_code() {
+    let hub = Hub::start("raw-error");
+    let token = hub.token("alice", false);
+    let mut worker = RawWorker::connect(&hub, &token);
+    let caller = execute_in_background(&hub, &token, json!({"inputs": {}}));
+    let event = worker.next_event();
+    worker.send(
+        &json!({"node": "hello", "outputs": {}, "uuid": event["uuid"],
+                "error": {"code": "out_of_fuel", "message": "ran out of fuel"}})
+        .to_string(),
+    );
+    let (status, answer) = caller.join().unwrap();
+    assert_eq!(status, 502);
+    assert_eq!(answer["code"], "out_of_fuel");
+    assert!(answer["error"].as_str().unwrap().contains("ran out of fuel"));
+}
+
+#[test]
+fn a_worker_that_disconnects_mid_event_fails_the_caller_at_once() {
+    let hub = Hub::start("raw-disconnect");
+    let token = hub.token("alice", false);
+    let mut worker = RawWorker::connect(&hub, &token);
+    let caller = execute_in_background(&hub, &token, json!({"inputs": {}}));
+    worker.next_event();
+    let started = std::time::Instant::now();
+    drop(worker);
+    let (status, answer) = caller.join().unwrap();
+    assert_eq!((status, answer["code"].as_str()), (502, Some("worker_lost")), "{answer}");
+    // Far below any timeout: the hub noticed the closed socket.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_silent_worker_makes_the_caller_time_out() {
+    let hub = Hub::start("raw-timeout");
+    let token = hub.token("alice", false);
+    let mut worker = RawWorker::connect(&hub, &token);
+    let caller = execute_in_background(&hub, &token, json!({"inputs": {}, "timeout_ms": 300}));
+    worker.next_event();
+    let (status, answer) = caller.join().unwrap();
+    assert_eq!((status, answer["code"].as_str()), (504, Some("timeout")), "{answer}");
+    // A late reply for the abandoned uuid is ignored; the socket stays usable.
+    let caller = execute_in_background(&hub, &token, json!({"inputs": {}}));
+    let event = worker.next_event();
+    worker.send(&json!({"node": "hello", "outputs": {"greeting": "g", "shout": "s"}, "uuid": event["uuid"]}).to_string());
+    assert_eq!(caller.join().unwrap().0, 200);
+}
+
+#[test]
+fn websocket_tokens_forged_or_missing_are_refused() {
+    let hub = Hub::start("ws-tokens");
+    let token = hub.token("alice", false);
+    let (_, registered) = post_register(&hub, Some(&token), hello_registration());
+    let ws = registered["websocket_url"].as_str().unwrap();
+    let real = registered["token"].as_str().unwrap();
+    let (body, signature) = real.split_once('.').unwrap();
+    let mut forged_signature = signature.to_owned();
+    let last = if forged_signature.ends_with('A') { "B" } else { "A" };
+    forged_signature.replace_range(forged_signature.len() - 1.., last);
+    for url in [
+        ws.to_owned(),
+        format!("{ws}?auth="),
+        format!("{ws}?auth=garbage"),
+        format!("{ws}?auth={body}.{forged_signature}"),
+        format!("{ws}?auth={token}"),
+    ] {
+        match tungstenite::connect(&url) {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 401, "{url}")
+            }
+            other => panic!("{url} was not refused: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn one_accounts_events_never_reach_another_accounts_connection() {
+    let hub = Hub::start("ws-accounts");
+    let alice = hub.token("alice", false);
+    let bob = hub.token("bob", false);
+    let mut alice_worker = RawWorker::connect(&hub, &alice);
+    let mut bob_worker = RawWorker::connect(&hub, &bob);
+    let caller = execute_in_background(&hub, &bob, json!({"inputs": {}}));
+    let event = bob_worker.next_event();
+    bob_worker.send(&json!({"node": "hello", "outputs": {"greeting": "g", "shout": "s"}, "uuid": event["uuid"]}).to_string());
+    assert_eq!(caller.join().unwrap().0, 200);
+    assert!(alice_worker.stays_quiet(Duration::from_millis(300)));
+    // Alice cannot answer Bob's events either.
+    let caller = execute_in_background(&hub, &bob, json!({"inputs": {}, "timeout_ms": 2000}));
+    let event = bob_worker.next_event();
+    alice_worker.send(&json!({"node": "hello", "outputs": {"greeting": "forged", "shout": "forged"}, "uuid": event["uuid"]}).to_string());
+    bob_worker.send(&json!({"node": "hello", "outputs": {"greeting": "g", "shout": "s"}, "uuid": event["uuid"]}).to_string());
+    let (status, answer) = caller.join().unwrap();
+    assert_eq!((status, answer["outputs"]["greeting"].as_str()), (200, Some("g")));
+}
+
+#[test]
+fn metrics_count_executions() {
+    let hub = Hub::start("hub-metrics");
+    let token = hub.token("alice", false);
+    post_register(&hub, Some(&token), hello_registration());
+    execute(&hub.url, &token, "hello", json!({"inputs": {}}));
+    let response = http().get(format!("{}/metrics", hub.url)).send().unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().unwrap();
+    assert!(
+        text.contains(r#"node_host_hub_events_total{node="hello",outcome="no_worker"} 1"#),
+        "{text}"
+    );
+}

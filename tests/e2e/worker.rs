@@ -1,0 +1,224 @@
+//! `node-host run` against a real hub: events end to end, load sharing,
+//! failures with error replies, restarts, signals and the embedded hub.
+
+use std::time::Duration;
+
+use node_host_e2e::{
+    Hub, Service, eventually, execute, guest, http, node_host, run, start_worker, START_BOUND,
+};
+use serde_json::{Value, json};
+
+fn hello_outputs(name: &str) -> Value {
+    json!({"greeting": format!("Hello {name}"), "shout": format!("HELLO {}", name.to_uppercase())})
+}
+
+/// The metrics URL a worker started with `--metrics 127.0.0.1:0` printed.
+fn metrics_url(worker: &Service) -> String {
+    let line = worker
+        .seen
+        .iter()
+        .find(|line| line.contains("metrics at"))
+        .expect("the worker printed its metrics address");
+    line.split_whitespace().last().unwrap().to_owned()
+}
+
+/// The value of the sample `name` in a Prometheus text page (0 if absent).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn hello_runs_end_to_end_and_call_backend_prints_what_local_call_prints() {
+    let hub = Hub::start("worker-hello");
+    let token = hub.token("alice", false);
+    let _worker = start_worker(&hub.url, &token, &["hello"], &[]);
+    let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {"name": "Ada"}}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["node"], "hello");
+    assert_eq!(answer["outputs"], hello_outputs("Ada"));
+
+    let remote = run(node_host()
+        .args(["call", "--backend", &hub.url, "--token", &token, "hello", "name=Ada"]));
+    let local = run(node_host().arg("call").arg(guest("hello")).arg("name=Ada"));
+    assert_eq!(remote.code, Some(0), "{remote:#?}");
+    assert_eq!(remote.stdout, local.stdout);
+}
+
+#[test]
+fn many_concurrent_executes_all_succeed() {
+    let hub = Hub::start("worker-concurrent");
+    let token = hub.token("alice", false);
+    let _worker = start_worker(&hub.url, &token, &["hello", "echo"], &["--concurrency", "2"]);
+    let callers: Vec<_> = (0..32)
+        .map(|thread| {
+            let (url, token) = (hub.url.clone(), token.clone());
+            std::thread::spawn(move || {
+                for round in 0..10 {
+                    let name = format!("t{thread}r{round}");
+                    let (status, answer) =
+                        execute(&url, &token, "hello", json!({"inputs": {"name": name}}));
+                    assert_eq!(status, 200, "{answer}");
+                    assert_eq!(answer["outputs"], hello_outputs(&name));
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+}
+
+#[test]
+fn two_workers_share_the_load_and_every_event_runs_once() {
+    let hub = Hub::start("worker-share");
+    let token = hub.token("alice", false);
+    let metrics = ["--metrics", "127.0.0.1:0"];
+    let first = start_worker(&hub.url, &token, &["hello"], &metrics);
+    let second = start_worker(&hub.url, &token, &["hello"], &metrics);
+    let total = 200;
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let (url, token) = (hub.url.clone(), token.clone());
+            std::thread::spawn(move || {
+                for _ in 0..total / 20 {
+                    assert_eq!(execute(&url, &token, "hello", json!({"inputs": {}})).0, 200);
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    let ran = |worker: &Service| {
+        let text = http().get(metrics_url(worker)).send().unwrap().text().unwrap();
+        sample(&text, r#"node_host_worker_events_total{node="hello",outcome="ok"}"#)
+    };
+    let (a, b) = (ran(&first), ran(&second));
+    assert_eq!(a + b, total as f64, "each event ran exactly once");
+    assert!(a > 0.0 && b > 0.0, "both workers got events: {a} and {b}");
+}
+
+#[test]
+fn failed_events_come_back_with_their_error_code() {
+    let hub = Hub::start("worker-failures");
+    let token = hub.token("alice", false);
+    let _worker = start_worker(
+        &hub.url,
+        &token,
+        &["spin-loop", "node-error", "hello"],
+        &["--fuel", "1000000"],
+    );
+    let cases = [("spin-loop", "out_of_fuel"), ("node-error", "guest_error"), ("hello", "invalid_input")];
+    for (node, code) in cases {
+        let inputs = if node == "hello" { json!({"nobody": 1}) } else { json!({}) };
+        let (status, answer) = execute(&hub.url, &token, node, json!({"inputs": inputs}));
+        assert_eq!((status, answer["code"].as_str()), (502, Some(code)), "{node}: {answer}");
+    }
+}
+
+#[test]
+fn the_worker_reconnects_and_registers_again_after_a_hub_restart() {
+    let hub = Hub::start("worker-restart");
+    let token = hub.token("alice", false);
+    let _worker = start_worker(&hub.url, &token, &["hello"], &[]);
+    assert_eq!(execute(&hub.url, &token, "hello", json!({"inputs": {}})).0, 200);
+    let (data, addr) = (hub.data.clone(), hub.addr().to_owned());
+    drop(hub);
+    let hub = Hub::start_at(&data, &addr);
+    eventually(Duration::from_secs(30), "the worker serves the restarted hub", || {
+        execute(&hub.url, &token, "hello", json!({"inputs": {"name": "again"}})).0 == 200
+    });
+    let (_, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {"name": "again"}}));
+    assert_eq!(answer["outputs"], hello_outputs("again"));
+}
+
+#[test]
+fn a_worker_killed_mid_event_fails_the_caller_promptly() {
+    let hub = Hub::start("worker-killed");
+    let token = hub.token("alice", false);
+    let worker = start_worker(&hub.url, &token, &["spin-loop"], &["--timeout", "60s"]);
+    let (url, caller_token) = (hub.url.clone(), token.clone());
+    let caller = std::thread::spawn(move || execute(&url, &caller_token, "spin-loop", json!({"inputs": {}})));
+    // The spin loop runs until its 60 s deadline: wait until the hub has it in flight.
+    eventually(Duration::from_secs(10), "the event is in flight", || {
+        let text = http().get(format!("{}/metrics", hub.url)).send().unwrap().text().unwrap();
+        sample(&text, "node_host_hub_in_flight") >= 1.0
+    });
+    let started = std::time::Instant::now();
+    worker.signal("KILL");
+    let (status, answer) = caller.join().unwrap();
+    assert_eq!((status, answer["code"].as_str()), (502, Some("worker_lost")), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[test]
+fn sigterm_finishes_events_in_flight_then_exits_zero() {
+    let hub = Hub::start("worker-sigterm");
+    let token = hub.token("alice", false);
+    let mut worker = start_worker(&hub.url, &token, &["spin-loop"], &["--timeout", "1s"]);
+    let (url, caller_token) = (hub.url.clone(), token.clone());
+    let caller = std::thread::spawn(move || execute(&url, &caller_token, "spin-loop", json!({"inputs": {}})));
+    eventually(Duration::from_secs(10), "the event is in flight", || {
+        let text = http().get(format!("{}/metrics", hub.url)).send().unwrap().text().unwrap();
+        sample(&text, "node_host_hub_in_flight") >= 1.0
+    });
+    worker.signal("TERM");
+    let (status, answer) = caller.join().unwrap();
+    // The event was allowed to finish: its own deadline ended it, not the stop.
+    assert_eq!((status, answer["code"].as_str()), (502, Some("deadline")), "{answer}");
+    assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0), "{}", worker.stderr());
+}
+
+#[test]
+fn a_refused_token_at_start_up_is_fatal_with_a_clear_message() {
+    let hub = Hub::start("worker-bad-token");
+    let done = run(node_host()
+        .arg("run")
+        .arg(guest("hello"))
+        .args(["--backend", &hub.url, "--token", "nh_wrong"]));
+    assert_eq!(done.code, Some(1), "{done:#?}");
+    assert!(done.stderr.contains("Invalid API token"), "{}", done.stderr);
+    assert!(done.stderr.contains("--token"), "{}", done.stderr);
+    let reader = hub.token("alice", true);
+    let done = run(node_host()
+        .arg("run")
+        .arg(guest("hello"))
+        .args(["--backend", &hub.url, "--token", &reader]));
+    assert_eq!(done.code, Some(1), "{done:#?}");
+}
+
+#[test]
+fn run_without_a_backend_starts_an_embedded_hub_and_prints_working_commands() {
+    let mut worker = Service::start(
+        node_host()
+            .arg("run")
+            .arg(guest("hello"))
+            .args(["--hub-listen", "127.0.0.1:0"])
+            .env_remove("HUROZO_API_URL"),
+    );
+    worker.wait_for_line("embedded hub at", START_BOUND);
+    let call = worker.wait_for_line("node-host call --backend", START_BOUND);
+    let words: Vec<&str> = call.split_whitespace().collect();
+    assert_eq!(&words[..3], ["node-host", "call", "--backend"]);
+    let done = run(node_host().args(&words[2..]));
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    assert_eq!(done.json(), hello_outputs("world"));
+    let curl = worker
+        .seen
+        .iter()
+        .find(|line| line.contains("curl"))
+        .expect("a curl line")
+        .clone();
+    let token = curl
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap();
+    let backend = words[3];
+    let (status, answer) = execute(backend, token, "hello", json!({"inputs": {"name": "world"}}));
+    assert_eq!((status, &answer["outputs"]), (200, &hello_outputs("world")));
+    worker.signal("INT");
+    assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0));
+}
