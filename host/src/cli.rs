@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 use crate::sandbox::{Sandbox, SandboxConfig};
 
-pub use args::{LimitArgs, parse_backend, parse_duration, parse_input, parse_size, parse_secret};
+pub use args::{LimitArgs, parse_backend, parse_duration, parse_input, parse_secret, parse_size};
 
 /// Exit code when the node ran and failed, or a file was inspected and refused.
 pub const EXIT_FAILED: u8 = 1;

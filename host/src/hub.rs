@@ -78,7 +78,9 @@ impl HubState {
 
     /// The account store (for creating tokens).
     pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.store
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {

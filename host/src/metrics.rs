@@ -57,11 +57,19 @@ impl Metrics {
             latency.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register("in_flight", "Events received and not yet answered", in_flight.clone());
+        registry.register(
+            "in_flight",
+            "Events received and not yet answered",
+            in_flight.clone(),
+        );
         let fuel = Family::<NodeLabel, Counter<u64, AtomicU64>>::default();
         registry.register("fuel_used", "Fuel burned by events, by node", fuel.clone());
         let connections = Gauge::default();
-        registry.register("connections", "Open WebSocket connections", connections.clone());
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            connections.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             events,
@@ -122,10 +130,19 @@ mod tests {
         metrics.started();
         metrics.finished("hello", "ok", Duration::from_micros(40), 1200);
         let text = metrics.render();
-        assert!(text.contains(r#"node_host_worker_events_total{node="hello",outcome="ok"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"node_host_worker_events_total{node="hello",outcome="ok"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("node_host_worker_in_flight 1"), "{text}");
-        assert!(text.contains(r#"node_host_worker_fuel_used_total{node="hello"} 1200"#), "{text}");
-        assert!(text.contains("node_host_worker_event_seconds_count 1"), "{text}");
+        assert!(
+            text.contains(r#"node_host_worker_fuel_used_total{node="hello"} 1200"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("node_host_worker_event_seconds_count 1"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

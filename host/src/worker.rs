@@ -257,7 +257,9 @@ impl Worker {
                 SessionEnd::Stopped => break Ok(()),
                 SessionEnd::Lost(reason) => {
                     let wait = backoff.next_wait();
-                    tracing::warn!("lost the backend connection ({reason}); reconnecting in {wait:.1?}");
+                    tracing::warn!(
+                        "lost the backend connection ({reason}); reconnecting in {wait:.1?}"
+                    );
                     if sleep_or_stop(wait, &mut stop).await {
                         break Ok(());
                     }
@@ -439,7 +441,11 @@ fn redact(url: &url::Url) -> String {
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(key, value)| {
-            let value = if key == "auth" { "…".to_owned() } else { value.into_owned() };
+            let value = if key == "auth" {
+                "…".to_owned()
+            } else {
+                value.into_owned()
+            };
             (key.into_owned(), value)
         })
         .collect();

@@ -61,7 +61,8 @@ fn measure(hub: &Hub, token: &str, case: &Case, seconds: f64) -> Measured {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = (0..case.concurrency)
             .map(|_| {
-                let (client, url, body, token) = (client.clone(), url.clone(), body.clone(), token.to_owned());
+                let (client, url, body, token) =
+                    (client.clone(), url.clone(), body.clone(), token.to_owned());
                 let (recording, stop) = (recording.clone(), stop.clone());
                 tokio::spawn(async move {
                     let mut latencies = Vec::new();
@@ -143,7 +144,9 @@ fn main() {
         .iter()
         .position(|arg| arg == "--seconds")
         .and_then(|at| args.get(at + 1))
-        .map_or(5.0, |value| value.parse().expect("--seconds takes a number"));
+        .map_or(5.0, |value| {
+            value.parse().expect("--seconds takes a number")
+        });
     let hub = Hub::start("bench-e2e");
     let token = hub.token("bench", false);
     let hello = |concurrency| Case {
@@ -180,7 +183,12 @@ fn main() {
 
     for (worker, cases, guests, extra) in [
         ("node-host", &hello_cases[..], &["hello"][..], &[][..]),
-        ("node-host", &work_cases[..], &["work"][..], &["--concurrency", "64"][..]),
+        (
+            "node-host",
+            &work_cases[..],
+            &["work"][..],
+            &["--concurrency", "64"][..],
+        ),
     ] {
         let process = start_worker(&hub.url, &token, guests, extra);
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
@@ -190,7 +198,10 @@ fn main() {
         }
         drop(process);
     }
-    for (cases, script) in [(&hello_cases[..], "hello_node.py"), (&work_cases[..], "work_node.py")] {
+    for (cases, script) in [
+        (&hello_cases[..], "hello_node.py"),
+        (&work_cases[..], "work_node.py"),
+    ] {
         let process = python_worker(&hub, &token, script);
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
         for case in cases {

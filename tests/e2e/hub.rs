@@ -98,16 +98,50 @@ fn registration_errors_are_hurozos_word_for_word() {
     let token = hub.token("alice", false);
     let reader = hub.token("alice", true);
     let cases: [(Option<&str>, &str, u16, &str); 6] = [
-        (None, hello_registration(), 401, "Missing Authorization header"),
-        (Some("nh_forged"), hello_registration(), 401, "Invalid API token"),
-        (Some(reader.as_str()), hello_registration(), 403, "Invalid API token"),
-        (Some(token.as_str()), r#"{"name": "a/b", "outputs": ["x"]}"#, 400, "Missing or invalid name"),
-        (Some(token.as_str()), r#"{"inputs": [], "outputs": ["x"]}"#, 400, "Missing or invalid name"),
-        (Some(token.as_str()), r#"{"name": "n", "outputs": []}"#, 400, "At least one output required"),
+        (
+            None,
+            hello_registration(),
+            401,
+            "Missing Authorization header",
+        ),
+        (
+            Some("nh_forged"),
+            hello_registration(),
+            401,
+            "Invalid API token",
+        ),
+        (
+            Some(reader.as_str()),
+            hello_registration(),
+            403,
+            "Invalid API token",
+        ),
+        (
+            Some(token.as_str()),
+            r#"{"name": "a/b", "outputs": ["x"]}"#,
+            400,
+            "Missing or invalid name",
+        ),
+        (
+            Some(token.as_str()),
+            r#"{"inputs": [], "outputs": ["x"]}"#,
+            400,
+            "Missing or invalid name",
+        ),
+        (
+            Some(token.as_str()),
+            r#"{"name": "n", "outputs": []}"#,
+            400,
+            "At least one output required",
+        ),
     ];
     for (token, body, status, message) in cases {
         let (got_status, answer) = post_register(&hub, token, body);
-        assert_eq!((got_status, answer["error"].as_str()), (status, Some(message)), "{body}");
+        assert_eq!(
+            (got_status, answer["error"].as_str()),
+            (status, Some(message)),
+            "{body}"
+        );
     }
     let (_, read_only) = post_register(&hub, Some(&reader), hello_registration());
     assert_eq!(read_only["code"], "read_only_token");
@@ -145,12 +179,16 @@ fn registration_answer_and_listing_are_per_account() {
             .json()
             .unwrap()
     };
-    let expected = json!({"nodes": [{"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}]});
+    let expected =
+        json!({"nodes": [{"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}]});
     assert_eq!(list(&alice), expected);
     assert_eq!(list(&alice_reader), expected);
     assert_eq!(list(&bob), json!({"nodes": []}));
     let (status, answer) = execute(&hub.url, &bob, "hello", json!({"inputs": {}}));
-    assert_eq!((status, answer["code"].as_str()), (404, Some("unknown_node")));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("unknown_node"))
+    );
 }
 
 #[test]
@@ -158,14 +196,29 @@ fn execute_errors_name_their_cause() {
     let hub = Hub::start("execute-errors");
     let token = hub.token("alice", false);
     let (status, answer) = execute(&hub.url, &token, "nope", json!({"inputs": {}}));
-    assert_eq!((status, answer["code"].as_str()), (404, Some("unknown_node")), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("unknown_node")),
+        "{answer}"
+    );
     post_register(&hub, Some(&token), hello_registration());
     let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {}}));
-    assert_eq!((status, answer["code"].as_str()), (503, Some("no_worker")), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (503, Some("no_worker")),
+        "{answer}"
+    );
     let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": 5}));
-    assert_eq!((status, answer["code"].as_str()), (400, Some("invalid_request")), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{answer}"
+    );
     let (status, answer) = execute(&hub.url, "nh_forged", "hello", json!({}));
-    assert_eq!((status, answer["error"].as_str()), (401, Some("Invalid API token")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("Invalid API token"))
+    );
 }
 
 #[test]
@@ -191,7 +244,9 @@ fn an_event_round_trips_through_a_hand_driven_worker() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         serde_json::to_string(&answer).unwrap(),
-        format!(r#"{{"node":"hello","uuid":"{uuid}","outputs":{{"greeting":null,"shout":"HI ADA"}}}}"#)
+        format!(
+            r#"{{"node":"hello","uuid":"{uuid}","outputs":{{"greeting":null,"shout":"HI ADA"}}}}"#
+        )
     );
 }
 
@@ -210,7 +265,12 @@ fn a_worker_error_reply_becomes_a_502_with_its_code() {
     let (status, answer) = caller.join().unwrap();
     assert_eq!(status, 502);
     assert_eq!(answer["code"], "out_of_fuel");
-    assert!(answer["error"].as_str().unwrap().contains("ran out of fuel"));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("ran out of fuel")
+    );
 }
 
 #[test]
@@ -223,7 +283,11 @@ fn a_worker_that_disconnects_mid_event_fails_the_caller_at_once() {
     let started = std::time::Instant::now();
     drop(worker);
     let (status, answer) = caller.join().unwrap();
-    assert_eq!((status, answer["code"].as_str()), (502, Some("worker_lost")), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("worker_lost")),
+        "{answer}"
+    );
     // Far below any timeout: the hub noticed the closed socket.
     assert!(started.elapsed() < Duration::from_secs(30));
 }
@@ -236,7 +300,11 @@ fn a_silent_worker_makes_the_caller_time_out() {
     let caller = execute_in_background(&hub, &token, json!({"inputs": {}, "timeout_ms": 300}));
     worker.next_event();
     let (status, answer) = caller.join().unwrap();
-    assert_eq!((status, answer["code"].as_str()), (504, Some("timeout")), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (504, Some("timeout")),
+        "{answer}"
+    );
     // A late reply for the abandoned uuid is ignored; the socket stays usable.
     let caller = execute_in_background(&hub, &token, json!({"inputs": {}}));
     let event = worker.next_event();
@@ -253,7 +321,11 @@ fn websocket_tokens_forged_or_missing_are_refused() {
     let real = registered["token"].as_str().unwrap();
     let (body, signature) = real.split_once('.').unwrap();
     let mut forged_signature = signature.to_owned();
-    let last = if forged_signature.ends_with('A') { "B" } else { "A" };
+    let last = if forged_signature.ends_with('A') {
+        "B"
+    } else {
+        "A"
+    };
     forged_signature.replace_range(forged_signature.len() - 1.., last);
     for url in [
         ws.to_owned(),
@@ -289,7 +361,10 @@ fn one_accounts_events_never_reach_another_accounts_connection() {
     alice_worker.send(&json!({"node": "hello", "outputs": {"greeting": "forged", "shout": "forged"}, "uuid": event["uuid"]}).to_string());
     bob_worker.send(&json!({"node": "hello", "outputs": {"greeting": "g", "shout": "s"}, "uuid": event["uuid"]}).to_string());
     let (status, answer) = caller.join().unwrap();
-    assert_eq!((status, answer["outputs"]["greeting"].as_str()), (200, Some("g")));
+    assert_eq!(
+        (status, answer["outputs"]["greeting"].as_str()),
+        (200, Some("g"))
+    );
 }
 
 #[test]

@@ -16,10 +16,12 @@ use tungstenite::Message;
 /// The virtualenv python with hurozo 0.1.1, which `./run-tests` sets up
 /// (`tests/hurozo/setup-venv DIR` prints it).
 pub fn hurozo_python() -> PathBuf {
-    let python = std::env::var_os("NODE_HOST_HUROZO_PYTHON").map(PathBuf::from).expect(
-        "NODE_HOST_HUROZO_PYTHON is not set: run ./run-tests, or set it to the python that \
+    let python = std::env::var_os("NODE_HOST_HUROZO_PYTHON")
+        .map(PathBuf::from)
+        .expect(
+            "NODE_HOST_HUROZO_PYTHON is not set: run ./run-tests, or set it to the python that \
          `tests/hurozo/setup-venv DIR` prints",
-    );
+        );
     assert!(python.is_file(), "{} does not exist", python.display());
     python
 }
@@ -37,9 +39,20 @@ fn the_real_hurozo_python_worker_serves_through_our_hub() {
     );
     // It registers at once, then connects within about a second.
     eventually(Duration::from_secs(30), "the Python worker answers", || {
-        execute(&hub.url, &token, "ws_hello", json!({"inputs": {"name": "Ada"}})).0 == 200
+        execute(
+            &hub.url,
+            &token,
+            "ws_hello",
+            json!({"inputs": {"name": "Ada"}}),
+        )
+        .0 == 200
     });
-    let (status, answer) = execute(&hub.url, &token, "ws_hello", json!({"inputs": {"name": "Ada"}}));
+    let (status, answer) = execute(
+        &hub.url,
+        &token,
+        "ws_hello",
+        json!({"inputs": {"name": "Ada"}}),
+    );
     assert_eq!(status, 200);
     assert_eq!(answer["node"], "ws_hello");
     assert_eq!(
@@ -114,34 +127,58 @@ fn our_worker_speaks_the_documented_shapes_to_a_scripted_backend() {
     let (line, headers, body) = registered.recv_timeout(Duration::from_secs(60)).unwrap();
     assert_eq!(line, "POST /api/remote_nodes/register HTTP/1.1");
     assert!(
-        headers.iter().any(|header| header.eq_ignore_ascii_case("authorization: Bearer api-token")),
+        headers
+            .iter()
+            .any(|header| header.eq_ignore_ascii_case("authorization: Bearer api-token")),
         "{headers:?}"
     );
-    assert_eq!(body, json!({"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}));
+    assert_eq!(
+        body,
+        json!({"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]})
+    );
 
     let (stream, _) = ws.accept().unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut uri = String::new();
-    let mut socket = tungstenite::accept_hdr(stream, |request: &tungstenite::handshake::server::Request, response| {
-        uri = request.uri().to_string();
-        Ok(response)
-    })
+    let mut socket = tungstenite::accept_hdr(
+        stream,
+        |request: &tungstenite::handshake::server::Request, response| {
+            uri = request.uri().to_string();
+            Ok(response)
+        },
+    )
     .unwrap();
-    assert_eq!(uri, "/Prod?auth=tok%2Ben%2Fwith%3D", "the token is URL-encoded");
+    assert_eq!(
+        uri, "/Prod?auth=tok%2Ben%2Fwith%3D",
+        "the token is URL-encoded"
+    );
 
     let send = |socket: &mut tungstenite::WebSocket<TcpStream>, frame: Value| {
         socket.send(Message::text(frame.to_string())).unwrap();
     };
     // An event for another node and a frame that is not JSON are ignored...
-    send(&mut socket, json!({"type": "remote_node", "node": "someone_else", "inputs": {}, "uuid": "u0"}));
+    send(
+        &mut socket,
+        json!({"type": "remote_node", "node": "someone_else", "inputs": {}, "uuid": "u0"}),
+    );
     socket.send(Message::text("not JSON at all")).unwrap();
     // ...and the events for this node, with or without `type`, are answered.
-    send(&mut socket, json!({"type": "remote_node", "node": "hello", "inputs": {"name": "Ada"}, "uuid": "u1"}));
-    send(&mut socket, json!({"node": "hello", "inputs": {}, "uuid": "u2"}));
+    send(
+        &mut socket,
+        json!({"type": "remote_node", "node": "hello", "inputs": {"name": "Ada"}, "uuid": "u1"}),
+    );
+    send(
+        &mut socket,
+        json!({"node": "hello", "inputs": {}, "uuid": "u2"}),
+    );
     let mut replies = Vec::new();
     while replies.len() < 2 {
         match socket.read().unwrap() {
-            Message::Text(text) => replies.push(serde_json::from_str::<Value>(text.as_str()).unwrap()),
+            Message::Text(text) => {
+                replies.push(serde_json::from_str::<Value>(text.as_str()).unwrap())
+            }
             Message::Ping(_) | Message::Pong(_) => {}
             other => panic!("unexpected frame {other:?}"),
         }

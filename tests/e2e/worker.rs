@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use node_host_e2e::{
-    Hub, Service, eventually, execute, guest, http, node_host, run, start_worker, START_BOUND,
+    Hub, START_BOUND, Service, eventually, execute, guest, http, node_host, run, start_worker,
 };
 use serde_json::{Value, json};
 
@@ -34,13 +34,25 @@ fn hello_runs_end_to_end_and_call_backend_prints_what_local_call_prints() {
     let hub = Hub::start("worker-hello");
     let token = hub.token("alice", false);
     let _worker = start_worker(&hub.url, &token, &["hello"], &[]);
-    let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {"name": "Ada"}}));
+    let (status, answer) = execute(
+        &hub.url,
+        &token,
+        "hello",
+        json!({"inputs": {"name": "Ada"}}),
+    );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["node"], "hello");
     assert_eq!(answer["outputs"], hello_outputs("Ada"));
 
-    let remote = run(node_host()
-        .args(["call", "--backend", &hub.url, "--token", &token, "hello", "name=Ada"]));
+    let remote = run(node_host().args([
+        "call",
+        "--backend",
+        &hub.url,
+        "--token",
+        &token,
+        "hello",
+        "name=Ada",
+    ]));
     let local = run(node_host().arg("call").arg(guest("hello")).arg("name=Ada"));
     assert_eq!(remote.code, Some(0), "{remote:#?}");
     assert_eq!(remote.stdout, local.stdout);
@@ -50,7 +62,12 @@ fn hello_runs_end_to_end_and_call_backend_prints_what_local_call_prints() {
 fn many_concurrent_executes_all_succeed() {
     let hub = Hub::start("worker-concurrent");
     let token = hub.token("alice", false);
-    let _worker = start_worker(&hub.url, &token, &["hello", "echo"], &["--concurrency", "2"]);
+    let _worker = start_worker(
+        &hub.url,
+        &token,
+        &["hello", "echo"],
+        &["--concurrency", "2"],
+    );
     let callers: Vec<_> = (0..32)
         .map(|thread| {
             let (url, token) = (hub.url.clone(), token.clone());
@@ -92,8 +109,16 @@ fn two_workers_share_the_load_and_every_event_runs_once() {
         caller.join().unwrap();
     }
     let ran = |worker: &Service| {
-        let text = http().get(metrics_url(worker)).send().unwrap().text().unwrap();
-        sample(&text, r#"node_host_worker_events_total{node="hello",outcome="ok"}"#)
+        let text = http()
+            .get(metrics_url(worker))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        sample(
+            &text,
+            r#"node_host_worker_events_total{node="hello",outcome="ok"}"#,
+        )
     };
     let (a, b) = (ran(&first), ran(&second));
     assert_eq!(a + b, total as f64, "each event ran exactly once");
@@ -110,11 +135,23 @@ fn failed_events_come_back_with_their_error_code() {
         &["spin-loop", "node-error", "hello"],
         &["--fuel", "1000000"],
     );
-    let cases = [("spin-loop", "out_of_fuel"), ("node-error", "guest_error"), ("hello", "invalid_input")];
+    let cases = [
+        ("spin-loop", "out_of_fuel"),
+        ("node-error", "guest_error"),
+        ("hello", "invalid_input"),
+    ];
     for (node, code) in cases {
-        let inputs = if node == "hello" { json!({"nobody": 1}) } else { json!({}) };
+        let inputs = if node == "hello" {
+            json!({"nobody": 1})
+        } else {
+            json!({})
+        };
         let (status, answer) = execute(&hub.url, &token, node, json!({"inputs": inputs}));
-        assert_eq!((status, answer["code"].as_str()), (502, Some(code)), "{node}: {answer}");
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (502, Some(code)),
+            "{node}: {answer}"
+        );
     }
 }
 
@@ -123,14 +160,32 @@ fn the_worker_reconnects_and_registers_again_after_a_hub_restart() {
     let hub = Hub::start("worker-restart");
     let token = hub.token("alice", false);
     let _worker = start_worker(&hub.url, &token, &["hello"], &[]);
-    assert_eq!(execute(&hub.url, &token, "hello", json!({"inputs": {}})).0, 200);
+    assert_eq!(
+        execute(&hub.url, &token, "hello", json!({"inputs": {}})).0,
+        200
+    );
     let (data, addr) = (hub.data.clone(), hub.addr().to_owned());
     drop(hub);
     let hub = Hub::start_at(&data, &addr);
-    eventually(Duration::from_secs(30), "the worker serves the restarted hub", || {
-        execute(&hub.url, &token, "hello", json!({"inputs": {"name": "again"}})).0 == 200
-    });
-    let (_, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {"name": "again"}}));
+    eventually(
+        Duration::from_secs(30),
+        "the worker serves the restarted hub",
+        || {
+            execute(
+                &hub.url,
+                &token,
+                "hello",
+                json!({"inputs": {"name": "again"}}),
+            )
+            .0 == 200
+        },
+    );
+    let (_, answer) = execute(
+        &hub.url,
+        &token,
+        "hello",
+        json!({"inputs": {"name": "again"}}),
+    );
     assert_eq!(answer["outputs"], hello_outputs("again"));
 }
 
@@ -138,54 +193,103 @@ fn the_worker_reconnects_and_registers_again_after_a_hub_restart() {
 fn a_worker_killed_mid_event_fails_the_caller_promptly() {
     let hub = Hub::start("worker-killed");
     let token = hub.token("alice", false);
-    let worker = start_worker(&hub.url, &token, &["spin-loop"], &["--timeout", "60s"]);
+    let worker = start_worker(
+        &hub.url,
+        &token,
+        &["spin-loop"],
+        &["--timeout", "60s", "--fuel", "1000000000000"],
+    );
     let (url, caller_token) = (hub.url.clone(), token.clone());
-    let caller = std::thread::spawn(move || execute(&url, &caller_token, "spin-loop", json!({"inputs": {}})));
+    let caller = std::thread::spawn(move || {
+        execute(&url, &caller_token, "spin-loop", json!({"inputs": {}}))
+    });
     // The spin loop runs until its 60 s deadline: wait until the hub has it in flight.
     eventually(Duration::from_secs(10), "the event is in flight", || {
-        let text = http().get(format!("{}/metrics", hub.url)).send().unwrap().text().unwrap();
+        let text = http()
+            .get(format!("{}/metrics", hub.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         sample(&text, "node_host_hub_in_flight") >= 1.0
     });
     let started = std::time::Instant::now();
     worker.signal("KILL");
     let (status, answer) = caller.join().unwrap();
-    assert_eq!((status, answer["code"].as_str()), (502, Some("worker_lost")), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("worker_lost")),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn sigterm_finishes_events_in_flight_then_exits_zero() {
     let hub = Hub::start("worker-sigterm");
     let token = hub.token("alice", false);
-    let mut worker = start_worker(&hub.url, &token, &["spin-loop"], &["--timeout", "1s"]);
+    let mut worker = start_worker(
+        &hub.url,
+        &token,
+        &["spin-loop"],
+        &[
+            "--timeout",
+            "1s",
+            "--fuel",
+            "1000000000000",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
     let (url, caller_token) = (hub.url.clone(), token.clone());
-    let caller = std::thread::spawn(move || execute(&url, &caller_token, "spin-loop", json!({"inputs": {}})));
+    let caller = std::thread::spawn(move || {
+        execute(&url, &caller_token, "spin-loop", json!({"inputs": {}}))
+    });
+    // In flight in the worker itself, not only sent by the hub.
+    let metrics = metrics_url(&worker);
     eventually(Duration::from_secs(10), "the event is in flight", || {
-        let text = http().get(format!("{}/metrics", hub.url)).send().unwrap().text().unwrap();
-        sample(&text, "node_host_hub_in_flight") >= 1.0
+        let text = http().get(&metrics).send().unwrap().text().unwrap();
+        sample(&text, "node_host_worker_in_flight") >= 1.0
     });
     worker.signal("TERM");
     let (status, answer) = caller.join().unwrap();
     // The event was allowed to finish: its own deadline ended it, not the stop.
-    assert_eq!((status, answer["code"].as_str()), (502, Some("deadline")), "{answer}");
-    assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0), "{}", worker.stderr());
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("deadline")),
+        "{answer}"
+    );
+    assert_eq!(
+        worker.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        worker.stderr()
+    );
 }
 
 #[test]
 fn a_refused_token_at_start_up_is_fatal_with_a_clear_message() {
     let hub = Hub::start("worker-bad-token");
-    let done = run(node_host()
-        .arg("run")
-        .arg(guest("hello"))
-        .args(["--backend", &hub.url, "--token", "nh_wrong"]));
+    let done = run(node_host().arg("run").arg(guest("hello")).args([
+        "--backend",
+        &hub.url,
+        "--token",
+        "nh_wrong",
+    ]));
     assert_eq!(done.code, Some(1), "{done:#?}");
     assert!(done.stderr.contains("Invalid API token"), "{}", done.stderr);
     assert!(done.stderr.contains("--token"), "{}", done.stderr);
     let reader = hub.token("alice", true);
-    let done = run(node_host()
-        .arg("run")
-        .arg(guest("hello"))
-        .args(["--backend", &hub.url, "--token", &reader]));
+    let done = run(node_host().arg("run").arg(guest("hello")).args([
+        "--backend",
+        &hub.url,
+        "--token",
+        &reader,
+    ]));
     assert_eq!(done.code, Some(1), "{done:#?}");
 }
 
@@ -202,7 +306,7 @@ fn run_without_a_backend_starts_an_embedded_hub_and_prints_working_commands() {
     let call = worker.wait_for_line("node-host call --backend", START_BOUND);
     let words: Vec<&str> = call.split_whitespace().collect();
     assert_eq!(&words[..3], ["node-host", "call", "--backend"]);
-    let done = run(node_host().args(&words[2..]));
+    let done = run(node_host().args(&words[1..]));
     assert_eq!(done.code, Some(0), "{done:#?}");
     assert_eq!(done.json(), hello_outputs("world"));
     let curl = worker
@@ -217,7 +321,12 @@ fn run_without_a_backend_starts_an_embedded_hub_and_prints_working_commands() {
         .and_then(|rest| rest.split('\'').next())
         .unwrap();
     let backend = words[3];
-    let (status, answer) = execute(backend, token, "hello", json!({"inputs": {"name": "world"}}));
+    let (status, answer) = execute(
+        backend,
+        token,
+        "hello",
+        json!({"inputs": {"name": "world"}}),
+    );
     assert_eq!((status, &answer["outputs"]), (200, &hello_outputs("world")));
     worker.signal("INT");
     assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0));

@@ -72,7 +72,9 @@ pub fn parse_backend(arg: &str) -> Result<url::Url, String> {
     let mut url = url::Url::parse(arg)
         .map_err(|err| format!("`{arg}` is not a URL ({err}); write e.g. http://127.0.0.1:8765"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("the backend URL `{arg}` must start with http:// or https://"));
+        return Err(format!(
+            "the backend URL `{arg}` must start with http:// or https://"
+        ));
     }
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());

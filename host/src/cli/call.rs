@@ -47,7 +47,10 @@ pub(super) struct CallArgs {
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
 
-    #[command(flatten, next_help_heading = "Limits (local calls; with --backend the worker's apply)")]
+    #[command(
+        flatten,
+        next_help_heading = "Limits (local calls; with --backend the worker's apply)"
+    )]
     limits: LimitArgs,
 
     /// Print failures as {"error":{"code","message"}} on stdout instead of a message on stderr.
@@ -59,7 +62,10 @@ pub(super) struct CallArgs {
     logs: bool,
 }
 
-pub(super) fn run(args: &CallArgs, sandbox: impl FnOnce() -> anyhow::Result<Sandbox>) -> anyhow::Result<ExitCode> {
+pub(super) fn run(
+    args: &CallArgs,
+    sandbox: impl FnOnce() -> anyhow::Result<Sandbox>,
+) -> anyhow::Result<ExitCode> {
     let inputs = collect_inputs(args)?;
     if let Some(backend) = &args.backend {
         return remote::run(args, backend, inputs);
@@ -75,10 +81,7 @@ pub(super) fn run(args: &CallArgs, sandbox: impl FnOnce() -> anyhow::Result<Sand
         Ok(node) => node,
         Err(err) => {
             drop(progress);
-            let message = format!(
-                "{} cannot be used as a node: {err}",
-                component.display()
-            );
+            let message = format!("{} cannot be used as a node: {err}", component.display());
             if args.json {
                 println!(
                     "{}",

@@ -17,7 +17,8 @@ use crate::hub::{self, HubConfig, HubState};
 Examples:
   node-host hub token create --account alice
   node-host hub --listen 127.0.0.1:8765
-  HUROZO_TOKEN=nh_... node-host run hello.wasm --backend http://127.0.0.1:8765")]
+  HUROZO_TOKEN=nh_... node-host run hello.wasm --backend http://127.0.0.1:8765"
+)]
 pub(super) struct HubArgs {
     #[command(subcommand)]
     action: Option<HubAction>,
@@ -129,10 +130,13 @@ fn serve(args: &HubArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("the hub cannot listen on {} (--listen)", args.listen))?;
         let addr = listener.local_addr()?;
-        println!("node-host: hub listening on http://{addr} (data in {})", dir.display());
+        println!(
+            "node-host: hub listening on http://{addr} (data in {})",
+            dir.display()
+        );
         hub::serve(listener, state, super::wait_for_signal())
-        .await
-        .context("serving the hub")?;
+            .await
+            .context("serving the hub")?;
         eprintln!("node-host: hub stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -74,7 +74,10 @@ pub(super) fn run(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> 
             Ok(node) => nodes.push(Arc::new(node)),
             Err(err) => {
                 drop(progress);
-                eprintln!("node-host: error: {} cannot be used as a node: {err}", path.display());
+                eprintln!(
+                    "node-host: error: {} cannot be used as a node: {err}",
+                    path.display()
+                );
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
         }
@@ -125,7 +128,10 @@ async fn serve(args: &RunArgs, nodes: Vec<Arc<NodeComponent>>) -> anyhow::Result
                 let metrics = metrics.clone();
                 async move {
                     (
-                        [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            crate::metrics::CONTENT_TYPE,
+                        )],
                         metrics.render(),
                     )
                 }
@@ -206,7 +212,11 @@ fn print_quick_start(backend: &url::Url, token: &str, infos: &[crate::sandbox::N
     for info in infos {
         let mut json = serde_json::Map::new();
         let mut args = String::new();
-        for port in info.inputs.iter().filter(|port| port.default_value.is_none()) {
+        for port in info
+            .inputs
+            .iter()
+            .filter(|port| port.default_value.is_none())
+        {
             json.insert(port.name.clone(), "world".into());
             args.push_str(&format!(" {}=world", port.name));
         }

@@ -34,7 +34,10 @@ pub fn router(state: Arc<HubState>) -> Router {
         .route("/api/remote_nodes/{name}/execute", post(execute))
         .route("/ws", get(websocket))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .with_state(state)
 }
 
@@ -71,7 +74,13 @@ fn authenticate(state: &HubState, headers: &HeaderMap) -> Result<Caller, Failure
             errors::MISSING_AUTH,
         ));
     };
-    let invalid = || Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", errors::INVALID_TOKEN);
+    let invalid = || {
+        Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            errors::INVALID_TOKEN,
+        )
+    };
     let token = value
         .to_str()
         .ok()

@@ -101,7 +101,11 @@ mod tests {
         let later = start + Duration::from_secs(599);
         assert!(registry.get(1, "hello", later).is_some());
         registry.register(1, hello(&["greeting"]), later);
-        assert!(registry.get(1, "hello", later + Duration::from_secs(599)).is_some());
+        assert!(
+            registry
+                .get(1, "hello", later + Duration::from_secs(599))
+                .is_some()
+        );
         let expired = later + REGISTRATION_TTL;
         assert!(registry.get(1, "hello", expired).is_none());
         assert!(registry.list(1, expired).is_empty());

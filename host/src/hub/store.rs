@@ -76,9 +76,7 @@ pub enum StoreError {
         known: usize,
     },
     /// An account name that is not allowed.
-    #[error(
-        "invalid account name `{0}`: use 1 to 64 letters, digits, `-`, `_` or `.`"
-    )]
+    #[error("invalid account name `{0}`: use 1 to 64 letters, digits, `-`, `_` or `.`")]
     InvalidAccountName(String),
 }
 
@@ -271,10 +269,19 @@ mod tests {
         let bob = store.create_token("bob", false).unwrap();
         assert!(alice.starts_with(TOKEN_PREFIX));
         let caller = store.authenticate(&alice).unwrap().unwrap();
-        assert_eq!((caller.account_name.as_str(), caller.read_only), ("alice", false));
+        assert_eq!(
+            (caller.account_name.as_str(), caller.read_only),
+            ("alice", false)
+        );
         let read_only = store.authenticate(&reader).unwrap().unwrap();
-        assert_eq!((read_only.account, read_only.read_only), (caller.account, true));
-        assert_ne!(store.authenticate(&bob).unwrap().unwrap().account, caller.account);
+        assert_eq!(
+            (read_only.account, read_only.read_only),
+            (caller.account, true)
+        );
+        assert_ne!(
+            store.authenticate(&bob).unwrap().unwrap().account,
+            caller.account
+        );
         assert_eq!(store.authenticate("nh_forged").unwrap(), None);
         assert_eq!(store.account_count().unwrap(), 2);
     }
@@ -321,7 +328,10 @@ mod tests {
         let db = Connection::open(dir.join(DATABASE_FILE)).unwrap();
         db.pragma_update(None, "user_version", 99).unwrap();
         drop(db);
-        assert!(matches!(Store::open(Some(&dir)), Err(StoreError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            Store::open(Some(&dir)),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -71,7 +71,9 @@ pub struct Switchboard {
 
 impl Switchboard {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Adds a connection of `account` serving `nodes`; events for it arrive
@@ -153,7 +155,10 @@ impl Switchboard {
                 .copied()
                 .min_by_key(|id| inner.links[id].in_flight)
                 .ok_or(DispatchError::NoWorker)?;
-            let link = inner.links.get_mut(&chosen).expect("serving lists live links");
+            let link = inner
+                .links
+                .get_mut(&chosen)
+                .expect("serving lists live links");
             if link.outbox.send(text.clone()).is_err() {
                 // Its socket task has ended but not yet disconnected: skip it.
                 drop(inner);
@@ -220,8 +225,10 @@ mod tests {
     use serde_json::{Map, json};
 
     fn event(node: &str, uuid: &str) -> Event {
-        serde_json::from_value(json!({"type": "remote_node", "node": node, "inputs": {}, "uuid": uuid}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"type": "remote_node", "node": node, "inputs": {}, "uuid": uuid}),
+        )
+        .unwrap()
     }
 
     fn reply(node: &str, uuid: &str) -> Reply {
@@ -245,8 +252,14 @@ mod tests {
         assert_ne!(got_a, got_b, "one event each");
         assert!(other_account.try_recv().is_err());
         assert_eq!(board.pending(), 2);
-        assert!(board.answer(a, reply("hello", if got_a.contains("u1") { "u1" } else { "u2" })));
-        assert!(board.answer(b, reply("hello", if got_b.contains("u1") { "u1" } else { "u2" })));
+        assert!(board.answer(
+            a,
+            reply("hello", if got_a.contains("u1") { "u1" } else { "u2" })
+        ));
+        assert!(board.answer(
+            b,
+            reply("hello", if got_b.contains("u1") { "u1" } else { "u2" })
+        ));
         assert_eq!(board.pending(), 0);
     }
 
@@ -254,8 +267,14 @@ mod tests {
     fn no_worker_for_an_unserved_node_or_another_account() {
         let board = Switchboard::default();
         let _link = board.connect(1, nodes(&["hello"]));
-        assert_eq!(board.dispatch(1, &event("echo", "u1")).unwrap_err(), DispatchError::NoWorker);
-        assert_eq!(board.dispatch(2, &event("hello", "u1")).unwrap_err(), DispatchError::NoWorker);
+        assert_eq!(
+            board.dispatch(1, &event("echo", "u1")).unwrap_err(),
+            DispatchError::NoWorker
+        );
+        assert_eq!(
+            board.dispatch(2, &event("hello", "u1")).unwrap_err(),
+            DispatchError::NoWorker
+        );
     }
 
     #[test]
@@ -280,7 +299,10 @@ mod tests {
         board.disconnect(a);
         assert!(matches!(waiter.try_recv(), Ok(Answer::WorkerLost)));
         assert_eq!(board.connections(), 0);
-        assert_eq!(board.dispatch(1, &event("hello", "u2")).unwrap_err(), DispatchError::NoWorker);
+        assert_eq!(
+            board.dispatch(1, &event("hello", "u2")).unwrap_err(),
+            DispatchError::NoWorker
+        );
     }
 
     #[test]

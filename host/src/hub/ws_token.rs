@@ -131,7 +131,10 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         );
         assert_eq!(signer.verify(&token, now), Ok(claims()));
-        assert_eq!(signer.verify(&token, now + Duration::from_secs(59)), Ok(claims()));
+        assert_eq!(
+            signer.verify(&token, now + Duration::from_secs(59)),
+            Ok(claims())
+        );
     }
 
     #[test]
@@ -144,13 +147,20 @@ mod tests {
             Err(WsTokenError::Expired)
         );
         let other_hub = WsTokenSigner::new([2; 32]);
-        assert_eq!(other_hub.verify(&token, now), Err(WsTokenError::BadSignature));
+        assert_eq!(
+            other_hub.verify(&token, now),
+            Err(WsTokenError::BadSignature)
+        );
         let (_, signature) = token.split_once('.').unwrap();
         let other_account = WsClaims {
             account: 8,
             node: "hello".into(),
         };
-        let (forged_body, _) = signer.issue(&other_account, now).split_once('.').map(|(b, s)| (b.to_owned(), s.to_owned())).unwrap();
+        let (forged_body, _) = signer
+            .issue(&other_account, now)
+            .split_once('.')
+            .map(|(b, s)| (b.to_owned(), s.to_owned()))
+            .unwrap();
         assert_eq!(
             signer.verify(&format!("{forged_body}.{signature}"), now),
             Err(WsTokenError::BadSignature)

@@ -107,10 +107,10 @@ impl NodeComponent {
                     .collect();
                 let store =
                     kept_store.insert(new_store(&self.sandbox, limits, &stdout, &stderr, declared));
-                let called = self
-                    .pre
-                    .instantiate(&mut *store)
-                    .and_then(|node| node.node_host_node_node().call_execute(&mut *store, &inputs));
+                let called = self.pre.instantiate(&mut *store).and_then(|node| {
+                    node.node_host_node_node()
+                        .call_execute(&mut *store, &inputs)
+                });
                 let fuel_used = match self.sandbox.config.fuel {
                     true => limits.fuel - store.get_fuel().unwrap_or(0),
                     false => 0,

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use guest_kit::{Guest, NamedValue, NodeError, NodeInfo, Value, info, input, integer_input, output, port};
+use guest_kit::{
+    Guest, NamedValue, NodeError, NodeInfo, Value, info, input, integer_input, output, port,
+};
 
 struct Work;
 

@@ -56,14 +56,20 @@ pub(super) fn run(
             .json(&request)
             .send()
             .await
-            .map_err(|err| anyhow::anyhow!("cannot reach the hub at {url}: {}", error_chain(&err)))?;
+            .map_err(|err| {
+                anyhow::anyhow!("cannot reach the hub at {url}: {}", error_chain(&err))
+            })?;
         let status = response.status();
         let body = response.bytes().await.context("reading the hub's answer")?;
         anyhow::Ok((status, body))
     })?;
     if status.is_success() {
-        let response: ExecuteResponse = serde_json::from_slice(&body)
-            .with_context(|| format!("the hub's answer is not an execute response: {}", String::from_utf8_lossy(&body)))?;
+        let response: ExecuteResponse = serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "the hub's answer is not an execute response: {}",
+                String::from_utf8_lossy(&body)
+            )
+        })?;
         print_outputs(&response.outputs)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -83,9 +89,15 @@ pub(super) fn run(
         return Ok(ExitCode::from(EXIT_FAILED));
     }
     if args.json {
-        println!("{}", serde_json::json!({"error": {"code": code, "message": error.error}}));
+        println!(
+            "{}",
+            serde_json::json!({"error": {"code": code, "message": error.error}})
+        );
     } else {
-        eprintln!("node-host: error: the hub refused the call ({status}): {}", error.error);
+        eprintln!(
+            "node-host: error: the hub refused the call ({status}): {}",
+            error.error
+        );
     }
     Ok(ExitCode::from(EXIT_USAGE))
 }
@@ -96,4 +108,3 @@ fn percent_encode_segment(name: &str) -> String {
         .collect::<String>()
         .replace('+', "%20")
 }
-
