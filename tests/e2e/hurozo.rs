@@ -92,6 +92,10 @@ fn read_request(stream: &TcpStream) -> (String, Vec<String>, Vec<u8>) {
 const AWKWARD_TOKEN: &str = "tok+en/with=";
 
 #[test]
+#[expect(
+    clippy::result_large_err,
+    reason = "tungstenite's handshake callback has this signature"
+)]
 fn our_worker_speaks_the_documented_shapes_to_a_scripted_backend() {
     let http = TcpListener::bind("127.0.0.1:0").unwrap();
     let backend = format!("http://{}", http.local_addr().unwrap());

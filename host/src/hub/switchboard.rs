@@ -21,7 +21,7 @@ pub const MAX_PENDING: usize = 100_000;
 #[derive(Debug)]
 pub enum Answer {
     /// The worker replied.
-    Reply(Reply),
+    Reply(Box<Reply>),
     /// The worker's connection closed before it replied.
     WorkerLost,
 }
@@ -195,7 +195,7 @@ impl Switchboard {
         if let Some(link) = inner.links.get_mut(&from) {
             link.in_flight = link.in_flight.saturating_sub(1);
         }
-        pending.answer.send(Answer::Reply(reply)).is_ok()
+        pending.answer.send(Answer::Reply(Box::new(reply))).is_ok()
     }
 
     /// Forgets an event whose caller stopped waiting (it timed out).
