@@ -215,7 +215,7 @@ impl Worker {
                 }
             };
             let connected = tokio::select! {
-                connected = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url.as_str())) => connected,
+                connected = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)) => connected,
                 () = stopped(&mut stop) => break Ok(()),
             };
             let socket = match connected {

@@ -120,9 +120,8 @@ fn serve(args: &HubArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("node-host-hub")
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {

@@ -82,9 +82,8 @@ pub(super) fn run(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> 
             }
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("node-host-io")
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(args, nodes))
