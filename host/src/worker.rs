@@ -194,9 +194,7 @@ impl Worker {
                     break Err(WorkerError::Refused(err));
                 }
                 Err(err) => {
-                    let wait = backoff.next_wait();
-                    tracing::warn!("{err}; retrying in {wait:.1?}");
-                    if sleep_or_stop(wait, &mut stop).await {
+                    if back_off(&mut backoff, &mut stop, err).await {
                         break Ok(());
                     }
                     continue;
@@ -206,9 +204,7 @@ impl Worker {
             let url = match self.websocket_url(&registered) {
                 Ok(url) => url,
                 Err(message) => {
-                    let wait = backoff.next_wait();
-                    tracing::warn!("{message}; retrying in {wait:.1?}");
-                    if sleep_or_stop(wait, &mut stop).await {
+                    if back_off(&mut backoff, &mut stop, message).await {
                         break Ok(());
                     }
                     continue;
@@ -221,24 +217,19 @@ impl Worker {
             let socket = match connected {
                 Ok(Ok((socket, _response))) => socket,
                 Ok(Err(err)) => {
-                    let wait = backoff.next_wait();
-                    tracing::warn!(
-                        "cannot open the WebSocket at {}: {}; retrying in {wait:.1?}",
+                    let why = format!(
+                        "cannot open the WebSocket at {}: {}",
                         redact(&url),
                         error_chain(&err)
                     );
-                    if sleep_or_stop(wait, &mut stop).await {
+                    if back_off(&mut backoff, &mut stop, why).await {
                         break Ok(());
                     }
                     continue;
                 }
                 Err(_) => {
-                    let wait = backoff.next_wait();
-                    tracing::warn!(
-                        "the WebSocket connect to {} timed out; retrying in {wait:.1?}",
-                        redact(&url)
-                    );
-                    if sleep_or_stop(wait, &mut stop).await {
+                    let why = format!("the WebSocket connect to {} timed out", redact(&url));
+                    if back_off(&mut backoff, &mut stop, why).await {
                         break Ok(());
                     }
                     continue;
@@ -256,11 +247,8 @@ impl Worker {
             {
                 SessionEnd::Stopped => break Ok(()),
                 SessionEnd::Lost(reason) => {
-                    let wait = backoff.next_wait();
-                    tracing::warn!(
-                        "lost the backend connection ({reason}); reconnecting in {wait:.1?}"
-                    );
-                    if sleep_or_stop(wait, &mut stop).await {
+                    let why = format!("lost the backend connection ({reason})");
+                    if back_off(&mut backoff, &mut stop, why).await {
                         break Ok(());
                     }
                 }
@@ -425,6 +413,18 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|stopped| *stopped).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Logs why an attempt failed and waits the next backoff step; true if the
+/// worker was stopped meanwhile.
+async fn back_off(
+    backoff: &mut Backoff,
+    stop: &mut watch::Receiver<bool>,
+    why: impl std::fmt::Display,
+) -> bool {
+    let wait = backoff.next_wait();
+    tracing::warn!("{why}; retrying in {wait:.1?}");
+    sleep_or_stop(wait, stop).await
 }
 
 /// Sleeps for `wait`; true if the worker was stopped meanwhile.
