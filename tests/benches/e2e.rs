@@ -8,7 +8,7 @@
 //!   per event (where a sequential worker is the limit).
 //!
 //! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
-//!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5]`
+//!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--work-concurrency 64]`
 
 use std::process::Command;
 use std::sync::Arc;
@@ -147,6 +147,12 @@ fn main() {
         .map_or(5.0, |value| {
             value.parse().expect("--seconds takes a number")
         });
+    // Executors of node-host's worker for the `work` cases (one per event in flight by default).
+    let work_concurrency = args
+        .iter()
+        .position(|arg| arg == "--work-concurrency")
+        .and_then(|at| args.get(at + 1))
+        .map_or("64".to_owned(), Clone::clone);
     let hub = Hub::start("bench-e2e");
     let token = hub.token("bench", false);
     let hello = |concurrency| Case {
