@@ -193,7 +193,7 @@ fn main() {
             "node-host",
             &work_cases[..],
             &["work"][..],
-            &["--concurrency", "64"][..],
+            &["--concurrency", work_concurrency.as_str()][..],
         ),
     ] {
         let process = start_worker(&hub.url, &token, guests, extra);
