@@ -95,11 +95,17 @@ fn open_sandbox(cli: &Cli) -> anyhow::Result<Sandbox> {
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    Some(xdg_dir("XDG_CACHE_HOME", ".cache")?.join("compiled"))
+}
+
+/// `$<variable>/node-host`, or `$HOME/<fallback>/node-host` when the
+/// variable is unset or empty (the XDG base-directory rule).
+fn xdg_dir(variable: &str, fallback: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(variable)
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("node-host").join("compiled"))
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(fallback)))?;
+    Some(base.join("node-host"))
 }
 
 /// Logs go to stderr, filtered by `NODE_HOST_LOG` (default: warnings).

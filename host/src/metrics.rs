@@ -1,7 +1,7 @@
 //! Prometheus metrics shared by the worker and the hub: events by node and
 //! outcome, a latency histogram, events in flight and fuel burned.
 //!
-//! Only counting lives here; serving `/metrics` is the caller's business.
+//! Counting and the `/metrics` answer live here; routing it is the caller's business.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -108,6 +108,16 @@ impl Metrics {
     /// The count of open connections changed by `delta`.
     pub fn connections(&self, delta: i64) {
         self.connections.inc_by(delta);
+    }
+
+    /// The answer to `GET /metrics`: [`render`](Self::render) with its content type.
+    pub fn http_response(&self) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        (
+            [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
+            self.render(),
+        )
+            .into_response()
     }
 
     /// Everything, in the Prometheus text format.

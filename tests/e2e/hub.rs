@@ -82,14 +82,13 @@ impl RawWorker {
     }
 }
 
-/// Runs an execute on another thread.
+/// Executes `hello` on another thread.
 fn execute_in_background(
     hub: &Hub,
     token: &str,
     body: Value,
 ) -> std::thread::JoinHandle<(u16, Value)> {
-    let (url, token) = (hub.url.clone(), token.to_owned());
-    std::thread::spawn(move || execute(&url, &token, "hello", body))
+    node_host_e2e::execute_in_background(&hub.url, token, "hello", body)
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use node_host_e2e::{
-    Hub, START_BOUND, Service, eventually, execute, guest, http, node_host, run, start_worker,
+    Hub, START_BOUND, Service, eventually, execute, execute_in_background, guest, metric,
+    node_host, run, start_worker,
 };
 use serde_json::{Value, json};
 
@@ -20,13 +21,6 @@ fn metrics_url(worker: &Service) -> String {
         .find(|line| line.contains("metrics at"))
         .expect("the worker printed its metrics address");
     line.split_whitespace().last().unwrap().to_owned()
-}
-
-/// The value of the sample `name` in a Prometheus text page (0 if absent).
-fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]
@@ -109,14 +103,8 @@ fn two_workers_share_the_load_and_every_event_runs_once() {
         caller.join().unwrap();
     }
     let ran = |worker: &Service| {
-        let text = http()
-            .get(metrics_url(worker))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        sample(
-            &text,
+        metric(
+            &metrics_url(worker),
             r#"node_host_worker_events_total{node="hello",outcome="ok"}"#,
         )
     };
@@ -199,19 +187,11 @@ fn a_worker_killed_mid_event_fails_the_caller_promptly() {
         &["spin-loop"],
         &["--timeout", "60s", "--fuel", "1000000000000"],
     );
-    let (url, caller_token) = (hub.url.clone(), token.clone());
-    let caller = std::thread::spawn(move || {
-        execute(&url, &caller_token, "spin-loop", json!({"inputs": {}}))
-    });
+    let caller = execute_in_background(&hub.url, &token, "spin-loop", json!({"inputs": {}}));
     // The spin loop runs until its 60 s deadline: wait until the hub has it in flight.
+    let hub_metrics = format!("{}/metrics", hub.url);
     eventually(Duration::from_secs(10), "the event is in flight", || {
-        let text = http()
-            .get(format!("{}/metrics", hub.url))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        sample(&text, "node_host_hub_in_flight") >= 1.0
+        metric(&hub_metrics, "node_host_hub_in_flight") >= 1.0
     });
     let started = std::time::Instant::now();
     worker.signal("KILL");
@@ -245,15 +225,11 @@ fn sigterm_finishes_events_in_flight_then_exits_zero() {
             "127.0.0.1:0",
         ],
     );
-    let (url, caller_token) = (hub.url.clone(), token.clone());
-    let caller = std::thread::spawn(move || {
-        execute(&url, &caller_token, "spin-loop", json!({"inputs": {}}))
-    });
+    let caller = execute_in_background(&hub.url, &token, "spin-loop", json!({"inputs": {}}));
     // In flight in the worker itself, not only sent by the hub.
     let metrics = metrics_url(&worker);
     eventually(Duration::from_secs(10), "the event is in flight", || {
-        let text = http().get(&metrics).send().unwrap().text().unwrap();
-        sample(&text, "node_host_worker_in_flight") >= 1.0
+        metric(&metrics, "node_host_worker_in_flight") >= 1.0
     });
     worker.signal("TERM");
     let (status, answer) = caller.join().unwrap();

@@ -340,3 +340,28 @@ pub fn eventually(bound: Duration, what: &str, mut check: impl FnMut() -> bool) 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// [`execute`] on another thread; join the handle for its answer.
+pub fn execute_in_background(
+    backend: &str,
+    token: &str,
+    node: &str,
+    body: serde_json::Value,
+) -> std::thread::JoinHandle<(u16, serde_json::Value)> {
+    let (backend, token, node) = (backend.to_owned(), token.to_owned(), node.to_owned());
+    std::thread::spawn(move || execute(&backend, &token, &node, body))
+}
+
+/// The value of the sample `name` (with its labels, if any) on the
+/// Prometheus page at `url`; 0 if the page does not have it.
+pub fn metric(url: &str, name: &str) -> f64 {
+    let text = http()
+        .get(url)
+        .send()
+        .expect("the metrics page answers")
+        .text()
+        .expect("the metrics page is text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -49,14 +49,9 @@ impl DataArgs {
         if let Some(dir) = &self.data {
             return Ok(dir.clone());
         }
-        let base = std::env::var_os("XDG_DATA_HOME")
-            .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
-            })
+        let base = super::xdg_dir("XDG_DATA_HOME", ".local/share")
             .context("no --data given and neither XDG_DATA_HOME nor HOME is set")?;
-        Ok(base.join("node-host").join("hub"))
+        Ok(base.join("hub"))
     }
 }
 

@@ -123,18 +123,7 @@ async fn serve(args: &RunArgs, nodes: Vec<Arc<NodeComponent>>) -> anyhow::Result
         let metrics = worker.metrics();
         let app = axum::Router::new().route(
             "/metrics",
-            axum::routing::get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            crate::metrics::CONTENT_TYPE,
-                        )],
-                        metrics.render(),
-                    )
-                }
-            }),
+            axum::routing::get(move || std::future::ready(metrics.http_response())),
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
         println!("node-host: metrics at http://{listener_addr}/metrics");

@@ -371,11 +371,8 @@ async fn serve_worker(
     tracing::info!(link, account, "worker disconnected");
 }
 
-async fn metrics(State(state): State<Arc<HubState>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.metrics.render(),
-    )
+async fn metrics(State(state): State<Arc<HubState>>) -> Response {
+    state.metrics.http_response()
 }
 
 #[cfg(test)]
