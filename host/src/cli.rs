@@ -5,8 +5,10 @@
 
 mod args;
 mod call;
+mod componentize;
 mod hub;
 mod inspect;
+mod new;
 mod run;
 
 use std::path::PathBuf;
@@ -56,6 +58,10 @@ enum Command {
     Hub(hub::HubArgs),
     /// Show a component's node info and imports, and whether this host accepts it.
     Inspect(inspect::InspectArgs),
+    /// Wrap a WASI preview 1 core module (a C node) into a node component.
+    Componentize(componentize::ComponentizeArgs),
+    /// Create a ready-to-build node project in Rust, Python, JavaScript or C.
+    New(new::NewArgs),
 }
 
 /// Entry point of the binary.
@@ -78,6 +84,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => call::run(args, sandbox),
         Command::Inspect(args) => inspect::run(args, sandbox()?),
         Command::Hub(args) => hub::run(args),
+        Command::Componentize(args) => componentize::run(args, sandbox()?),
+        Command::New(args) => new::run(args),
     }
 }
 

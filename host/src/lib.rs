@@ -6,9 +6,11 @@
 //! formats of platform backends, no I/O), [`worker`] (serves nodes to a
 //! backend), [`hub`] (a Hurozo-compatible backend) and [`cli`] (the
 //! `node-host` command). A lower layer never uses a higher one; [`metrics`]
-//! is shared by the worker and the hub.
+//! is shared by the worker and the hub; [`componentize`] turns a
+//! preview 1 core module (a C node) into a component.
 
 pub mod cli;
+pub mod componentize;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;

@@ -6,4 +6,6 @@ mod files;
 mod hub;
 mod hurozo;
 mod inspect;
+mod languages;
+mod new;
 mod worker;

@@ -2,7 +2,7 @@
 //! the built guest examples, run commands with a bound, and read results.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// No command in these tests may run longer than this.
@@ -53,15 +53,27 @@ pub fn scratch_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// A `node-host` command with a compile cache private to this test process.
+/// A `node-host` command whose compile cache is kept in the target directory
+/// across test runs: the cache is keyed by each component's sha256 and the
+/// engine's settings, and compiling a Python or JavaScript guest takes tens of
+/// seconds, so every run but the first loads them in milliseconds.
 pub fn node_host() -> Command {
     let mut command = Command::new(node_host_binary());
-    let cache = std::env::temp_dir().join(format!("node-host-e2e-cache-{}", std::process::id()));
     command
-        .env("NODE_HOST_CACHE_DIR", cache)
+        .env("NODE_HOST_CACHE_DIR", compile_cache())
         .env_remove("NODE_HOST_LOG")
         .stdin(Stdio::null());
     command
+}
+
+/// `<target>/e2e-compile-cache`.
+fn compile_cache() -> PathBuf {
+    let binary = node_host_binary();
+    let target = binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("the binary lives in <target>/<profile>/");
+    target.join("e2e-compile-cache")
 }
 
 /// What a finished command produced.
@@ -85,30 +97,41 @@ impl Run {
 
 /// Runs `command` to completion, killing it past [`COMMAND_BOUND`].
 pub fn run(command: &mut Command) -> Run {
+    run_bounded(command, COMMAND_BOUND)
+}
+
+/// Runs `command` to completion, killing it past `bound`. Both streams are
+/// drained while it runs, so a command that prints a lot cannot block.
+pub fn run_bounded(command: &mut Command, bound: Duration) -> Run {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning node-host");
+    let drain = |mut stream: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
     let started = Instant::now();
-    while child.try_wait().expect("waiting on node-host").is_none() {
-        if started.elapsed() > COMMAND_BOUND {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting on node-host") {
+            break status;
+        }
+        if started.elapsed() > bound {
             let _ = child.kill();
-            panic!("node-host ran longer than {COMMAND_BOUND:?}: {command:?}");
+            panic!("node-host ran longer than {bound:?}: {command:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child
-        .wait_with_output()
-        .expect("collecting node-host's output");
+    };
     Run {
         code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
 }
 

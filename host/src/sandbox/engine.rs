@@ -52,6 +52,12 @@ pub struct SandboxConfig {
     pub epochs: bool,
     /// Where compiled components are cached; `None` compiles every load.
     pub cache_dir: Option<PathBuf>,
+    /// Take instances from the pooling allocator (falling back to on-demand
+    /// allocation when its address space cannot be reserved).
+    pub pooling: bool,
+    /// Map linear memories copy-on-write from the compiled image instead of
+    /// copying their data segments into every fresh instance.
+    pub memory_cow: bool,
 }
 
 impl Default for SandboxConfig {
@@ -60,6 +66,8 @@ impl Default for SandboxConfig {
             fuel: true,
             epochs: true,
             cache_dir: None,
+            pooling: true,
+            memory_cow: true,
         }
     }
 }
@@ -133,13 +141,18 @@ impl Sandbox {
     /// epoch ticker, and links WASI with nothing granted plus the node-host
     /// host interface.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
-        let (engine, pooling) = match Engine::new(&engine_config(&config, true)) {
-            Ok(engine) => (engine, true),
-            Err(err) => {
-                tracing::warn!(
-                    "pooling allocator unavailable ({err}); falling back to on-demand \
-                     allocation, which makes every fresh sandbox slower"
-                );
+        let pooled = config
+            .pooling
+            .then(|| Engine::new(&engine_config(&config, true)));
+        let (engine, pooling) = match pooled {
+            Some(Ok(engine)) => (engine, true),
+            other => {
+                if let Some(Err(err)) = other {
+                    tracing::warn!(
+                        "pooling allocator unavailable ({err}); falling back to on-demand \
+                         allocation, which makes every fresh sandbox slower"
+                    );
+                }
                 let engine = Engine::new(&engine_config(&config, false))
                     .map_err(|err| SandboxError::Engine(err.to_string()))?;
                 (engine, false)
@@ -187,7 +200,7 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
     let mut wasm = Config::new();
     wasm.consume_fuel(config.fuel)
         .epoch_interruption(config.epochs)
-        .memory_init_cow(true)
+        .memory_init_cow(config.memory_cow)
         .table_lazy_init(true)
         .parallel_compilation(true);
     if pooling {

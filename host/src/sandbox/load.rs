@@ -47,8 +47,8 @@ pub enum LoadError {
     NotWasm,
     /// The file is a core module rather than a component.
     #[error(
-        "this is a core WebAssembly module, not a component: build for wasm32-wasip2 \
-         (or wrap the module with `wasm-tools component new`) so it targets the \
+        "this is a core WebAssembly module, not a component: build for wasm32-wasip2, \
+         or wrap a preview 1 module with `node-host componentize`, so it targets the \
          `node-host:node/remote-node` world"
     )]
     CoreModule,

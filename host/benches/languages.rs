@@ -1,0 +1,149 @@
+//! Per language: component size, first-load compile time, cached-load time,
+//! and the fresh-sandbox event cost of each language's `hello`, all in one
+//! run; then, for the big guests, what the instantiation knobs give.
+//!
+//! Run: `guest-examples/build && cargo bench -p node-host --bench languages`
+//! (`-- --quick` runs fewer events). Prints Markdown tables.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use node_host::sandbox::bench_support::{Phases, no_secrets, phases};
+use node_host::sandbox::{Limits, NamedValue, NodeComponent, Sandbox, SandboxConfig, Value};
+
+const GUESTS: [(&str, &str); 4] = [
+    ("Rust", "hello"),
+    ("Python", "hello-python"),
+    ("JavaScript", "hello-js"),
+    ("C", "hello-c"),
+];
+
+fn guest_bytes(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../guest-examples/dist")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path)
+        .unwrap_or_else(|err| panic!("{}: {err}; run guest-examples/build first", path.display()))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+/// p50 and p99 of `iterations` fresh-sandbox events, after a warm-up.
+fn events(node: &NodeComponent, iterations: usize) -> (Duration, Duration) {
+    let inputs = vec![NamedValue {
+        name: "name".into(),
+        value: Value::Text("Ada".into()),
+    }];
+    let limits = Limits::default();
+    let secrets = no_secrets();
+    let run = || {
+        let started = Instant::now();
+        let outcome = node.execute(inputs.clone(), &secrets, &limits);
+        let elapsed = started.elapsed();
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        elapsed
+    };
+    for _ in 0..iterations / 10 {
+        run();
+    }
+    let mut samples: Vec<Duration> = (0..iterations).map(|_| run()).collect();
+    samples.sort();
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+fn sandbox(cache_dir: &std::path::Path, tune: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+    let mut config = SandboxConfig {
+        cache_dir: Some(cache_dir.to_owned()),
+        ..SandboxConfig::default()
+    };
+    tune(&mut config);
+    Sandbox::new(config).expect("sandbox")
+}
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let iterations = if quick { 500 } else { 5_000 };
+    let cache =
+        std::env::temp_dir().join(format!("node-host-bench-languages-{}", std::process::id()));
+    println!("{iterations} fresh-sandbox events per guest (fuel + epochs on, default limits)\n");
+    println!(
+        "| language | guest | size | first load (compile) | cached load | event p50 | event p99 |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let mut big = Vec::new();
+    for (language, name) in GUESTS {
+        let bytes = guest_bytes(name);
+        let started = Instant::now();
+        sandbox(&cache, |_| {}).load(&bytes).expect("first load");
+        let compile = started.elapsed();
+        let warm = sandbox(&cache, |_| {});
+        let started = Instant::now();
+        let node = warm.load(&bytes).expect("cached load");
+        let cached = started.elapsed();
+        let (p50, p99) = events(&node, iterations);
+        println!(
+            "| {language} | `{name}` | {:.1} MB | {:.2} s | {:.1} ms | {:.0} µs | {:.0} µs |",
+            bytes.len() as f64 / 1e6,
+            compile.as_secs_f64(),
+            cached.as_secs_f64() * 1e3,
+            micros(p50),
+            micros(p99),
+        );
+        if bytes.len() > 4 << 20 {
+            big.push((name, bytes));
+        }
+    }
+
+    println!("\nInstantiation knobs on the big guests (event p50 / p99):\n");
+    println!(
+        "| guest | default (pooling + CoW) | no copy-on-write images | no pooling allocator |"
+    );
+    println!("|---|---:|---:|---:|");
+    for (name, bytes) in &big {
+        let mut row = format!("| `{name}` |");
+        for tune in [
+            (|_: &mut SandboxConfig| {}) as fn(&mut SandboxConfig),
+            |config| config.memory_cow = false,
+            |config| config.pooling = false,
+        ] {
+            let node = sandbox(&cache, tune).load(bytes).expect("load");
+            let (p50, p99) = events(&node, iterations / 5);
+            row.push_str(&format!(" {:.0} / {:.0} µs |", micros(p50), micros(p99)));
+        }
+        println!("{row}");
+    }
+
+    println!("\nPhases of a fresh event, p50 (µs):\n");
+    println!("| guest | store + WASI | instantiate | call | drop |");
+    println!("|---|---:|---:|---:|---:|");
+    let inputs = vec![NamedValue {
+        name: "name".into(),
+        value: Value::Text("Ada".into()),
+    }];
+    for (_, name) in GUESTS {
+        let node = sandbox(&cache, |_| {})
+            .load(&guest_bytes(name))
+            .expect("load");
+        let mut all: Vec<Phases> = (0..iterations / 5)
+            .map(|_| phases(&node, &inputs, &Limits::default()))
+            .collect();
+        let mut p50 = |pick: fn(&Phases) -> Duration| {
+            all.sort_by_key(pick);
+            micros(pick(&all[all.len() / 2]))
+        };
+        println!(
+            "| `{name}` | {:.1} | {:.1} | {:.1} | {:.1} |",
+            p50(|p| p.store),
+            p50(|p| p.instantiate),
+            p50(|p| p.call),
+            p50(|p| p.drop)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+}

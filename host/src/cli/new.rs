@@ -1,0 +1,272 @@
+//! `node-host new`: a ready-to-build node project in the language of the
+//! user's choice. Every template has one input (`name`), one output
+//! (`greeting`), node-host's WIT, and an executable `build` script that
+//! installs what the language needs (pinned) and writes `<NAME>.wasm`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use crate::componentize::NODE_WIT;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+What each language's `./build` needs:
+  rust    Rust (installs the wasm32-wasip2 target)
+  python  Python 3 with venv (installs componentize-py into .venv)
+  js      Node.js and npm (installs componentize-js into node_modules)
+  c       clang-16, lld-16 and wasi-libc (Debian: apt install clang-16 lld-16 wasi-libc),
+          and node-host on PATH (or $NODE_HOST) to componentize
+
+Example:
+  node-host new greeter --lang python
+  cd greeter && ./build
+  node-host call greeter.wasm name=Ada")]
+pub(super) struct NewArgs {
+    /// The node's name: lowercase letters, digits and `-`, starting with a letter.
+    #[arg(value_parser = parse_name)]
+    name: String,
+
+    /// The language to write the node in.
+    #[arg(long, value_enum)]
+    lang: Lang,
+
+    /// The directory to create [default: ./NAME]; it must not exist or be empty.
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+}
+
+/// The languages `new` writes projects for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum Lang {
+    Rust,
+    Python,
+    Js,
+    C,
+}
+
+/// One file of a template: where it goes, its text (with `{{name}}`
+/// placeholders), and whether it is executable.
+struct TemplateFile {
+    path: &'static str,
+    contents: &'static str,
+    executable: bool,
+}
+
+const fn file(path: &'static str, contents: &'static str) -> TemplateFile {
+    TemplateFile {
+        path,
+        contents,
+        executable: false,
+    }
+}
+
+const fn script(path: &'static str, contents: &'static str) -> TemplateFile {
+    TemplateFile {
+        path,
+        contents,
+        executable: true,
+    }
+}
+
+const RUST: &[TemplateFile] = &[
+    file(
+        "Cargo.toml",
+        include_str!("../../templates/rust/Cargo.toml"),
+    ),
+    file(
+        "src/lib.rs",
+        include_str!("../../templates/rust/src/lib.rs"),
+    ),
+    script("build", include_str!("../../templates/rust/build")),
+    file(".gitignore", include_str!("../../templates/rust/gitignore")),
+];
+
+const PYTHON: &[TemplateFile] = &[
+    file("app.py", include_str!("../../templates/python/app.py")),
+    file(
+        "README.md",
+        include_str!("../../templates/python/README.md"),
+    ),
+    script("build", include_str!("../../templates/python/build")),
+    file(
+        ".gitignore",
+        include_str!("../../templates/python/gitignore"),
+    ),
+];
+
+const JS: &[TemplateFile] = &[
+    file("app.js", include_str!("../../templates/js/app.js")),
+    file(
+        "package.json",
+        include_str!("../../templates/js/package.json"),
+    ),
+    file(
+        "package-lock.json",
+        include_str!("../../templates/js/package-lock.json"),
+    ),
+    file("README.md", include_str!("../../templates/js/README.md")),
+    script("build", include_str!("../../templates/js/build")),
+    file(".gitignore", include_str!("../../templates/js/gitignore")),
+];
+
+const C: &[TemplateFile] = &[
+    file("node.c", include_str!("../../templates/c/node.c")),
+    file(
+        "bindings/remote_node.c",
+        include_str!("../../../guest-examples/c/bindings/remote_node.c"),
+    ),
+    file(
+        "bindings/remote_node.h",
+        include_str!("../../../guest-examples/c/bindings/remote_node.h"),
+    ),
+    script("build", include_str!("../../templates/c/build")),
+    file(".gitignore", include_str!("../../templates/c/gitignore")),
+];
+
+impl Lang {
+    fn files(self) -> &'static [TemplateFile] {
+        match self {
+            Lang::Rust => RUST,
+            Lang::Python => PYTHON,
+            Lang::Js => JS,
+            Lang::C => C,
+        }
+    }
+}
+
+/// A node name that is also a valid package and file name in every language.
+fn parse_name(name: &str) -> Result<String, String> {
+    let mut chars = name.chars();
+    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !starts_with_letter || !rest_ok || name.ends_with('-') || name.len() > 64 {
+        return Err(format!(
+            "`{name}` cannot name a node project: use lowercase letters, digits and `-`, \
+             starting with a letter, at most 64 characters (e.g. `text-stats`)"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+pub(super) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    ensure_empty(&dir)?;
+    write_project(&dir, &args.name, args.lang)?;
+    println!(
+        "created {} ({:?} node `{}`)\n\nnext:\n  cd {} && ./build\n  node-host call {}.wasm name=Ada",
+        dir.display(),
+        args.lang,
+        args.name,
+        dir.display(),
+        args.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ensure_empty(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                anyhow::bail!(
+                    "{} already exists and is not empty; choose another name or --dir",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("cannot use {}", dir.display())),
+    }
+}
+
+fn write_project(dir: &Path, name: &str, lang: Lang) -> anyhow::Result<()> {
+    let wit = file("wit/node.wit", NODE_WIT);
+    for template in lang.files().iter().chain([&wit]) {
+        let path = dir.join(template.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, template.contents.replace("{{name}}", name))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if template.executable {
+            make_executable(&path)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", path.display()))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["a", "hello", "text-stats", "node2"] {
+            assert_eq!(parse_name(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "Hello",
+            "2fast",
+            "has space",
+            "a/b",
+            "trailing-",
+            "snake_case",
+        ] {
+            assert!(parse_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_language_has_a_build_script_and_no_placeholder_left() {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::C] {
+            let files = lang.files();
+            assert!(
+                files.iter().any(|f| f.path == "build" && f.executable),
+                "{lang:?}"
+            );
+            for template in files {
+                let text = template.contents.replace("{{name}}", "x");
+                assert!(!has_placeholder(&text), "{lang:?} {}", template.path);
+            }
+        }
+    }
+
+    /// `{{word}}` (a misspelt placeholder), but not C's `{{0}}`.
+    fn has_placeholder(text: &str) -> bool {
+        text.split("{{").skip(1).any(|after| {
+            after.split_once("}}").is_some_and(|(inside, _)| {
+                inside.len() < 20 && inside.trim().chars().all(|c| c.is_alphabetic() || c == '_')
+            })
+        })
+    }
+
+    #[test]
+    fn refuses_a_directory_in_use() {
+        let dir = std::env::temp_dir().join(format!("node-host-new-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("keep"), "").unwrap();
+        let err = ensure_empty(&dir).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
