@@ -1,6 +1,6 @@
 //! Per language: component size, first-load compile time, cached-load time,
 //! and the fresh-sandbox event cost of each language's `hello`, all in one
-//! run; then, for the big guests, what the instantiation knobs give.
+//! run; then what the instantiation knobs give each guest.
 //!
 //! Run: `guest-examples/build && cargo bench -p node-host --bench languages`
 //! (`-- --quick` runs fewer events). Prints Markdown tables.
@@ -66,18 +66,33 @@ fn sandbox(cache_dir: &std::path::Path, tune: impl FnOnce(&mut SandboxConfig)) -
     Sandbox::new(config).expect("sandbox")
 }
 
+/// The value after `flag` on the command line, if any.
+fn option(flag: &str) -> Option<String> {
+    std::env::args().skip_while(|arg| arg != flag).nth(1)
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
+    // `--guest NAME` measures one guest only (for profiling).
+    let only = option("--guest");
+    let guests: Vec<(&str, &str)> = GUESTS
+        .into_iter()
+        .filter(|(_, name)| only.as_deref().is_none_or(|only| only == *name))
+        .collect();
     let iterations = if quick { 500 } else { 5_000 };
-    let cache =
-        std::env::temp_dir().join(format!("node-host-bench-languages-{}", std::process::id()));
+    // `--cache DIR` keeps compiled guests between runs (then "first load"
+    // is a cache hit too): for iterating on the knobs, not for the table.
+    let kept_cache = option("--cache").map(PathBuf::from);
+    let cache = kept_cache.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("node-host-bench-languages-{}", std::process::id()))
+    });
     println!("{iterations} fresh-sandbox events per guest (fuel + epochs on, default limits)\n");
     println!(
         "| language | guest | size | first load (compile) | cached load | event p50 | event p99 |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
-    let mut big = Vec::new();
-    for (language, name) in GUESTS {
+    let mut loaded = Vec::new();
+    for &(language, name) in &guests {
         let bytes = guest_bytes(name);
         let started = Instant::now();
         sandbox(&cache, |_| {}).load(&bytes).expect("first load");
@@ -95,26 +110,37 @@ fn main() {
             micros(p50),
             micros(p99),
         );
-        if bytes.len() > 4 << 20 {
-            big.push((name, bytes));
-        }
+        loaded.push((name, bytes));
     }
 
-    println!("\nInstantiation knobs on the big guests (event p50 / p99):\n");
-    println!(
-        "| guest | default (pooling + CoW) | no copy-on-write images | no pooling allocator |"
-    );
-    println!("|---|---:|---:|---:|");
-    for (name, bytes) in &big {
+    println!("\nInstantiation knobs (event p50 / p99, µs):\n");
+    let knobs: [(&str, fn(&mut SandboxConfig)); 6] = [
+        ("default (PAGEMAP_SCAN, keep 64 MiB)", |_| {}),
+        ("keep 16 MiB", |config| config.memory_keep_resident = 16 << 20),
+        ("no PAGEMAP_SCAN, keep 2 MiB", |config| {
+            config.pagemap_scan = false;
+            config.memory_keep_resident = 2 << 20;
+        }),
+        ("no PAGEMAP_SCAN, keep 16 MiB", |config| {
+            config.pagemap_scan = false;
+            config.memory_keep_resident = 16 << 20;
+        }),
+        ("no copy-on-write images", |config| config.memory_cow = false),
+        ("no pooling allocator", |config| config.pooling = false),
+    ];
+    let mut header = String::from("| guest |");
+    let mut rule = String::from("|---|");
+    for (label, _) in knobs {
+        header.push_str(&format!(" {label} |"));
+        rule.push_str("---:|");
+    }
+    println!("{header}\n{rule}");
+    for (name, bytes) in &loaded {
         let mut row = format!("| `{name}` |");
-        for tune in [
-            (|_: &mut SandboxConfig| {}) as fn(&mut SandboxConfig),
-            |config| config.memory_cow = false,
-            |config| config.pooling = false,
-        ] {
+        for (_, tune) in knobs {
             let node = sandbox(&cache, tune).load(bytes).expect("load");
             let (p50, p99) = events(&node, iterations / 5);
-            row.push_str(&format!(" {:.0} / {:.0} µs |", micros(p50), micros(p99)));
+            row.push_str(&format!(" {:.0} / {:.0} |", micros(p50), micros(p99)));
         }
         println!("{row}");
     }
@@ -126,7 +152,7 @@ fn main() {
         name: "name".into(),
         value: Value::Text("Ada".into()),
     }];
-    for (_, name) in GUESTS {
+    for &(_, name) in &guests {
         let node = sandbox(&cache, |_| {})
             .load(&guest_bytes(name))
             .expect("load");
@@ -145,5 +171,7 @@ fn main() {
             p50(|p| p.drop)
         );
     }
-    let _ = std::fs::remove_dir_all(&cache);
+    if kept_cache.is_none() {
+        let _ = std::fs::remove_dir_all(&cache);
+    }
 }

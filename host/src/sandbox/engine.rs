@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::RemoteNode;
@@ -33,11 +33,13 @@ const POOL_MEMORIES_PER_COMPONENT: u32 = 10;
 const POOL_TABLES_PER_COMPONENT: u32 = 20;
 
 /// Bytes of each linear memory slot that stay resident between instances
-/// and are reset with a memset instead of being handed back to the kernel.
-/// A fresh instance of a small guest then touches no new pages: measured on
-/// the `hello` guest, this takes the page faults out of its first call and
-/// the `madvise` out of its drop (see BENCHMARKS.md).
-const POOL_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+/// and are reset in place instead of being handed back to the kernel, so
+/// the next instance in the slot touches no new pages. With `PAGEMAP_SCAN`
+/// only the pages an instance dirtied are reset, so this can be large
+/// enough for the heaps of Python and JavaScript guests: measured, it took
+/// a fresh `hello` event from 32 to 10 µs and `hello-js` from 1.3 to
+/// 0.5 ms (see BENCHMARKS.md). Only pages a guest touched stay resident.
+pub const POOL_MEMORY_KEEP_RESIDENT: usize = 64 << 20;
 
 /// The same for table slots (function references of the guest).
 const POOL_TABLE_KEEP_RESIDENT: usize = 64 << 10;
@@ -58,6 +60,13 @@ pub struct SandboxConfig {
     /// Map linear memories copy-on-write from the compiled image instead of
     /// copying their data segments into every fresh instance.
     pub memory_cow: bool,
+    /// Bytes of each pooled linear memory kept resident between instances
+    /// (reset in place rather than handed back to the kernel).
+    pub memory_keep_resident: usize,
+    /// Find the pages an instance dirtied with Linux's `PAGEMAP_SCAN` (6.7+;
+    /// older kernels fall back to resetting the whole kept region) and reset
+    /// only those, so `memory_keep_resident` can be large.
+    pub pagemap_scan: bool,
 }
 
 impl Default for SandboxConfig {
@@ -68,6 +77,8 @@ impl Default for SandboxConfig {
             cache_dir: None,
             pooling: true,
             memory_cow: true,
+            memory_keep_resident: POOL_MEMORY_KEEP_RESIDENT,
+            pagemap_scan: true,
         }
     }
 }
@@ -214,8 +225,13 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
             .max_tables_per_component(POOL_TABLES_PER_COMPONENT)
             .table_elements(super::limits::DEFAULT_TABLE_ELEMENTS)
             .max_memory_size(POOL_MEMORY_BYTES)
-            .linear_memory_keep_resident(POOL_MEMORY_KEEP_RESIDENT)
-            .table_keep_resident(POOL_TABLE_KEEP_RESIDENT);
+            .linear_memory_keep_resident(config.memory_keep_resident)
+            .table_keep_resident(POOL_TABLE_KEEP_RESIDENT)
+            .pagemap_scan(if config.pagemap_scan {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     wasm
