@@ -6,14 +6,21 @@
 //! ([`api`]). It is the embedded backend of `node-host run` and the server of
 //! `node-host hub`.
 //!
-//! It refuses to run guest code itself (workers do that), to queue events
-//! without bound, and to let one account see or reach another's nodes: every
-//! lookup is keyed by account, so another account's node is simply unknown.
+//! It also hosts nodes that accounts upload ([`hosted`], served through
+//! [`uploads`]): those run in the hub's own sandbox, each event in a fresh
+//! instance under the account's limits.
+//!
+//! It refuses to queue events without bound, and to let one account see or
+//! reach another's nodes: every lookup is keyed by account, so another
+//! account's node is simply unknown.
 
 mod api;
+pub mod blobs;
+pub mod hosted;
 pub mod registry;
 pub mod store;
 pub mod switchboard;
+mod uploads;
 pub mod ws_token;
 
 use std::net::SocketAddr;
@@ -25,6 +32,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 pub use api::router;
+use hosted::{Hosted, HostedNode};
 use registry::Registry;
 use store::{Store, StoreError};
 use switchboard::Switchboard;
@@ -59,21 +67,76 @@ pub struct HubState {
     signer: WsTokenSigner,
     metrics: Metrics,
     public_ws_url: Option<String>,
+    hosted: Hosted,
 }
 
 impl HubState {
     /// Opens the store and the signing key.
+    ///
+    /// Uploaded nodes are loaded again before this returns: from the compile
+    /// cache in milliseconds each, or compiled anew when the artifact is gone
+    /// (after a node-host upgrade). One that cannot be loaded is logged and
+    /// skipped; its upload stays recorded.
     pub fn open(config: &HubConfig) -> Result<Arc<Self>, StoreError> {
         let mut store = Store::open(config.data_dir.as_deref())?;
         let signer = WsTokenSigner::new(store.signing_key()?);
-        Ok(Arc::new(Self {
+        let hosted =
+            Hosted::open(config.data_dir.as_deref()).map_err(|source| StoreError::DataDir {
+                path: config.data_dir.clone().unwrap_or_default(),
+                source,
+            })?;
+        let uploaded = store.all_uploaded()?;
+        let state = Arc::new(Self {
             store: Mutex::new(store),
             registry: Mutex::default(),
             switchboard: Switchboard::default(),
             signer,
             metrics: Metrics::new("hub"),
             public_ws_url: config.public_ws_url.clone(),
-        }))
+            hosted,
+        });
+        state.restore_uploads(uploaded);
+        Ok(state)
+    }
+
+    fn restore_uploads(&self, uploaded: Vec<(i64, store::UploadedNode)>) {
+        if uploaded.is_empty() {
+            return;
+        }
+        let (mut cached, mut compiled) = (0, 0);
+        for (account, record) in uploaded {
+            let loaded = self
+                .hosted
+                .blobs()
+                .get(&record.sha256)
+                .map_err(|err| err.to_string())
+                .and_then(|bytes| self.hosted.load(&bytes).map_err(|err| err.to_string()));
+            match loaded {
+                Ok((component, was_compiled)) => {
+                    if was_compiled {
+                        compiled += 1;
+                    } else {
+                        cached += 1;
+                    }
+                    self.hosted.install(
+                        account,
+                        HostedNode {
+                            component: Arc::new(component),
+                            record,
+                        },
+                    );
+                }
+                Err(err) => tracing::error!(
+                    account,
+                    node = %record.name,
+                    "cannot load the uploaded node, skipping it: {err}"
+                ),
+            }
+        }
+        tracing::info!(
+            "loaded {} uploaded nodes ({cached} from the compile cache, {compiled} compiled)",
+            cached + compiled
+        );
     }
 
     /// The account store (for creating tokens).

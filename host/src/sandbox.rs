@@ -12,7 +12,7 @@
 #[doc(hidden)]
 pub mod bench_support;
 mod bindings;
-mod cache;
+pub(crate) mod cache;
 mod capture;
 mod engine;
 mod limits;

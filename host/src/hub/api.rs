@@ -1,5 +1,6 @@
 //! The hub's HTTP and WebSocket API: Hurozo's registration and listing,
-//! node-host's execute, the worker WebSocket and `/metrics`.
+//! node-host's execute, the worker WebSocket and `/metrics`; the hosted-node
+//! routes are in [`super::uploads`].
 //!
 //! Every error is JSON `{"error": message, "code": code}`; where Hurozo's
 //! documentation names a message, that message is used word for word.
@@ -20,10 +21,12 @@ use serde_json::{Map, Value as Json};
 
 use super::store::Caller;
 use super::switchboard::{Answer, DispatchError};
+use super::uploads;
 use super::ws_token::WsClaims;
 use super::{EXECUTE_TIMEOUT, HubState};
 use crate::protocol::hurozo::{
-    ApiError, Event, ExecuteRequest, ExecuteResponse, NodeList, Registered, Registration, errors,
+    ApiError, Event, ExecuteRequest, ExecuteResponse, ListedNode, NodeList, Registered, Registration,
+    errors,
 };
 
 /// The hub's routes.
@@ -32,6 +35,12 @@ pub fn router(state: Arc<HubState>) -> Router {
         .route("/api/remote_nodes/register", post(register))
         .route("/api/remote_nodes", get(list))
         .route("/api/remote_nodes/{name}/execute", post(execute))
+        .route("/api/nodes", post(uploads::upload).get(uploads::list))
+        .route(
+            "/api/nodes/{name}",
+            get(uploads::show).delete(uploads::delete),
+        )
+        .route("/api/uploads/{sha256}", get(uploads::upload_status))
         .route("/ws", get(websocket))
         .route("/metrics", get(metrics))
         .route(
@@ -42,10 +51,10 @@ pub fn router(state: Arc<HubState>) -> Router {
 }
 
 /// An error answer: a status and the JSON body.
-struct Failure(StatusCode, ApiError);
+pub(super) struct Failure(StatusCode, ApiError);
 
 impl Failure {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self(status, ApiError::new(code, message))
     }
 }
@@ -56,7 +65,7 @@ impl IntoResponse for Failure {
     }
 }
 
-fn internal(err: impl std::fmt::Display) -> Failure {
+pub(super) fn internal(err: impl std::fmt::Display) -> Failure {
     tracing::error!("hub: {err}");
     Failure::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,8 +74,20 @@ fn internal(err: impl std::fmt::Display) -> Failure {
     )
 }
 
+/// Refuses a read-only token where the request changes something.
+pub(super) fn require_write(caller: &Caller) -> Result<(), Failure> {
+    if caller.read_only {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "read_only_token",
+            errors::INVALID_TOKEN,
+        ));
+    }
+    Ok(())
+}
+
 /// The caller behind the `Authorization: Bearer` header.
-fn authenticate(state: &HubState, headers: &HeaderMap) -> Result<Caller, Failure> {
+pub(super) fn authenticate(state: &HubState, headers: &HeaderMap) -> Result<Caller, Failure> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(Failure::new(
             StatusCode::UNAUTHORIZED,
@@ -111,13 +132,7 @@ async fn register(
     body: Bytes,
 ) -> Result<axum::Json<Registered>, Failure> {
     let caller = authenticate(&state, &headers)?;
-    if caller.read_only {
-        return Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            "read_only_token",
-            errors::INVALID_TOKEN,
-        ));
-    }
+    require_write(&caller)?;
     let registration: Registration = match serde_json::from_slice(&body) {
         Ok(registration) => registration,
         // Hurozo answers a body without a usable name with its name error.
@@ -132,6 +147,20 @@ async fn register(
     registration
         .validate()
         .map_err(|message| Failure::new(StatusCode::BAD_REQUEST, "invalid_request", message))?;
+    if state
+        .hosted
+        .get(caller.account, &registration.name)
+        .is_some()
+    {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            "name_taken",
+            format!(
+                "this account has uploaded a node named `{}`; delete it                  (DELETE /api/nodes/{0}) or register the worker's node under another name",
+                registration.name
+            ),
+        ));
+    }
     let websocket_url = websocket_url(&state, &headers);
     let token = state.signer.issue(
         &WsClaims {
@@ -170,7 +199,17 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<axum::Json<NodeList>, Failure> {
     let caller = authenticate(&state, &headers)?;
-    let nodes = state.registry().list(caller.account, Instant::now());
+    let mut nodes = state.registry().list(caller.account, Instant::now());
+    for hosted in state.hosted.list(caller.account) {
+        let info = hosted.component.info();
+        let names = |ports: &[crate::sandbox::Port]| ports.iter().map(|p| p.name.clone()).collect();
+        nodes.push(ListedNode {
+            name: info.name.clone(),
+            inputs: names(&info.inputs),
+            outputs: names(&info.outputs),
+        });
+    }
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(axum::Json(NodeList { nodes }))
 }
 
@@ -200,6 +239,9 @@ async fn execute(
         }
         Some(ms) => Duration::from_millis(ms).min(EXECUTE_TIMEOUT),
     };
+    if let Some(node) = state.hosted.get(caller.account, &name) {
+        return execute_hosted(&state, caller.account, &name, node, request, timeout).await;
+    }
     let outputs = state
         .registry()
         .get(caller.account, &name, Instant::now())
@@ -288,6 +330,51 @@ async fn execute(
                 ),
             ))
         }
+    }
+}
+
+/// The execute of an uploaded node, run by the hub itself: the same answers
+/// as for a worker's node.
+async fn execute_hosted(
+    state: &Arc<HubState>,
+    account: i64,
+    name: &str,
+    node: Arc<super::hosted::HostedNode>,
+    request: ExecuteRequest,
+    timeout: Duration,
+) -> Result<axum::Json<ExecuteResponse>, Failure> {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let outputs = uploads::declared_outputs(&node);
+    let event = Event {
+        kind: Some("remote_node".into()),
+        node: name.to_owned(),
+        inputs: request.inputs,
+        uuid: Json::String(uuid.clone()),
+    };
+    let reply = tokio::time::timeout(timeout, uploads::execute_hosted(state, account, node, event))
+        .await
+        .map_err(|_elapsed| {
+            Failure::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "node `{name}` did not finish within {} ms (waiting for its turn included)",
+                    timeout.as_millis()
+                ),
+            )
+        })??;
+    match reply.error {
+        Some(error) => Err(Failure::new(
+            StatusCode::BAD_GATEWAY,
+            &error.code,
+            format!("node `{name}` failed: {}", error.message),
+        )),
+        None => Ok(axum::Json(ExecuteResponse::ordered(
+            name,
+            &uuid,
+            &outputs,
+            reply.outputs,
+        ))),
     }
 }
 

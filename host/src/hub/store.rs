@@ -1,5 +1,7 @@
 //! The hub's durable state in SQLite: accounts, their API tokens (hashed at
-//! rest) and the key that signs WebSocket tokens.
+//! rest), the key that signs WebSocket tokens, the nodes each account has
+//! uploaded (by sha256; the bytes live in [`super::blobs`]) and each
+//! account's limits.
 //!
 //! Registrations and connections are deliberately not here: workers refresh
 //! them every minute, so they live in memory and a restarted hub learns them
@@ -43,6 +45,24 @@ const MIGRATIONS: &[&str] = &["
         key TEXT PRIMARY KEY,
         value BLOB NOT NULL
     );
+", "
+    CREATE TABLE uploaded_nodes (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        uploaded_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name)
+    );
+    CREATE TABLE account_limits (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        fuel INTEGER,
+        memory_bytes INTEGER,
+        timeout_ms INTEGER,
+        output_bytes INTEGER,
+        concurrency INTEGER,
+        queue INTEGER
+    );
 "];
 
 /// Why the store could not do what was asked.
@@ -78,6 +98,11 @@ pub enum StoreError {
     /// An account name that is not allowed.
     #[error("invalid account name `{0}`: use 1 to 64 letters, digits, `-`, `_` or `.`")]
     InvalidAccountName(String),
+    /// No account has this name.
+    #[error(
+        "no account is named `{0}`; create it with `node-host hub token create --account {0}`"
+    )]
+    UnknownAccount(String),
 }
 
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -93,6 +118,50 @@ pub struct Caller {
     pub account_name: String,
     /// Read-only tokens may list and execute, never register.
     pub read_only: bool,
+}
+
+/// A node an account uploaded: which component serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedNode {
+    /// The node's name (from its info).
+    pub name: String,
+    /// The hex sha256 of the component.
+    pub sha256: String,
+    /// The component's size in bytes.
+    pub size: u64,
+    /// When it was uploaded (Unix seconds).
+    pub uploaded_at: i64,
+}
+
+/// An account's limit settings as stored: `None` means the hub's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LimitSettings {
+    /// Fuel per event.
+    pub fuel: Option<u64>,
+    /// Linear memory per instance, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock deadline per event, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Output size per event, in bytes.
+    pub output_bytes: Option<u64>,
+    /// Events of the account running at once.
+    pub concurrency: Option<u64>,
+    /// Events of the account waiting to run.
+    pub queue: Option<u64>,
+}
+
+impl LimitSettings {
+    /// `self` with every field that `change` sets replaced.
+    pub fn merged(&self, change: &LimitSettings) -> LimitSettings {
+        LimitSettings {
+            fuel: change.fuel.or(self.fuel),
+            memory_bytes: change.memory_bytes.or(self.memory_bytes),
+            timeout_ms: change.timeout_ms.or(self.timeout_ms),
+            output_bytes: change.output_bytes.or(self.output_bytes),
+            concurrency: change.concurrency.or(self.concurrency),
+            queue: change.queue.or(self.queue),
+        }
+    }
 }
 
 /// The hub's database.
@@ -196,6 +265,132 @@ impl Store {
             .map_err(sql("count accounts"))
     }
 
+    /// The id of the account called `name`.
+    pub fn account_id(&self, name: &str) -> Result<i64, StoreError> {
+        self.db
+            .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sql("look up account"))?
+            .ok_or_else(|| StoreError::UnknownAccount(name.to_owned()))
+    }
+
+    /// Records that `account` serves `node.name` from the component with
+    /// `node.sha256`, replacing an earlier upload of the same name.
+    pub fn put_uploaded(&self, account: i64, node: &UploadedNode) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO uploaded_nodes (account_id, name, sha256, size, uploaded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    account,
+                    node.name,
+                    node.sha256,
+                    node.size as i64,
+                    node.uploaded_at
+                ],
+            )
+            .map_err(sql("store uploaded node"))?;
+        Ok(())
+    }
+
+    /// Forgets the upload `name` of `account`; false when there was none.
+    pub fn delete_uploaded(&self, account: i64, name: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .db
+            .execute(
+                "DELETE FROM uploaded_nodes WHERE account_id = ?1 AND name = ?2",
+                params![account, name],
+            )
+            .map_err(sql("delete uploaded node"))?;
+        Ok(deleted > 0)
+    }
+
+    /// Every account's uploads, for loading them at start-up.
+    pub fn all_uploaded(&self) -> Result<Vec<(i64, UploadedNode)>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare(
+                "SELECT account_id, name, sha256, size, uploaded_at FROM uploaded_nodes
+                 ORDER BY account_id, name",
+            )
+            .map_err(sql("prepare upload listing"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    UploadedNode {
+                        name: row.get(1)?,
+                        sha256: row.get(2)?,
+                        size: row.get::<_, i64>(3)? as u64,
+                        uploaded_at: row.get(4)?,
+                    },
+                ))
+            })
+            .map_err(sql("list uploaded nodes"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read uploaded node"))
+    }
+
+    /// True when any account's upload still uses the component `sha256`.
+    pub fn sha256_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+        self.db
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM uploaded_nodes WHERE sha256 = ?1)",
+                [sha256],
+                |row| row.get(0),
+            )
+            .map_err(sql("look up component use"))
+    }
+
+    /// The limits `account` has set; unset fields are `None` (the defaults).
+    pub fn limits(&self, account: i64) -> Result<LimitSettings, StoreError> {
+        self.db
+            .query_row(
+                "SELECT fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue
+                 FROM account_limits WHERE account_id = ?1",
+                [account],
+                |row| {
+                    Ok(LimitSettings {
+                        fuel: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
+                        memory_bytes: row.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                        timeout_ms: row.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                        output_bytes: row.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                        concurrency: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                        queue: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read account limits"))
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Sets the given fields of `account`'s limits, keeping the others.
+    pub fn set_limits(&self, account: i64, change: &LimitSettings) -> Result<(), StoreError> {
+        let old = self.limits(account)?;
+        let new = old.merged(change);
+        let value = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO account_limits
+                 (account_id, fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    account,
+                    value(new.fuel),
+                    value(new.memory_bytes),
+                    value(new.timeout_ms),
+                    value(new.output_bytes),
+                    value(new.concurrency),
+                    value(new.queue)
+                ],
+            )
+            .map_err(sql("store account limits"))?;
+        Ok(())
+    }
+
     /// The key that signs WebSocket tokens, made on first use and kept, so
     /// tokens stay valid across a restart of the hub.
     pub fn signing_key(&mut self) -> Result<[u8; 32], StoreError> {
@@ -239,7 +434,8 @@ fn token_hash(token: &str) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn unix_seconds() -> i64 {
+/// Seconds since the Unix epoch.
+pub fn unix_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64)
@@ -318,6 +514,60 @@ mod tests {
                 Err(StoreError::InvalidAccountName(_))
             ));
         }
+    }
+
+    #[test]
+    fn uploads_and_limits_are_per_account_and_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("node-host-store-up-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let node = |sha: &str| UploadedNode {
+            name: "hello".into(),
+            sha256: sha.into(),
+            size: 10,
+            uploaded_at: 1,
+        };
+        {
+            let mut store = Store::open(Some(&dir)).unwrap();
+            store.create_token("alice", false).unwrap();
+            store.create_token("bob", false).unwrap();
+            let alice = store.account_id("alice").unwrap();
+            let bob = store.account_id("bob").unwrap();
+            store.put_uploaded(alice, &node("aa")).unwrap();
+            store.put_uploaded(alice, &node("bb")).unwrap();
+            store.put_uploaded(bob, &node("aa")).unwrap();
+            assert!(store.delete_uploaded(bob, "hello").unwrap());
+            assert!(!store.delete_uploaded(bob, "hello").unwrap());
+            assert!(!store.sha256_in_use("aa").unwrap());
+            store
+                .set_limits(
+                    alice,
+                    &LimitSettings {
+                        fuel: Some(7),
+                        ..LimitSettings::default()
+                    },
+                )
+                .unwrap();
+            store
+                .set_limits(
+                    alice,
+                    &LimitSettings {
+                        queue: Some(3),
+                        ..LimitSettings::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(store.limits(bob).unwrap(), LimitSettings::default());
+        }
+        let store = Store::open(Some(&dir)).unwrap();
+        let alice = store.account_id("alice").unwrap();
+        assert_eq!(store.all_uploaded().unwrap(), vec![(alice, node("bb"))]);
+        let limits = store.limits(alice).unwrap();
+        assert_eq!((limits.fuel, limits.queue, limits.timeout_ms), (Some(7), Some(3), None));
+        assert!(matches!(
+            store.account_id("carol"),
+            Err(StoreError::UnknownAccount(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

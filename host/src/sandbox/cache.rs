@@ -78,12 +78,24 @@ impl CompileCache {
         let bytes = component
             .serialize()
             .map_err(|err| io::Error::other(err.to_string()))?;
-        let path = self.artifact_path(sha256);
-        let mut temp = tempfile_in(&self.dir)?;
-        temp.1.write_all(&bytes)?;
-        temp.1.sync_all()?;
-        fs::rename(&temp.0, &path)
+        write_atomically(&self.artifact_path(sha256), &bytes)
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// renamed into place: a reader sees the old file or the whole new one, and
+/// a file that has its final name is never written again.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (temp_path, mut file) = tempfile_in(dir)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs::rename(&temp_path, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp_path);
+    }
+    written
 }
 
 /// A uniquely named file in `dir` for an atomic write-then-rename.

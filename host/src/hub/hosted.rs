@@ -1,0 +1,438 @@
+//! Hosted nodes: components accounts upload, which the hub runs itself.
+//!
+//! An upload is stored by its sha256 ([`Blobs`]), compiled once (the
+//! artifact is cached on disk, so a restarted hub loads it in
+//! milliseconds) and installed under the node's name in its account. A new
+//! upload of the same name replaces the old one atomically: events already
+//! running keep the version they started with.
+//!
+//! Each account has a lane that admits at most `concurrency` of its events
+//! at once and queues at most `queue` more; beyond that an execute is
+//! refused, so one account's flood waits in its own lane and never in
+//! another's.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+use tokio::sync::Notify;
+
+use super::store::{LimitSettings, UploadedNode};
+use crate::hub::blobs::Blobs;
+use crate::sandbox::value::info_to_json;
+use crate::sandbox::{
+    DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, Limits, LoadError,
+    NodeComponent, Sandbox, SandboxConfig,
+};
+
+/// The largest component an upload may carry.
+pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
+
+/// How long an upload's compile may take before it is given up.
+pub const COMPILE_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long an upload request waits for its compile before answering
+/// `compiling` with a status URL.
+pub const UPLOAD_READY_WAIT: Duration = Duration::from_secs(2);
+
+/// An account's events running at once, unless its limits say otherwise.
+pub const DEFAULT_CONCURRENCY: u64 = 4;
+
+/// An account's events waiting to run, unless its limits say otherwise.
+pub const DEFAULT_QUEUE: u64 = 64;
+
+/// An uploaded node, compiled and ready.
+#[derive(Debug)]
+pub struct HostedNode {
+    /// The loaded component.
+    pub component: Arc<NodeComponent>,
+    /// What the store keeps about it.
+    pub record: UploadedNode,
+}
+
+impl HostedNode {
+    /// The node's JSON description in the API.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "name": self.record.name,
+            "sha256": self.record.sha256,
+            "size": self.record.size,
+            "uploaded_at": self.record.uploaded_at,
+            "status": "ready",
+            "info": info_to_json(self.component.info()),
+        })
+    }
+}
+
+/// Where an upload stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadStatus {
+    /// Still compiling.
+    Compiling,
+    /// Installed as this node.
+    Ready(String),
+    /// Refused: a code and what is wrong.
+    Failed(String, String),
+}
+
+/// The limits an account's events run under, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// Per event.
+    pub event: Limits,
+    /// Events running at once.
+    pub concurrency: u64,
+    /// Events waiting to run.
+    pub queue: u64,
+}
+
+impl AccountLimits {
+    /// Fills the unset fields of `settings` with the defaults.
+    pub fn from_settings(settings: &LimitSettings) -> Self {
+        let event = Limits {
+            fuel: settings.fuel.unwrap_or(DEFAULT_FUEL),
+            memory_bytes: settings
+                .memory_bytes
+                .map_or(DEFAULT_MEMORY_BYTES, |bytes| bytes as usize),
+            timeout: settings
+                .timeout_ms
+                .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+            output_bytes: settings
+                .output_bytes
+                .map_or(DEFAULT_OUTPUT_BYTES, |bytes| bytes as usize),
+            ..Limits::default()
+        };
+        Self {
+            event,
+            concurrency: settings.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+            queue: settings.queue.unwrap_or(DEFAULT_QUEUE),
+        }
+    }
+
+    /// The JSON form shown by `GET /api/nodes/{name}`.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "fuel": self.event.fuel,
+            "memory_bytes": self.event.memory_bytes,
+            "timeout_ms": self.event.timeout.as_millis() as u64,
+            "output_bytes": self.event.output_bytes,
+            "concurrency": self.concurrency,
+            "queue": self.queue,
+        })
+    }
+}
+
+/// An execute refused because the account's lane is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this account already has {running} events running (its concurrency limit) and {waiting} \
+     waiting (its queue limit, {queue}); retry later, or raise them with \
+     `node-host hub account set NAME --concurrency N --queue N`"
+)]
+pub struct QueueFull {
+    /// Events running.
+    pub running: u64,
+    /// Events waiting.
+    pub waiting: u64,
+    /// The queue limit.
+    pub queue: u64,
+}
+
+#[derive(Debug, Default)]
+struct LaneState {
+    running: u64,
+    waiting: u64,
+}
+
+/// One account's admission control.
+#[derive(Debug, Default)]
+struct Lane {
+    state: Mutex<LaneState>,
+    freed: Notify,
+}
+
+impl Lane {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// The right to run one event; gives the slot back when dropped.
+#[derive(Debug)]
+pub struct Permit {
+    lane: Arc<Lane>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.lane.lock().running -= 1;
+        self.lane.freed.notify_one();
+    }
+}
+
+/// A place in the queue; given back when dropped (the caller gave up).
+struct Queued<'a> {
+    lane: &'a Lane,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.lane.lock().waiting -= 1;
+        // A notification this waiter consumed is passed on by tokio.
+    }
+}
+
+/// The hub's hosted nodes, their uploads and the accounts' lanes.
+pub struct Hosted {
+    blobs: Blobs,
+    compiled_dir: PathBuf,
+    sandbox: OnceLock<Result<Sandbox, String>>,
+    nodes: Mutex<HashMap<(i64, String), Arc<HostedNode>>>,
+    uploads: Mutex<HashMap<(i64, String), UploadStatus>>,
+    lanes: Mutex<HashMap<i64, Arc<Lane>>>,
+}
+
+impl std::fmt::Debug for Hosted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosted")
+            .field("blobs", &self.blobs)
+            .field("nodes", &self.nodes().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hosted {
+    /// Opens the component store under `data_dir` (`components/`, with
+    /// compiled artifacts in `compiled/`), or a temporary one.
+    pub fn open(data_dir: Option<&Path>) -> std::io::Result<Self> {
+        let blobs = Blobs::open(data_dir.map(|dir| dir.join("components")).as_deref())?;
+        let compiled_dir = match data_dir {
+            Some(dir) => dir.join("compiled"),
+            None => blobs.dir().join("compiled"),
+        };
+        Ok(Self {
+            blobs,
+            compiled_dir,
+            sandbox: OnceLock::new(),
+            nodes: Mutex::default(),
+            uploads: Mutex::default(),
+            lanes: Mutex::default(),
+        })
+    }
+
+    /// The component store.
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
+    }
+
+    /// The sandbox hosted nodes run in, made on first use (a hub that hosts
+    /// nothing never reserves the pooling allocator's address space).
+    pub fn sandbox(&self) -> Result<&Sandbox, String> {
+        self.sandbox
+            .get_or_init(|| {
+                Sandbox::new(SandboxConfig {
+                    cache_dir: Some(self.compiled_dir.clone()),
+                    ..SandboxConfig::default()
+                })
+                .map_err(|err| err.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Loads a component (blocking: compiles unless the artifact is cached).
+    /// The flag says whether it had to compile.
+    pub fn load(&self, bytes: &[u8]) -> Result<(NodeComponent, bool), LoadError> {
+        let sandbox = self
+            .sandbox()
+            .map_err(|err| LoadError::Invalid(format!("the hub cannot run components: {err}")))?;
+        let mut compiled = false;
+        let node = sandbox.load_with_progress(bytes, &mut || compiled = true)?;
+        Ok((node, compiled))
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, String), Arc<HostedNode>>> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, String), UploadStatus>> {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The account's node `name`, if it uploaded one.
+    pub fn get(&self, account: i64, name: &str) -> Option<Arc<HostedNode>> {
+        self.nodes().get(&(account, name.to_owned())).cloned()
+    }
+
+    /// The account's hosted nodes, sorted by name.
+    pub fn list(&self, account: i64) -> Vec<Arc<HostedNode>> {
+        let mut listed: Vec<_> = self
+            .nodes()
+            .iter()
+            .filter(|((owner, _), _)| *owner == account)
+            .map(|(_, node)| node.clone())
+            .collect();
+        listed.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        listed
+    }
+
+    /// Installs `node` for `account`, returning the version it replaced.
+    pub fn install(&self, account: i64, node: HostedNode) -> Option<Arc<HostedNode>> {
+        self.nodes()
+            .insert((account, node.record.name.clone()), Arc::new(node))
+    }
+
+    /// Removes the account's node `name`.
+    pub fn remove(&self, account: i64, name: &str) -> Option<Arc<HostedNode>> {
+        self.nodes().remove(&(account, name.to_owned()))
+    }
+
+    /// True when some account's installed node uses the component `sha256`.
+    pub fn in_use(&self, sha256: &str) -> bool {
+        self.nodes()
+            .values()
+            .any(|node| node.record.sha256 == sha256)
+    }
+
+    /// Where the account's upload of `sha256` stands.
+    pub fn upload_status(&self, account: i64, sha256: &str) -> Option<UploadStatus> {
+        self.uploads().get(&(account, sha256.to_owned())).cloned()
+    }
+
+    /// Records where the account's upload of `sha256` stands; returns the
+    /// status it had.
+    pub fn set_upload_status(
+        &self,
+        account: i64,
+        sha256: &str,
+        status: UploadStatus,
+    ) -> Option<UploadStatus> {
+        self.uploads().insert((account, sha256.to_owned()), status)
+    }
+
+    fn lane(&self, account: i64) -> Arc<Lane> {
+        self.lanes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .entry(account)
+            .or_default()
+            .clone()
+    }
+
+    /// Waits for a slot in the account's lane: at once while fewer than
+    /// `limits.concurrency` of its events run, in the queue while fewer than
+    /// `limits.queue` wait, refused beyond. Dropping the future gives up the
+    /// place in the queue.
+    pub async fn admit(&self, account: i64, limits: &AccountLimits) -> Result<Permit, QueueFull> {
+        let lane = self.lane(account);
+        let mut queued = None;
+        loop {
+            let freed = lane.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut state = lane.lock();
+                if state.running < limits.concurrency {
+                    state.running += 1;
+                    drop(state);
+                    drop(queued);
+                    return Ok(Permit { lane: lane.clone() });
+                }
+                if queued.is_none() {
+                    if state.waiting >= limits.queue {
+                        return Err(QueueFull {
+                            running: state.running,
+                            waiting: state.waiting,
+                            queue: limits.queue,
+                        });
+                    }
+                    state.waiting += 1;
+                    queued = Some(Queued { lane: &lane });
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// Events of the account running and waiting (for tests and metrics).
+    pub fn lane_load(&self, account: i64) -> (u64, u64) {
+        let lane = self.lane(account);
+        let state = lane.lock();
+        (state.running, state.waiting)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(concurrency: u64, queue: u64) -> AccountLimits {
+        AccountLimits::from_settings(&LimitSettings {
+            concurrency: Some(concurrency),
+            queue: Some(queue),
+            ..LimitSettings::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_lane_runs_its_concurrency_queues_its_queue_and_refuses_beyond() {
+        let hosted = Hosted::open(None).unwrap();
+        let limits = limits(1, 1);
+        let first = hosted.admit(1, &limits).await.unwrap();
+        let hosted = Arc::new(hosted);
+        let waiting = {
+            let hosted = hosted.clone();
+            let limits = limits.clone();
+            tokio::spawn(async move { hosted.admit(1, &limits).await.map(drop) })
+        };
+        for _ in 0..100 {
+            if hosted.lane_load(1) == (1, 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(hosted.lane_load(1), (1, 1));
+        let refused = hosted.admit(1, &limits).await.unwrap_err();
+        assert_eq!((refused.running, refused.waiting, refused.queue), (1, 1, 1));
+        assert!(refused.to_string().contains("--queue"));
+        // Another account's lane is untouched by this one's.
+        drop(hosted.admit(2, &limits).await.unwrap());
+        drop(first);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(hosted.lane_load(1), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn giving_up_in_the_queue_frees_the_place() {
+        let hosted = Hosted::open(None).unwrap();
+        let limits = limits(1, 1);
+        let _running = hosted.admit(1, &limits).await.unwrap();
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(20), hosted.admit(1, &limits)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(hosted.lane_load(1), (1, 0));
+    }
+
+    #[test]
+    fn unset_limits_are_the_defaults() {
+        let limits = AccountLimits::from_settings(&LimitSettings {
+            timeout_ms: Some(250),
+            ..LimitSettings::default()
+        });
+        assert_eq!(limits.event.timeout, Duration::from_millis(250));
+        assert_eq!(limits.event.fuel, DEFAULT_FUEL);
+        assert_eq!(
+            (limits.concurrency, limits.queue),
+            (DEFAULT_CONCURRENCY, DEFAULT_QUEUE)
+        );
+        assert_eq!(limits.to_json()["timeout_ms"], 250);
+    }
+}
