@@ -116,7 +116,9 @@ fn main() {
     println!("\nInstantiation knobs (event p50 / p99, µs):\n");
     let knobs: [(&str, fn(&mut SandboxConfig)); 6] = [
         ("default (PAGEMAP_SCAN, keep 64 MiB)", |_| {}),
-        ("keep 16 MiB", |config| config.memory_keep_resident = 16 << 20),
+        ("keep 16 MiB", |config| {
+            config.memory_keep_resident = 16 << 20
+        }),
         ("no PAGEMAP_SCAN, keep 2 MiB", |config| {
             config.pagemap_scan = false;
             config.memory_keep_resident = 2 << 20;
@@ -125,7 +127,9 @@ fn main() {
             config.pagemap_scan = false;
             config.memory_keep_resident = 16 << 20;
         }),
-        ("no copy-on-write images", |config| config.memory_cow = false),
+        ("no copy-on-write images", |config| {
+            config.memory_cow = false
+        }),
         ("no pooling allocator", |config| config.pooling = false),
     ];
     let mut header = String::from("| guest |");

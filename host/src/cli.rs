@@ -10,6 +10,7 @@ mod hub;
 mod inspect;
 mod new;
 mod run;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,8 @@ enum Command {
     Componentize(componentize::ComponentizeArgs),
     /// Create a ready-to-build node project in Rust, Python, JavaScript or C.
     New(new::NewArgs),
+    /// Upload a component to a hub, which runs it as a hosted node of your account.
+    Upload(upload::UploadArgs),
 }
 
 /// Entry point of the binary.
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hub(args) => hub::run(args),
         Command::Componentize(args) => componentize::run(args, sandbox()?),
         Command::New(args) => new::run(args),
+        Command::Upload(args) => upload::run(args),
     }
 }
 

@@ -68,6 +68,16 @@ pub struct HubState {
     metrics: Metrics,
     public_ws_url: Option<String>,
     hosted: Hosted,
+    restored: Restored,
+}
+
+/// How the uploaded nodes were loaded when the hub started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Loaded from the compile cache.
+    pub cached: usize,
+    /// Compiled anew (the artifact was missing or unusable).
+    pub compiled: usize,
 }
 
 impl HubState {
@@ -85,8 +95,8 @@ impl HubState {
                 path: config.data_dir.clone().unwrap_or_default(),
                 source,
             })?;
-        let uploaded = store.all_uploaded()?;
-        let state = Arc::new(Self {
+        let restored = restore_uploads(&hosted, store.all_uploaded()?);
+        Ok(Arc::new(Self {
             store: Mutex::new(store),
             registry: Mutex::default(),
             switchboard: Switchboard::default(),
@@ -94,49 +104,14 @@ impl HubState {
             metrics: Metrics::new("hub"),
             public_ws_url: config.public_ws_url.clone(),
             hosted,
-        });
-        state.restore_uploads(uploaded);
-        Ok(state)
+            restored,
+        }))
     }
 
-    fn restore_uploads(&self, uploaded: Vec<(i64, store::UploadedNode)>) {
-        if uploaded.is_empty() {
-            return;
-        }
-        let (mut cached, mut compiled) = (0, 0);
-        for (account, record) in uploaded {
-            let loaded = self
-                .hosted
-                .blobs()
-                .get(&record.sha256)
-                .map_err(|err| err.to_string())
-                .and_then(|bytes| self.hosted.load(&bytes).map_err(|err| err.to_string()));
-            match loaded {
-                Ok((component, was_compiled)) => {
-                    if was_compiled {
-                        compiled += 1;
-                    } else {
-                        cached += 1;
-                    }
-                    self.hosted.install(
-                        account,
-                        HostedNode {
-                            component: Arc::new(component),
-                            record,
-                        },
-                    );
-                }
-                Err(err) => tracing::error!(
-                    account,
-                    node = %record.name,
-                    "cannot load the uploaded node, skipping it: {err}"
-                ),
-            }
-        }
-        tracing::info!(
-            "loaded {} uploaded nodes ({cached} from the compile cache, {compiled} compiled)",
-            cached + compiled
-        );
+    /// The uploaded nodes loaded at start-up: from the compile cache, and
+    /// compiled anew.
+    pub fn restored(&self) -> Restored {
+        self.restored
     }
 
     /// The account store (for creating tokens).
@@ -151,6 +126,41 @@ impl HubState {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
+}
+
+/// Loads every recorded upload into `hosted`; one that cannot be loaded is
+/// logged and skipped (its record stays).
+fn restore_uploads(hosted: &Hosted, uploaded: Vec<(i64, store::UploadedNode)>) -> Restored {
+    let mut restored = Restored::default();
+    for (account, record) in uploaded {
+        let loaded = hosted
+            .blobs()
+            .get(&record.sha256)
+            .map_err(|err| err.to_string())
+            .and_then(|bytes| hosted.load(&bytes).map_err(|err| err.to_string()));
+        match loaded {
+            Ok((component, was_compiled)) => {
+                if was_compiled {
+                    restored.compiled += 1;
+                } else {
+                    restored.cached += 1;
+                }
+                hosted.install(
+                    account,
+                    HostedNode {
+                        component: Arc::new(component),
+                        record,
+                    },
+                );
+            }
+            Err(err) => tracing::error!(
+                account,
+                node = %record.name,
+                "cannot load the uploaded node, skipping it: {err}"
+            ),
+        }
+    }
+    restored
 }
 
 /// Serves the hub on `listener` until `shutdown` resolves.

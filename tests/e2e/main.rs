@@ -3,6 +3,7 @@
 
 mod call;
 mod files;
+mod hosted;
 mod hub;
 mod hurozo;
 mod inspect;

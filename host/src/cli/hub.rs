@@ -1,13 +1,17 @@
-//! `node-host hub`: serve the Hurozo-compatible backend, and manage tokens.
+//! `node-host hub`: serve the Hurozo-compatible backend, and manage tokens
+//! and account limits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use crate::hub::store::Store;
+use super::args::{parse_duration, parse_size};
+use crate::hub::hosted::AccountLimits;
+use crate::hub::store::{LimitSettings, Store};
 use crate::hub::{self, HubConfig, HubState};
 
 #[derive(Debug, Args)]
@@ -16,6 +20,7 @@ use crate::hub::{self, HubConfig, HubState};
     after_help = "\
 Examples:
   node-host hub token create --account alice
+  node-host hub account set alice --timeout 2s --concurrency 8
   node-host hub --listen 127.0.0.1:8765
   HUROZO_TOKEN=nh_... node-host run hello.wasm --backend http://127.0.0.1:8765"
 )]
@@ -60,6 +65,58 @@ enum HubAction {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenAction),
+    /// Show or change an account's limits for its uploaded nodes.
+    #[command(subcommand)]
+    Account(AccountAction),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountAction {
+    /// Change an account's limits (the flags given; the rest stay as they are).
+    ///
+    /// A running hub applies the change to the next event.
+    #[command(after_help = "\
+Example:
+  node-host hub account set alice --timeout 2s --concurrency 8 --queue 100")]
+    Set {
+        /// The account.
+        name: String,
+
+        /// Fuel per event (about one unit per WebAssembly instruction).
+        #[arg(long, value_name = "N")]
+        fuel: Option<u64>,
+
+        /// Linear memory per instance (e.g. 128MiB).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        memory: Option<usize>,
+
+        /// Wall-clock deadline per event (e.g. 500ms, 10s).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+
+        /// Total size of an event's outputs (e.g. 1MiB).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_output: Option<usize>,
+
+        /// Events of the account running at once.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        concurrency: Option<u64>,
+
+        /// Events of the account waiting beyond those; more are refused with 429.
+        #[arg(long, value_name = "N")]
+        queue: Option<u64>,
+
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print the limits an account's events run under.
+    Show {
+        /// The account.
+        name: String,
+
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,8 +156,47 @@ pub(super) fn run(args: &HubArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Some(HubAction::Account(action)) => account(action),
         None => serve(args),
     }
+}
+
+fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
+    let (name, data) = match action {
+        AccountAction::Set { name, data, .. } | AccountAction::Show { name, data } => (name, data),
+    };
+    let dir = data.dir()?;
+    let store = Store::open(Some(&dir))?;
+    let id = store.account_id(name)?;
+    if let AccountAction::Set {
+        fuel,
+        memory,
+        timeout,
+        max_output,
+        concurrency,
+        queue,
+        ..
+    } = action
+    {
+        let change = LimitSettings {
+            fuel: *fuel,
+            memory_bytes: memory.map(|bytes| bytes as u64),
+            timeout_ms: timeout.map(|timeout| timeout.as_millis() as u64),
+            output_bytes: max_output.map(|bytes| bytes as u64),
+            concurrency: *concurrency,
+            queue: *queue,
+        };
+        if change == LimitSettings::default() {
+            anyhow::bail!(
+                "nothing to change: give at least one of --fuel, --memory, --timeout, \
+                 --max-output, --concurrency, --queue"
+            );
+        }
+        store.set_limits(id, &change)?;
+    }
+    let limits = AccountLimits::from_settings(&store.limits(id)?);
+    println!("{}", serde_json::to_string_pretty(&limits.to_json())?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(args: &HubArgs) -> anyhow::Result<ExitCode> {
@@ -109,6 +205,15 @@ fn serve(args: &HubArgs) -> anyhow::Result<ExitCode> {
         data_dir: Some(dir.clone()),
         public_ws_url: args.public_ws_url.clone(),
     })?;
+    let restored = state.restored();
+    if restored.cached + restored.compiled > 0 {
+        eprintln!(
+            "node-host: loaded {} uploaded nodes ({} from the compile cache, {} compiled)",
+            restored.cached + restored.compiled,
+            restored.cached,
+            restored.compiled
+        );
+    }
     if state.store().account_count()? == 0 {
         eprintln!(
             "node-host: the hub has no accounts yet; create a token with\n  node-host hub token create --account NAME --data {}",

@@ -25,8 +25,8 @@ use super::uploads;
 use super::ws_token::WsClaims;
 use super::{EXECUTE_TIMEOUT, HubState};
 use crate::protocol::hurozo::{
-    ApiError, Event, ExecuteRequest, ExecuteResponse, ListedNode, NodeList, Registered, Registration,
-    errors,
+    ApiError, Event, ExecuteRequest, ExecuteResponse, ListedNode, NodeList, Registered,
+    Registration, errors,
 };
 
 /// The hub's routes.
@@ -251,8 +251,9 @@ async fn execute(
                 StatusCode::NOT_FOUND,
                 "unknown_node",
                 format!(
-                    "unknown node `{name}`: no worker of this account has registered it in the \
-                     last 10 minutes (start one with `node-host run`)"
+                    "unknown node `{name}`: this account has not uploaded it and no worker of \
+                     the account has registered it in the last 10 minutes (upload it with \
+                     `node-host upload`, or serve it with `node-host run`)"
                 ),
             )
         })?;
@@ -351,18 +352,21 @@ async fn execute_hosted(
         inputs: request.inputs,
         uuid: Json::String(uuid.clone()),
     };
-    let reply = tokio::time::timeout(timeout, uploads::execute_hosted(state, account, node, event))
-        .await
-        .map_err(|_elapsed| {
-            Failure::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!(
-                    "node `{name}` did not finish within {} ms (waiting for its turn included)",
-                    timeout.as_millis()
-                ),
-            )
-        })??;
+    let reply = tokio::time::timeout(
+        timeout,
+        uploads::execute_hosted(state, account, node, event),
+    )
+    .await
+    .map_err(|_elapsed| {
+        Failure::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "node `{name}` did not finish within {} ms (waiting for its turn included)",
+                timeout.as_millis()
+            ),
+        )
+    })??;
     match reply.error {
         Some(error) => Err(Failure::new(
             StatusCode::BAD_GATEWAY,

@@ -28,7 +28,8 @@ const TOKEN_BYTES: usize = 32;
 
 /// Schema versions, in order; entry `i` takes the schema from version `i`
 /// to `i + 1`. Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE accounts (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -45,7 +46,8 @@ const MIGRATIONS: &[&str] = &["
         key TEXT PRIMARY KEY,
         value BLOB NOT NULL
     );
-", "
+",
+    "
     CREATE TABLE uploaded_nodes (
         account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         name TEXT NOT NULL,
@@ -63,7 +65,8 @@ const MIGRATIONS: &[&str] = &["
         concurrency INTEGER,
         queue INTEGER
     );
-"];
+",
+];
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +102,7 @@ pub enum StoreError {
     #[error("invalid account name `{0}`: use 1 to 64 letters, digits, `-`, `_` or `.`")]
     InvalidAccountName(String),
     /// No account has this name.
-    #[error(
-        "no account is named `{0}`; create it with `node-host hub token create --account {0}`"
-    )]
+    #[error("no account is named `{0}`; create it with `node-host hub token create --account {0}`")]
     UnknownAccount(String),
 }
 
@@ -562,7 +563,10 @@ mod tests {
         let alice = store.account_id("alice").unwrap();
         assert_eq!(store.all_uploaded().unwrap(), vec![(alice, node("bb"))]);
         let limits = store.limits(alice).unwrap();
-        assert_eq!((limits.fuel, limits.queue, limits.timeout_ms), (Some(7), Some(3), None));
+        assert_eq!(
+            (limits.fuel, limits.queue, limits.timeout_ms),
+            (Some(7), Some(3), None)
+        );
         assert!(matches!(
             store.account_id("carol"),
             Err(StoreError::UnknownAccount(_))

@@ -52,7 +52,9 @@ pub(super) async fn upload(
     file_kind(&bytes).map_err(refused)?;
     let sha256 = sha256_hex(&bytes);
     let account = caller.account;
-    let already = state.hosted.set_upload_status(account, &sha256, UploadStatus::Compiling);
+    let already = state
+        .hosted
+        .set_upload_status(account, &sha256, UploadStatus::Compiling);
     if already == Some(UploadStatus::Compiling) {
         // The same component is being compiled for this account: wait for it.
         return Ok(wait_and_answer(&state, account, &sha256, None).await);
@@ -63,7 +65,10 @@ pub(super) async fn upload(
         let bytes = bytes.clone();
         tokio::task::spawn_blocking(move || state.hosted.blobs().put(&sha256, &bytes)).await
     };
-    if let Err(err) = stored.map_err(std::io::Error::other).and_then(|stored| stored) {
+    if let Err(err) = stored
+        .map_err(std::io::Error::other)
+        .and_then(|stored| stored)
+    {
         state.hosted.set_upload_status(
             account,
             &sha256,
@@ -79,7 +84,9 @@ pub(super) async fn upload(
         if let UploadStatus::Failed(code, message) = &status {
             tracing::info!(account, sha256 = %task_sha, code, "upload refused: {message}");
         }
-        task_state.hosted.set_upload_status(account, &task_sha, status);
+        task_state
+            .hosted
+            .set_upload_status(account, &task_sha, status);
         let _ = done_tx.send(());
     });
     Ok(wait_and_answer(&state, account, &sha256, Some(done)).await)
@@ -180,7 +187,11 @@ async fn compile_and_install(
         Ok(Ok(Ok((component, _)))) => component,
     };
     let name = component.name().to_owned();
-    if state.registry().get(account, &name, Instant::now()).is_some() {
+    if state
+        .registry()
+        .get(account, &name, Instant::now())
+        .is_some()
+    {
         return UploadStatus::Failed(
             "name_taken".into(),
             format!(
@@ -223,7 +234,11 @@ fn forget_component(state: &HubState, sha256: &str) {
 }
 
 fn refused(err: LoadError) -> Failure {
-    Failure::new(StatusCode::UNPROCESSABLE_ENTITY, err.code(), err.to_string())
+    Failure::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        err.code(),
+        err.to_string(),
+    )
 }
 
 fn unknown(name: &str) -> Failure {
@@ -241,7 +256,11 @@ pub(super) async fn upload_status(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let caller = authenticate(&state, &headers)?;
-    if state.hosted.upload_status(caller.account, &sha256).is_none() {
+    if state
+        .hosted
+        .upload_status(caller.account, &sha256)
+        .is_none()
+    {
         return Err(Failure::new(
             StatusCode::NOT_FOUND,
             "unknown_upload",
@@ -320,11 +339,13 @@ pub(super) async fn execute_hosted(
     event: Event,
 ) -> Result<Reply, Failure> {
     let limits = account_limits(state, account)?;
-    let permit = state
-        .hosted
-        .admit(account, &limits)
-        .await
-        .map_err(|full| Failure::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", full.to_string()))?;
+    let permit = state.hosted.admit(account, &limits).await.map_err(|full| {
+        Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            full.to_string(),
+        )
+    })?;
     let metrics = state.metrics.clone();
     state.metrics.started();
     let running = tokio::task::spawn_blocking(move || {
@@ -335,7 +356,10 @@ pub(super) async fn execute_hosted(
         node.component
             .execute_then(inputs, &secrets, &limits.event, |outcome| {
                 let reply = Reply::to_event(&event, &outcome);
-                let label = reply.error.as_ref().map_or("ok", |error| error.code.as_str());
+                let label = reply
+                    .error
+                    .as_ref()
+                    .map_or("ok", |error| error.code.as_str());
                 metrics.finished(&event.node, label, started.elapsed(), outcome.fuel_used);
                 reply
             })

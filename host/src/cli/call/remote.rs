@@ -85,7 +85,10 @@ pub(super) fn run(
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
     );
     if node_failed {
-        print_failure(args.json, &args.target, code, &error.error, None);
+        // The hub says "node `X` failed: why"; the failure line names the node already.
+        let prefix = format!("node `{}` failed: ", args.target);
+        let message = error.error.strip_prefix(&prefix).unwrap_or(&error.error);
+        print_failure(args.json, &args.target, code, message, None);
         return Ok(ExitCode::from(EXIT_FAILED));
     }
     if args.json {

@@ -1,0 +1,394 @@
+//! Hosted nodes against a real `node-host hub`: uploads through the real
+//! `node-host upload` and over HTTP, what is refused and why, per-account
+//! isolation of every endpoint, limits and their admin command, and uploads
+//! surviving a restart without a recompile.
+
+use std::time::Duration;
+
+use node_host_e2e::{
+    Hub, execute, execute_in_background, guest, http, node_host, run, start_worker,
+};
+use serde_json::{Value, json};
+
+/// `node-host upload` of a guest example to `hub` as `token`'s account.
+fn upload(hub: &Hub, token: &str, name: &str) -> node_host_e2e::Run {
+    run(node_host()
+        .arg("upload")
+        .arg(guest(name))
+        .args(["--backend", &hub.url, "--token", token]))
+}
+
+/// `POST /api/nodes` with raw bytes.
+fn post_component(hub: &Hub, token: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/api/nodes", hub.url))
+        .bearer_auth(token)
+        .body(bytes)
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+fn get(hub: &Hub, token: &str, path: &str) -> (u16, Value) {
+    let response = http()
+        .get(format!("{}{path}", hub.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+fn delete(hub: &Hub, token: &str, path: &str) -> (u16, Value) {
+    let response = http()
+        .delete(format!("{}{path}", hub.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+fn account_set(hub: &Hub, account: &str, flags: &[&str]) -> node_host_e2e::Run {
+    run(node_host()
+        .args(["hub", "account", "set", account])
+        .args(flags)
+        .arg("--data")
+        .arg(&hub.data))
+}
+
+#[test]
+fn upload_execute_list_show_delete() {
+    let hub = Hub::start("hosted-lifecycle");
+    let token = hub.token("alice", false);
+    let done = upload(&hub, &token, "hello");
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    assert!(done.stdout.contains("uploaded `hello`") && done.stdout.contains("ready"));
+
+    let (status, answer) = execute(
+        &hub.url,
+        &token,
+        "hello",
+        json!({"inputs": {"name": "Ada"}}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["outputs"],
+        json!({"greeting": "Hello Ada", "shout": "HELLO ADA"})
+    );
+    let called = run(node_host().args([
+        "call",
+        "--backend",
+        &hub.url,
+        "--token",
+        &token,
+        "hello",
+        "name=Bo",
+    ]));
+    assert_eq!(called.code, Some(0), "{called:#?}");
+    assert!(called.stdout.contains("Hello Bo"));
+
+    let (status, listed) = get(&hub, &token, "/api/nodes");
+    assert_eq!(status, 200);
+    let nodes = listed["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["name"], "hello");
+    assert_eq!(nodes[0]["status"], "ready");
+    assert_eq!(nodes[0]["sha256"].as_str().unwrap().len(), 64);
+    let (status, shown) = get(&hub, &token, "/api/nodes/hello");
+    assert_eq!(status, 200);
+    assert_eq!(shown["info"]["outputs"][0]["name"], "greeting");
+    assert_eq!(shown["limits"]["concurrency"], 4);
+    let (_, remote) = get(&hub, &token, "/api/remote_nodes");
+    assert_eq!(
+        remote["nodes"],
+        json!([{"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}])
+    );
+
+    let (status, deleted) = delete(&hub, &token, "/api/nodes/hello");
+    assert_eq!((status, deleted), (200, json!({"deleted": "hello"})));
+    let (status, answer) = execute(&hub.url, &token, "hello", json!({}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("unknown_node"))
+    );
+    assert_eq!(get(&hub, &token, "/api/nodes/hello").0, 404);
+    assert_eq!(delete(&hub, &token, "/api/nodes/hello").0, 404);
+}
+
+#[test]
+fn failures_of_hosted_events_carry_their_codes() {
+    let hub = Hub::start("hosted-failures");
+    let token = hub.token("alice", false);
+    for name in ["spin-loop", "panic", "node-error"] {
+        let done = upload(&hub, &token, name);
+        assert_eq!(done.code, Some(0), "{done:#?}");
+    }
+    let set = account_set(&hub, "alice", &["--timeout", "300ms"]);
+    assert_eq!(set.code, Some(0), "{set:#?}");
+    assert!(set.stdout.contains("\"timeout_ms\": 300"), "{}", set.stdout);
+    let (status, answer) = execute(&hub.url, &token, "spin-loop", json!({}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("deadline")),
+        "{answer}"
+    );
+    account_set(&hub, "alice", &["--timeout", "30s", "--fuel", "1000000"]);
+    let (status, answer) = execute(&hub.url, &token, "spin-loop", json!({}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("out_of_fuel")),
+        "{answer}"
+    );
+    let (status, answer) = execute(&hub.url, &token, "panic", json!({}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("trap")),
+        "{answer}"
+    );
+    let (status, answer) = execute(&hub.url, &token, "node-error", json!({}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("guest_error")),
+        "{answer}"
+    );
+    let called = run(node_host().args([
+        "call",
+        "--backend",
+        &hub.url,
+        "--token",
+        &token,
+        "spin-loop",
+    ]));
+    assert_eq!(called.code, Some(1), "{called:#?}");
+    assert!(
+        called.stderr.contains("out_of_fuel") && !called.stderr.contains("failed: node"),
+        "{}",
+        called.stderr
+    );
+}
+
+#[test]
+fn uploads_are_checked_before_they_are_accepted() {
+    let hub = Hub::start("hosted-refusals");
+    let token = hub.token("alice", false);
+    let reader = hub.token("alice", true);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("empty", Vec::new(), 422, "empty_file"),
+        ("text", b"#!/bin/sh\necho hi\n".to_vec(), 422, "not_wasm"),
+        (
+            "core module",
+            wat::parse_str("(module)").unwrap(),
+            422,
+            "core_module",
+        ),
+        (
+            "truncated",
+            std::fs::read(guest("hello")).unwrap()[..2000].to_vec(),
+            422,
+            "invalid_component",
+        ),
+        (
+            "other world",
+            wat::parse_str(
+                r#"(component
+                    (core module $m (func (export "run")))
+                    (core instance $i (instantiate $m))
+                    (func (export "run") (canon lift (core func $i "run"))))"#,
+            )
+            .unwrap(),
+            422,
+            "wrong_world",
+        ),
+        (
+            "denied import",
+            wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
+                .unwrap(),
+            422,
+            "denied_import",
+        ),
+        ("too large", vec![0u8; (64 << 20) + 1], 413, "too_large"),
+    ];
+    for (what, bytes, status, code) in cases {
+        let (got, answer) = post_component(&hub, &token, bytes);
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {answer}"
+        );
+        assert!(
+            answer["error"].as_str().is_some_and(|m| m.len() > 20),
+            "{what}: {answer}"
+        );
+    }
+    let hello = std::fs::read(guest("hello")).unwrap();
+    let (status, answer) = post_component(&hub, &reader, hello.clone());
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("read_only_token"))
+    );
+    let response = http()
+        .post(format!("{}/api/nodes", hub.url))
+        .body(hello)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(get(&hub, &token, "/api/nodes").1, json!({"nodes": []}));
+
+    let refused = run(node_host()
+        .arg("upload")
+        .arg(node_host_e2e::repo_root().join("README.md"))
+        .args(["--backend", &hub.url, "--token", &token]));
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    assert!(refused.stderr.contains("not_wasm"), "{}", refused.stderr);
+    let no_token = run(node_host()
+        .arg("upload")
+        .arg(guest("hello"))
+        .args(["--backend", &hub.url])
+        .env_remove("HUROZO_TOKEN")
+        .env_remove("HUROZO_API_TOKEN"));
+    assert_eq!(no_token.code, Some(2), "{no_token:#?}");
+    assert!(no_token.stderr.contains("--token"), "{}", no_token.stderr);
+}
+
+#[test]
+fn another_accounts_nodes_are_invisible_everywhere() {
+    let hub = Hub::start("hosted-isolation");
+    let alice = hub.token("alice", false);
+    let bob = hub.token("bob", false);
+    assert_eq!(upload(&hub, &alice, "hello").code, Some(0));
+    let (_, shown) = get(&hub, &alice, "/api/nodes/hello");
+    let sha = shown["sha256"].as_str().unwrap().to_owned();
+
+    assert_eq!(get(&hub, &bob, "/api/nodes"), (200, json!({"nodes": []})));
+    assert_eq!(
+        get(&hub, &bob, "/api/remote_nodes"),
+        (200, json!({"nodes": []}))
+    );
+    assert_eq!(get(&hub, &bob, "/api/nodes/hello").0, 404);
+    assert_eq!(get(&hub, &bob, &format!("/api/uploads/{sha}")).0, 404);
+    assert_eq!(delete(&hub, &bob, "/api/nodes/hello").0, 404);
+    assert_eq!(execute(&hub.url, &bob, "hello", json!({})).0, 404);
+    assert_eq!(
+        get(&hub, &alice, &format!("/api/uploads/{sha}")).1["status"],
+        "ready"
+    );
+
+    // The same bytes under another account: stored once, owned twice.
+    assert_eq!(upload(&hub, &bob, "hello").code, Some(0));
+    assert_eq!(delete(&hub, &alice, "/api/nodes/hello").0, 200);
+    let (status, answer) = execute(&hub.url, &bob, "hello", json!({"inputs": {"name": "B"}}));
+    assert_eq!(
+        (status, &answer["outputs"]["greeting"]),
+        (200, &json!("Hello B"))
+    );
+    assert_eq!(execute(&hub.url, &alice, "hello", json!({})).0, 404);
+}
+
+#[test]
+fn a_full_lane_refuses_with_429_naming_the_limit() {
+    let hub = Hub::start("hosted-queue");
+    let token = hub.token("alice", false);
+    let other = hub.token("bob", false);
+    assert_eq!(upload(&hub, &token, "spin-loop").code, Some(0));
+    assert_eq!(upload(&hub, &other, "hello").code, Some(0));
+    let set = account_set(
+        &hub,
+        "alice",
+        &["--concurrency", "1", "--queue", "1", "--timeout", "1500ms"],
+    );
+    assert_eq!(set.code, Some(0), "{set:#?}");
+    let running = execute_in_background(&hub.url, &token, "spin-loop", json!({}));
+    std::thread::sleep(Duration::from_millis(200));
+    let queued = execute_in_background(&hub.url, &token, "spin-loop", json!({}));
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, answer) = execute(&hub.url, &token, "spin-loop", json!({}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (429, Some("queue_full")),
+        "{answer}"
+    );
+    assert!(
+        answer["error"].as_str().unwrap().contains("--queue"),
+        "{answer}"
+    );
+    // Another account is not held up by alice's full lane.
+    let (status, _) = execute(&hub.url, &other, "hello", json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(running.join().unwrap().1["code"], "deadline");
+    assert_eq!(queued.join().unwrap().1["code"], "deadline");
+
+    let unknown = account_set(&hub, "carol", &["--queue", "1"]);
+    assert_eq!(unknown.code, Some(1), "{unknown:#?}");
+    assert!(
+        unknown.stderr.contains("no account is named `carol`"),
+        "{}",
+        unknown.stderr
+    );
+    let nothing = account_set(&hub, "alice", &[]);
+    assert_ne!(nothing.code, Some(0));
+    assert!(
+        nothing.stderr.contains("nothing to change"),
+        "{}",
+        nothing.stderr
+    );
+}
+
+#[test]
+fn uploads_survive_a_restart_without_recompiling() {
+    let mut hub = Hub::start("hosted-restart");
+    let token = hub.token("alice", false);
+    assert_eq!(upload(&hub, &token, "hello").code, Some(0));
+    account_set(&hub, "alice", &["--queue", "7"]);
+    let data = hub.data.clone();
+    hub.service.signal("TERM");
+    hub.service.wait_exit(Duration::from_secs(30));
+    drop(hub);
+    let hub = Hub::start_at(&data, "127.0.0.1:0");
+    node_host_e2e::eventually(Duration::from_secs(10), "the restore line", || {
+        hub.service.stderr().contains("loaded 1 uploaded nodes")
+    });
+    assert!(
+        hub.service
+            .stderr()
+            .contains("(1 from the compile cache, 0 compiled)"),
+        "{}",
+        hub.service.stderr()
+    );
+    let (status, answer) = execute(
+        &hub.url,
+        &token,
+        "hello",
+        json!({"inputs": {"name": "Ada"}}),
+    );
+    assert_eq!(
+        (status, &answer["outputs"]["greeting"]),
+        (200, &json!("Hello Ada"))
+    );
+    assert_eq!(
+        get(&hub, &token, "/api/nodes/hello").1["limits"]["queue"],
+        7
+    );
+}
+
+#[test]
+fn a_name_is_either_uploaded_or_served_by_a_worker() {
+    let hub = Hub::start("hosted-names");
+    let token = hub.token("alice", false);
+    let worker = start_worker(&hub.url, &token, &["hello"], &[]);
+    let (status, answer) = post_component(&hub, &token, std::fs::read(guest("hello")).unwrap());
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (422, Some("name_taken")),
+        "{answer}"
+    );
+    drop(worker);
+    assert_eq!(upload(&hub, &token, "echo").code, Some(0));
+    let response = http()
+        .post(format!("{}/api/remote_nodes/register", hub.url))
+        .bearer_auth(&token)
+        .json(&json!({"name": "echo", "inputs": [], "outputs": ["x"]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 409);
+    let answer: Value = response.json().unwrap();
+    assert_eq!(answer["code"], "name_taken");
+}
