@@ -293,7 +293,16 @@ fn a_full_lane_refuses_with_429_naming_the_limit() {
     let set = account_set(
         &hub,
         "alice",
-        &["--concurrency", "1", "--queue", "1", "--timeout", "1500ms"],
+        &[
+            "--concurrency",
+            "1",
+            "--queue",
+            "1",
+            "--timeout",
+            "1s",
+            "--fuel",
+            "1000000000000",
+        ],
     );
     assert_eq!(set.code, Some(0), "{set:#?}");
     let running = execute_in_background(&hub.url, &token, "spin-loop", json!({}));
@@ -317,7 +326,7 @@ fn a_full_lane_refuses_with_429_naming_the_limit() {
     assert_eq!(queued.join().unwrap().1["code"], "deadline");
 
     let unknown = account_set(&hub, "carol", &["--queue", "1"]);
-    assert_eq!(unknown.code, Some(1), "{unknown:#?}");
+    assert_eq!(unknown.code, Some(2), "{unknown:#?}");
     assert!(
         unknown.stderr.contains("no account is named `carol`"),
         "{}",
