@@ -18,6 +18,9 @@ const GUESTS: [(&str, &str); 4] = [
     ("C", "hello-c"),
 ];
 
+/// A change to the default sandbox configuration.
+type Tune = fn(&mut SandboxConfig);
+
 fn guest_bytes(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../guest-examples/dist")
@@ -114,7 +117,7 @@ fn main() {
     }
 
     println!("\nInstantiation knobs (event p50 / p99, µs):\n");
-    let knobs: [(&str, fn(&mut SandboxConfig)); 6] = [
+    let knobs: [(&str, Tune); 6] = [
         ("default (PAGEMAP_SCAN, keep 64 MiB)", |_| {}),
         ("keep 16 MiB", |config| {
             config.memory_keep_resident = 16 << 20

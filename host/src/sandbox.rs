@@ -19,6 +19,7 @@ mod limits;
 mod load;
 mod node;
 mod outcome;
+mod priority;
 pub mod value;
 
 pub use capture::{Captured, CapturedLog, Level, LogLine};

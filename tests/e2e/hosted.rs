@@ -401,3 +401,48 @@ fn a_name_is_either_uploaded_or_served_by_a_worker() {
     let answer: Value = response.json().unwrap();
     assert_eq!(answer["code"], "name_taken");
 }
+
+#[test]
+fn a_flood_of_endless_loops_slows_only_its_own_account() {
+    let hub = Hub::start("hosted-fairness");
+    let attacker = hub.token("mallory", false);
+    let victim = hub.token("alice", false);
+    assert_eq!(upload(&hub, &attacker, "spin-loop").code, Some(0));
+    assert_eq!(upload(&hub, &victim, "hello").code, Some(0));
+    let set = account_set(
+        &hub,
+        "mallory",
+        &[
+            "--timeout",
+            "200ms",
+            "--fuel",
+            "1000000000000",
+            "--queue",
+            "1000",
+        ],
+    );
+    assert_eq!(set.code, Some(0), "{set:#?}");
+    let flood: Vec<_> = (0..200)
+        .map(|_| execute_in_background(&hub.url, &attacker, "spin-loop", json!({})))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..50 {
+        let name = format!("n{i}");
+        let (status, answer) = execute(
+            &hub.url,
+            &victim,
+            "hello",
+            json!({"inputs": {"name": name}}),
+        );
+        assert_eq!(status, 200, "hello {i} under the flood: {answer}");
+        assert_eq!(answer["outputs"]["greeting"], format!("Hello {name}"));
+    }
+    for event in flood {
+        let (status, answer) = event.join().unwrap();
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (502, Some("deadline")),
+            "{answer}"
+        );
+    }
+}

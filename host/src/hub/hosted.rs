@@ -43,6 +43,15 @@ pub const DEFAULT_CONCURRENCY: u64 = 4;
 /// An account's events waiting to run, unless its limits say otherwise.
 pub const DEFAULT_QUEUE: u64 = 64;
 
+/// Hosted events running at once across all accounts: well below the
+/// sandbox's pool of instance slots.
+pub const MAX_RUNNING: usize = 256;
+
+/// A hosted event that has run this long drops to the lowest CPU priority
+/// (see [`Limits::demote_after`]): accounts whose events loop for seconds
+/// share what the short events of others leave.
+pub const DEMOTE_AFTER: Duration = Duration::from_millis(10);
+
 /// An uploaded node, compiled and ready.
 #[derive(Debug)]
 pub struct HostedNode {
@@ -102,6 +111,7 @@ impl AccountLimits {
             output_bytes: settings
                 .output_bytes
                 .map_or(DEFAULT_OUTPUT_BYTES, |bytes| bytes as usize),
+            demote_after: Some(DEMOTE_AFTER),
             ..Limits::default()
         };
         Self {
@@ -165,6 +175,8 @@ impl Lane {
 #[derive(Debug)]
 pub struct Permit {
     lane: Arc<Lane>,
+    /// The hub-wide slot, held until the event ends.
+    _running: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for Permit {
@@ -194,6 +206,7 @@ pub struct Hosted {
     nodes: Mutex<HashMap<(i64, String), Arc<HostedNode>>>,
     uploads: Mutex<HashMap<(i64, String), UploadStatus>>,
     lanes: Mutex<HashMap<i64, Arc<Lane>>>,
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Hosted {
@@ -221,6 +234,7 @@ impl Hosted {
             nodes: Mutex::default(),
             uploads: Mutex::default(),
             lanes: Mutex::default(),
+            running: Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING)),
         })
     }
 
@@ -329,8 +343,8 @@ impl Hosted {
 
     /// Waits for a slot in the account's lane: at once while fewer than
     /// `limits.concurrency` of its events run, in the queue while fewer than
-    /// `limits.queue` wait, refused beyond. Dropping the future gives up the
-    /// place in the queue.
+    /// `limits.queue` wait, refused beyond; then for one of the hub's
+    /// [`MAX_RUNNING`]. Dropping the future gives up the place in the queue.
     pub async fn admit(&self, account: i64, limits: &AccountLimits) -> Result<Permit, QueueFull> {
         let lane = self.lane(account);
         let mut queued = None;
@@ -338,25 +352,35 @@ impl Hosted {
             let freed = lane.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            {
+            let admitted = {
                 let mut state = lane.lock();
                 if state.running < limits.concurrency {
                     state.running += 1;
-                    drop(state);
-                    drop(queued);
-                    return Ok(Permit { lane: lane.clone() });
-                }
-                if queued.is_none() {
-                    if state.waiting >= limits.queue {
-                        return Err(QueueFull {
-                            running: state.running,
-                            waiting: state.waiting,
-                            queue: limits.queue,
-                        });
+                    true
+                } else {
+                    if queued.is_none() {
+                        if state.waiting >= limits.queue {
+                            return Err(QueueFull {
+                                running: state.running,
+                                waiting: state.waiting,
+                                queue: limits.queue,
+                            });
+                        }
+                        state.waiting += 1;
+                        queued = Some(Queued { lane: &lane });
                     }
-                    state.waiting += 1;
-                    queued = Some(Queued { lane: &lane });
+                    false
                 }
+            };
+            if admitted {
+                drop(queued);
+                let mut permit = Permit {
+                    lane: lane.clone(),
+                    _running: None,
+                };
+                // The hub-wide cap, after the account's own.
+                permit._running = self.running.clone().acquire_owned().await.ok();
+                return Ok(permit);
             }
             freed.await;
         }

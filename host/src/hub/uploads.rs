@@ -330,8 +330,9 @@ fn account_limits(state: &HubState, account: i64) -> Result<AccountLimits, Failu
 
 /// Runs one event of a hosted node under the account's limits: waits for a
 /// place in the account's lane (or is refused with 429), then runs the
-/// event in a fresh sandbox on a blocking thread. The reply has the same
-/// shape a remote worker's would.
+/// event in a fresh sandbox on a thread of its own, which ends with the
+/// event (a long event lowers its thread's priority for good). The reply
+/// has the same shape a remote worker's would.
 pub(super) async fn execute_hosted(
     state: &Arc<HubState>,
     account: i64,
@@ -347,24 +348,38 @@ pub(super) async fn execute_hosted(
         )
     })?;
     let metrics = state.metrics.clone();
+    let (reply_tx, reply) = tokio::sync::oneshot::channel();
+    let node_name = event.node.clone();
     state.metrics.started();
-    let running = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let started = Instant::now();
-        let inputs = inputs_from_json(event.inputs.clone());
-        let secrets = HashMap::new();
-        node.component
-            .execute_then(inputs, &secrets, &limits.event, |outcome| {
-                let reply = Reply::to_event(&event, &outcome);
-                let label = reply
-                    .error
-                    .as_ref()
-                    .map_or("ok", |error| error.code.as_str());
-                metrics.finished(&event.node, label, started.elapsed(), outcome.fuel_used);
-                reply
-            })
-    });
-    running.await.map_err(internal)
+    let spawned = std::thread::Builder::new()
+        .name("node-host-hosted".into())
+        .spawn(move || {
+            let _permit = permit;
+            let started = Instant::now();
+            let inputs = inputs_from_json(event.inputs.clone());
+            let secrets = HashMap::new();
+            node.component
+                .execute_then(inputs, &secrets, &limits.event, |outcome| {
+                    let reply = Reply::to_event(&event, &outcome);
+                    let label = reply
+                        .error
+                        .as_ref()
+                        .map_or("ok", |error| error.code.as_str());
+                    metrics.finished(&event.node, label, started.elapsed(), outcome.fuel_used);
+                    let _ = reply_tx.send(reply);
+                })
+        });
+    if let Err(err) = spawned {
+        state
+            .metrics
+            .finished(&node_name, "internal", Duration::ZERO, 0);
+        return Err(internal(format!(
+            "cannot start a thread for the event: {err}"
+        )));
+    }
+    reply
+        .await
+        .map_err(|_| internal("the event's thread ended without a reply"))
 }
 
 /// Outputs of a hosted node's reply, keyed as its info declares.

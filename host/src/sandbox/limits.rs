@@ -41,6 +41,12 @@ pub struct Limits {
     pub output_bytes: usize,
     /// What is kept of each captured stream (stdout, stderr, log).
     pub capture_bytes: usize,
+    /// After this much wall-clock time, the thread running the event drops
+    /// to the lowest CPU priority for the rest of it, so long events cannot
+    /// delay short ones. The priority cannot be raised again: the caller
+    /// must run such an event on a thread of its own that ends with it.
+    /// `None` (the default) never lowers it.
+    pub demote_after: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -51,6 +57,7 @@ impl Default for Limits {
             timeout: DEFAULT_TIMEOUT,
             output_bytes: DEFAULT_OUTPUT_BYTES,
             capture_bytes: DEFAULT_CAPTURE_BYTES,
+            demote_after: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::RemoteNodePre;
@@ -290,8 +290,27 @@ pub(crate) fn new_store(
             .expect("fuel metering is enabled on this engine");
     }
     if sandbox.config.epochs {
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        store.epoch_deadline_trap();
+        let deadline = deadline_ticks(limits.timeout);
+        match limits.demote_after.map(deadline_ticks) {
+            Some(demote) if demote < deadline => {
+                // Two stops: at `demote` lower the priority and go on, at
+                // the deadline interrupt.
+                store.set_epoch_deadline(demote);
+                let mut demoted = false;
+                store.epoch_deadline_callback(move |_| {
+                    if demoted {
+                        return Ok(UpdateDeadline::Interrupt);
+                    }
+                    demoted = true;
+                    super::priority::lower_this_thread();
+                    Ok(UpdateDeadline::Continue(deadline - demote))
+                });
+            }
+            _ => {
+                store.set_epoch_deadline(deadline);
+                store.epoch_deadline_trap();
+            }
+        }
     }
     store
 }
