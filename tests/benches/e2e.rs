@@ -11,10 +11,9 @@
 //!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--work-concurrency 64]`
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use node_host_e2e::load::{Measured, measure};
 use node_host_e2e::{Hub, Service, eventually, execute, repo_root, start_worker};
 use serde_json::{Value, json};
 
@@ -23,101 +22,6 @@ struct Case {
     label: &'static str,
     inputs: Value,
     concurrency: usize,
-}
-
-struct Measured {
-    events: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Measured {
-    fn per_second(&self) -> f64 {
-        self.events as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile(&self, p: f64) -> Duration {
-        let index = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
-        self.latencies[index]
-    }
-}
-
-fn measure(hub: &Hub, token: &str, case: &Case, seconds: f64) -> Measured {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let url = format!("{}/api/remote_nodes/{}/execute", hub.url, case.node);
-    let body = json!({"inputs": case.inputs}).to_string();
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(case.concurrency)
-            .build()
-            .unwrap();
-        let warm_up = Duration::from_secs_f64((seconds / 5.0).max(0.5));
-        let run_for = Duration::from_secs_f64(seconds);
-        let recording = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks: Vec<_> = (0..case.concurrency)
-            .map(|_| {
-                let (client, url, body, token) =
-                    (client.clone(), url.clone(), body.clone(), token.to_owned());
-                let (recording, stop) = (recording.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    let mut errors = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let started = Instant::now();
-                        let response = client
-                            .post(&url)
-                            .bearer_auth(&token)
-                            .header("Content-Type", "application/json")
-                            .body(body.clone())
-                            .send()
-                            .await;
-                        let ok = match response {
-                            Ok(response) => {
-                                let ok = response.status().is_success();
-                                let _ = response.bytes().await;
-                                ok
-                            }
-                            Err(_) => false,
-                        };
-                        if recording.load(Ordering::Relaxed) {
-                            if ok {
-                                latencies.push(started.elapsed());
-                            } else {
-                                errors += 1;
-                            }
-                        }
-                    }
-                    (latencies, errors)
-                })
-            })
-            .collect();
-        tokio::time::sleep(warm_up).await;
-        recording.store(true, Ordering::Relaxed);
-        let started = Instant::now();
-        tokio::time::sleep(run_for).await;
-        recording.store(false, Ordering::Relaxed);
-        let elapsed = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        let mut latencies = Vec::new();
-        let mut errors = 0;
-        for task in tasks {
-            let (mut some, failed) = task.await.unwrap();
-            latencies.append(&mut some);
-            errors += failed;
-        }
-        latencies.sort();
-        Measured {
-            events: latencies.len(),
-            errors,
-            elapsed,
-            latencies,
-        }
-    })
 }
 
 fn python_worker(hub: &Hub, token: &str, script: &str) -> Service {
@@ -199,7 +103,14 @@ fn main() {
         let process = start_worker(&hub.url, &token, guests, extra);
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
         for case in cases {
-            let measured = measure(&hub, &token, case, seconds);
+            let measured = measure(
+                &hub.url,
+                &token,
+                case.node,
+                &case.inputs,
+                case.concurrency,
+                seconds,
+            );
             record(worker, case, measured);
         }
         drop(process);
@@ -211,7 +122,14 @@ fn main() {
         let process = python_worker(&hub, &token, script);
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
         for case in cases {
-            let measured = measure(&hub, &token, case, seconds);
+            let measured = measure(
+                &hub.url,
+                &token,
+                case.node,
+                &case.inputs,
+                case.concurrency,
+                seconds,
+            );
             record("hurozo 0.1.1 (Python)", case, measured);
         }
         drop(process);

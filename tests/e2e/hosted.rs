@@ -446,3 +446,58 @@ fn a_flood_of_endless_loops_slows_only_its_own_account() {
         );
     }
 }
+
+/// `bytes` with a custom section appended: another sha256, the same node.
+fn with_custom_section(mut bytes: Vec<u8>, note: &str) -> Vec<u8> {
+    let name = b"node-host-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(note.as_bytes());
+    assert!(payload.len() < 128, "one-byte LEB128 size");
+    bytes.push(0);
+    bytes.push(payload.len() as u8);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+#[test]
+fn a_new_upload_replaces_a_node_while_running_events_finish() {
+    let hub = Hub::start("hosted-replace");
+    let token = hub.token("alice", false);
+    let first = std::fs::read(guest("work")).unwrap();
+    let second = with_custom_section(first.clone(), "v2");
+    let (status, answer) = post_component(&hub, &token, first);
+    assert_eq!(status, 201, "{answer}");
+    let old_sha = answer["node"]["sha256"].as_str().unwrap().to_owned();
+    let running = execute_in_background(
+        &hub.url,
+        &token,
+        "work",
+        json!({"inputs": {"ms": 1500, "wait": true}}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, answer) = post_component(&hub, &token, second);
+    assert_eq!(status, 201, "{answer}");
+    let new_sha = answer["node"]["sha256"].as_str().unwrap().to_owned();
+    assert_ne!(new_sha, old_sha);
+    assert_eq!(
+        get(&hub, &token, "/api/nodes/work").1["sha256"],
+        new_sha.as_str()
+    );
+    assert_eq!(
+        get(&hub, &token, "/api/nodes").1["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (status, answer) = running.join().unwrap();
+    assert_eq!(status, 200, "the event that was running finished: {answer}");
+    let (status, answer) = execute(&hub.url, &token, "work", json!({"inputs": {"ms": 1}}));
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        !hub.data.join(format!("components/{old_sha}.wasm")).exists(),
+        "the replaced component's file is gone"
+    );
+    assert!(hub.data.join(format!("components/{new_sha}.wasm")).exists());
+}

@@ -388,3 +388,122 @@ pub fn metric(url: &str, name: &str) -> f64 {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A load generator for benchmarks: many callers executing one node.
+pub mod load {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// What a load run measured.
+    pub struct Measured {
+        /// Successful events while recording.
+        pub events: usize,
+        /// Failed requests while recording.
+        pub errors: usize,
+        /// How long it recorded.
+        pub elapsed: Duration,
+        /// Latencies of the successful events, sorted.
+        pub latencies: Vec<Duration>,
+    }
+
+    impl Measured {
+        /// Successful events per second.
+        pub fn per_second(&self) -> f64 {
+            self.events as f64 / self.elapsed.as_secs_f64()
+        }
+
+        /// The latency at quantile `p` (0 to 1).
+        pub fn percentile(&self, p: f64) -> Duration {
+            let index = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
+            self.latencies[index]
+        }
+    }
+
+    /// Calls `POST {hub}/api/remote_nodes/{node}/execute` with `inputs` from
+    /// `concurrency` callers in a loop for `seconds` (after a warm-up of a
+    /// fifth of that, at least 0.5 s), recording each call's latency.
+    pub fn measure(
+        hub: &str,
+        token: &str,
+        node: &str,
+        inputs: &serde_json::Value,
+        concurrency: usize,
+        seconds: f64,
+    ) -> Measured {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = format!("{hub}/api/remote_nodes/{node}/execute");
+        let body = serde_json::json!({ "inputs": inputs }).to_string();
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(concurrency)
+                .build()
+                .unwrap();
+            let warm_up = Duration::from_secs_f64((seconds / 5.0).max(0.5));
+            let run_for = Duration::from_secs_f64(seconds);
+            let recording = Arc::new(AtomicBool::new(false));
+            let stop = Arc::new(AtomicBool::new(false));
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (client, url, body, token) =
+                        (client.clone(), url.clone(), body.clone(), token.to_owned());
+                    let (recording, stop) = (recording.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let mut latencies = Vec::new();
+                        let mut errors = 0;
+                        while !stop.load(Ordering::Relaxed) {
+                            let started = Instant::now();
+                            let response = client
+                                .post(&url)
+                                .bearer_auth(&token)
+                                .header("Content-Type", "application/json")
+                                .body(body.clone())
+                                .send()
+                                .await;
+                            let ok = match response {
+                                Ok(response) => {
+                                    let ok = response.status().is_success();
+                                    let _ = response.bytes().await;
+                                    ok
+                                }
+                                Err(_) => false,
+                            };
+                            if recording.load(Ordering::Relaxed) {
+                                if ok {
+                                    latencies.push(started.elapsed());
+                                } else {
+                                    errors += 1;
+                                }
+                            }
+                        }
+                        (latencies, errors)
+                    })
+                })
+                .collect();
+            tokio::time::sleep(warm_up).await;
+            recording.store(true, Ordering::Relaxed);
+            let started = Instant::now();
+            tokio::time::sleep(run_for).await;
+            recording.store(false, Ordering::Relaxed);
+            let elapsed = started.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            for task in tasks {
+                let (mut some, failed) = task.await.unwrap();
+                latencies.append(&mut some);
+                errors += failed;
+            }
+            latencies.sort();
+            Measured {
+                events: latencies.len(),
+                errors,
+                elapsed,
+                latencies,
+            }
+        })
+    }
+}
