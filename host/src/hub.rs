@@ -18,6 +18,8 @@ mod api;
 pub mod blobs;
 pub mod hosted;
 pub mod registry;
+pub mod secrets;
+mod secrets_api;
 pub mod store;
 pub mod switchboard;
 mod uploads;
@@ -34,6 +36,7 @@ use crate::metrics::Metrics;
 pub use api::router;
 use hosted::{Hosted, HostedNode};
 use registry::Registry;
+use secrets::{SecretBox, SecretsError};
 use store::{Store, StoreError};
 use switchboard::Switchboard;
 use ws_token::WsTokenSigner;
@@ -69,6 +72,18 @@ pub struct HubState {
     public_ws_url: Option<String>,
     hosted: Hosted,
     restored: Restored,
+    secrets: SecretBox,
+}
+
+/// Why the hub cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The database or the data directory.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The secrets key.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
 }
 
 /// How the uploaded nodes were loaded when the hub started.
@@ -87,7 +102,7 @@ impl HubState {
     /// cache in milliseconds each, or compiled anew when the artifact is gone
     /// (after a node-host upgrade). One that cannot be loaded is logged and
     /// skipped; its upload stays recorded.
-    pub fn open(config: &HubConfig) -> Result<Arc<Self>, StoreError> {
+    pub fn open(config: &HubConfig) -> Result<Arc<Self>, HubError> {
         let mut store = Store::open(config.data_dir.as_deref())?;
         let signer = WsTokenSigner::new(store.signing_key()?);
         let hosted =
@@ -96,6 +111,7 @@ impl HubState {
                 source,
             })?;
         let restored = restore_uploads(&hosted, store.all_uploaded()?);
+        let secrets = SecretBox::open(config.data_dir.as_deref())?;
         Ok(Arc::new(Self {
             store: Mutex::new(store),
             registry: Mutex::default(),
@@ -105,6 +121,7 @@ impl HubState {
             public_ws_url: config.public_ws_url.clone(),
             hosted,
             restored,
+            secrets,
         }))
     }
 

@@ -501,3 +501,108 @@ fn a_new_upload_replaces_a_node_while_running_events_finish() {
     );
     assert!(hub.data.join(format!("components/{new_sha}.wasm")).exists());
 }
+
+fn put_secret(hub: &Hub, token: &str, name: &str, body: &str) -> (u16, Value) {
+    let response = http()
+        .put(format!("{}/api/secrets/{name}", hub.url))
+        .bearer_auth(token)
+        .body(body.to_owned())
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+fn secrets_seen(hub: &Hub, token: &str) -> Value {
+    let (status, answer) = execute(&hub.url, token, "secrets", json!({}));
+    assert_eq!(status, 200, "{answer}");
+    answer["outputs"].clone()
+}
+
+#[test]
+fn secrets_reach_only_declaring_nodes_of_their_account_and_are_never_returned() {
+    let mut hub = Hub::start("hosted-secrets");
+    let alice = hub.token("alice", false);
+    let reader = hub.token("alice", true);
+    let bob = hub.token("bob", false);
+    assert_eq!(upload(&hub, &alice, "secrets").code, Some(0));
+    assert_eq!(upload(&hub, &bob, "secrets").code, Some(0));
+    let value = |v: &str| json!({ "value": v }).to_string();
+    assert_eq!(
+        put_secret(&hub, &alice, "api-key", &value("alice-s3cret")).0,
+        200
+    );
+    assert_eq!(
+        put_secret(&hub, &alice, "other", &value("never-shown")).0,
+        200
+    );
+    let (status, answer) = put_secret(&hub, &reader, "api-key", &value("x"));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("read_only_token"))
+    );
+    assert_eq!(put_secret(&hub, &alice, "bad%20name", &value("x")).0, 400);
+    assert_eq!(put_secret(&hub, &alice, "api-key", "plain text").0, 400);
+
+    assert_eq!(
+        secrets_seen(&hub, &alice),
+        json!({"declared": "alice-s3cret", "undeclared": null})
+    );
+    assert_eq!(
+        secrets_seen(&hub, &bob),
+        json!({"declared": null, "undeclared": null})
+    );
+    assert_eq!(
+        put_secret(&hub, &bob, "api-key", &value("bob-s3cret")).0,
+        200
+    );
+    assert_eq!(secrets_seen(&hub, &bob)["declared"], "bob-s3cret");
+    assert_eq!(secrets_seen(&hub, &alice)["declared"], "alice-s3cret");
+
+    let listed = http()
+        .get(format!("{}/api/secrets", hub.url))
+        .bearer_auth(&alice)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let listed_json: Value = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = listed_json["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|secret| secret["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api-key", "other"]);
+    assert!(
+        !listed.contains("s3cret") && !listed.contains("never-shown"),
+        "{listed}"
+    );
+
+    assert_eq!(
+        delete(&hub, &bob, "/api/secrets/other").0,
+        404,
+        "alice's, not bob's"
+    );
+    assert_eq!(delete(&hub, &alice, "/api/secrets/api-key").0, 200);
+    assert_eq!(delete(&hub, &alice, "/api/secrets/api-key").0, 404);
+    assert_eq!(secrets_seen(&hub, &alice)["declared"], Value::Null);
+
+    // Sealed at rest, and still readable after a restart (the key file stays).
+    let data = hub.data.clone();
+    hub.service.signal("TERM");
+    hub.service.wait_exit(Duration::from_secs(30));
+    drop(hub);
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(10).any(|window| window == b"bob-s3cret"),
+                "{} holds a secret in the clear",
+                path.display()
+            );
+        }
+    }
+    let hub = Hub::start_at(&data, "127.0.0.1:0");
+    assert_eq!(secrets_seen(&hub, &bob)["declared"], "bob-s3cret");
+}

@@ -21,9 +21,9 @@ use serde_json::{Map, Value as Json};
 
 use super::store::Caller;
 use super::switchboard::{Answer, DispatchError};
-use super::uploads;
 use super::ws_token::WsClaims;
 use super::{EXECUTE_TIMEOUT, HubState};
+use super::{secrets_api, uploads};
 use crate::protocol::hurozo::{
     ApiError, Event, ExecuteRequest, ExecuteResponse, ListedNode, NodeList, Registered,
     Registration, errors,
@@ -41,6 +41,11 @@ pub fn router(state: Arc<HubState>) -> Router {
             get(uploads::show).delete(uploads::delete),
         )
         .route("/api/uploads/{sha256}", get(uploads::upload_status))
+        .route("/api/secrets", get(secrets_api::list))
+        .route(
+            "/api/secrets/{name}",
+            axum::routing::put(secrets_api::put).delete(secrets_api::delete),
+        )
         .route("/ws", get(websocket))
         .route("/metrics", get(metrics))
         .route(

@@ -1,7 +1,7 @@
 //! The hub's durable state in SQLite: accounts, their API tokens (hashed at
 //! rest), the key that signs WebSocket tokens, the nodes each account has
-//! uploaded (by sha256; the bytes live in [`super::blobs`]) and each
-//! account's limits.
+//! uploaded (by sha256; the bytes live in [`super::blobs`]), each
+//! account's limits, and its secrets (sealed by [`super::secrets`]).
 //!
 //! Registrations and connections are deliberately not here: workers refresh
 //! them every minute, so they live in memory and a restarted hub learns them
@@ -15,6 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
+
+use super::secrets::Sealed;
 
 /// The database file inside the hub's data directory.
 pub const DATABASE_FILE: &str = "hub.sqlite3";
@@ -64,6 +66,16 @@ const MIGRATIONS: &[&str] = &[
         output_bytes INTEGER,
         concurrency INTEGER,
         queue INTEGER
+    );
+",
+    "
+    CREATE TABLE secrets (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name)
     );
 ",
 ];
@@ -392,6 +404,66 @@ impl Store {
         Ok(())
     }
 
+    /// Stores (or replaces) `account`'s sealed secret `name`.
+    pub fn put_secret(&self, account: i64, name: &str, sealed: &Sealed) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO secrets (account_id, name, nonce, ciphertext, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    account,
+                    name,
+                    sealed.nonce,
+                    sealed.ciphertext,
+                    unix_seconds()
+                ],
+            )
+            .map_err(sql("store secret"))?;
+        Ok(())
+    }
+
+    /// Forgets `account`'s secret `name`; false when there was none.
+    pub fn delete_secret(&self, account: i64, name: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .db
+            .execute(
+                "DELETE FROM secrets WHERE account_id = ?1 AND name = ?2",
+                params![account, name],
+            )
+            .map_err(sql("delete secret"))?;
+        Ok(deleted > 0)
+    }
+
+    /// `account`'s sealed secret `name`, if set.
+    pub fn secret(&self, account: i64, name: &str) -> Result<Option<Sealed>, StoreError> {
+        self.db
+            .prepare_cached(
+                "SELECT nonce, ciphertext FROM secrets WHERE account_id = ?1 AND name = ?2",
+            )
+            .map_err(sql("prepare secret lookup"))?
+            .query_row(params![account, name], |row| {
+                Ok(Sealed {
+                    nonce: row.get(0)?,
+                    ciphertext: row.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(sql("read secret"))
+    }
+
+    /// The names of `account`'s secrets and when each was set, by name.
+    pub fn secret_names(&self, account: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare("SELECT name, updated_at FROM secrets WHERE account_id = ?1 ORDER BY name")
+            .map_err(sql("prepare secret listing"))?;
+        let rows = statement
+            .query_map([account], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sql("list secrets"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read secret name"))
+    }
+
     /// The key that signs WebSocket tokens, made on first use and kept, so
     /// tokens stay valid across a restart of the hub.
     pub fn signing_key(&mut self) -> Result<[u8; 32], StoreError> {
@@ -572,6 +644,28 @@ mod tests {
             Err(StoreError::UnknownAccount(_))
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_per_account() {
+        let mut store = Store::open(None).unwrap();
+        store.create_token("alice", false).unwrap();
+        store.create_token("bob", false).unwrap();
+        let (alice, bob) = (
+            store.account_id("alice").unwrap(),
+            store.account_id("bob").unwrap(),
+        );
+        let sealed = Sealed {
+            nonce: vec![1; 24],
+            ciphertext: vec![2; 20],
+        };
+        store.put_secret(alice, "api-key", &sealed).unwrap();
+        assert_eq!(store.secret(alice, "api-key").unwrap(), Some(sealed));
+        assert_eq!(store.secret(bob, "api-key").unwrap(), None);
+        assert_eq!(store.secret_names(alice).unwrap().len(), 1);
+        assert!(!store.delete_secret(bob, "api-key").unwrap());
+        assert!(store.delete_secret(alice, "api-key").unwrap());
+        assert!(store.secret_names(alice).unwrap().is_empty());
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! what the host grants and has valid info. A small component answers
 //! `ready` at once; a big one answers `compiling` with a status URL.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use super::hosted::{
     AccountLimits, COMPILE_TIME_LIMIT, HostedNode, MAX_UPLOAD_BYTES, UPLOAD_READY_WAIT,
     UploadStatus,
 };
+use super::secrets_api::declared_secrets;
 use super::store::{UploadedNode, unix_seconds};
 use crate::protocol::hurozo::{Event, Reply};
 use crate::sandbox::value::inputs_from_json;
@@ -340,6 +340,7 @@ pub(super) async fn execute_hosted(
     event: Event,
 ) -> Result<Reply, Failure> {
     let limits = account_limits(state, account)?;
+    let secrets = declared_secrets(state, account, node.component.info())?;
     let permit = state.hosted.admit(account, &limits).await.map_err(|full| {
         Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -357,7 +358,6 @@ pub(super) async fn execute_hosted(
             let _permit = permit;
             let started = Instant::now();
             let inputs = inputs_from_json(event.inputs.clone());
-            let secrets = HashMap::new();
             node.component
                 .execute_then(inputs, &secrets, &limits.event, |outcome| {
                     let reply = Reply::to_event(&event, &outcome);
