@@ -44,13 +44,7 @@ fn ready(hub: &Hub, token: &str, node: &str, inputs: Value) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let seconds: f64 = args
-        .iter()
-        .position(|arg| arg == "--seconds")
-        .and_then(|at| args.get(at + 1))
-        .map_or(5.0, |value| {
-            value.parse().expect("--seconds takes a number")
-        });
+    let seconds = node_host_e2e::load::seconds_arg(&args);
     // Executors of node-host's worker for the `work` cases (one per event in flight by default).
     let work_concurrency = args
         .iter()

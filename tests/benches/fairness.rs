@@ -38,13 +38,7 @@ fn row(label: &str, measured: &Measured) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let seconds: f64 = args
-        .iter()
-        .position(|arg| arg == "--seconds")
-        .and_then(|at| args.get(at + 1))
-        .map_or(5.0, |value| {
-            value.parse().expect("--seconds takes a number")
-        });
+    let seconds = node_host_e2e::load::seconds_arg(&args);
     let hub = Hub::start("bench-fairness");
     let alice = hub.token("alice", false);
     let mallory = hub.token("mallory", false);

@@ -391,6 +391,16 @@ pub fn metric(url: &str, name: &str) -> f64 {
 
 /// A load generator for benchmarks: many callers executing one node.
 pub mod load {
+    /// The value of `--seconds N` among a bench's arguments (default 5).
+    pub fn seconds_arg(args: &[String]) -> f64 {
+        args.iter()
+            .position(|arg| arg == "--seconds")
+            .and_then(|at| args.get(at + 1))
+            .map_or(5.0, |value| {
+                value.parse().expect("--seconds takes a number")
+            })
+    }
+
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
