@@ -20,30 +20,29 @@ fn upload(hub: &Hub, token: &str, name: &str) -> node_host_e2e::Run {
 
 /// `POST /api/nodes` with raw bytes.
 fn post_component(hub: &Hub, token: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let response = http()
-        .post(format!("{}/api/nodes", hub.url))
-        .bearer_auth(token)
-        .body(bytes)
-        .send()
-        .unwrap();
-    (response.status().as_u16(), response.json().unwrap())
+    answer(
+        http()
+            .post(format!("{}/api/nodes", hub.url))
+            .bearer_auth(token)
+            .body(bytes),
+    )
 }
 
 fn get(hub: &Hub, token: &str, path: &str) -> (u16, Value) {
-    let response = http()
-        .get(format!("{}{path}", hub.url))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    (response.status().as_u16(), response.json().unwrap())
+    answer(http().get(format!("{}{path}", hub.url)).bearer_auth(token))
 }
 
 fn delete(hub: &Hub, token: &str, path: &str) -> (u16, Value) {
-    let response = http()
-        .delete(format!("{}{path}", hub.url))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
+    answer(
+        http()
+            .delete(format!("{}{path}", hub.url))
+            .bearer_auth(token),
+    )
+}
+
+/// Sends `request`; the status and the JSON answer.
+fn answer(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+    let response = request.send().unwrap();
     (response.status().as_u16(), response.json().unwrap())
 }
 
@@ -503,13 +502,12 @@ fn a_new_upload_replaces_a_node_while_running_events_finish() {
 }
 
 fn put_secret(hub: &Hub, token: &str, name: &str, body: &str) -> (u16, Value) {
-    let response = http()
-        .put(format!("{}/api/secrets/{name}", hub.url))
-        .bearer_auth(token)
-        .body(body.to_owned())
-        .send()
-        .unwrap();
-    (response.status().as_u16(), response.json().unwrap())
+    answer(
+        http()
+            .put(format!("{}/api/secrets/{name}", hub.url))
+            .bearer_auth(token)
+            .body(body.to_owned()),
+    )
 }
 
 fn secrets_seen(hub: &Hub, token: &str) -> Value {
