@@ -102,7 +102,10 @@ mod tests {
         blobs.put(&sha, &bytes).unwrap();
         blobs.put(&sha, &bytes).unwrap();
         assert_eq!(blobs.get(&sha).unwrap(), bytes);
-        std::fs::write(dir.join(format!("{sha}.wasm")), b"swapped").unwrap();
+        let path = dir.join(format!("{sha}.wasm"));
+        assert!(path.metadata().unwrap().permissions().readonly());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"swapped").unwrap();
         assert_eq!(
             blobs.get(&sha).unwrap_err().kind(),
             io::ErrorKind::InvalidData

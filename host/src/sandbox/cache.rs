@@ -45,51 +45,112 @@ impl CompileCache {
 
     /// The cached compilation of the component with this sha256, if any.
     /// A damaged artifact is removed and reported as a miss.
+    ///
+    /// The artifact is mapped, not read: wasmtime then uses the file as the
+    /// copy-on-write source of the guest's linear memory, so a cached load of
+    /// a big guest takes milliseconds (reading 40 MB measured ~10× slower on
+    /// the benchmark machine). This is safe because a file that has its final
+    /// name is never written again (see [`write_atomically`]) and removing it
+    /// does not disturb a mapping. Overwriting or truncating an artifact in
+    /// place while a process uses it would crash that process; the files are
+    /// read-only and the directory is private to this user, who could
+    /// equally well replace the code in it.
     pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.artifact_path(sha256);
-        // Read into memory rather than map the file: a mapped artifact that
-        // anyone truncates later would crash the process with SIGBUS (the
-        // load tests truncate one on purpose). Mapping measured 15× faster
-        // for a Python guest (see BENCHMARKS.md); doing it safely needs a
-        // private copy first.
-        let bytes = fs::read(&path).ok()?;
+        if !path.is_file() {
+            return None;
+        }
         // SAFETY: the file lives in this host's private cache directory and was
-        // written by `put` below from `Component::serialize` of an engine with
-        // the same compatibility hash (part of its name); wasmtime also checks
-        // the header against this engine before using it.
-        match unsafe { Component::deserialize(engine, &bytes) } {
+        // written by `put` below from `Engine::precompile_component` of an
+        // engine with the same compatibility hash (part of its name); wasmtime
+        // also checks the header against this engine before using it.
+        match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => Some(component),
             Err(err) => {
-                tracing::warn!(path = %path.display(), "dropping unusable cached artifact: {err}");
+                tracing::warn!(path = %path.display(), "dropping unusable cached artifact: {err:#}");
                 let _ = fs::remove_file(&path);
                 None
             }
         }
     }
 
-    /// Stores the compilation of the component with this sha256.
-    pub(crate) fn put(&self, sha256: &str, component: &Component) -> io::Result<()> {
-        let bytes = component
-            .serialize()
-            .map_err(|err| io::Error::other(err.to_string()))?;
-        write_atomically(&self.artifact_path(sha256), &bytes)
+    /// Stores an artifact produced by `Engine::precompile_component` for the
+    /// component with this sha256, read-only.
+    pub(crate) fn put(&self, sha256: &str, artifact: &[u8]) -> io::Result<()> {
+        write_atomically(&self.artifact_path(sha256), artifact)
     }
+}
+
+/// Loads a compiled artifact that is not in a cache through a private
+/// in-memory file.
+///
+/// wasmtime maps a component loaded from a file and uses that mapping as the
+/// copy-on-write source of the guest's linear memory. Loaded from memory
+/// instead, it copies every memory image into a memfd of its own and seals
+/// it, which the kernel sometimes refuses under load (`EBUSY`, reported as
+/// "cannot add seals to the memfd"; seen once in CI). The file here is a
+/// memfd only this process holds. Where memfds or `/proc` are missing, the
+/// artifact is deserialized from memory.
+///
+/// # Safety
+/// `artifact` must come from `Component::serialize` (or a cache file this
+/// host wrote) of an engine with the same compatibility hash.
+pub(crate) unsafe fn deserialize_private(
+    engine: &Engine,
+    artifact: &[u8],
+) -> wasmtime::Result<Component> {
+    #[cfg(target_os = "linux")]
+    if let Some(file) = private_file(artifact) {
+        use std::os::fd::AsRawFd;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if path.exists() {
+            // SAFETY: as for this function; wasmtime opens its own handle on
+            // the memfd, so `file` may close when this returns.
+            return unsafe { Component::deserialize_file(engine, &path) };
+        }
+    }
+    // SAFETY: as for this function.
+    unsafe { Component::deserialize(engine, artifact) }
+}
+
+/// An anonymous in-memory file holding `bytes`, or `None` if the kernel
+/// cannot make one.
+#[cfg(target_os = "linux")]
+fn private_file(bytes: &[u8]) -> Option<fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a valid NUL-terminated name and flags; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"node-host-artifact".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let mut file = unsafe { fs::File::from_raw_fd(fd) };
+    file.write_all(bytes).ok()?;
+    Some(file)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory
 /// renamed into place: a reader sees the old file or the whole new one, and
-/// a file that has its final name is never written again.
+/// a file that has its final name is never written again (it is made
+/// read-only before it gets that name).
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let (temp_path, mut file) = tempfile_in(dir)?;
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())
+        .and_then(|()| make_read_only(&file))
         .and_then(|()| fs::rename(&temp_path, path));
     if written.is_err() {
         let _ = fs::remove_file(&temp_path);
     }
     written
+}
+
+fn make_read_only(file: &fs::File) -> io::Result<()> {
+    let mut permissions = file.metadata()?.permissions();
+    permissions.set_readonly(true);
+    file.set_permissions(permissions)
 }
 
 /// A uniquely named file in `dir` for an atomic write-then-rename.

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::bindings::RemoteNodePre;
+use super::cache::deserialize_private;
 use super::engine::Sandbox;
 use super::node::NodeComponent;
 use super::outcome::Failure;
@@ -247,14 +248,26 @@ impl Sandbox {
             return Ok(component);
         }
         on_compile();
-        let component = Component::new(&self.engine, bytes)
+        let artifact = self
+            .engine
+            .precompile_component(bytes)
             .map_err(|err| LoadError::Invalid(format!("{err:#}")))?;
-        if let Some(cache) = &self.cache
-            && let Err(err) = cache.put(sha256, &component)
-        {
-            tracing::warn!("cannot write the compile cache (the next load compiles again): {err}");
+        if let Some(cache) = &self.cache {
+            match cache.put(sha256, &artifact) {
+                // Loading the artifact from the cache maps it (see `get`).
+                Ok(()) => {
+                    if let Some(component) = cache.get(&self.engine, sha256) {
+                        return Ok(component);
+                    }
+                }
+                Err(err) => tracing::warn!(
+                    "cannot write the compile cache (the next load compiles again): {err}"
+                ),
+            }
         }
-        Ok(component)
+        // SAFETY: `artifact` was just produced by this engine.
+        unsafe { deserialize_private(&self.engine, &artifact) }
+            .map_err(|err| LoadError::Invalid(format!("{err:#}")))
     }
 
     fn link(&self, component: Component, sha256: String) -> Result<NodeComponent, LoadError> {

@@ -139,14 +139,24 @@ fn second_load_comes_from_the_cache() {
     assert_eq!(compiles.get(), 1, "the second load must not compile");
     assert_eq!(node.name(), "hello");
 
-    // A damaged artifact is dropped and compiled again, never trusted; the
-    // node loaded from it before keeps working (nothing maps the file).
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
-    }
     assert!(
         crate::outputs(&node.execute(vec![], &Default::default(), &Default::default())).len() == 2
     );
+    // Artifacts are read-only once written.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let metadata = entry.unwrap().metadata().unwrap();
+        assert!(metadata.permissions().readonly());
+    }
+
+    // A damaged artifact is dropped and compiled again, never trusted. (The
+    // node is dropped first: a live node maps its artifact, and the cache
+    // never writes a file in place.)
+    drop(node);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"garbage").unwrap();
+    }
     again
         .load_with_progress(&bytes, &mut || compiles.set(compiles.get() + 1))
         .unwrap();
