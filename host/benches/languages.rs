@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use node_host::sandbox::bench_support::{Phases, no_secrets, phases};
+use node_host::sandbox::bench_support::{
+    Phases, guest_example_bytes, no_secrets, percentile, phases,
+};
 use node_host::sandbox::{Limits, NamedValue, NodeComponent, Sandbox, SandboxConfig, Value};
 
 const GUESTS: [(&str, &str); 4] = [
@@ -20,18 +22,6 @@ const GUESTS: [(&str, &str); 4] = [
 
 /// A change to the default sandbox configuration.
 type Tune = fn(&mut SandboxConfig);
-
-fn guest_bytes(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../guest-examples/dist")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path)
-        .unwrap_or_else(|err| panic!("{}: {err}; run guest-examples/build first", path.display()))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
@@ -96,7 +86,7 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|---:|");
     let mut loaded = Vec::new();
     for &(language, name) in &guests {
-        let bytes = guest_bytes(name);
+        let bytes = guest_example_bytes(name);
         let started = Instant::now();
         sandbox(&cache, |_| {}).load(&bytes).expect("first load");
         let compile = started.elapsed();
@@ -161,7 +151,7 @@ fn main() {
     }];
     for &(_, name) in &guests {
         let node = sandbox(&cache, |_| {})
-            .load(&guest_bytes(name))
+            .load(&guest_example_bytes(name))
             .expect("load");
         let mut all: Vec<Phases> = (0..iterations / 5)
             .map(|_| phases(&node, &inputs, &Limits::default()))

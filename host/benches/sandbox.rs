@@ -6,23 +6,17 @@
 
 use std::time::{Duration, Instant};
 
-use node_host::sandbox::bench_support::{Phases, ReusedInstance, no_secrets, phases};
+use node_host::sandbox::bench_support::{
+    Phases, ReusedInstance, guest_example_bytes, no_secrets, percentile, phases,
+};
 use node_host::sandbox::{Limits, NamedValue, NodeComponent, Sandbox, SandboxConfig, Value};
 
 fn load(config: SandboxConfig) -> NodeComponent {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../guest-examples/dist/hello.wasm"
-    );
-    let bytes = std::fs::read(path).expect("run guest-examples/build first");
+    let bytes = guest_example_bytes("hello");
     Sandbox::new(config)
         .expect("sandbox")
         .load(&bytes)
         .expect("hello loads")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn report(name: &str, mut samples: Vec<Duration>) {

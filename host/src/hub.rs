@@ -7,8 +7,10 @@
 //! `node-host hub`.
 //!
 //! It also hosts nodes that accounts upload ([`hosted`], served through
-//! [`uploads`]): those run in the hub's own sandbox, each event in a fresh
-//! instance under the account's limits.
+//! [`uploads`]): each event runs in a fresh instance under the account's
+//! limits, on a hosted worker (`node-host run --hosted`, see
+//! [`hosted_api`]) when one has the component ready, else in the hub's own
+//! sandbox.
 //!
 //! It refuses to queue events without bound, and to let one account see or
 //! reach another's nodes: every lookup is keyed by account, so another
@@ -17,6 +19,7 @@
 mod api;
 pub mod blobs;
 pub mod hosted;
+mod hosted_api;
 pub mod registry;
 pub mod secrets;
 mod secrets_api;

@@ -2,4 +2,5 @@
 //! the conversions between them and sandbox outcomes. No I/O here; the
 //! worker and the hub move these over HTTP and WebSockets.
 
+pub mod hosted;
 pub mod hurozo;

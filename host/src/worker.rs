@@ -13,6 +13,7 @@
 
 mod backoff;
 mod executor;
+pub mod hosted;
 mod register;
 
 use std::collections::HashMap;

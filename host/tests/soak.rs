@@ -3,9 +3,9 @@
 //! binary of its own, so no other test's allocations move the RSS figure.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use node_host::sandbox::bench_support;
 use node_host::sandbox::{
     ErrorCode, Limits, NamedValue, NodeComponent, Sandbox, SandboxConfig, Value,
 };
@@ -22,16 +22,9 @@ fn resident_bytes() -> u64 {
 }
 
 fn guest(sandbox: &Sandbox, name: &str) -> NodeComponent {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../guest-examples/dist")
-        .join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|err| {
-        panic!(
-            "cannot read {} ({err}): run guest-examples/build first",
-            path.display()
-        )
-    });
-    sandbox.load(&bytes).unwrap()
+    sandbox
+        .load(&bench_support::guest_example_bytes(name))
+        .unwrap()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod call;
 mod files;
 mod hosted;
+mod hosted_workers;
 mod hub;
 mod hurozo;
 mod inspect;

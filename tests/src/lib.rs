@@ -24,9 +24,13 @@ pub fn node_host_binary() -> PathBuf {
     binary
 }
 
-/// The repository root.
+/// The repository root: found through `CARGO_MANIFEST_DIR` as cargo sets
+/// it when it runs a test or bench (so a binary built in another checkout
+/// that shares the target directory still uses this checkout), else where
+/// this crate was built.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("tests/ is inside the repository")
         .to_owned()

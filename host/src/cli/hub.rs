@@ -21,6 +21,7 @@ use crate::hub::{self, HubConfig, HubState};
 Examples:
   node-host hub token create --account alice
   node-host hub account set alice --timeout 2s --concurrency 8
+  node-host hub worker-token create
   node-host hub --listen 127.0.0.1:8765
   HUROZO_TOKEN=nh_... node-host run hello.wasm --backend http://127.0.0.1:8765"
 )]
@@ -68,6 +69,27 @@ enum HubAction {
     /// Show or change an account's limits for its uploaded nodes.
     #[command(subcommand)]
     Account(AccountAction),
+    /// Manage tokens of hosted workers (`node-host run --hosted`).
+    #[command(subcommand)]
+    WorkerToken(WorkerTokenAction),
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerTokenAction {
+    /// Create a hosted-worker token and print it.
+    ///
+    /// A hosted worker with this token fetches every account's uploaded
+    /// components and runs their events, secrets included: give it only to
+    /// machines as trusted as the hub. The token is shown once; the hub
+    /// keeps only its hash.
+    #[command(after_help = "\
+Example:
+  NODE_HOST_WORKER_TOKEN=$(node-host hub worker-token create) \\
+    node-host run --hosted --backend http://127.0.0.1:8765")]
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +179,16 @@ pub(super) fn run(args: &HubArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(HubAction::Account(action)) => account(action),
+        Some(HubAction::WorkerToken(WorkerTokenAction::Create { data })) => {
+            let dir = data.dir()?;
+            let token = Store::open(Some(&dir))?.create_worker_token()?;
+            println!("{token}");
+            eprintln!(
+                "node-host: created a hosted-worker token in {}; it is shown only now",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         None => serve(args),
     }
 }

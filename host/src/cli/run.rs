@@ -14,6 +14,7 @@ use super::args::{LimitArgs, parse_backend, parse_duration, token_from_env};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component, wait_for_signal};
 use crate::hub::{self, HubConfig, HubState};
 use crate::sandbox::{NodeComponent, Sandbox};
+use crate::worker::hosted::{HostedConfig, HostedWorker};
 use crate::worker::{Worker, WorkerConfig, WorkerError};
 
 #[derive(Debug, Args)]
@@ -23,14 +24,31 @@ Examples:
       serve on an embedded hub on 127.0.0.1 and print how to call the node
   HUROZO_TOKEN=... node-host run hello.wasm echo.wasm --backend https://app.hurozo.com
       serve two nodes to a Hurozo backend
+  NODE_HOST_WORKER_TOKEN=nhw_... node-host run --hosted --backend http://hub.internal:8765
+      run the nodes accounts uploaded to a node-host hub (a hosted worker)
 
 Stop with Ctrl-C or SIGTERM: events in flight finish (up to --grace), then it exits 0.
 Exit codes: 0 stopped; 1 the backend refused the token or a node; 2 a usage error or a
 file that is not a node.")]
 pub(super) struct RunArgs {
     /// The nodes to serve: WebAssembly components (.wasm), one node each.
-    #[arg(required = true, value_name = "COMPONENT")]
+    #[arg(required_unless_present = "hosted", value_name = "COMPONENT")]
     components: Vec<PathBuf>,
+
+    /// Be a hosted worker of a node-host hub: run the nodes its accounts
+    /// uploaded, fetched from the hub, under each account's limits (the
+    /// limit flags below do not apply). Needs --backend and --worker-token.
+    #[arg(long, requires = "backend", conflicts_with = "components")]
+    hosted: bool,
+
+    /// The hub's worker token for --hosted (`node-host hub worker-token create`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "NODE_HOST_WORKER_TOKEN",
+        hide_env_values = true
+    )]
+    worker_token: Option<String>,
 
     /// The backend's base URL. Without it, an embedded hub starts on 127.0.0.1.
     #[arg(long, env = "HUROZO_API_URL", value_name = "URL", value_parser = parse_backend)]
@@ -66,6 +84,9 @@ pub(super) struct RunArgs {
 }
 
 pub(super) fn run(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> {
+    if args.hosted {
+        return runtime()?.block_on(serve_hosted(args, sandbox));
+    }
     let mut nodes = Vec::new();
     for path in &args.components {
         let bytes = read_component(path)?;
@@ -82,11 +103,73 @@ pub(super) fn run(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> 
             }
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    runtime()?.block_on(serve(args, nodes))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(args, nodes))
+        .context("starting the async runtime")
+}
+
+/// `run --hosted`: a hosted worker of the hub at `--backend`.
+async fn serve_hosted(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> {
+    let backend = args.backend.clone().context("--hosted needs --backend")?;
+    let token = args.worker_token.clone().context(
+        "--hosted needs a worker token: pass --worker-token or set NODE_HOST_WORKER_TOKEN \
+         (create one on the hub with `node-host hub worker-token create`)",
+    )?;
+    let worker = HostedWorker::new(
+        HostedConfig {
+            backend: backend.clone(),
+            token,
+            concurrency: args
+                .concurrency
+                .map_or_else(crate::worker::default_concurrency, usize::from),
+            grace: args.grace,
+        },
+        sandbox,
+    );
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, worker.metrics()).await?;
+    }
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop));
+    let (ready, is_ready) = oneshot::channel();
+    let running = tokio::spawn(worker.run(stopped, Some(ready)));
+    if is_ready.await.is_ok() {
+        println!("node-host: hosted worker of the hub at {backend} (Ctrl-C to stop)");
+    }
+    match running.await.context("the hosted worker task failed")? {
+        Ok(()) => {
+            eprintln!("node-host: stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!(
+                "node-host: error: {err}\n  what to do: check --worker-token / \
+                 NODE_HOST_WORKER_TOKEN; create one on the hub with \
+                 `node-host hub worker-token create`"
+            );
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+    }
+}
+
+/// Serves `metrics` at `http://addr/metrics` and prints where.
+async fn serve_metrics(addr: SocketAddr, metrics: crate::metrics::Metrics) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
+    let listener_addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.http_response())),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    println!("node-host: metrics at http://{listener_addr}/metrics");
+    Ok(())
 }
 
 async fn serve(args: &RunArgs, nodes: Vec<Arc<NodeComponent>>) -> anyhow::Result<ExitCode> {
@@ -116,17 +199,7 @@ async fn serve(args: &RunArgs, nodes: Vec<Arc<NodeComponent>>) -> anyhow::Result
     let infos: Vec<_> = nodes.iter().map(|node| node.info().clone()).collect();
     let worker = Worker::new(config, nodes)?;
     if let Some(addr) = args.metrics {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
-        let listener_addr = listener.local_addr()?;
-        let metrics = worker.metrics();
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || std::future::ready(metrics.http_response())),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        println!("node-host: metrics at http://{listener_addr}/metrics");
+        serve_metrics(addr, worker.metrics()).await?;
     }
 
     let (stop, stopped) = watch::channel(false);

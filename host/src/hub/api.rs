@@ -23,7 +23,7 @@ use super::store::Caller;
 use super::switchboard::{Answer, DispatchError};
 use super::ws_token::WsClaims;
 use super::{EXECUTE_TIMEOUT, HubState};
-use super::{secrets_api, uploads};
+use super::{hosted_api, secrets_api, uploads};
 use crate::protocol::hurozo::{
     ApiError, Event, ExecuteRequest, ExecuteResponse, ListedNode, NodeList, Registered,
     Registration, errors,
@@ -47,6 +47,11 @@ pub fn router(state: Arc<HubState>) -> Router {
             axum::routing::put(secrets_api::put).delete(secrets_api::delete),
         )
         .route("/ws", get(websocket))
+        .route(
+            "/api/hosted/components/{sha256}",
+            get(hosted_api::component),
+        )
+        .route("/api/hosted/ws", get(hosted_api::websocket))
         .route("/metrics", get(metrics))
         .route(
             "/healthz",
@@ -431,11 +436,41 @@ async fn serve_worker(
     nodes: HashSet<String>,
     socket: WebSocket,
 ) {
-    let (link, mut outbox) = state.switchboard.connect(account, nodes);
+    let (link, outbox) = state.switchboard.connect(account, nodes);
     state.metrics.connections(1);
     tracing::info!(link, account, "worker connected");
+    pump(socket, outbox, None, |text| {
+        match serde_json::from_str(text) {
+            Ok(reply) => {
+                if !state.switchboard.answer(link, reply) {
+                    tracing::debug!(link, "ignored a reply with an unknown uuid");
+                }
+            }
+            Err(err) => tracing::debug!(link, "ignored a frame that is not a reply: {err}"),
+        }
+    })
+    .await;
+    state.switchboard.disconnect(link);
+    state.metrics.connections(-1);
+    tracing::info!(link, account, "worker disconnected");
+}
+
+/// Moves one worker connection's frames until either side ends: `first`
+/// then whatever arrives on `outbox` goes out; each text frame that comes in
+/// goes to `on_text`.
+pub(super) async fn pump(
+    socket: WebSocket,
+    mut outbox: tokio::sync::mpsc::UnboundedReceiver<String>,
+    first: Option<String>,
+    mut on_text: impl FnMut(&str),
+) {
     let (mut sink, mut stream) = socket.split();
     let writer = async {
+        if let Some(text) = first
+            && sink.send(Message::Text(text.into())).await.is_err()
+        {
+            return;
+        }
         while let Some(text) = outbox.recv().await {
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
@@ -445,14 +480,7 @@ async fn serve_worker(
     let reader = async {
         while let Some(Ok(message)) = stream.next().await {
             match message {
-                Message::Text(text) => match serde_json::from_str(text.as_str()) {
-                    Ok(reply) => {
-                        if !state.switchboard.answer(link, reply) {
-                            tracing::debug!(link, "ignored a reply with an unknown uuid");
-                        }
-                    }
-                    Err(err) => tracing::debug!(link, "ignored a frame that is not a reply: {err}"),
-                },
+                Message::Text(text) => on_text(text.as_str()),
                 Message::Close(_) => break,
                 _ => {}
             }
@@ -462,9 +490,6 @@ async fn serve_worker(
         () = writer => {}
         () = reader => {}
     }
-    state.switchboard.disconnect(link);
-    state.metrics.connections(-1);
-    tracing::info!(link, account, "worker disconnected");
 }
 
 async fn metrics(State(state): State<Arc<HubState>>) -> Response {

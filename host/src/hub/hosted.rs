@@ -47,10 +47,7 @@ pub const DEFAULT_QUEUE: u64 = 64;
 /// sandbox's pool of instance slots.
 pub const MAX_RUNNING: usize = 256;
 
-/// A hosted event that has run this long drops to the lowest CPU priority
-/// (see [`Limits::demote_after`]): accounts whose events loop for seconds
-/// share what the short events of others leave.
-pub const DEMOTE_AFTER: Duration = Duration::from_millis(10);
+pub use crate::protocol::hosted::DEMOTE_AFTER;
 
 /// An uploaded node, compiled and ready.
 #[derive(Debug)]
@@ -314,6 +311,18 @@ impl Hosted {
         self.nodes()
             .values()
             .any(|node| node.record.sha256 == sha256)
+    }
+
+    /// The distinct components of the installed nodes, by sha256.
+    pub fn components(&self) -> Vec<String> {
+        let mut components: Vec<String> = self
+            .nodes()
+            .values()
+            .map(|node| node.record.sha256.clone())
+            .collect();
+        components.sort();
+        components.dedup();
+        components
     }
 
     /// Where the account's upload of `sha256` stands.

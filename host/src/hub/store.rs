@@ -25,6 +25,9 @@ pub const DATABASE_FILE: &str = "hub.sqlite3";
 /// by secret scanners.
 pub const TOKEN_PREFIX: &str = "nh_";
 
+/// Prefix of every hosted-worker token.
+pub const WORKER_TOKEN_PREFIX: &str = "nhw_";
+
 /// Random bytes in an API token: 256 bits, beyond guessing.
 const TOKEN_BYTES: usize = 32;
 
@@ -76,6 +79,13 @@ const MIGRATIONS: &[&str] = &[
         ciphertext BLOB NOT NULL,
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (account_id, name)
+    );
+",
+    "
+    CREATE TABLE worker_tokens (
+        id INTEGER PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
     );
 ",
 ];
@@ -269,6 +279,31 @@ impl Store {
             })
             .optional()
             .map_err(sql("look up token"))
+    }
+
+    /// Creates a hosted-worker token and returns it (only its hash is kept).
+    /// It lets `node-host run --hosted` fetch uploaded components and run
+    /// every account's events; it opens no account API.
+    pub fn create_worker_token(&mut self) -> Result<String, StoreError> {
+        let mut random = [0u8; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut random);
+        let token = format!("{WORKER_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+        self.db
+            .execute(
+                "INSERT INTO worker_tokens (token_sha256, created_at) VALUES (?1, ?2)",
+                params![token_hash(&token), unix_seconds()],
+            )
+            .map_err(sql("store worker token"))?;
+        Ok(token)
+    }
+
+    /// True when `token` is a hosted-worker token of this hub.
+    pub fn is_worker_token(&self, token: &str) -> Result<bool, StoreError> {
+        self.db
+            .prepare_cached("SELECT 1 FROM worker_tokens WHERE token_sha256 = ?1")
+            .map_err(sql("prepare worker token lookup"))?
+            .exists([token_hash(token)])
+            .map_err(sql("look up worker token"))
     }
 
     /// How many accounts exist.
@@ -553,6 +588,19 @@ mod tests {
         );
         assert_eq!(store.authenticate("nh_forged").unwrap(), None);
         assert_eq!(store.account_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn worker_tokens_are_not_account_tokens() {
+        let mut store = Store::open(None).unwrap();
+        let worker = store.create_worker_token().unwrap();
+        let alice = store.create_token("alice", false).unwrap();
+        assert!(worker.starts_with(WORKER_TOKEN_PREFIX));
+        assert!(store.is_worker_token(&worker).unwrap());
+        assert!(!store.is_worker_token(&alice).unwrap());
+        assert!(!store.is_worker_token("nhw_forged").unwrap());
+        assert_eq!(store.authenticate(&worker).unwrap(), None);
+        assert_eq!(store.account_count().unwrap(), 1);
     }
 
     #[test]

@@ -134,6 +134,49 @@ impl Switchboard {
         }
     }
 
+    /// Adds `node` to what connection `id` serves (a hosted worker that has
+    /// got a component ready).
+    pub fn serve_more(&self, id: LinkId, node: &str) {
+        let mut inner = self.lock();
+        let Some(link) = inner.links.get_mut(&id) else {
+            return;
+        };
+        if link.nodes.insert(node.to_owned()) {
+            let key = (link.account, node.to_owned());
+            inner.serving.entry(key).or_default().push(id);
+        }
+    }
+
+    /// Stops every connection of `account` from being sent events for `node`.
+    pub fn stop_serving(&self, account: i64, node: &str) {
+        let mut inner = self.lock();
+        let Some(ids) = inner.serving.remove(&(account, node.to_owned())) else {
+            return;
+        };
+        for id in ids {
+            if let Some(link) = inner.links.get_mut(&id) {
+                link.nodes.remove(node);
+            }
+        }
+    }
+
+    /// How many connections of `account` serve `node`.
+    pub fn serving(&self, account: i64, node: &str) -> usize {
+        self.lock()
+            .serving
+            .get(&(account, node.to_owned()))
+            .map_or(0, Vec::len)
+    }
+
+    /// Sends `text` to every connection of `account` (not an event: nothing
+    /// waits for a reply).
+    pub fn broadcast(&self, account: i64, text: &str) {
+        let inner = self.lock();
+        for link in inner.links.values().filter(|link| link.account == account) {
+            let _ = link.outbox.send(text.to_owned());
+        }
+    }
+
     /// Sends `event` (whose uuid must be a fresh string) to the least busy
     /// connection of `account` that serves its node.
     pub fn dispatch(
@@ -141,13 +184,26 @@ impl Switchboard {
         account: i64,
         event: &Event,
     ) -> Result<oneshot::Receiver<Answer>, DispatchError> {
-        let uuid = event.uuid.as_str().unwrap_or_default().to_owned();
+        let uuid = event.uuid.as_str().unwrap_or_default();
         let text = serde_json::to_string(event).expect("events serialize");
+        self.dispatch_text(account, &event.node, uuid, text)
+    }
+
+    /// Like [`dispatch`](Self::dispatch) for an event already serialized as
+    /// `text`, whose reply will carry `uuid`.
+    pub fn dispatch_text(
+        &self,
+        account: i64,
+        node: &str,
+        uuid: &str,
+        text: String,
+    ) -> Result<oneshot::Receiver<Answer>, DispatchError> {
+        let uuid = uuid.to_owned();
         let mut inner = self.lock();
         if inner.pending.len() >= MAX_PENDING {
             return Err(DispatchError::Busy);
         }
-        let key = (account, event.node.clone());
+        let key = (account, node.to_owned());
         loop {
             let candidates = inner.serving.get(&key).ok_or(DispatchError::NoWorker)?;
             let chosen = candidates
@@ -303,6 +359,32 @@ mod tests {
             board.dispatch(1, &event("hello", "u2")).unwrap_err(),
             DispatchError::NoWorker
         );
+    }
+
+    #[test]
+    fn nodes_can_be_served_later_and_withdrawn() {
+        let board = Switchboard::default();
+        let (a, mut inbox) = board.connect(0, nodes(&[]));
+        assert_eq!(
+            board.dispatch(0, &event("sha", "u1")).unwrap_err(),
+            DispatchError::NoWorker
+        );
+        board.serve_more(a, "sha");
+        board.serve_more(a, "sha");
+        assert_eq!(board.serving(0, "sha"), 1);
+        let _waiter = board.dispatch(0, &event("sha", "u1")).unwrap();
+        assert!(inbox.try_recv().unwrap().contains("u1"));
+        board.broadcast(0, "hello all");
+        board.broadcast(1, "another account");
+        assert_eq!(inbox.try_recv().unwrap(), "hello all");
+        assert!(inbox.try_recv().is_err());
+        board.stop_serving(0, "sha");
+        assert_eq!(board.serving(0, "sha"), 0);
+        assert_eq!(
+            board.dispatch(0, &event("sha", "u2")).unwrap_err(),
+            DispatchError::NoWorker
+        );
+        board.disconnect(a);
     }
 
     #[test]

@@ -22,8 +22,10 @@ use super::hosted::{
     AccountLimits, COMPILE_TIME_LIMIT, HostedNode, MAX_UPLOAD_BYTES, UPLOAD_READY_WAIT,
     UploadStatus,
 };
+use super::hosted_api;
 use super::secrets_api::declared_secrets;
 use super::store::{UploadedNode, unix_seconds};
+use crate::protocol::hosted::EventLimits;
 use crate::protocol::hurozo::{Event, Reply};
 use crate::sandbox::value::inputs_from_json;
 use crate::sandbox::{LoadError, file_kind, sha256_hex};
@@ -216,9 +218,12 @@ async fn compile_and_install(
             record,
         },
     );
+    hosted_api::announce(state, sha256);
     if let Some(old) = replaced {
         tracing::info!(account, node = %name, old = %old.record.sha256, new = %sha256, "replaced an uploaded node");
-        forget_component(state, &old.record.sha256);
+        if old.record.sha256 != sha256 {
+            forget_component(state, &old.record.sha256);
+        }
     } else {
         tracing::info!(account, node = %name, sha256, "installed an uploaded node");
     }
@@ -229,6 +234,7 @@ async fn compile_and_install(
 fn forget_component(state: &HubState, sha256: &str) {
     let used = state.hosted.in_use(sha256) || state.store().sha256_in_use(sha256).unwrap_or(true);
     if !used {
+        hosted_api::withdraw(state, sha256);
         state.hosted.blobs().remove(sha256);
     }
 }
@@ -299,6 +305,7 @@ pub(super) async fn show(
     let limits = account_limits(&state, caller.account)?;
     let mut shown = node.to_json();
     shown["limits"] = limits.to_json();
+    shown["hosted_workers"] = hosted_api::workers_ready(&state, &node.record.sha256).into();
     Ok(axum::Json(shown))
 }
 
@@ -329,10 +336,11 @@ fn account_limits(state: &HubState, account: i64) -> Result<AccountLimits, Failu
 }
 
 /// Runs one event of a hosted node under the account's limits: waits for a
-/// place in the account's lane (or is refused with 429), then runs the
-/// event in a fresh sandbox on a thread of its own, which ends with the
-/// event (a long event lowers its thread's priority for good). The reply
-/// has the same shape a remote worker's would.
+/// place in the account's lane (or is refused with 429), then sends the
+/// event to a hosted worker that has the component ready, or else runs it
+/// in a fresh sandbox on a thread of its own, which ends with the event (a
+/// long event lowers its thread's priority for good). The reply has the
+/// same shape a remote worker's would.
 pub(super) async fn execute_hosted(
     state: &Arc<HubState>,
     account: i64,
@@ -348,27 +356,29 @@ pub(super) async fn execute_hosted(
             full.to_string(),
         )
     })?;
+    let wire_limits = EventLimits::of(&limits.event);
+    if let Some(reply) = hosted_api::run_remotely(state, &node, &event, wire_limits, &secrets).await
+    {
+        return Ok(reply);
+    }
     let metrics = state.metrics.clone();
     let (reply_tx, reply) = tokio::sync::oneshot::channel();
     let node_name = event.node.clone();
     state.metrics.started();
-    let spawned = std::thread::Builder::new()
-        .name("node-host-hosted".into())
-        .spawn(move || {
-            let _permit = permit;
-            let started = Instant::now();
-            let inputs = inputs_from_json(event.inputs.clone());
-            node.component
-                .execute_then(inputs, &secrets, &limits.event, |outcome| {
-                    let reply = Reply::to_event(&event, &outcome);
-                    let label = reply
-                        .error
-                        .as_ref()
-                        .map_or("ok", |error| error.code.as_str());
-                    metrics.finished(&event.node, label, started.elapsed(), outcome.fuel_used);
-                    let _ = reply_tx.send(reply);
-                })
-        });
+    let started = Instant::now();
+    let inputs = inputs_from_json(event.inputs.clone());
+    let spawned =
+        node.component
+            .execute_on_own_thread(inputs, secrets, limits.event, move |outcome| {
+                drop(permit);
+                let reply = Reply::to_event(&event, &outcome);
+                let label = reply
+                    .error
+                    .as_ref()
+                    .map_or("ok", |error| error.code.as_str());
+                metrics.finished(&event.node, label, started.elapsed(), outcome.fuel_used);
+                let _ = reply_tx.send(reply);
+            });
     if let Err(err) = spawned {
         state
             .metrics

@@ -1,8 +1,10 @@
-//! Hooks for the sandbox benchmark only: a reused instance (the baseline a
-//! fresh sandbox is compared with) and a per-phase timing of one fresh
-//! event. node-host itself never reuses an instance across events.
+//! Hooks for benchmarks and tests only: a reused instance (the baseline a
+//! fresh sandbox is compared with), a per-phase timing of one fresh event,
+//! percentiles and the guest examples' bytes. node-host itself never reuses
+//! an instance across events.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -87,6 +89,30 @@ pub fn phases(node: &NodeComponent, inputs: &[NamedValue], limits: &Limits) -> P
         call: t3 - t2,
         drop: t4 - t3,
     }
+}
+
+/// The value at quantile `p` (0 to 1) of `sorted`, which must not be empty.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The bytes of `guest-examples/dist/<name>.wasm`; panics with what to do
+/// when it has not been built. The repository is found through
+/// `CARGO_MANIFEST_DIR` as cargo sets it when it runs a test or bench, so a
+/// binary built in another checkout that shares the target directory still
+/// reads this checkout's guests.
+pub fn guest_example_bytes(name: &str) -> Vec<u8> {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let path = manifest_dir
+        .join("../guest-examples/dist")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "cannot read {} ({err}): run guest-examples/build first",
+            path.display()
+        )
+    })
 }
 
 /// Secrets for benchmarks that pass none.

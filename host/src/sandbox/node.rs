@@ -2,6 +2,7 @@
 //! from the pre-linked component, called once, classified, dropped.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -79,6 +80,23 @@ impl NodeComponent {
         limits: &Limits,
     ) -> Outcome {
         self.execute_then(inputs, secrets, limits, |outcome| outcome)
+    }
+
+    /// [`execute_then`](Self::execute_then) on a new thread that ends with
+    /// the event, as [`Limits::demote_after`] requires; `deliver` runs on
+    /// that thread. Fails only if the thread cannot start.
+    pub fn execute_on_own_thread(
+        self: &Arc<Self>,
+        inputs: Vec<NamedValue>,
+        secrets: HashMap<String, String>,
+        limits: Limits,
+        deliver: impl FnOnce(Outcome) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let node = self.clone();
+        std::thread::Builder::new()
+            .name("node-host-event".into())
+            .spawn(move || node.execute_then(inputs, &secrets, &limits, deliver))
+            .map(drop)
     }
 
     /// [`execute`](Self::execute), handing the outcome to `deliver` before

@@ -6,25 +6,13 @@ mod limits;
 mod load;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use node_host::sandbox::{
     ErrorCode, Limits, NamedValue, NodeComponent, Outcome, Outputs, Sandbox, SandboxConfig, Value,
 };
 
-/// The bytes of `guest-examples/dist/<name>.wasm`.
-pub fn guest_bytes(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../guest-examples/dist")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|err| {
-        panic!(
-            "cannot read {} ({err}): run guest-examples/build before the tests",
-            path.display()
-        )
-    })
-}
+pub use node_host::sandbox::bench_support::guest_example_bytes as guest_bytes;
 
 /// One sandbox (engine, pool, epoch ticker) for the whole test binary, as
 /// in node-host itself.
