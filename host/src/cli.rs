@@ -47,6 +47,12 @@ pub struct Cli {
     /// Compile every component afresh instead of using the cache.
     #[arg(long, global = true)]
     no_cache: bool,
+
+    /// Allocate every instance on demand instead of from the instance pool:
+    /// for a component that needs more than a pool slot holds (a
+    /// `pool_limit` refusal). A fresh event costs more.
+    #[arg(long, global = true, env = "NODE_HOST_NO_POOLING", value_parser = clap::builder::FalseyValueParser::new())]
+    no_pooling: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,7 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args, sandbox()?),
         Command::Call(args) => call::run(args, sandbox),
         Command::Inspect(args) => inspect::run(args, sandbox()?),
-        Command::Hub(args) => hub::run(args),
+        Command::Hub(args) => hub::run(args, !cli.no_pooling),
         Command::Componentize(args) => componentize::run(args, sandbox()?),
         Command::New(args) => new::run(args),
         Command::Upload(args) => upload::run(args),
@@ -101,6 +107,7 @@ fn open_sandbox(cli: &Cli) -> anyhow::Result<Sandbox> {
     };
     Sandbox::new(SandboxConfig {
         cache_dir,
+        pooling: !cli.no_pooling,
         ..SandboxConfig::default()
     })
     .context("setting up the sandbox (try --no-cache, or --cache-dir with a writable directory)")

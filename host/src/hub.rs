@@ -62,6 +62,9 @@ pub struct HubConfig {
     /// a proxy (e.g. `wss://hub.example.com/ws`). By default it is built
     /// from the `Host` header of the registration request.
     pub public_ws_url: Option<String>,
+    /// Uploaded nodes' instances come from the pooling allocator (false:
+    /// on demand, for components too big for a pool slot).
+    pub pooling: bool,
 }
 
 /// The hub's shared state, behind an `Arc` in every request.
@@ -109,9 +112,11 @@ impl HubState {
         let mut store = Store::open(config.data_dir.as_deref())?;
         let signer = WsTokenSigner::new(store.signing_key()?);
         let hosted =
-            Hosted::open(config.data_dir.as_deref()).map_err(|source| StoreError::DataDir {
-                path: config.data_dir.clone().unwrap_or_default(),
-                source,
+            Hosted::open(config.data_dir.as_deref(), config.pooling).map_err(|source| {
+                StoreError::DataDir {
+                    path: config.data_dir.clone().unwrap_or_default(),
+                    source,
+                }
             })?;
         let restored = restore_uploads(&hosted, store.all_uploaded()?);
         let secrets = SecretBox::open(config.data_dir.as_deref())?;

@@ -102,8 +102,24 @@ fn upload_execute_list_show_delete() {
         json!([{"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}])
     );
 
+    let sha256 = shown["sha256"].as_str().unwrap().to_owned();
+    let stored = |dir: &str| {
+        std::fs::read_dir(hub.data.join(dir))
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with(&sha256)
+            })
+            .count()
+    };
+    assert_eq!((stored("components"), stored("compiled")), (1, 1));
     let (status, deleted) = delete(&hub, &token, "/api/nodes/hello");
     assert_eq!((status, deleted), (200, json!({"deleted": "hello"})));
+    assert_eq!(
+        (stored("components"), stored("compiled")),
+        (0, 0),
+        "a component no node uses is removed with its compiled artifact"
+    );
     let (status, answer) = execute(&hub.url, &token, "hello", json!({}));
     assert_eq!(
         (status, answer["code"].as_str()),
@@ -111,6 +127,58 @@ fn upload_execute_list_show_delete() {
     );
     assert_eq!(get(&hub, &token, "/api/nodes/hello").0, 404);
     assert_eq!(delete(&hub, &token, "/api/nodes/hello").0, 404);
+}
+
+#[test]
+fn logs_of_hosted_events_are_kept_per_account_and_capped() {
+    let hub = Hub::start("hosted-logs");
+    let alice = hub.token("alice", false);
+    let bob = hub.token("bob", false);
+    let done = upload(&hub, &alice, "stdout-flood");
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    let set = account_set(&hub, "alice", &["--max-log", "1KiB"]);
+    assert_eq!(set.code, Some(0), "{set:#?}");
+    assert!(set.stdout.contains("\"log_bytes\": 1024"), "{}", set.stdout);
+
+    let (status, answer) = execute(
+        &hub.url,
+        &alice,
+        "stdout-flood",
+        json!({"inputs": {"bytes": 10000}}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, logs) = get(&hub, &alice, "/api/nodes/stdout-flood/logs");
+    assert_eq!(status, 200, "{logs}");
+    let events = logs["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{logs}");
+    let event = &events[0];
+    assert_eq!(event["uuid"], answer["uuid"]);
+    assert_eq!(event["outcome"], "ok");
+    assert_eq!(event["truncated"], true);
+    for stream in ["stdout", "stderr"] {
+        let text = event[stream].as_str().unwrap();
+        assert!(
+            text.starts_with("flood") && text.len() <= 1024,
+            "{stream}: {} bytes",
+            text.len()
+        );
+    }
+    let logged: usize = event["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["message"].as_str().unwrap().len())
+        .sum();
+    assert!(logged > 0 && logged <= 1024, "{logged} bytes of log lines");
+
+    let (status, answer) = get(&hub, &bob, "/api/nodes/stdout-flood/logs");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("unknown_node")),
+        "another account's logs are invisible"
+    );
+    delete(&hub, &alice, "/api/nodes/stdout-flood");
+    assert_eq!(get(&hub, &alice, "/api/nodes/stdout-flood/logs").0, 404);
 }
 
 #[test]
@@ -263,6 +331,7 @@ fn another_accounts_nodes_are_invisible_everywhere() {
         (200, json!({"nodes": []}))
     );
     assert_eq!(get(&hub, &bob, "/api/nodes/hello").0, 404);
+    assert_eq!(get(&hub, &bob, "/api/nodes/hello/logs").0, 404);
     assert_eq!(get(&hub, &bob, &format!("/api/uploads/{sha}")).0, 404);
     assert_eq!(delete(&hub, &bob, "/api/nodes/hello").0, 404);
     assert_eq!(execute(&hub.url, &bob, "hello", json!({})).0, 404);
@@ -279,6 +348,9 @@ fn another_accounts_nodes_are_invisible_everywhere() {
         (status, &answer["outputs"]["greeting"]),
         (200, &json!("Hello B"))
     );
+    let (_, logs) = get(&hub, &bob, "/api/nodes/hello/logs");
+    assert_eq!(logs["events"].as_array().unwrap().len(), 1, "{logs}");
+    assert_eq!(logs["events"][0]["uuid"], answer["uuid"]);
     assert_eq!(execute(&hub.url, &alice, "hello", json!({})).0, 404);
 }
 

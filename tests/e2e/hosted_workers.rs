@@ -96,6 +96,33 @@ fn hosted_workers_run_uploaded_nodes_and_the_hub_takes_over_when_they_go() {
     let ran = events(&first_metrics, "hello", "ok") + events(&second_metrics, "hello", "ok");
     assert_eq!(ran, 20.0, "every event ran once, on a hosted worker");
 
+    // What an event printed and logged on a worker comes back to the hub.
+    upload(&hub, &alice, "stdout-flood");
+    eventually(START_BOUND, "stdout-flood ready on both workers", || {
+        workers_ready(&hub, &alice, "stdout-flood") == 2
+    });
+    let (status, answer) = execute(
+        &hub.url,
+        &alice,
+        "stdout-flood",
+        json!({"inputs": {"bytes": 64}}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let logs: Value = http()
+        .get(format!("{}/api/nodes/stdout-flood/logs", hub.url))
+        .bearer_auth(&alice)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let event = &logs["events"][0];
+    assert_eq!(event["uuid"], answer["uuid"], "{logs}");
+    assert!(
+        event["stdout"].as_str().unwrap().starts_with("flood flood"),
+        "{logs}"
+    );
+    assert_eq!(event["log"][0]["level"], "info", "{logs}");
+
     // The account's limits travel with its events.
     let set = run(node_host()
         .args([

@@ -120,6 +120,11 @@ Example:
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_output: Option<usize>,
 
+        /// What is kept of each event's stdout, stderr and log lines, each
+        /// (e.g. 16KiB); see GET /api/nodes/NAME/logs.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_log: Option<usize>,
+
         /// Events of the account running at once.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         concurrency: Option<u64>,
@@ -160,7 +165,7 @@ enum TokenAction {
     },
 }
 
-pub(super) fn run(args: &HubArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: &HubArgs, pooling: bool) -> anyhow::Result<ExitCode> {
     match &args.action {
         Some(HubAction::Token(TokenAction::Create {
             account,
@@ -189,7 +194,7 @@ pub(super) fn run(args: &HubArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        None => serve(args),
+        None => serve(args, pooling),
     }
 }
 
@@ -205,6 +210,7 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
         memory,
         timeout,
         max_output,
+        max_log,
         concurrency,
         queue,
         ..
@@ -217,11 +223,12 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
             output_bytes: max_output.map(|bytes| bytes as u64),
             concurrency: *concurrency,
             queue: *queue,
+            log_bytes: max_log.map(|bytes| bytes as u64),
         };
         if change == LimitSettings::default() {
             anyhow::bail!(
                 "nothing to change: give at least one of --fuel, --memory, --timeout, \
-                 --max-output, --concurrency, --queue"
+                 --max-output, --max-log, --concurrency, --queue"
             );
         }
         store.set_limits(id, &change)?;
@@ -231,11 +238,12 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(args: &HubArgs) -> anyhow::Result<ExitCode> {
+fn serve(args: &HubArgs, pooling: bool) -> anyhow::Result<ExitCode> {
     let dir = args.data.dir()?;
     let state = HubState::open(&HubConfig {
         data_dir: Some(dir.clone()),
         public_ws_url: args.public_ws_url.clone(),
+        pooling,
     })?;
     let restored = state.restored();
     if restored.cached + restored.compiled > 0 {

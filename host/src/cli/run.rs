@@ -242,6 +242,7 @@ async fn start_embedded_hub(
     let state = HubState::open(&HubConfig {
         data_dir: None,
         public_ws_url: None,
+        pooling: true,
     })?;
     let token = state.store().create_token("local", false)?;
     let default: SocketAddr = hub::DEFAULT_LISTEN.parse().expect("a valid address");

@@ -40,6 +40,7 @@ pub fn router(state: Arc<HubState>) -> Router {
             "/api/nodes/{name}",
             get(uploads::show).delete(uploads::delete),
         )
+        .route("/api/nodes/{name}/logs", get(uploads::logs))
         .route("/api/uploads/{sha256}", get(uploads::upload_status))
         .route("/api/secrets", get(secrets_api::list))
         .route(
@@ -302,7 +303,7 @@ async fn execute(
     };
     let answer = tokio::time::timeout(timeout, waiter).await;
     match answer {
-        Ok(Ok(Answer::Reply(reply))) => match reply.error {
+        Ok(Ok(Answer::Reply(reply, _))) => match reply.error {
             Some(error) => {
                 finish(&error.code);
                 Err(Failure::new(

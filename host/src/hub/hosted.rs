@@ -11,7 +11,7 @@
 //! refused, so one account's flood waits in its own lane and never in
 //! another's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -21,10 +21,11 @@ use tokio::sync::Notify;
 
 use super::store::{LimitSettings, UploadedNode};
 use crate::hub::blobs::Blobs;
+use crate::protocol::hosted::EventLogs;
 use crate::sandbox::value::info_to_json;
 use crate::sandbox::{
-    DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT, Limits, LoadError,
-    NodeComponent, Sandbox, SandboxConfig,
+    DEFAULT_CAPTURE_BYTES, DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES,
+    DEFAULT_TIMEOUT, Limits, LoadError, NodeComponent, Sandbox, SandboxConfig,
 };
 
 /// The largest component an upload may carry.
@@ -48,6 +49,31 @@ pub const DEFAULT_QUEUE: u64 = 64;
 pub const MAX_RUNNING: usize = 256;
 
 pub use crate::protocol::hosted::DEMOTE_AFTER;
+
+/// What the hub keeps of an uploaded node's recent events' output: the
+/// newest events, until their logs reach this many bytes.
+pub const LOG_BYTES_PER_NODE: usize = 1 << 20;
+
+/// One finished event of an uploaded node, as `GET /api/nodes/{name}/logs`
+/// shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LoggedEvent {
+    /// The event's uuid (the execute answer's).
+    pub uuid: String,
+    /// When it finished, in seconds since the Unix epoch.
+    pub finished_at: i64,
+    /// `ok` or the error code.
+    pub outcome: String,
+    /// What it printed and logged.
+    #[serde(flatten)]
+    pub logs: EventLogs,
+}
+
+#[derive(Debug, Default)]
+struct NodeLog {
+    events: VecDeque<LoggedEvent>,
+    bytes: usize,
+}
 
 /// An uploaded node, compiled and ready.
 #[derive(Debug)]
@@ -108,8 +134,10 @@ impl AccountLimits {
             output_bytes: settings
                 .output_bytes
                 .map_or(DEFAULT_OUTPUT_BYTES, |bytes| bytes as usize),
+            capture_bytes: settings
+                .log_bytes
+                .map_or(DEFAULT_CAPTURE_BYTES, |bytes| bytes as usize),
             demote_after: Some(DEMOTE_AFTER),
-            ..Limits::default()
         };
         Self {
             event,
@@ -125,6 +153,7 @@ impl AccountLimits {
             "memory_bytes": self.event.memory_bytes,
             "timeout_ms": self.event.timeout.as_millis() as u64,
             "output_bytes": self.event.output_bytes,
+            "log_bytes": self.event.capture_bytes,
             "concurrency": self.concurrency,
             "queue": self.queue,
         })
@@ -199,11 +228,13 @@ impl Drop for Queued<'_> {
 pub struct Hosted {
     blobs: Blobs,
     compiled_dir: PathBuf,
+    pooling: bool,
     sandbox: OnceLock<Result<Sandbox, String>>,
     nodes: Mutex<HashMap<(i64, String), Arc<HostedNode>>>,
     uploads: Mutex<HashMap<(i64, String), UploadStatus>>,
     lanes: Mutex<HashMap<i64, Arc<Lane>>>,
     running: Arc<tokio::sync::Semaphore>,
+    logs: Mutex<HashMap<(i64, String), NodeLog>>,
 }
 
 impl std::fmt::Debug for Hosted {
@@ -218,7 +249,7 @@ impl std::fmt::Debug for Hosted {
 impl Hosted {
     /// Opens the component store under `data_dir` (`components/`, with
     /// compiled artifacts in `compiled/`), or a temporary one.
-    pub fn open(data_dir: Option<&Path>) -> std::io::Result<Self> {
+    pub fn open(data_dir: Option<&Path>, pooling: bool) -> std::io::Result<Self> {
         let blobs = Blobs::open(data_dir.map(|dir| dir.join("components")).as_deref())?;
         let compiled_dir = match data_dir {
             Some(dir) => dir.join("compiled"),
@@ -227,11 +258,13 @@ impl Hosted {
         Ok(Self {
             blobs,
             compiled_dir,
+            pooling,
             sandbox: OnceLock::new(),
             nodes: Mutex::default(),
             uploads: Mutex::default(),
             lanes: Mutex::default(),
             running: Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING)),
+            logs: Mutex::default(),
         })
     }
 
@@ -247,6 +280,7 @@ impl Hosted {
             .get_or_init(|| {
                 Sandbox::new(SandboxConfig {
                     cache_dir: Some(self.compiled_dir.clone()),
+                    pooling: self.pooling,
                     ..SandboxConfig::default()
                 })
                 .map_err(|err| err.to_string())
@@ -304,6 +338,44 @@ impl Hosted {
     /// Removes the account's node `name`.
     pub fn remove(&self, account: i64, name: &str) -> Option<Arc<HostedNode>> {
         self.nodes().remove(&(account, name.to_owned()))
+    }
+
+    fn node_logs(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, String), NodeLog>> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Keeps what an event of the account's node `name` printed and logged,
+    /// dropping the oldest events beyond [`LOG_BYTES_PER_NODE`] (the newest
+    /// is always kept: its size is bounded by the account's log limit).
+    pub fn record_logs(&self, account: i64, name: &str, event: LoggedEvent) {
+        let mut logs = self.node_logs();
+        let log = logs.entry((account, name.to_owned())).or_default();
+        log.bytes += event.logs.size();
+        log.events.push_back(event);
+        while log.bytes > LOG_BYTES_PER_NODE && log.events.len() > 1 {
+            let dropped = log.events.pop_front().expect("more than one event");
+            log.bytes -= dropped.logs.size();
+        }
+    }
+
+    /// The kept events of the account's node `name`, oldest first.
+    pub fn logs(&self, account: i64, name: &str) -> Vec<LoggedEvent> {
+        self.node_logs()
+            .get(&(account, name.to_owned()))
+            .map(|log| log.events.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets the logs of the account's node `name`.
+    pub fn forget_logs(&self, account: i64, name: &str) {
+        self.node_logs().remove(&(account, name.to_owned()));
+    }
+
+    /// Removes the compiled artifacts of the component `sha256`.
+    pub fn forget_compiled(&self, sha256: &str) {
+        crate::sandbox::cache::CompileCache::remove_component(&self.compiled_dir, sha256);
     }
 
     /// True when some account's installed node uses the component `sha256`.
@@ -417,7 +489,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lane_runs_its_concurrency_queues_its_queue_and_refuses_beyond() {
-        let hosted = Hosted::open(None).unwrap();
+        let hosted = Hosted::open(None, true).unwrap();
         let limits = limits(1, 1);
         let first = hosted.admit(1, &limits).await.unwrap();
         let hosted = Arc::new(hosted);
@@ -445,13 +517,46 @@ mod tests {
 
     #[tokio::test]
     async fn giving_up_in_the_queue_frees_the_place() {
-        let hosted = Hosted::open(None).unwrap();
+        let hosted = Hosted::open(None, true).unwrap();
         let limits = limits(1, 1);
         let _running = hosted.admit(1, &limits).await.unwrap();
         let gave_up =
             tokio::time::timeout(Duration::from_millis(20), hosted.admit(1, &limits)).await;
         assert!(gave_up.is_err());
         assert_eq!(hosted.lane_load(1), (1, 0));
+    }
+
+    #[test]
+    fn logs_keep_the_newest_events_within_the_budget() {
+        let hosted = Hosted::open(None, true).unwrap();
+        let event = |uuid: &str, bytes: usize| LoggedEvent {
+            uuid: uuid.into(),
+            finished_at: 0,
+            outcome: "ok".into(),
+            logs: EventLogs {
+                stdout: "x".repeat(bytes),
+                ..EventLogs::default()
+            },
+        };
+        hosted.record_logs(1, "hello", event("a", LOG_BYTES_PER_NODE / 2));
+        hosted.record_logs(1, "hello", event("b", LOG_BYTES_PER_NODE / 2));
+        hosted.record_logs(1, "hello", event("c", 10));
+        let kept: Vec<String> = hosted
+            .logs(1, "hello")
+            .into_iter()
+            .map(|e| e.uuid)
+            .collect();
+        assert_eq!(kept, ["b", "c"]);
+        hosted.record_logs(1, "hello", event("huge", 2 * LOG_BYTES_PER_NODE));
+        let kept: Vec<String> = hosted
+            .logs(1, "hello")
+            .into_iter()
+            .map(|e| e.uuid)
+            .collect();
+        assert_eq!(kept, ["huge"], "the newest stays whatever its size");
+        assert!(hosted.logs(2, "hello").is_empty(), "another account's");
+        hosted.forget_logs(1, "hello");
+        assert!(hosted.logs(1, "hello").is_empty());
     }
 
     #[test]

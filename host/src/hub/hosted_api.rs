@@ -18,10 +18,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::HubState;
 use super::api::{Failure, internal, pump};
 use super::hosted::HostedNode;
 use super::switchboard::Answer;
+use super::{HubState, uploads};
 use crate::protocol::hosted::{EventLimits, FromWorker, HostedEvent, ToWorker};
 use crate::protocol::hurozo::{Event, Reply, errors};
 
@@ -111,8 +111,11 @@ pub(super) async fn websocket(
                         "a hosted worker cannot run a component: {message}"
                     );
                 }
-                Ok(FromWorker::Reply(reply)) => {
-                    if !state.switchboard.answer(link, reply) {
+                Ok(FromWorker::Reply(hosted)) => {
+                    if !state
+                        .switchboard
+                        .answer_with_logs(link, hosted.reply, Some(hosted.logs))
+                    {
                         tracing::debug!(link, "ignored a reply with an unknown uuid");
                     }
                 }
@@ -167,20 +170,21 @@ impl Drop for Waiting<'_> {
 /// replied: the caller then runs the event in the hub.
 pub(super) async fn run_remotely(
     state: &HubState,
+    account: i64,
     node: &HostedNode,
     event: &Event,
     limits: EventLimits,
     secrets: &HashMap<String, String>,
 ) -> Option<Reply> {
     let uuid = event.uuid.as_str()?.to_owned();
-    let frame = ToWorker::Event(HostedEvent {
+    let frame = ToWorker::Event(Box::new(HostedEvent {
         uuid: uuid.clone(),
         node: event.node.clone(),
         sha256: node.record.sha256.clone(),
         inputs: event.inputs.clone(),
         limits,
         secrets: secrets.clone(),
-    });
+    }));
     let text = serde_json::to_string(&frame).expect("frames serialize");
     let waiter = state
         .switchboard
@@ -190,7 +194,9 @@ pub(super) async fn run_remotely(
     let started = Instant::now();
     state.metrics.started();
     match waiter.await {
-        Ok(Answer::Reply(reply)) => {
+        Ok(Answer::Reply(reply, logs)) => {
+            let logs = logs.map(|logs| *logs).unwrap_or_default();
+            uploads::record_logs(state, account, &event.node, &reply, logs);
             let label = reply
                 .error
                 .as_ref()

@@ -88,6 +88,9 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
 ",
+    "
+    ALTER TABLE account_limits ADD COLUMN log_bytes INTEGER;
+",
 ];
 
 /// Why the store could not do what was asked.
@@ -171,6 +174,8 @@ pub struct LimitSettings {
     pub concurrency: Option<u64>,
     /// Events of the account waiting to run.
     pub queue: Option<u64>,
+    /// What is kept of each captured stream (stdout, stderr, log) per event.
+    pub log_bytes: Option<u64>,
 }
 
 impl LimitSettings {
@@ -183,6 +188,7 @@ impl LimitSettings {
             output_bytes: change.output_bytes.or(self.output_bytes),
             concurrency: change.concurrency.or(self.concurrency),
             queue: change.queue.or(self.queue),
+            log_bytes: change.log_bytes.or(self.log_bytes),
         }
     }
 }
@@ -396,7 +402,8 @@ impl Store {
     pub fn limits(&self, account: i64) -> Result<LimitSettings, StoreError> {
         self.db
             .query_row(
-                "SELECT fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue
+                "SELECT fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue,
+                        log_bytes
                  FROM account_limits WHERE account_id = ?1",
                 [account],
                 |row| {
@@ -407,6 +414,7 @@ impl Store {
                         output_bytes: row.get::<_, Option<i64>>(3)?.map(|v| v as u64),
                         concurrency: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
                         queue: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                        log_bytes: row.get::<_, Option<i64>>(6)?.map(|v| v as u64),
                     })
                 },
             )
@@ -423,8 +431,9 @@ impl Store {
         self.db
             .execute(
                 "INSERT OR REPLACE INTO account_limits
-                 (account_id, fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (account_id, fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue,
+                  log_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     account,
                     value(new.fuel),
@@ -432,7 +441,8 @@ impl Store {
                     value(new.timeout_ms),
                     value(new.output_bytes),
                     value(new.concurrency),
-                    value(new.queue)
+                    value(new.queue),
+                    value(new.log_bytes)
                 ],
             )
             .map_err(sql("store account limits"))?;

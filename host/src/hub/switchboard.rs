@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::protocol::hosted::EventLogs;
 use crate::protocol::hurozo::{Event, Reply};
 
 /// Events in flight across the hub before callers are refused as busy.
@@ -20,8 +21,9 @@ pub const MAX_PENDING: usize = 100_000;
 /// How an event that was sent to a worker ended.
 #[derive(Debug)]
 pub enum Answer {
-    /// The worker replied.
-    Reply(Box<Reply>),
+    /// The worker replied (a hosted worker also sends what the event
+    /// printed and logged).
+    Reply(Box<Reply>, Option<Box<EventLogs>>),
     /// The worker's connection closed before it replied.
     WorkerLost,
 }
@@ -239,6 +241,11 @@ impl Switchboard {
     /// a uuid that is not waiting on that connection (unknown, already
     /// answered, timed out, or another connection's), which is ignored.
     pub fn answer(&self, from: LinkId, reply: Reply) -> bool {
+        self.answer_with_logs(from, reply, None)
+    }
+
+    /// [`answer`](Self::answer) with what the event printed and logged.
+    pub fn answer_with_logs(&self, from: LinkId, reply: Reply, logs: Option<EventLogs>) -> bool {
         let Some(uuid) = reply.uuid.as_str() else {
             return false;
         };
@@ -251,7 +258,10 @@ impl Switchboard {
         if let Some(link) = inner.links.get_mut(&from) {
             link.in_flight = link.in_flight.saturating_sub(1);
         }
-        pending.answer.send(Answer::Reply(Box::new(reply))).is_ok()
+        pending
+            .answer
+            .send(Answer::Reply(Box::new(reply), logs.map(Box::new)))
+            .is_ok()
     }
 
     /// Forgets an event whose caller stopped waiting (it timed out).
@@ -343,7 +353,7 @@ mod tests {
         assert!(!board.answer(a, reply("hello", "nope")), "unknown uuid");
         assert!(waiter.try_recv().is_err());
         assert!(board.answer(a, reply("hello", "u1")));
-        assert!(matches!(waiter.try_recv(), Ok(Answer::Reply(_))));
+        assert!(matches!(waiter.try_recv(), Ok(Answer::Reply(..))));
         assert!(!board.answer(a, reply("hello", "u1")), "answered once");
     }
 

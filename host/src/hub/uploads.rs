@@ -19,13 +19,13 @@ use serde_json::{Value as Json, json};
 use super::HubState;
 use super::api::{Failure, authenticate, internal, require_write};
 use super::hosted::{
-    AccountLimits, COMPILE_TIME_LIMIT, HostedNode, MAX_UPLOAD_BYTES, UPLOAD_READY_WAIT,
-    UploadStatus,
+    AccountLimits, COMPILE_TIME_LIMIT, HostedNode, LoggedEvent, MAX_UPLOAD_BYTES,
+    UPLOAD_READY_WAIT, UploadStatus,
 };
 use super::hosted_api;
 use super::secrets_api::declared_secrets;
 use super::store::{UploadedNode, unix_seconds};
-use crate::protocol::hosted::EventLimits;
+use crate::protocol::hosted::{EventLimits, EventLogs};
 use crate::protocol::hurozo::{Event, Reply};
 use crate::sandbox::value::inputs_from_json;
 use crate::sandbox::{LoadError, file_kind, sha256_hex};
@@ -236,6 +236,7 @@ fn forget_component(state: &HubState, sha256: &str) {
     if !used {
         hosted_api::withdraw(state, sha256);
         state.hosted.blobs().remove(sha256);
+        state.hosted.forget_compiled(sha256);
     }
 }
 
@@ -326,6 +327,7 @@ pub(super) async fn delete(
         .delete_uploaded(caller.account, &name)
         .map_err(internal)?;
     forget_component(&state, &removed.record.sha256);
+    state.hosted.forget_logs(caller.account, &name);
     tracing::info!(account = %caller.account_name, node = %name, "deleted an uploaded node");
     Ok(axum::Json(json!({"deleted": name})))
 }
@@ -357,7 +359,8 @@ pub(super) async fn execute_hosted(
         )
     })?;
     let wire_limits = EventLimits::of(&limits.event);
-    if let Some(reply) = hosted_api::run_remotely(state, &node, &event, wire_limits, &secrets).await
+    if let Some(reply) =
+        hosted_api::run_remotely(state, account, &node, &event, wire_limits, &secrets).await
     {
         return Ok(reply);
     }
@@ -367,11 +370,14 @@ pub(super) async fn execute_hosted(
     state.metrics.started();
     let started = Instant::now();
     let inputs = inputs_from_json(event.inputs.clone());
+    let logged = state.clone();
     let spawned =
         node.component
             .execute_on_own_thread(inputs, secrets, limits.event, move |outcome| {
                 drop(permit);
                 let reply = Reply::to_event(&event, &outcome);
+                let logs = EventLogs::of(&outcome);
+                record_logs(&logged, account, &event.node, &reply, logs);
                 let label = reply
                     .error
                     .as_ref()
@@ -390,6 +396,42 @@ pub(super) async fn execute_hosted(
     reply
         .await
         .map_err(|_| internal("the event's thread ended without a reply"))
+}
+
+/// Keeps what an event of the account's uploaded node `node` printed and
+/// logged.
+pub(super) fn record_logs(
+    state: &HubState,
+    account: i64,
+    node: &str,
+    reply: &Reply,
+    logs: EventLogs,
+) {
+    let event = LoggedEvent {
+        uuid: reply.uuid.as_str().unwrap_or_default().to_owned(),
+        finished_at: unix_seconds(),
+        outcome: reply
+            .error
+            .as_ref()
+            .map_or_else(|| "ok".to_owned(), |error| error.code.clone()),
+        logs,
+    };
+    state.hosted.record_logs(account, node, event);
+}
+
+/// `GET /api/nodes/{name}/logs`: what the node's recent events printed and
+/// logged, oldest first.
+pub(super) async fn logs(
+    State(state): State<Arc<HubState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Json>, Failure> {
+    let caller = authenticate(&state, &headers)?;
+    if state.hosted.get(caller.account, &name).is_none() {
+        return Err(unknown(&name));
+    }
+    let events = state.hosted.logs(caller.account, &name);
+    Ok(axum::Json(json!({"node": name, "events": events})))
 }
 
 /// Outputs of a hosted node's reply, keyed as its info declares.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use super::hurozo::{Event, Reply};
-use crate::sandbox::Limits;
+use crate::sandbox::{Limits, Outcome};
 
 /// A hosted event that has run this long drops to the lowest CPU priority
 /// (see [`Limits::demote_after`]): accounts whose events loop for seconds
@@ -48,7 +48,7 @@ pub enum ToWorker {
         sha256: String,
     },
     /// Run one event.
-    Event(HostedEvent),
+    Event(Box<HostedEvent>),
 }
 
 /// One event of an uploaded node.
@@ -92,6 +92,8 @@ pub struct EventLimits {
     pub timeout_ms: u64,
     /// Total size of the outputs, bytes.
     pub output_bytes: u64,
+    /// What is kept of each captured stream, bytes.
+    pub log_bytes: u64,
 }
 
 impl EventLimits {
@@ -102,6 +104,7 @@ impl EventLimits {
             memory_bytes: limits.memory_bytes as u64,
             timeout_ms: limits.timeout.as_millis() as u64,
             output_bytes: limits.output_bytes as u64,
+            log_bytes: limits.capture_bytes as u64,
         }
     }
 
@@ -113,8 +116,8 @@ impl EventLimits {
             memory_bytes: usize::try_from(self.memory_bytes).unwrap_or(usize::MAX),
             timeout: Duration::from_millis(self.timeout_ms),
             output_bytes: usize::try_from(self.output_bytes).unwrap_or(usize::MAX),
+            capture_bytes: usize::try_from(self.log_bytes).unwrap_or(usize::MAX),
             demote_after: Some(DEMOTE_AFTER),
-            ..Limits::default()
         }
     }
 }
@@ -136,7 +139,74 @@ pub enum FromWorker {
         message: String,
     },
     /// An event's reply.
-    Reply(Reply),
+    Reply(Box<HostedReply>),
+}
+
+/// An event's reply from a hosted worker: Hurozo's reply and what the event
+/// printed and logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostedReply {
+    /// The reply.
+    #[serde(flatten)]
+    pub reply: Reply,
+    /// What the event printed and logged.
+    #[serde(default)]
+    pub logs: EventLogs,
+}
+
+/// What one event printed and logged, each stream up to the account's cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLogs {
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+    /// Its log lines, oldest first.
+    pub log: Vec<LogEntry>,
+    /// True when something was cut off at the cap.
+    pub truncated: bool,
+}
+
+/// One log line of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The message.
+    pub message: String,
+}
+
+impl EventLogs {
+    /// What `outcome` captured.
+    pub fn of(outcome: &Outcome) -> Self {
+        Self {
+            stdout: outcome.stdout.text.clone(),
+            stderr: outcome.stderr.text.clone(),
+            log: outcome
+                .log
+                .lines
+                .iter()
+                .map(|line| LogEntry {
+                    level: line.level.to_owned(),
+                    message: line.message.clone(),
+                })
+                .collect(),
+            truncated: outcome.stdout.truncated
+                || outcome.stderr.truncated
+                || outcome.log.truncated,
+        }
+    }
+
+    /// About how many bytes these logs hold.
+    pub fn size(&self) -> usize {
+        self.stdout.len()
+            + self.stderr.len()
+            + self
+                .log
+                .iter()
+                .map(|entry| entry.level.len() + entry.message.len())
+                .sum::<usize>()
+    }
 }
 
 #[cfg(test)]
@@ -146,14 +216,14 @@ mod tests {
 
     #[test]
     fn frames_are_tagged_json() {
-        let event = ToWorker::Event(HostedEvent {
+        let event = ToWorker::Event(Box::new(HostedEvent {
             uuid: "u1".into(),
             node: "hello".into(),
             sha256: "ab".into(),
             inputs: json!({"name": "Ada"}).as_object().unwrap().clone(),
             limits: EventLimits::of(&Limits::default()),
             secrets: HashMap::new(),
-        });
+        }));
         let text = serde_json::to_value(&event).unwrap();
         assert_eq!(text["type"], "event");
         assert_eq!(text["limits"]["timeout_ms"], 30_000);
@@ -163,7 +233,11 @@ mod tests {
             "type": "reply", "node": "hello", "outputs": {"greeting": "hi"}, "uuid": "u1"
         }))
         .unwrap();
-        assert!(matches!(reply, FromWorker::Reply(Reply { ref node, .. }) if node == "hello"));
+        let FromWorker::Reply(reply) = reply else {
+            panic!("not a reply: {reply:?}")
+        };
+        assert_eq!(reply.reply.node, "hello");
+        assert_eq!(reply.logs, EventLogs::default(), "logs are optional");
         assert_eq!(
             serde_json::to_value(FromWorker::Ready {
                 sha256: "ab".into()
@@ -180,6 +254,7 @@ mod tests {
             memory_bytes: 1 << 20,
             timeout: Duration::from_millis(250),
             output_bytes: 99,
+            capture_bytes: 5,
             ..Limits::default()
         };
         let back = EventLimits::of(&limits).to_limits();
@@ -188,9 +263,10 @@ mod tests {
                 back.fuel,
                 back.memory_bytes,
                 back.timeout,
-                back.output_bytes
+                back.output_bytes,
+                back.capture_bytes
             ),
-            (7, 1 << 20, Duration::from_millis(250), 99)
+            (7, 1 << 20, Duration::from_millis(250), 99, 5)
         );
         assert_eq!(back.demote_after, Some(DEMOTE_AFTER));
     }

@@ -43,6 +43,22 @@ impl CompileCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
+    /// Removes every artifact of the component `sha256` in `dir`, whatever
+    /// engine made it. A process that has one loaded keeps its mapping.
+    pub fn remove_component(dir: &Path, sha256: &str) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let prefix = format!("{sha256}-");
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".cwasm") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// The cached compilation of the component with this sha256, if any.
     /// A damaged artifact is removed and reported as a miss.
     ///
@@ -67,7 +83,12 @@ impl CompileCache {
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => Some(component),
             Err(err) => {
-                tracing::warn!(path = %path.display(), "dropping unusable cached artifact: {err:#}");
+                let message = format!("{err:#}");
+                // A component too big for the instance pool is reported by
+                // the compile that follows; any other failure is damage.
+                if !super::load::exceeds_pool(&message) {
+                    tracing::warn!(path = %path.display(), "dropping unusable cached artifact: {message}");
+                }
                 let _ = fs::remove_file(&path);
                 None
             }

@@ -28,9 +28,9 @@ const POOL_MEMORY_BYTES: usize = 4 << 30;
 
 /// Core instances, memories and tables one component may have. Rust guests
 /// need a handful; componentize-py and componentize-js guests need more.
-const POOL_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
-const POOL_MEMORIES_PER_COMPONENT: u32 = 10;
-const POOL_TABLES_PER_COMPONENT: u32 = 20;
+pub(crate) const POOL_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
+pub(crate) const POOL_MEMORIES_PER_COMPONENT: u32 = 10;
+pub(crate) const POOL_TABLES_PER_COMPONENT: u32 = 20;
 
 /// Bytes of each linear memory slot that stay resident between instances
 /// and are reset in place instead of being handed back to the kernel, so

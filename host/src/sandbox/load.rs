@@ -9,7 +9,11 @@ use wasmtime::component::Component;
 
 use super::bindings::RemoteNodePre;
 use super::cache::deserialize_private;
-use super::engine::Sandbox;
+use super::engine::{
+    POOL_CORE_INSTANCES_PER_COMPONENT, POOL_MEMORIES_PER_COMPONENT, POOL_TABLES_PER_COMPONENT,
+    Sandbox,
+};
+use super::limits::DEFAULT_TABLE_ELEMENTS;
 use super::node::NodeComponent;
 use super::outcome::Failure;
 use super::value::NodeInfo;
@@ -59,6 +63,16 @@ pub enum LoadError {
     /// wasmtime could not compile the component (truncated, malformed…).
     #[error("the component is malformed or truncated: {0}")]
     Invalid(String),
+    /// The component needs more than a slot of the instance pool holds.
+    #[error(
+        "the component does not fit node-host's instance pool: {0}. Each pool slot holds at \
+         most {POOL_CORE_INSTANCES_PER_COMPONENT} core instances, \
+         {POOL_MEMORIES_PER_COMPONENT} memories and {POOL_TABLES_PER_COMPONENT} tables per \
+         component and tables of {DEFAULT_TABLE_ELEMENTS} elements; run node-host with \
+         `--no-pooling` (or NODE_HOST_NO_POOLING=1) to allocate every instance on demand \
+         instead (no such limits; a fresh event costs more)"
+    )]
+    PoolLimit(String),
     /// The component imports an interface node-host does not provide.
     #[error(
         "the component imports `{0}`, which node-host does not provide: nodes get WASI 0.2 \
@@ -92,6 +106,7 @@ impl LoadError {
             LoadError::CoreModule => "core_module",
             LoadError::UnknownVersion(_) => "unknown_version",
             LoadError::Invalid(_) => "invalid_component",
+            LoadError::PoolLimit(_) => "pool_limit",
             LoadError::DeniedImport(_) => "denied_import",
             LoadError::Unlinkable(_) => "unlinkable",
             LoadError::WrongWorld(_) => "wrong_world",
@@ -252,6 +267,7 @@ impl Sandbox {
             .engine
             .precompile_component(bytes)
             .map_err(|err| LoadError::Invalid(format!("{err:#}")))?;
+        // Loading the artifact checks it against the instance pool.
         if let Some(cache) = &self.cache {
             match cache.put(sha256, &artifact) {
                 // Loading the artifact from the cache maps it (see `get`).
@@ -266,8 +282,14 @@ impl Sandbox {
             }
         }
         // SAFETY: `artifact` was just produced by this engine.
-        unsafe { deserialize_private(&self.engine, &artifact) }
-            .map_err(|err| LoadError::Invalid(format!("{err:#}")))
+        unsafe { deserialize_private(&self.engine, &artifact) }.map_err(|err| {
+            let message = format!("{err:#}");
+            if exceeds_pool(&message) {
+                LoadError::PoolLimit(message)
+            } else {
+                LoadError::Invalid(message)
+            }
+        })
     }
 
     fn link(&self, component: Component, sha256: String) -> Result<NodeComponent, LoadError> {
@@ -288,6 +310,18 @@ impl Sandbox {
         validate_info(&info).map_err(LoadError::InvalidInfo)?;
         Ok(NodeComponent::new(self.clone(), pre, info, sha256))
     }
+}
+
+/// True when wasmtime refused a component because it does not fit the
+/// pooling allocator's slots (its messages name the pool or the limit).
+pub(crate) fn exceeds_pool(message: &str) -> bool {
+    [
+        "pooling allocator",
+        "per-instance limit",
+        "which exceeds the limit of",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 /// Hurozo's rule for node names: not blank, no `/`.

@@ -1,19 +1,30 @@
 //! Lowering the CPU priority of the thread that runs a long event.
 //!
-//! Linux keeps a nice value per thread; the lowest priority (19) leaves a
-//! thread about 1.5% of a core against one at the default priority, so a
-//! short event woken next to long ones runs almost at once. An unprivileged
-//! process cannot raise a priority again, so a lowered thread must not run
-//! another event: callers use it for one event and let it end.
+//! Linux schedules each thread on its own. A demoted thread goes to the
+//! `SCHED_IDLE` policy: it gets a core only when no normal thread wants it,
+//! and a normal thread that wakes up preempts it at once. (The lowest nice
+//! value, 19, still leaves a thread about 1.5% of a core and lets it finish
+//! its time slice before a woken thread runs; it is the fallback where
+//! `SCHED_IDLE` is refused.) An unprivileged process cannot raise a
+//! priority again, so a lowered thread must not run another event: callers
+//! use it for one event and let it end.
 
-/// The nice value of a demoted thread: the lowest priority.
+/// The nice value of a demoted thread where `SCHED_IDLE` is refused: the
+/// lowest priority.
 pub const DEMOTED_NICE: i32 = 19;
 
-/// Drops the calling thread to [`DEMOTED_NICE`]. Best effort: on other
-/// systems, or if the call fails, the thread keeps its priority.
+/// Moves the calling thread to `SCHED_IDLE`, or else to [`DEMOTED_NICE`].
+/// Best effort: on other systems, or if both calls fail, the thread keeps
+/// its priority.
 pub fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param; with pid 0, Linux applies
+        // the policy to the calling thread alone.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
         // SAFETY: setpriority only reads its integer arguments; with
         // PRIO_PROCESS and 0, Linux applies it to the calling thread alone.
         let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, DEMOTED_NICE) } != 0;
@@ -24,6 +35,13 @@ pub fn lower_this_thread() {
             );
         }
     }
+}
+
+/// The calling thread's scheduling policy (for tests).
+#[cfg(all(test, target_os = "linux"))]
+pub fn this_thread_policy() -> i32 {
+    // SAFETY: with pid 0 it reads the calling thread's policy.
+    unsafe { libc::sched_getscheduler(0) }
 }
 
 /// The calling thread's nice value (for tests).
@@ -42,14 +60,17 @@ mod tests {
 
     #[test]
     fn lowering_affects_only_the_calling_thread() {
-        let before = this_thread_nice();
+        let (nice, policy) = (this_thread_nice(), this_thread_policy());
         let lowered = std::thread::spawn(|| {
             lower_this_thread();
-            this_thread_nice()
+            (this_thread_nice(), this_thread_policy())
         })
         .join()
         .unwrap();
-        assert_eq!(lowered, DEMOTED_NICE);
-        assert_eq!(this_thread_nice(), before);
+        assert!(
+            lowered.1 == libc::SCHED_IDLE || lowered.0 == DEMOTED_NICE,
+            "neither idle nor nice 19: {lowered:?}"
+        );
+        assert_eq!((this_thread_nice(), this_thread_policy()), (nice, policy));
     }
 }

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::{Backoff, CONNECT_TIMEOUT, KEEPALIVE, back_off, error_chain, stopped};
 use crate::metrics::Metrics;
-use crate::protocol::hosted::{FromWorker, HostedEvent, ToWorker};
+use crate::protocol::hosted::{EventLogs, FromWorker, HostedEvent, HostedReply, ToWorker};
 use crate::protocol::hurozo::{ApiError, Reply};
 use crate::sandbox::value::inputs_from_json;
 use crate::sandbox::{NodeComponent, Sandbox, sha256_hex};
@@ -288,7 +288,7 @@ impl HostedWorker {
                 false
             }
             Ok(ToWorker::Event(event)) => {
-                self.start(event, out.clone());
+                self.start(*event, out.clone());
                 true
             }
             Err(err) => {
@@ -342,22 +342,23 @@ impl HostedWorker {
     /// goes to `out`.
     fn start(&self, event: HostedEvent, out: mpsc::UnboundedSender<Outgoing>) {
         let shared = self.shared.clone();
-        let reply_to = move |reply: Reply| {
-            let frame = FromWorker::Reply(reply);
+        let reply_to = move |reply: Reply, logs: EventLogs| {
+            let frame = FromWorker::Reply(Box::new(HostedReply { reply, logs }));
             let _ = out.send(Outgoing::Reply(
                 serde_json::to_string(&frame).expect("frames serialize"),
             ));
         };
         let node = lock(&shared.components).get(&event.sha256).cloned();
         let Some(node) = node else {
-            reply_to(Reply::failure(
+            let refused = Reply::failure(
                 &event.to_event(),
                 "unknown_component",
                 &format!(
                     "this hosted worker does not have the component {} ready",
                     event.sha256
                 ),
-            ));
+            );
+            reply_to(refused, EventLogs::default());
             return;
         };
         shared.metrics.started();
@@ -391,18 +392,19 @@ impl HostedWorker {
                         received.elapsed(),
                         outcome.fuel_used,
                     );
-                    reply_to(reply);
+                    reply_to(reply, EventLogs::of(&outcome));
                 },
             );
             if let Err(err) = spawned {
                 shared
                     .metrics
                     .finished(&failed.node, "internal", received.elapsed(), 0);
-                reply_on_failure(Reply::failure(
+                let reply = Reply::failure(
                     &failed,
                     "internal",
                     &format!("cannot start a thread for the event: {err}"),
-                ));
+                );
+                reply_on_failure(reply, EventLogs::default());
             }
         });
     }

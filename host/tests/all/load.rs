@@ -48,6 +48,35 @@ fn core_module() {
 }
 
 #[test]
+fn component_too_big_for_a_pool_slot_names_the_limit_and_the_way_out() {
+    // Eleven core instances with a memory each: one more than a slot holds.
+    let instances = "(core instance (instantiate $m))".repeat(11);
+    let big = wat::parse_str(format!(
+        "(component (core module $m (memory 1)) {instances})"
+    ))
+    .unwrap();
+    let err = load_error(&big);
+    assert_eq!(err.code(), "pool_limit", "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("11 Wasm linear memories") && message.contains("--no-pooling"),
+        "{message}"
+    );
+    // Ten fit, and without the pool eleven get past the same check (to be
+    // refused for not being a node).
+    let fits = "(core instance (instantiate $m))".repeat(10);
+    let fits = wat::parse_str(format!("(component (core module $m (memory 1)) {fits})")).unwrap();
+    assert!(matches!(load_error(&fits), LoadError::WrongWorld(_)));
+    let on_demand = Sandbox::new(SandboxConfig {
+        pooling: false,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let err = on_demand.load(&big).unwrap_err();
+    assert!(matches!(err, LoadError::WrongWorld(_)), "{err:?}");
+}
+
+#[test]
 fn component_of_another_world() {
     let other = wat::parse_str(
         r#"(component
