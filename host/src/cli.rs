@@ -77,12 +77,27 @@ enum Command {
 pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_) | Command::Hub(_)) {
+        die_quietly_on_closed_stdout();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("node-host: error: {err:#}");
             ExitCode::from(EXIT_USAGE)
         }
+    }
+}
+
+/// Lets a one-shot command end quietly when its reader goes away (as in
+/// `node-host call … | head -1`), like other Unix tools, instead of
+/// panicking on the failed write. Not for the servers: they keep sockets,
+/// whose broken pipes must stay errors.
+fn die_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -14,6 +14,36 @@ fn hello_prints_its_outputs_as_json() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_call_quietly() {
+    use std::io::Read as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::Stdio;
+    let mut child = node_host()
+        .arg("call")
+        .arg(guest("hello"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before node-host has loaded the node, as `| head`
+    // does once it has what it wants.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        status.success() || status.signal() == Some(13),
+        "{status:?}: {stderr}"
+    );
+}
+
+#[test]
 fn hello_without_inputs_greets_the_world() {
     let out = run(node_host().arg("call").arg(guest("hello")));
     assert_eq!(
