@@ -331,30 +331,11 @@ impl Worker {
                     }
                 }
                 () = stopped(stop) => {
+                    let reply = |finished: executor::Done| {
+                        (finished.session == session).then_some(finished.text)
+                    };
                     let grace = self.shared.config.grace;
-                    let deadline = tokio::time::Instant::now() + grace;
-                    tracing::info!(in_flight, "stopping: finishing events in flight");
-                    while in_flight > 0 {
-                        tokio::select! {
-                            Some(finished) = done.recv() => {
-                                if finished.session == session {
-                                    in_flight -= 1;
-                                    if sink.send(Message::text(finished.text)).await.is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                            () = tokio::time::sleep_until(deadline) => {
-                                tracing::warn!(in_flight, "events still running after the {grace:?} grace period; leaving without their replies");
-                                break;
-                            }
-                        }
-                    }
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code: CloseCode::Away,
-                            reason: "worker stopping".into(),
-                        })))
+                    finish_then_close(&mut sink, done, reply, in_flight, grace, "worker stopping")
                         .await;
                     return SessionEnd::Stopped;
                 }
@@ -407,6 +388,49 @@ impl Worker {
             received: Instant::now(),
         })
     }
+}
+
+/// The sending half of a worker's WebSocket.
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+/// After a stop: sends the replies of the `in_flight` events as they finish
+/// (what `reply` makes of each message from `finished`; `None` is not one of
+/// them), for at most `grace`, then closes the connection with `reason`.
+async fn finish_then_close<T>(
+    sink: &mut Sink,
+    finished: &mut mpsc::UnboundedReceiver<T>,
+    reply: impl Fn(T) -> Option<String>,
+    mut in_flight: usize,
+    grace: Duration,
+    reason: &str,
+) {
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(in_flight, "stopping: finishing events in flight");
+    while in_flight > 0 {
+        tokio::select! {
+            Some(message) = finished.recv() => {
+                if let Some(text) = reply(message) {
+                    in_flight -= 1;
+                    if sink.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(in_flight, "events still running after the {grace:?} grace period; leaving without their replies");
+                break;
+            }
+        }
+    }
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: reason.to_owned().into(),
+        })))
+        .await;
 }
 
 /// Resolves once `stop` is true; never, if its sender is gone.

@@ -21,11 +21,11 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::{Backoff, CONNECT_TIMEOUT, KEEPALIVE, back_off, error_chain, stopped};
+use super::{
+    Backoff, CONNECT_TIMEOUT, KEEPALIVE, back_off, error_chain, finish_then_close, stopped,
+};
 use crate::metrics::Metrics;
 use crate::protocol::hosted::{EventLogs, FromWorker, HostedEvent, HostedReply, ToWorker};
 use crate::protocol::hurozo::{ApiError, Reply};
@@ -219,30 +219,13 @@ impl HostedWorker {
                     }
                 }
                 () = stopped(stop) => {
+                    let reply = |frame: Outgoing| match frame {
+                        Outgoing::Reply(text) => Some(text),
+                        Outgoing::Status(_) => None,
+                    };
                     let grace = self.shared.config.grace;
-                    let deadline = tokio::time::Instant::now() + grace;
-                    tracing::info!(in_flight, "stopping: finishing events in flight");
-                    while in_flight > 0 {
-                        tokio::select! {
-                            Some(frame) = outgoing.recv() => {
-                                if let Outgoing::Reply(text) = frame {
-                                    in_flight -= 1;
-                                    if sink.send(Message::text(text)).await.is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                            () = tokio::time::sleep_until(deadline) => {
-                                tracing::warn!(in_flight, "events still running after the {grace:?} grace period; leaving without their replies");
-                                break;
-                            }
-                        }
-                    }
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code: CloseCode::Away,
-                            reason: "hosted worker stopping".into(),
-                        })))
+                    let reason = "hosted worker stopping";
+                    finish_then_close(&mut sink, &mut outgoing, reply, in_flight, grace, reason)
                         .await;
                     return SessionEnd::Stopped;
                 }
