@@ -357,11 +357,8 @@ impl Worker {
                     }
                 }
                 _ = keepalive.tick() => {
-                    if last_heard.elapsed() > 2 * KEEPALIVE {
-                        return SessionEnd::Lost("the backend stopped answering pings".into());
-                    }
-                    if let Err(err) = sink.send(Message::Ping(Default::default())).await {
-                        return SessionEnd::Lost(format!("sending a ping failed: {err}"));
+                    if let Err(why) = keep_alive(&mut sink, last_heard, "the backend").await {
+                        return SessionEnd::Lost(why);
                     }
                 }
             }
@@ -395,6 +392,17 @@ type Sink = futures_util::stream::SplitSink<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     Message,
 >;
+
+/// One keepalive tick: a ping to the peer, or why it counts as gone (silent
+/// for two periods, or the ping cannot be sent).
+async fn keep_alive(sink: &mut Sink, last_heard: Instant, peer: &str) -> Result<(), String> {
+    if last_heard.elapsed() > 2 * KEEPALIVE {
+        return Err(format!("{peer} stopped answering pings"));
+    }
+    sink.send(Message::Ping(Default::default()))
+        .await
+        .map_err(|err| format!("sending a ping failed: {err}"))
+}
 
 /// After a stop: sends the replies of the `in_flight` events as they finish
 /// (what `reply` makes of each message from `finished`; `None` is not one of

@@ -18,18 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use node_host_e2e::load::{Measured, measure};
-use node_host_e2e::{Hub, guest, node_host, run};
+use node_host_e2e::{Hub, node_host, run};
 use serde_json::json;
-
-fn upload(hub: &Hub, token: &str, name: &str) {
-    let done = run(node_host().arg("upload").arg(guest(name)).args([
-        "--backend",
-        &hub.url,
-        "--token",
-        token,
-    ]));
-    assert_eq!(done.code, Some(0), "{done:#?}");
-}
 
 fn row(label: &str, measured: &Measured) {
     println!(
@@ -67,8 +57,8 @@ fn main() {
     let hub = Hub::start("bench-fairness");
     let alice = hub.token("alice", false);
     let mallory = hub.token("mallory", false);
-    upload(&hub, &alice, "hello");
-    upload(&hub, &mallory, "spin-loop");
+    hub.upload(&alice, "hello").expect_success();
+    hub.upload(&mallory, "spin-loop").expect_success();
     let set = run(node_host()
         .args(["hub", "account", "set", "mallory"])
         .args([

@@ -10,14 +10,6 @@ use node_host_e2e::{
 };
 use serde_json::{Value, json};
 
-/// `node-host upload` of a guest example to `hub` as `token`'s account.
-fn upload(hub: &Hub, token: &str, name: &str) -> node_host_e2e::Run {
-    run(node_host()
-        .arg("upload")
-        .arg(guest(name))
-        .args(["--backend", &hub.url, "--token", token]))
-}
-
 /// `POST /api/nodes` with raw bytes.
 fn post_component(hub: &Hub, token: &str, bytes: Vec<u8>) -> (u16, Value) {
     answer(
@@ -58,7 +50,7 @@ fn account_set(hub: &Hub, account: &str, flags: &[&str]) -> node_host_e2e::Run {
 fn upload_execute_list_show_delete() {
     let hub = Hub::start("hosted-lifecycle");
     let token = hub.token("alice", false);
-    let done = upload(&hub, &token, "hello");
+    let done = hub.upload(&token, "hello");
     assert_eq!(done.code, Some(0), "{done:#?}");
     assert!(done.stdout.contains("uploaded `hello`") && done.stdout.contains("ready"));
 
@@ -134,7 +126,7 @@ fn logs_of_hosted_events_are_kept_per_account_and_capped() {
     let hub = Hub::start("hosted-logs");
     let alice = hub.token("alice", false);
     let bob = hub.token("bob", false);
-    let done = upload(&hub, &alice, "stdout-flood");
+    let done = hub.upload(&alice, "stdout-flood");
     assert_eq!(done.code, Some(0), "{done:#?}");
     let set = account_set(&hub, "alice", &["--max-log", "1KiB"]);
     assert_eq!(set.code, Some(0), "{set:#?}");
@@ -186,7 +178,7 @@ fn failures_of_hosted_events_carry_their_codes() {
     let hub = Hub::start("hosted-failures");
     let token = hub.token("alice", false);
     for name in ["spin-loop", "panic", "node-error"] {
-        let done = upload(&hub, &token, name);
+        let done = hub.upload(&token, name);
         assert_eq!(done.code, Some(0), "{done:#?}");
     }
     let set = account_set(&hub, "alice", &["--timeout", "300ms"]);
@@ -321,7 +313,7 @@ fn another_accounts_nodes_are_invisible_everywhere() {
     let hub = Hub::start("hosted-isolation");
     let alice = hub.token("alice", false);
     let bob = hub.token("bob", false);
-    assert_eq!(upload(&hub, &alice, "hello").code, Some(0));
+    assert_eq!(hub.upload(&alice, "hello").code, Some(0));
     let (_, shown) = get(&hub, &alice, "/api/nodes/hello");
     let sha = shown["sha256"].as_str().unwrap().to_owned();
 
@@ -341,7 +333,7 @@ fn another_accounts_nodes_are_invisible_everywhere() {
     );
 
     // The same bytes under another account: stored once, owned twice.
-    assert_eq!(upload(&hub, &bob, "hello").code, Some(0));
+    assert_eq!(hub.upload(&bob, "hello").code, Some(0));
     assert_eq!(delete(&hub, &alice, "/api/nodes/hello").0, 200);
     let (status, answer) = execute(&hub.url, &bob, "hello", json!({"inputs": {"name": "B"}}));
     assert_eq!(
@@ -359,8 +351,8 @@ fn a_full_lane_refuses_with_429_naming_the_limit() {
     let hub = Hub::start("hosted-queue");
     let token = hub.token("alice", false);
     let other = hub.token("bob", false);
-    assert_eq!(upload(&hub, &token, "spin-loop").code, Some(0));
-    assert_eq!(upload(&hub, &other, "hello").code, Some(0));
+    assert_eq!(hub.upload(&token, "spin-loop").code, Some(0));
+    assert_eq!(hub.upload(&other, "hello").code, Some(0));
     let set = account_set(
         &hub,
         "alice",
@@ -416,7 +408,7 @@ fn a_full_lane_refuses_with_429_naming_the_limit() {
 fn uploads_survive_a_restart_without_recompiling() {
     let mut hub = Hub::start("hosted-restart");
     let token = hub.token("alice", false);
-    assert_eq!(upload(&hub, &token, "hello").code, Some(0));
+    assert_eq!(hub.upload(&token, "hello").code, Some(0));
     account_set(&hub, "alice", &["--queue", "7"]);
     let data = hub.data.clone();
     hub.service.signal("TERM");
@@ -461,7 +453,7 @@ fn a_name_is_either_uploaded_or_served_by_a_worker() {
         "{answer}"
     );
     drop(worker);
-    assert_eq!(upload(&hub, &token, "echo").code, Some(0));
+    assert_eq!(hub.upload(&token, "echo").code, Some(0));
     let response = http()
         .post(format!("{}/api/remote_nodes/register", hub.url))
         .bearer_auth(&token)
@@ -478,8 +470,8 @@ fn a_flood_of_endless_loops_slows_only_its_own_account() {
     let hub = Hub::start("hosted-fairness");
     let attacker = hub.token("mallory", false);
     let victim = hub.token("alice", false);
-    assert_eq!(upload(&hub, &attacker, "spin-loop").code, Some(0));
-    assert_eq!(upload(&hub, &victim, "hello").code, Some(0));
+    assert_eq!(hub.upload(&attacker, "spin-loop").code, Some(0));
+    assert_eq!(hub.upload(&victim, "hello").code, Some(0));
     let set = account_set(
         &hub,
         "mallory",
@@ -594,8 +586,8 @@ fn secrets_reach_only_declaring_nodes_of_their_account_and_are_never_returned() 
     let alice = hub.token("alice", false);
     let reader = hub.token("alice", true);
     let bob = hub.token("bob", false);
-    assert_eq!(upload(&hub, &alice, "secrets").code, Some(0));
-    assert_eq!(upload(&hub, &bob, "secrets").code, Some(0));
+    assert_eq!(hub.upload(&alice, "secrets").code, Some(0));
+    assert_eq!(hub.upload(&bob, "secrets").code, Some(0));
     let value = |v: &str| json!({ "value": v }).to_string();
     assert_eq!(
         put_secret(&hub, &alice, "api-key", &value("alice-s3cret")).0,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use node_host_e2e::{
-    Hub, START_BOUND, Service, eventually, execute, execute_in_background, guest, http, metric,
-    node_host, run,
+    Hub, START_BOUND, Service, eventually, execute, execute_in_background, http, metric, node_host,
+    run,
 };
 use serde_json::{Value, json};
 
@@ -40,16 +40,6 @@ fn start_hosted(hub: &Hub, token: &str) -> (Service, String) {
     (service, metrics)
 }
 
-fn upload(hub: &Hub, token: &str, name: &str) {
-    let done = run(node_host().arg("upload").arg(guest(name)).args([
-        "--backend",
-        &hub.url,
-        "--token",
-        token,
-    ]));
-    assert_eq!(done.code, Some(0), "{done:#?}");
-}
-
 /// How many hosted workers have the node's component ready, per the hub.
 fn workers_ready(hub: &Hub, token: &str, node: &str) -> u64 {
     let shown: Value = http()
@@ -78,7 +68,7 @@ fn hosted_workers_run_uploaded_nodes_and_the_hub_takes_over_when_they_go() {
     // A worker connected before the upload hears of it; one connected after
     // is told at connect. Both fetch, verify and compile before saying ready.
     let (first, first_metrics) = start_hosted(&hub, &token);
-    upload(&hub, &alice, "hello");
+    hub.upload(&alice, "hello").expect_success();
     let (second, second_metrics) = start_hosted(&hub, &token);
     eventually(START_BOUND, "both hosted workers ready", || {
         workers_ready(&hub, &alice, "hello") == 2
@@ -97,7 +87,7 @@ fn hosted_workers_run_uploaded_nodes_and_the_hub_takes_over_when_they_go() {
     assert_eq!(ran, 20.0, "every event ran once, on a hosted worker");
 
     // What an event printed and logged on a worker comes back to the hub.
-    upload(&hub, &alice, "stdout-flood");
+    hub.upload(&alice, "stdout-flood").expect_success();
     eventually(START_BOUND, "stdout-flood ready on both workers", || {
         workers_ready(&hub, &alice, "stdout-flood") == 2
     });
@@ -136,7 +126,7 @@ fn hosted_workers_run_uploaded_nodes_and_the_hub_takes_over_when_they_go() {
         ])
         .arg(&hub.data));
     assert_eq!(set.code, Some(0), "{set:#?}");
-    upload(&hub, &alice, "spin-loop");
+    hub.upload(&alice, "spin-loop").expect_success();
     eventually(START_BOUND, "spin-loop ready on both workers", || {
         workers_ready(&hub, &alice, "spin-loop") == 2
     });

@@ -92,6 +92,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// `self`, after asserting that the command exited 0.
+    pub fn expect_success(self) -> Self {
+        assert_eq!(self.code, Some(0), "{self:#?}");
+        self
+    }
+
     /// Standard output parsed as JSON; panics with both streams otherwise.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
@@ -300,6 +306,16 @@ impl Hub {
     /// The `host:port` the hub listens on.
     pub fn addr(&self) -> &str {
         self.url.trim_start_matches("http://")
+    }
+
+    /// `node-host upload` of the guest example `name` as `token`'s account.
+    pub fn upload(&self, token: &str, name: &str) -> Run {
+        run(node_host().arg("upload").arg(guest(name)).args([
+            "--backend",
+            &self.url,
+            "--token",
+            token,
+        ]))
     }
 
     /// A new API token for `account`.

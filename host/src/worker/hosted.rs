@@ -24,7 +24,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::{
-    Backoff, CONNECT_TIMEOUT, KEEPALIVE, back_off, error_chain, finish_then_close, stopped,
+    Backoff, CONNECT_TIMEOUT, KEEPALIVE, back_off, error_chain, finish_then_close, keep_alive,
+    stopped,
 };
 use crate::metrics::Metrics;
 use crate::protocol::hosted::{EventLogs, FromWorker, HostedEvent, HostedReply, ToWorker};
@@ -245,11 +246,8 @@ impl HostedWorker {
                     }
                 }
                 _ = keepalive.tick() => {
-                    if last_heard.elapsed() > 2 * KEEPALIVE {
-                        return SessionEnd::Lost("the hub stopped answering pings".into());
-                    }
-                    if let Err(err) = sink.send(Message::Ping(Default::default())).await {
-                        return SessionEnd::Lost(format!("sending a ping failed: {err}"));
+                    if let Err(why) = keep_alive(&mut sink, last_heard, "the hub").await {
+                        return SessionEnd::Lost(why);
                     }
                 }
             }
