@@ -32,6 +32,16 @@ fn delete(hub: &Hub, token: &str, path: &str) -> (u16, Value) {
     )
 }
 
+/// Waits until the account's lane holds `(running, waiting)` events, as
+/// `GET /api/nodes/{node}` reports it.
+fn wait_for_lane(hub: &Hub, token: &str, node: &str, load: (u64, u64)) {
+    let path = format!("/api/nodes/{node}");
+    node_host_e2e::eventually(Duration::from_secs(30), "the lane's load", || {
+        let lane = &get(hub, token, &path).1["lane"];
+        (lane["running"].as_u64(), lane["waiting"].as_u64()) == (Some(load.0), Some(load.1))
+    });
+}
+
 /// Sends `request`; the status and the JSON answer.
 fn answer(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
     let response = request.send().unwrap();
@@ -362,16 +372,16 @@ fn a_full_lane_refuses_with_429_naming_the_limit() {
             "--queue",
             "1",
             "--timeout",
-            "1s",
+            "4s",
             "--fuel",
             "1000000000000",
         ],
     );
     assert_eq!(set.code, Some(0), "{set:#?}");
     let running = execute_in_background(&hub.url, &token, "spin-loop", json!({}));
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_lane(&hub, &token, "spin-loop", (1, 0));
     let queued = execute_in_background(&hub.url, &token, "spin-loop", json!({}));
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_lane(&hub, &token, "spin-loop", (1, 1));
     let (status, answer) = execute(&hub.url, &token, "spin-loop", json!({}));
     assert_eq!(
         (status, answer["code"].as_str()),
@@ -538,7 +548,7 @@ fn a_new_upload_replaces_a_node_while_running_events_finish() {
         "work",
         json!({"inputs": {"ms": 1500, "wait": true}}),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_lane(&hub, &token, "work", (1, 0));
     let (status, answer) = post_component(&hub, &token, second);
     assert_eq!(status, 201, "{answer}");
     let new_sha = answer["node"]["sha256"].as_str().unwrap().to_owned();

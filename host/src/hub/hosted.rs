@@ -467,7 +467,7 @@ impl Hosted {
         }
     }
 
-    /// Events of the account running and waiting (for tests and metrics).
+    /// Events of the account running and waiting in its lane right now.
     pub fn lane_load(&self, account: i64) -> (u64, u64) {
         let lane = self.lane(account);
         let state = lane.lock();

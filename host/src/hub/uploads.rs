@@ -307,6 +307,8 @@ pub(super) async fn show(
     let mut shown = node.to_json();
     shown["limits"] = limits.to_json();
     shown["hosted_workers"] = hosted_api::workers_ready(&state, &node.record.sha256).into();
+    let (running, waiting) = state.hosted.lane_load(caller.account);
+    shown["lane"] = json!({"running": running, "waiting": waiting});
     Ok(axum::Json(shown))
 }
 
