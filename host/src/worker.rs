@@ -322,11 +322,18 @@ impl Worker {
             tokio::select! {
                 biased;
                 Some(finished) = done.recv() => {
-                    if finished.session != session {
-                        continue;
+                    // Every reply that is ready goes out with one flush.
+                    let mut replies = Vec::new();
+                    let mut next = Some(finished);
+                    while let Some(finished) = next {
+                        if finished.session == session {
+                            replies.push(Ok(Message::text(finished.text)));
+                        }
+                        next = done.try_recv().ok();
                     }
-                    in_flight -= 1;
-                    if let Err(err) = sink.send(Message::text(finished.text)).await {
+                    in_flight -= replies.len();
+                    let mut replies = futures_util::stream::iter(replies);
+                    if let Err(err) = sink.send_all(&mut replies).await {
                         return SessionEnd::Lost(format!("sending a reply failed: {err}"));
                     }
                 }

@@ -8,7 +8,10 @@
 //!   per event (where a sequential worker is the limit).
 //!
 //! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
-//!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--work-concurrency 64]`
+//!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--work-concurrency 64]
+//!       [--worker node-host|hurozo] [--case TEXT]`
+//! (`--worker` and `--case` keep only the workers and cases whose label
+//! contains the text; the Python worker is needed only when it runs.)
 
 use std::process::Command;
 use std::time::Duration;
@@ -42,15 +45,22 @@ fn ready(hub: &Hub, token: &str, node: &str, inputs: Value) {
     });
 }
 
+/// The value after `flag` on the command line.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let at = args.iter().position(|arg| arg == flag)?;
+    Some(
+        args.get(at + 1)
+            .unwrap_or_else(|| panic!("{flag} needs a value")),
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds = node_host_e2e::load::seconds_arg(&args);
     // Executors of node-host's worker for the `work` cases (one per event in flight by default).
-    let work_concurrency = args
-        .iter()
-        .position(|arg| arg == "--work-concurrency")
-        .and_then(|at| args.get(at + 1))
-        .map_or("64".to_owned(), Clone::clone);
+    let work_concurrency = flag_value(&args, "--work-concurrency").unwrap_or("64");
+    let worker_filter = flag_value(&args, "--worker").unwrap_or("");
+    let case_filter = flag_value(&args, "--case").unwrap_or("");
     let hub = Hub::start("bench-e2e");
     let token = hub.token("bench", false);
     let hello = |concurrency| Case {
@@ -65,11 +75,17 @@ fn main() {
         inputs,
         concurrency: 64,
     };
-    let hello_cases = [hello(1), hello(64)];
-    let work_cases = [
+    let kept = |cases: Vec<Case>| -> Vec<Case> {
+        cases
+            .into_iter()
+            .filter(|case| case.label.contains(case_filter))
+            .collect()
+    };
+    let hello_cases = kept(vec![hello(1), hello(64)]);
+    let work_cases = kept(vec![
         work("work: 1 ms CPU", json!({"ms": 1})),
         work("work: 10 ms wait", json!({"ms": 10, "wait": true})),
-    ];
+    ]);
 
     let mut rows = Vec::new();
     let mut record = |worker: &str, case: &Case, measured: Measured| {
@@ -91,9 +107,12 @@ fn main() {
             "node-host",
             &work_cases[..],
             &["work"][..],
-            &["--concurrency", work_concurrency.as_str()][..],
+            &["--concurrency", work_concurrency][..],
         ),
     ] {
+        if cases.is_empty() || !"node-host".contains(worker_filter) {
+            continue;
+        }
         let process = start_worker(&hub.url, &token, guests, extra);
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
         for case in cases {
@@ -113,6 +132,9 @@ fn main() {
         (&hello_cases[..], "hello_node.py"),
         (&work_cases[..], "work_node.py"),
     ] {
+        if cases.is_empty() || !"hurozo".contains(worker_filter) {
+            continue;
+        }
         let process = python_worker(&hub, &token, script);
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
         for case in cases {

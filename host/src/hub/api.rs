@@ -472,11 +472,11 @@ pub(super) async fn pump(
         {
             return;
         }
-        while let Some(text) = outbox.recv().await {
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
-        }
+        // Frames queued while the last ones were written go out with one
+        // flush: `send_all` flushes only when the outbox has nothing ready.
+        let mut frames = futures_util::stream::poll_fn(|cx| outbox.poll_recv(cx))
+            .map(|text| Ok(Message::Text(text.into())));
+        let _ = sink.send_all(&mut frames).await;
     };
     let reader = async {
         while let Some(Ok(message)) = stream.next().await {

@@ -206,16 +206,24 @@ impl HostedWorker {
             tokio::select! {
                 biased;
                 Some(frame) = outgoing.recv() => {
-                    let text = match frame {
-                        Outgoing::Reply(text) => {
-                            in_flight -= 1;
-                            text
-                        }
-                        Outgoing::Status(status) => {
-                            serde_json::to_string(&status).expect("frames serialize")
-                        }
-                    };
-                    if let Err(err) = sink.send(Message::text(text)).await {
+                    // Every frame that is ready goes out with one flush.
+                    let mut frames = Vec::new();
+                    let mut next = Some(frame);
+                    while let Some(frame) = next {
+                        let text = match frame {
+                            Outgoing::Reply(text) => {
+                                in_flight -= 1;
+                                text
+                            }
+                            Outgoing::Status(status) => {
+                                serde_json::to_string(&status).expect("frames serialize")
+                            }
+                        };
+                        frames.push(Ok(Message::text(text)));
+                        next = outgoing.try_recv().ok();
+                    }
+                    let mut frames = futures_util::stream::iter(frames);
+                    if let Err(err) = sink.send_all(&mut frames).await {
                         return SessionEnd::Lost(format!("sending to the hub failed: {err}"));
                     }
                 }
