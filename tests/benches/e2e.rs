@@ -9,14 +9,14 @@
 //!
 //! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
 //!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--work-concurrency 64]
-//!       [--worker node-host|hurozo] [--case TEXT]`
+//!       [--worker node-host|hurozo|hub] [--case TEXT]`
 //! (`--worker` and `--case` keep only the workers and cases whose label
 //! contains the text; the Python worker is needed only when it runs.)
 
 use std::process::Command;
 use std::time::Duration;
 
-use node_host_e2e::load::{Measured, measure};
+use node_host_e2e::load::{Measured, measure, measure_hub_only};
 use node_host_e2e::{Hub, Service, eventually, execute, repo_root, start_worker};
 use serde_json::{Value, json};
 
@@ -101,6 +101,21 @@ fn main() {
         rows.push((worker.to_owned(), case.label, case.concurrency, measured));
     };
 
+    // The floor: what a request through the hub costs with no worker.
+    if "hub only".contains(worker_filter) {
+        for concurrency in [1, 64] {
+            let floor = Case {
+                node: "-",
+                label: "GET /api/remote_nodes",
+                inputs: json!(null),
+                concurrency,
+            };
+            if floor.label.contains(case_filter) || "hello".contains(case_filter) {
+                let measured = measure_hub_only(&hub.url, &token, concurrency, seconds);
+                record("hub only (no worker)", &floor, measured);
+            }
+        }
+    }
     for (worker, cases, guests, extra) in [
         ("node-host", &hello_cases[..], &["hello"][..], &[][..]),
         (

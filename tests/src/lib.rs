@@ -461,12 +461,41 @@ pub mod load {
         concurrency: usize,
         seconds: f64,
     ) -> Measured {
+        let url = format!("{hub}/api/remote_nodes/{node}/execute");
+        let body = serde_json::json!({ "inputs": inputs }).to_string();
+        let token = token.to_owned();
+        measure_requests(concurrency, seconds, move |client| {
+            client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+        })
+    }
+
+    /// The floor under [`measure`]: `GET {hub}/api/remote_nodes` (the
+    /// token checked, the account's nodes listed, no worker involved) from
+    /// the same load generator.
+    pub fn measure_hub_only(hub: &str, token: &str, concurrency: usize, seconds: f64) -> Measured {
+        let url = format!("{hub}/api/remote_nodes");
+        let token = token.to_owned();
+        measure_requests(concurrency, seconds, move |client| {
+            client.get(&url).bearer_auth(&token)
+        })
+    }
+
+    /// Sends the request `request` makes from `concurrency` callers in a
+    /// loop for `seconds` (after a warm-up), recording each latency.
+    fn measure_requests(
+        concurrency: usize,
+        seconds: f64,
+        request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static,
+    ) -> Measured {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let url = format!("{hub}/api/remote_nodes/{node}/execute");
-        let body = serde_json::json!({ "inputs": inputs }).to_string();
+        let request = Arc::new(request);
         runtime.block_on(async {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(concurrency)
@@ -478,21 +507,14 @@ pub mod load {
             let stop = Arc::new(AtomicBool::new(false));
             let tasks: Vec<_> = (0..concurrency)
                 .map(|_| {
-                    let (client, url, body, token) =
-                        (client.clone(), url.clone(), body.clone(), token.to_owned());
+                    let (client, request) = (client.clone(), request.clone());
                     let (recording, stop) = (recording.clone(), stop.clone());
                     tokio::spawn(async move {
                         let mut latencies = Vec::new();
                         let mut errors = 0;
                         while !stop.load(Ordering::Relaxed) {
                             let started = Instant::now();
-                            let response = client
-                                .post(&url)
-                                .bearer_auth(&token)
-                                .header("Content-Type", "application/json")
-                                .body(body.clone())
-                                .send()
-                                .await;
+                            let response = request(&client).send().await;
                             let ok = match response {
                                 Ok(response) => {
                                     let ok = response.status().is_success();
