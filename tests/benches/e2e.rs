@@ -16,7 +16,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use node_host_e2e::load::{Measured, measure, measure_hub_only};
+use node_host_e2e::load::{Measured, loopback_round_trips, measure, measure_hub_only, percentile};
 use node_host_e2e::{Hub, Service, eventually, execute, repo_root, start_worker};
 use serde_json::{Value, json};
 
@@ -55,6 +55,7 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 }
 
 fn main() {
+    node_host_e2e::load::echo_if_asked();
     let args: Vec<String> = std::env::args().collect();
     let seconds = node_host_e2e::load::seconds_arg(&args);
     // Executors of node-host's worker for the `work` cases (one per event in flight by default).
@@ -90,19 +91,28 @@ fn main() {
     let mut rows = Vec::new();
     let mut record = |worker: &str, case: &Case, measured: Measured| {
         eprintln!(
-            "{worker:>22} {:<18} c={:<3} {:>9.0}/s p50 {:>9.1?} p99 {:>9.1?} errors {}",
+            "{worker:>22} {:<22} c={:<3} {:>9.0}/s p50 {:>9.1?} p99 {:>9.1?} errors {} CPU/event {:?}",
             case.label,
             case.concurrency,
             measured.per_second(),
             measured.percentile(0.50),
             measured.percentile(0.99),
-            measured.errors
+            measured.errors,
+            measured.cpu_per_event(),
         );
         rows.push((worker.to_owned(), case.label, case.concurrency, measured));
     };
 
-    // The floor: what a request through the hub costs with no worker.
-    if "hub only".contains(worker_filter) {
+    // The floors: one loopback hop to an idle peer, and a request through
+    // the hub with no worker behind it.
+    let trips = if "hub only".contains(worker_filter) && "hello".contains(case_filter) {
+        let idle = loopback_round_trips(Duration::from_micros(200), 5_000);
+        let busy = loopback_round_trips(Duration::ZERO, 5_000);
+        Some((idle, busy))
+    } else {
+        None
+    };
+    if "hub only".contains(worker_filter) && "hello".contains(case_filter) {
         for concurrency in [1, 64] {
             let floor = Case {
                 node: "-",
@@ -110,10 +120,9 @@ fn main() {
                 inputs: json!(null),
                 concurrency,
             };
-            if floor.label.contains(case_filter) || "hello".contains(case_filter) {
-                let measured = measure_hub_only(&hub.url, &token, concurrency, seconds);
-                record("hub only (no worker)", &floor, measured);
-            }
+            let pids = [hub.service.pid()];
+            let measured = measure_hub_only(&hub.url, &token, concurrency, seconds, &pids);
+            record("hub only (no worker)", &floor, measured);
         }
     }
     for (worker, cases, guests, extra) in [
@@ -130,6 +139,7 @@ fn main() {
         }
         let process = start_worker(&hub.url, &token, guests, extra);
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
+        let pids = [hub.service.pid(), process.pid()];
         for case in cases {
             let measured = measure(
                 &hub.url,
@@ -138,6 +148,7 @@ fn main() {
                 &case.inputs,
                 case.concurrency,
                 seconds,
+                &pids,
             );
             record(worker, case, measured);
         }
@@ -152,6 +163,7 @@ fn main() {
         }
         let process = python_worker(&hub, &token, script);
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
+        let pids = [hub.service.pid(), process.pid()];
         for case in cases {
             let measured = measure(
                 &hub.url,
@@ -160,17 +172,44 @@ fn main() {
                 &case.inputs,
                 case.concurrency,
                 seconds,
+                &pids,
             );
             record("hurozo 0.1.1 (Python)", case, measured);
         }
         drop(process);
     }
 
-    println!("| worker | node | concurrency | events/s | p50 | p99 | errors |");
-    println!("|---|---|---|---|---|---|---|");
+    if let Some((idle, busy)) = trips {
+        println!("| loopback TCP round trip (100 bytes, echo process) | p50 | p99 |");
+        println!("|---|---|---|");
+        for (label, trips) in [
+            ("peer idle 200 µs before each", idle),
+            ("back to back", busy),
+        ] {
+            println!(
+                "| {label} | {:.1?} | {:.1?} |",
+                percentile(&trips, 0.50),
+                percentile(&trips, 0.99)
+            );
+        }
+        println!();
+    }
+    println!(
+        "| worker | node | concurrency | events/s | p50 | p99 | errors | CPU per event: hub / worker / load generator |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for (worker, label, concurrency, measured) in &rows {
+        let cpu: Vec<String> = measured
+            .cpu_per_event()
+            .iter()
+            .map(|cpu| format!("{:.0} µs", cpu.as_secs_f64() * 1e6))
+            .collect();
+        let cpu = match cpu.as_slice() {
+            [hub, loader] => format!("{hub} / - / {loader}"),
+            all => all.join(" / "),
+        };
         println!(
-            "| {worker} | {label} | {concurrency} | {:.0} | {:.1?} | {:.1?} | {} |",
+            "| {worker} | {label} | {concurrency} | {:.0} | {:.1?} | {:.1?} | {} | {cpu} |",
             measured.per_second(),
             measured.percentile(0.50),
             measured.percentile(0.99),

@@ -78,7 +78,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     let (mut alone, mut flooded) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let quiet = measure(&hub.url, &alice, "hello", &hello, 1, seconds);
+        let quiet = measure(&hub.url, &alice, "hello", &hello, 1, seconds, &[]);
         row(&format!("alone (round {round})"), &quiet);
         alone.push(quiet);
 
@@ -87,12 +87,12 @@ fn main() {
             let (url, token, stop) = (hub.url.clone(), mallory.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    measure(&url, &token, "spin-loop", &json!({}), 64, 1.0);
+                    measure(&url, &token, "spin-loop", &json!({}), 64, 1.0, &[]);
                 }
             })
         };
         std::thread::sleep(Duration::from_secs(2));
-        let loaded = measure(&hub.url, &alice, "hello", &hello, 1, seconds);
+        let loaded = measure(&hub.url, &alice, "hello", &hello, 1, seconds, &[]);
         row(
             &format!("while mallory floods endless loops (round {round})"),
             &loaded,

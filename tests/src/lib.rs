@@ -425,6 +425,77 @@ pub mod load {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
+    /// Where [`loopback_round_trips`] tells the copy of the program it starts
+    /// to connect and echo.
+    const ECHO_PEER: &str = "NODE_HOST_BENCH_ECHO_PEER";
+
+    /// In a copy of the program started by [`loopback_round_trips`]: echoes
+    /// every 100-byte message back, then exits. Call it first in `main`.
+    pub fn echo_if_asked() {
+        use std::io::{Read, Write};
+        let Some(address) = std::env::var_os(ECHO_PEER) else {
+            return;
+        };
+        let mut peer = std::net::TcpStream::connect(address.to_str().unwrap()).unwrap();
+        peer.set_nodelay(true).unwrap();
+        let mut message = [0u8; 100];
+        while peer.read_exact(&mut message).is_ok() {
+            peer.write_all(&message).unwrap();
+        }
+        std::process::exit(0);
+    }
+
+    /// Round trips of a 100-byte message over loopback TCP to another
+    /// process that echoes it (a copy of this program: see
+    /// [`echo_if_asked`]), `pause` apart, sorted. The floor of one
+    /// request/reply hop between processes when the peer has been idle for
+    /// `pause`.
+    pub fn loopback_round_trips(pause: Duration, count: usize) -> Vec<Duration> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut echo = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(ECHO_PEER, listener.local_addr().unwrap().to_string())
+            .spawn()
+            .expect("starting the echo process");
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.set_nodelay(true).unwrap();
+        let mut message = [0u8; 100];
+        let mut trips: Vec<Duration> = (0..count)
+            .map(|_| {
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+                let started = Instant::now();
+                peer.write_all(&message).unwrap();
+                peer.read_exact(&mut message).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        drop(peer);
+        echo.wait().unwrap();
+        trips.sort();
+        trips
+    }
+
+    /// The value at quantile `p` (0 to 1) of `sorted`.
+    pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+    }
+
+    /// CPU time (user + system) process `pid` has used so far, from
+    /// `/proc/PID/stat` (Linux), in the kernel's 10 ms ticks (USER_HZ 100).
+    pub fn cpu_time(pid: u32) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|err| panic!("reading /proc/{pid}/stat: {err}"));
+        // Fields after the command name, which is in parentheses: state is
+        // the first, utime the 12th and stime the 13th.
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 1..]
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
     /// What a load run measured.
     pub struct Measured {
         /// Successful events while recording.
@@ -435,6 +506,9 @@ pub mod load {
         pub elapsed: Duration,
         /// Latencies of the successful events, sorted.
         pub latencies: Vec<Duration>,
+        /// CPU time each watched process used while recording, in the
+        /// order given, then the load generator's own.
+        pub cpu: Vec<Duration>,
     }
 
     impl Measured {
@@ -443,16 +517,23 @@ pub mod load {
             self.events as f64 / self.elapsed.as_secs_f64()
         }
 
+        /// CPU time per successful event of each watched process, then of
+        /// the load generator.
+        pub fn cpu_per_event(&self) -> Vec<Duration> {
+            let events = self.events.max(1) as u32;
+            self.cpu.iter().map(|cpu| *cpu / events).collect()
+        }
+
         /// The latency at quantile `p` (0 to 1).
         pub fn percentile(&self, p: f64) -> Duration {
-            let index = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
-            self.latencies[index]
+            percentile(&self.latencies, p)
         }
     }
 
     /// Calls `POST {hub}/api/remote_nodes/{node}/execute` with `inputs` from
     /// `concurrency` callers in a loop for `seconds` (after a warm-up of a
-    /// fifth of that, at least 0.5 s), recording each call's latency.
+    /// fifth of that, at least 0.5 s), recording each call's latency and
+    /// the CPU time the processes `watch` use meanwhile.
     pub fn measure(
         hub: &str,
         token: &str,
@@ -460,11 +541,12 @@ pub mod load {
         inputs: &serde_json::Value,
         concurrency: usize,
         seconds: f64,
+        watch: &[u32],
     ) -> Measured {
         let url = format!("{hub}/api/remote_nodes/{node}/execute");
         let body = serde_json::json!({ "inputs": inputs }).to_string();
         let token = token.to_owned();
-        measure_requests(concurrency, seconds, move |client| {
+        measure_requests(concurrency, seconds, watch, move |client| {
             client
                 .post(&url)
                 .bearer_auth(&token)
@@ -476,10 +558,16 @@ pub mod load {
     /// The floor under [`measure`]: `GET {hub}/api/remote_nodes` (the
     /// token checked, the account's nodes listed, no worker involved) from
     /// the same load generator.
-    pub fn measure_hub_only(hub: &str, token: &str, concurrency: usize, seconds: f64) -> Measured {
+    pub fn measure_hub_only(
+        hub: &str,
+        token: &str,
+        concurrency: usize,
+        seconds: f64,
+        watch: &[u32],
+    ) -> Measured {
         let url = format!("{hub}/api/remote_nodes");
         let token = token.to_owned();
-        measure_requests(concurrency, seconds, move |client| {
+        measure_requests(concurrency, seconds, watch, move |client| {
             client.get(&url).bearer_auth(&token)
         })
     }
@@ -489,6 +577,7 @@ pub mod load {
     fn measure_requests(
         concurrency: usize,
         seconds: f64,
+        watch: &[u32],
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static,
     ) -> Measured {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -535,12 +624,21 @@ pub mod load {
                     })
                 })
                 .collect();
+            let mut watched = watch.to_vec();
+            watched.push(std::process::id());
+            let cpu = || watched.iter().map(|&pid| cpu_time(pid)).collect::<Vec<_>>();
             tokio::time::sleep(warm_up).await;
             recording.store(true, Ordering::Relaxed);
+            let cpu_before = cpu();
             let started = Instant::now();
             tokio::time::sleep(run_for).await;
             recording.store(false, Ordering::Relaxed);
             let elapsed = started.elapsed();
+            let cpu = cpu()
+                .into_iter()
+                .zip(cpu_before)
+                .map(|(after, before)| after.saturating_sub(before))
+                .collect();
             stop.store(true, Ordering::Relaxed);
             let mut latencies = Vec::new();
             let mut errors = 0;
@@ -555,6 +653,7 @@ pub mod load {
                 errors,
                 elapsed,
                 latencies,
+                cpu,
             }
         })
     }
