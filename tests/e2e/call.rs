@@ -80,10 +80,17 @@ fn deadline_names_the_code_and_what_to_do() {
         "9000000000000000000",
         "--timeout",
         "200ms",
+        "--logs",
     ]));
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(out.stderr.contains("deadline"), "{}", out.stderr);
     assert!(out.stderr.contains("--timeout"), "{}", out.stderr);
+    // The fuel count of a loop stopped by the deadline is a lower bound.
+    assert!(
+        out.stderr.contains("fuel used: at least "),
+        "{}",
+        out.stderr
+    );
     assert!(out.stdout.is_empty());
 }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::args::{LimitArgs, parse_backend, parse_input};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component};
 use crate::sandbox::value::{self, NamedValue};
-use crate::sandbox::{Outcome, Sandbox};
+use crate::sandbox::{ErrorCode, Outcome, Sandbox};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -174,9 +174,17 @@ fn print_logs(outcome: &Outcome) {
             eprintln!("{name}: (truncated at the capture cap)");
         }
     }
+    // Compiled code counts fuel in a register and stores it only at calls
+    // and returns, and the deadline can stop it between two stores.
+    let fuel = match &outcome.result {
+        Err(failure) if failure.code == ErrorCode::Deadline => format!(
+            "at least {} (the deadline stopped the event before its last count)",
+            outcome.fuel_used
+        ),
+        _ => outcome.fuel_used.to_string(),
+    };
     eprintln!(
-        "fuel used: {}, duration: {:.3} ms",
-        outcome.fuel_used,
+        "fuel used: {fuel}, duration: {:.3} ms",
         outcome.duration.as_secs_f64() * 1e3
     );
 }
