@@ -15,6 +15,7 @@ mod bindings;
 pub(crate) mod cache;
 mod capture;
 mod engine;
+mod event_threads;
 mod limits;
 mod load;
 mod node;

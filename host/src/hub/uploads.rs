@@ -342,9 +342,9 @@ fn account_limits(state: &HubState, account: i64) -> Result<AccountLimits, Failu
 /// Runs one event of a hosted node under the account's limits: waits for a
 /// place in the account's lane (or is refused with 429), then sends the
 /// event to a hosted worker that has the component ready, or else runs it
-/// in a fresh sandbox on a thread of its own, which ends with the event (a
-/// long event lowers its thread's priority for good). The reply has the
-/// same shape a remote worker's would.
+/// in a fresh sandbox on an event thread no other event is using (a long
+/// event lowers its thread's priority for good, and the thread ends with
+/// it). The reply has the same shape a remote worker's would.
 pub(super) async fn execute_hosted(
     state: &Arc<HubState>,
     account: i64,
@@ -375,7 +375,7 @@ pub(super) async fn execute_hosted(
     let logged = state.clone();
     let spawned =
         node.component
-            .execute_on_own_thread(inputs, secrets, limits.event, move |outcome| {
+            .execute_on_event_thread(inputs, secrets, limits.event, move |outcome| {
                 drop(permit);
                 let reply = Reply::to_event(&event, &outcome);
                 let logs = EventLogs::of(&outcome);

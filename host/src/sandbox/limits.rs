@@ -44,7 +44,8 @@ pub struct Limits {
     /// After this much wall-clock time, the thread running the event drops
     /// to the lowest CPU priority for the rest of it, so long events cannot
     /// delay short ones. The priority cannot be raised again: the caller
-    /// must run such an event on a thread of its own that ends with it.
+    /// must run such an event on a thread no other event uses and that
+    /// ends with it if lowered (`NodeComponent::execute_on_event_thread`).
     /// `None` (the default) never lowers it.
     pub demote_after: Option<Duration>,
 }

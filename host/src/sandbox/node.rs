@@ -82,10 +82,12 @@ impl NodeComponent {
         self.execute_then(inputs, secrets, limits, |outcome| outcome)
     }
 
-    /// [`execute_then`](Self::execute_then) on a new thread that ends with
-    /// the event, as [`Limits::demote_after`] requires; `deliver` runs on
-    /// that thread. Fails only if the thread cannot start.
-    pub fn execute_on_own_thread(
+    /// [`execute_then`](Self::execute_then) on an event thread, as
+    /// [`Limits::demote_after`] requires: a thread that no other event is
+    /// using, which ends after the event if the event lowered its priority
+    /// and else waits for the next one. `deliver` runs on that thread.
+    /// Fails only if a needed thread cannot start.
+    pub fn execute_on_event_thread(
         self: &Arc<Self>,
         inputs: Vec<NamedValue>,
         secrets: HashMap<String, String>,
@@ -93,10 +95,9 @@ impl NodeComponent {
         deliver: impl FnOnce(Outcome) + Send + 'static,
     ) -> std::io::Result<()> {
         let node = self.clone();
-        std::thread::Builder::new()
-            .name("node-host-event".into())
-            .spawn(move || node.execute_then(inputs, &secrets, &limits, deliver))
-            .map(drop)
+        super::event_threads::run(move || {
+            node.execute_then(inputs, &secrets, &limits, deliver);
+        })
     }
 
     /// [`execute`](Self::execute), handing the outcome to `deliver` before

@@ -13,10 +13,22 @@
 /// lowest priority.
 pub const DEMOTED_NICE: i32 = 19;
 
+thread_local! {
+    /// Whether [`lower_this_thread`] ran on this thread.
+    static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether [`lower_this_thread`] ran on the calling thread (whatever it
+/// achieved): such a thread must not run another event.
+pub fn this_thread_is_lowered() -> bool {
+    LOWERED.get()
+}
+
 /// Moves the calling thread to `SCHED_IDLE`, or else to [`DEMOTED_NICE`].
 /// Best effort: on other systems, or if both calls fail, the thread keeps
 /// its priority.
 pub fn lower_this_thread() {
+    LOWERED.set(true);
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
@@ -72,5 +84,14 @@ mod tests {
             "neither idle nor nice 19: {lowered:?}"
         );
         assert_eq!((this_thread_nice(), this_thread_policy()), (nice, policy));
+        assert!(!this_thread_is_lowered());
+        assert!(
+            std::thread::spawn(|| {
+                lower_this_thread();
+                this_thread_is_lowered()
+            })
+            .join()
+            .unwrap()
+        );
     }
 }

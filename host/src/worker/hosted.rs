@@ -5,9 +5,9 @@
 //! component the hub names it fetches the bytes, checks their sha256,
 //! compiles them (through the compile cache) and only then tells the hub it
 //! is ready, so nothing compiles on an event's path. Each event runs in a
-//! fresh sandbox under the limits the event carries, on a thread of its own
-//! (a long event drops to the lowest CPU priority), at most `concurrency`
-//! at once; more wait here, and the hub bounds how many it sends.
+//! fresh sandbox under the limits the event carries, on an event thread no
+//! other event is using (a long event drops to the lowest CPU priority, and
+//! its thread ends with it), at most `concurrency` at once; more wait here, and the hub bounds how many it sends.
 //!
 //! It refuses components whose bytes do not hash to what was asked, and
 //! treats only a refused token at start-up as fatal: a lost hub is retried
@@ -327,7 +327,7 @@ impl HostedWorker {
         });
     }
 
-    /// Runs one event on a thread of its own once a slot is free; its reply
+    /// Runs one event on an event thread once a slot is free; its reply
     /// goes to `out`.
     fn start(&self, event: HostedEvent, out: mpsc::UnboundedSender<Outgoing>) {
         let shared = self.shared.clone();
@@ -364,7 +364,7 @@ impl HostedWorker {
             let inputs = inputs_from_json(event.inputs);
             let metrics = shared.metrics.clone();
             let reply_on_failure = reply_to.clone();
-            let spawned = node.execute_on_own_thread(
+            let spawned = node.execute_on_event_thread(
                 inputs,
                 event.secrets,
                 event.limits.to_limits(),
