@@ -7,7 +7,8 @@
 //! is ready, so nothing compiles on an event's path. Each event runs in a
 //! fresh sandbox under the limits the event carries, on an event thread no
 //! other event is using (a long event drops to the lowest CPU priority, and
-//! its thread ends with it), at most `concurrency` at once; more wait here, and the hub bounds how many it sends.
+//! its thread ends with it), at most `concurrency` at once; more wait here,
+//! and the hub bounds how many it sends.
 //!
 //! It refuses components whose bytes do not hash to what was asked, and
 //! treats only a refused token at start-up as fatal: a lost hub is retried
