@@ -43,6 +43,8 @@ fn pooled(rounds: &[Measured]) -> Measured {
         errors: rounds.iter().map(|round| round.errors).sum(),
         elapsed: rounds.iter().map(|round| round.elapsed).sum(),
         latencies,
+        // This bench watches no process's CPU time.
+        cpu: Vec::new(),
     }
 }
 
