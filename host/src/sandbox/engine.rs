@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -237,16 +237,27 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
     wasm
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
+/// Advances the engine's epoch once per [`EPOCH_TICK`] of wall-clock time
+/// until the engine is gone. A busy or throttled machine wakes the ticker
+/// late (by tens of milliseconds on the build machine); it then makes up the
+/// ticks it missed, so lateness does not add up from tick to tick.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("node-host-epoch".into())
         .spawn(move || {
+            let started = Instant::now();
+            let tick = EPOCH_TICK.as_nanos() as u64;
+            let mut ticks = 0u64;
             while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
+                let due = started.elapsed().as_nanos() as u64 / tick + 1;
+                while ticks < due {
+                    engine.increment_epoch();
+                    ticks += 1;
+                }
                 drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+                let next = started + Duration::from_nanos(ticks * tick);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
         })
         .expect("spawning the epoch ticker thread");

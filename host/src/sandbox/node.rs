@@ -309,37 +309,43 @@ pub(crate) fn new_store(
             .expect("fuel metering is enabled on this engine");
     }
     if sandbox.config.epochs {
-        let deadline = deadline_ticks(limits.timeout);
-        match limits.demote_after.map(deadline_ticks) {
-            Some(demote) if demote < deadline => {
-                // Two stops: at `demote` lower the priority and go on, at
-                // the deadline interrupt.
-                store.set_epoch_deadline(demote);
-                let mut demoted = false;
-                store.epoch_deadline_callback(move |_| {
-                    if demoted {
-                        return Ok(UpdateDeadline::Interrupt);
-                    }
-                    demoted = true;
-                    super::priority::lower_this_thread();
-                    Ok(UpdateDeadline::Continue(deadline - demote))
-                });
+        // Ticks only say when to look at the clock: the decisions are made
+        // on wall-clock time, so a tick that comes early (the first one may
+        // come at any moment) or a burst of late ones never cuts an event
+        // short, and a late ticker delays a stop by its lateness alone.
+        let started = Instant::now();
+        // A century stands for "no deadline" without overflowing `Instant`.
+        let timeout = limits
+            .timeout
+            .min(Duration::from_secs(100 * 365 * 24 * 3600));
+        let ends = started + timeout;
+        let mut demote_at = limits
+            .demote_after
+            .filter(|demote| *demote < timeout)
+            .map(|demote| started + demote);
+        store.set_epoch_deadline(ticks_within(demote_at.unwrap_or(ends) - started));
+        store.epoch_deadline_callback(move |_| {
+            let now = Instant::now();
+            if demote_at.is_some_and(|at| now >= at) {
+                demote_at = None;
+                super::priority::lower_this_thread();
             }
-            _ => {
-                store.set_epoch_deadline(deadline);
-                store.epoch_deadline_trap();
+            if now >= ends {
+                return Ok(UpdateDeadline::Interrupt);
             }
-        }
+            Ok(UpdateDeadline::Continue(ticks_within(
+                demote_at.unwrap_or(ends) - now,
+            )))
+        });
     }
     store
 }
 
-/// Epoch ticks for a timeout: rounded up, plus one because the first tick
-/// may come at any moment after the deadline is set. The guest is stopped
-/// after at least `timeout` and at most one tick later.
-fn deadline_ticks(timeout: Duration) -> u64 {
+/// Epoch ticks after which at least `span` may have passed: `span` rounded
+/// up to whole ticks, at least one.
+fn ticks_within(span: Duration) -> u64 {
     let tick = EPOCH_TICK.as_nanos();
-    (timeout.as_nanos().div_ceil(tick) as u64).max(1) + 1
+    (span.as_nanos().div_ceil(tick) as u64).max(1)
 }
 
 /// Maps a failed instantiate or call to an error code: by the trap wasmtime
@@ -392,10 +398,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deadline_rounds_up_and_adds_a_tick() {
-        assert_eq!(deadline_ticks(Duration::ZERO), 2);
-        assert_eq!(deadline_ticks(EPOCH_TICK), 2);
-        assert_eq!(deadline_ticks(EPOCH_TICK + Duration::from_nanos(1)), 3);
-        assert_eq!(deadline_ticks(Duration::from_secs(1)), 101);
+    fn spans_round_up_to_whole_ticks() {
+        assert_eq!(ticks_within(Duration::ZERO), 1);
+        assert_eq!(ticks_within(EPOCH_TICK), 1);
+        assert_eq!(ticks_within(EPOCH_TICK + Duration::from_nanos(1)), 2);
+        assert_eq!(ticks_within(Duration::from_secs(1)), 100);
     }
 }
