@@ -105,14 +105,13 @@ fn main() {
 
     // The floors: one loopback hop to an idle peer, and a request through
     // the hub with no worker behind it.
-    let trips = if "hub only".contains(worker_filter) && "hello".contains(case_filter) {
+    let floors = "hub only".contains(worker_filter) && "hello".contains(case_filter);
+    let trips = floors.then(|| {
         let idle = loopback_round_trips(Duration::from_micros(200), 5_000);
         let busy = loopback_round_trips(Duration::ZERO, 5_000);
-        Some((idle, busy))
-    } else {
-        None
-    };
-    if "hub only".contains(worker_filter) && "hello".contains(case_filter) {
+        (idle, busy)
+    });
+    if floors {
         for concurrency in [1, 64] {
             let floor = Case {
                 node: "-",
@@ -125,19 +124,8 @@ fn main() {
             record("hub only (no worker)", &floor, measured);
         }
     }
-    for (worker, cases, guests, extra) in [
-        ("node-host", &hello_cases[..], &["hello"][..], &[][..]),
-        (
-            "node-host",
-            &work_cases[..],
-            &["work"][..],
-            &["--concurrency", work_concurrency][..],
-        ),
-    ] {
-        if cases.is_empty() || !"node-host".contains(worker_filter) {
-            continue;
-        }
-        let process = start_worker(&hub.url, &token, guests, extra);
+    // Measures `cases` against the worker `process`, which serves them.
+    let mut measure_cases = |worker: &str, process: Service, cases: &[Case]| {
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
         let pids = [hub.service.pid(), process.pid()];
         for case in cases {
@@ -152,7 +140,20 @@ fn main() {
             );
             record(worker, case, measured);
         }
-        drop(process);
+    };
+    for (cases, guests, extra) in [
+        (&hello_cases[..], &["hello"][..], &[][..]),
+        (
+            &work_cases[..],
+            &["work"][..],
+            &["--concurrency", work_concurrency][..],
+        ),
+    ] {
+        if cases.is_empty() || !"node-host".contains(worker_filter) {
+            continue;
+        }
+        let process = start_worker(&hub.url, &token, guests, extra);
+        measure_cases("node-host", process, cases);
     }
     for (cases, script) in [
         (&hello_cases[..], "hello_node.py"),
@@ -162,21 +163,7 @@ fn main() {
             continue;
         }
         let process = python_worker(&hub, &token, script);
-        ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
-        let pids = [hub.service.pid(), process.pid()];
-        for case in cases {
-            let measured = measure(
-                &hub.url,
-                &token,
-                case.node,
-                &case.inputs,
-                case.concurrency,
-                seconds,
-                &pids,
-            );
-            record("hurozo 0.1.1 (Python)", case, measured);
-        }
-        drop(process);
+        measure_cases("hurozo 0.1.1 (Python)", process, cases);
     }
 
     if let Some((idle, busy)) = trips {
