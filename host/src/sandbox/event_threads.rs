@@ -11,7 +11,7 @@
 //! [`Limits::demote_after`]: super::Limits::demote_after
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
 /// How long a thread waits for another event before it ends.
@@ -33,34 +33,39 @@ struct State {
     jobs: VecDeque<Job>,
 }
 
-static POOL: LazyLock<Pool> = LazyLock::new(Pool::default);
+/// The process's event threads.
+static POOL: LazyLock<Arc<Pool>> = LazyLock::new(Arc::default);
 
 /// Runs `job` on a waiting event thread, or on a new one when none waits.
 /// Fails only if a needed thread cannot start.
 pub fn run(job: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    let job: Job = Box::new(job);
+    run_in(&POOL, Box::new(job))
+}
+
+fn run_in(pool: &Arc<Pool>, job: Job) -> std::io::Result<()> {
     {
-        let mut state = POOL.state.lock().expect("event thread pool lock");
+        let mut state = pool.state.lock().expect("event thread pool lock");
         // A waiting thread leaves only when no job is queued, so each queued
         // job has a thread of its own to run it.
         if state.waiting > state.jobs.len() {
             state.jobs.push_back(job);
-            POOL.job_ready.notify_one();
+            pool.job_ready.notify_one();
             return Ok(());
         }
     }
+    let pool = pool.clone();
     std::thread::Builder::new()
         .name("node-host-event".into())
-        .spawn(move || serve(job))
+        .spawn(move || serve(&pool, job))
         .map(drop)
 }
 
 /// Runs `first`, then further jobs for as long as the thread's priority is
 /// untouched and jobs come within [`IDLE_FOR`].
-fn serve(first: Job) {
+fn serve(pool: &Pool, first: Job) {
     first();
     while !super::priority::this_thread_is_lowered() {
-        let Some(job) = next_job() else {
+        let Some(job) = next_job(pool) else {
             return;
         };
         job();
@@ -68,8 +73,8 @@ fn serve(first: Job) {
 }
 
 /// The next job, or `None` after [`IDLE_FOR`] without one.
-fn next_job() -> Option<Job> {
-    let mut state = POOL.state.lock().expect("event thread pool lock");
+fn next_job(pool: &Pool) -> Option<Job> {
+    let mut state = pool.state.lock().expect("event thread pool lock");
     state.waiting += 1;
     let mut waited = Duration::ZERO;
     loop {
@@ -82,7 +87,7 @@ fn next_job() -> Option<Job> {
             return None;
         }
         let started = std::time::Instant::now();
-        state = POOL
+        state = pool
             .job_ready
             .wait_timeout(state, IDLE_FOR - waited)
             .expect("event thread pool lock")
@@ -96,50 +101,62 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    fn thread_id_of_a_job() -> std::thread::ThreadId {
+    /// Runs `job` on `pool` and returns the id of the thread that ran it.
+    fn thread_of(pool: &Arc<Pool>, job: impl FnOnce() + Send + 'static) -> std::thread::ThreadId {
         let (sender, receiver) = mpsc::channel();
-        run(move || sender.send(std::thread::current().id()).unwrap()).unwrap();
+        run_in(
+            pool,
+            Box::new(move || {
+                job();
+                sender.send(std::thread::current().id()).unwrap();
+            }),
+        )
+        .unwrap();
         receiver.recv_timeout(Duration::from_secs(10)).unwrap()
     }
 
-    fn wait_until_a_thread_waits() {
-        for _ in 0..1_000 {
-            if POOL.state.lock().unwrap().waiting > 0 {
+    /// Waits until `waiting` threads of `pool` wait for a job.
+    fn wait_for_waiting(pool: &Pool, waiting: usize) {
+        for _ in 0..10_000 {
+            if pool.state.lock().unwrap().waiting == waiting {
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        panic!("no event thread came back to wait");
+        panic!("not {waiting} waiting event threads");
     }
 
-    // One test, because the pool is shared by the whole test binary.
     #[test]
     fn threads_are_reused_until_their_priority_is_lowered() {
-        let first = thread_id_of_a_job();
-        wait_until_a_thread_waits();
-        let second = thread_id_of_a_job();
+        // A pool of its own: the process's pool is shared with other tests.
+        let pool = Arc::new(Pool::default());
+        let first = thread_of(&pool, || {});
+        wait_for_waiting(&pool, 1);
+        let second = thread_of(&pool, || {});
         assert_eq!(first, second, "a waiting thread runs the next job");
 
-        let (sender, receiver) = mpsc::channel();
-        run(move || {
-            super::super::priority::lower_this_thread();
-            sender.send(std::thread::current().id()).unwrap();
-        })
-        .unwrap();
-        let lowered = receiver.recv_timeout(Duration::from_secs(10)).unwrap();
+        wait_for_waiting(&pool, 1);
+        let lowered = thread_of(&pool, super::super::priority::lower_this_thread);
         assert_eq!(lowered, second, "the waiting thread took it");
-        let after = thread_id_of_a_job();
+        wait_for_waiting(&pool, 0);
+        let after = thread_of(&pool, || {});
         assert_ne!(after, lowered, "a lowered thread runs no further event");
+    }
 
-        // Jobs that come together each get a thread and all run.
+    #[test]
+    fn jobs_that_come_together_each_get_a_thread() {
+        let pool = Arc::new(Pool::default());
         let (sender, receiver) = mpsc::channel();
-        let gate = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let gate = Arc::new(std::sync::Barrier::new(8));
         for _ in 0..8 {
             let (sender, gate) = (sender.clone(), gate.clone());
-            run(move || {
-                gate.wait();
-                sender.send(()).unwrap();
-            })
+            run_in(
+                &pool,
+                Box::new(move || {
+                    gate.wait();
+                    sender.send(()).unwrap();
+                }),
+            )
             .unwrap();
         }
         for _ in 0..8 {
