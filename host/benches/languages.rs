@@ -3,13 +3,14 @@
 //! run; then what the instantiation knobs give each guest.
 //!
 //! Run: `guest-examples/build && cargo bench -p node-host --bench languages`
-//! (`-- --quick` runs fewer events). Prints Markdown tables.
+//! (`-- --quick` runs fewer events, `--guest NAME` one guest, `--no-knobs`
+//! leaves out the knob table). Prints Markdown tables.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use node_host::sandbox::bench_support::{
-    Phases, guest_example_bytes, no_secrets, percentile, phases,
+    Phases, ReusedInstance, guest_example_bytes, no_secrets, percentile, phases,
 };
 use node_host::sandbox::{Limits, NamedValue, NodeComponent, Sandbox, SandboxConfig, Value};
 
@@ -106,9 +107,17 @@ fn main() {
         loaded.push((name, bytes));
     }
 
-    println!("\nInstantiation knobs (event p50 / p99, µs):\n");
-    let knobs: [(&str, Tune); 6] = [
-        ("default (PAGEMAP_SCAN, keep 64 MiB)", |_| {}),
+    // `--no-knobs` leaves out the knob table (for iterating on a guest).
+    let knobs_wanted = !std::env::args().any(|arg| arg == "--no-knobs");
+    if knobs_wanted {
+        println!("\nInstantiation knobs (event p50 / p99, µs):\n");
+    }
+    let knobs: [(&str, Tune); 7] = [
+        (
+            "default (PAGEMAP_SCAN, keep 64 MiB, pre-initialized)",
+            |_| {},
+        ),
+        ("not pre-initialized", |config| config.preinitialize = false),
         ("keep 16 MiB", |config| {
             config.memory_keep_resident = 16 << 20
         }),
@@ -131,8 +140,10 @@ fn main() {
         header.push_str(&format!(" {label} |"));
         rule.push_str("---:|");
     }
-    println!("{header}\n{rule}");
-    for (name, bytes) in &loaded {
+    if knobs_wanted {
+        println!("{header}\n{rule}");
+    }
+    for (name, bytes) in loaded.iter().filter(|_| knobs_wanted) {
         let mut row = format!("| `{name}` |");
         for (_, tune) in knobs {
             let node = sandbox(&cache, tune).load(bytes).expect("load");
@@ -143,8 +154,8 @@ fn main() {
     }
 
     println!("\nPhases of a fresh event, p50 (µs):\n");
-    println!("| guest | store + WASI | instantiate | call | drop |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| guest | store + WASI | instantiate | call | drop | call, reused instance |");
+    println!("|---|---:|---:|---:|---:|---:|");
     let inputs = vec![NamedValue {
         name: "name".into(),
         value: Value::Text("Ada".into()),
@@ -160,12 +171,26 @@ fn main() {
             all.sort_by_key(pick);
             micros(pick(&all[all.len() / 2]))
         };
-        println!(
-            "| `{name}` | {:.1} | {:.1} | {:.1} | {:.1} |",
+        let (store, instantiate, call, drop) = (
             p50(|p| p.store),
             p50(|p| p.instantiate),
             p50(|p| p.call),
-            p50(|p| p.drop)
+            p50(|p| p.drop),
+        );
+        // The same call on one instance kept across calls: what a fresh
+        // instance costs the call itself (cold caches, first-touch pages).
+        let mut reused = ReusedInstance::new(&node);
+        let mut calls: Vec<Duration> = (0..iterations / 5)
+            .map(|_| {
+                let started = Instant::now();
+                reused.call(&inputs);
+                started.elapsed()
+            })
+            .collect();
+        calls.sort();
+        println!(
+            "| `{name}` | {store:.1} | {instantiate:.1} | {call:.1} | {drop:.1} | {:.1} |",
+            micros(percentile(&calls, 0.5))
         );
     }
     if kept_cache.is_none() {

@@ -36,6 +36,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::sandbox::SandboxConfig;
 pub use api::router;
 use hosted::{Hosted, HostedNode};
 use registry::Registry;
@@ -62,9 +63,9 @@ pub struct HubConfig {
     /// a proxy (e.g. `wss://hub.example.com/ws`). By default it is built
     /// from the `Host` header of the registration request.
     pub public_ws_url: Option<String>,
-    /// Uploaded nodes' instances come from the pooling allocator (false:
-    /// on demand, for components too big for a pool slot).
-    pub pooling: bool,
+    /// How uploaded nodes' sandbox is set up (pooling, pre-initialization);
+    /// its compile cache is always the hub's own, under `data_dir`.
+    pub sandbox: SandboxConfig,
 }
 
 /// The hub's shared state, behind an `Arc` in every request.
@@ -112,7 +113,7 @@ impl HubState {
         let mut store = Store::open(config.data_dir.as_deref())?;
         let signer = WsTokenSigner::new(store.signing_key()?);
         let hosted =
-            Hosted::open(config.data_dir.as_deref(), config.pooling).map_err(|source| {
+            Hosted::open(config.data_dir.as_deref(), config.sandbox.clone()).map_err(|source| {
                 StoreError::DataDir {
                     path: config.data_dir.clone().unwrap_or_default(),
                     source,

@@ -20,6 +20,7 @@ mod limits;
 mod load;
 mod node;
 mod outcome;
+mod preinit;
 mod priority;
 pub mod value;
 

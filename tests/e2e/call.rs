@@ -153,6 +153,24 @@ fn secrets_reach_only_a_node_that_declares_them() {
 }
 
 #[test]
+fn nodes_are_pre_initialized_unless_no_preinit_is_given() {
+    let out = run(node_host().arg("call").arg(guest("first-call")));
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    assert_eq!(out.json(), json!({"info-calls": 1, "execute-calls": 0}));
+    let by_flag = run(node_host()
+        .args(["call", "--no-preinit"])
+        .arg(guest("first-call")));
+    let by_env = run(node_host()
+        .env("NODE_HOST_NO_PREINIT", "1")
+        .arg("call")
+        .arg(guest("first-call")));
+    for out in [by_flag, by_env] {
+        assert_eq!(out.code, Some(0), "{out:#?}");
+        assert_eq!(out.json(), json!({"info-calls": 0, "execute-calls": 0}));
+    }
+}
+
+#[test]
 fn logs_flag_shows_captured_output() {
     let out = run(node_host()
         .arg("call")

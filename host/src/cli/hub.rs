@@ -13,6 +13,7 @@ use super::args::{parse_duration, parse_size};
 use crate::hub::hosted::AccountLimits;
 use crate::hub::store::{LimitSettings, Store};
 use crate::hub::{self, HubConfig, HubState};
+use crate::sandbox::SandboxConfig;
 
 #[derive(Debug, Args)]
 #[command(
@@ -165,7 +166,7 @@ enum TokenAction {
     },
 }
 
-pub(super) fn run(args: &HubArgs, pooling: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
     match &args.action {
         Some(HubAction::Token(TokenAction::Create {
             account,
@@ -194,7 +195,7 @@ pub(super) fn run(args: &HubArgs, pooling: bool) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        None => serve(args, pooling),
+        None => serve(args, sandbox),
     }
 }
 
@@ -238,12 +239,12 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(args: &HubArgs, pooling: bool) -> anyhow::Result<ExitCode> {
+fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
     let dir = args.data.dir()?;
     let state = HubState::open(&HubConfig {
         data_dir: Some(dir.clone()),
         public_ws_url: args.public_ws_url.clone(),
-        pooling,
+        sandbox,
     })?;
     let restored = state.restored();
     if restored.cached + restored.compiled > 0 {

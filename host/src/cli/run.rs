@@ -13,7 +13,7 @@ use tokio::sync::{oneshot, watch};
 use super::args::{LimitArgs, parse_backend, parse_duration, token_from_env};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component, wait_for_signal};
 use crate::hub::{self, HubConfig, HubState};
-use crate::sandbox::{NodeComponent, Sandbox};
+use crate::sandbox::{NodeComponent, Sandbox, SandboxConfig};
 use crate::worker::hosted::{HostedConfig, HostedWorker};
 use crate::worker::{Worker, WorkerConfig, WorkerError};
 
@@ -242,7 +242,7 @@ async fn start_embedded_hub(
     let state = HubState::open(&HubConfig {
         data_dir: None,
         public_ws_url: None,
-        pooling: true,
+        sandbox: SandboxConfig::default(),
     })?;
     let token = state.store().create_token("local", false)?;
     let default: SocketAddr = hub::DEFAULT_LISTEN.parse().expect("a valid address");

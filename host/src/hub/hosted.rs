@@ -228,7 +228,7 @@ impl Drop for Queued<'_> {
 pub struct Hosted {
     blobs: Blobs,
     compiled_dir: PathBuf,
-    pooling: bool,
+    sandbox_config: SandboxConfig,
     sandbox: OnceLock<Result<Sandbox, String>>,
     nodes: Mutex<HashMap<(i64, String), Arc<HostedNode>>>,
     uploads: Mutex<HashMap<(i64, String), UploadStatus>>,
@@ -249,7 +249,7 @@ impl std::fmt::Debug for Hosted {
 impl Hosted {
     /// Opens the component store under `data_dir` (`components/`, with
     /// compiled artifacts in `compiled/`), or a temporary one.
-    pub fn open(data_dir: Option<&Path>, pooling: bool) -> std::io::Result<Self> {
+    pub fn open(data_dir: Option<&Path>, sandbox: SandboxConfig) -> std::io::Result<Self> {
         let blobs = Blobs::open(data_dir.map(|dir| dir.join("components")).as_deref())?;
         let compiled_dir = match data_dir {
             Some(dir) => dir.join("compiled"),
@@ -258,7 +258,7 @@ impl Hosted {
         Ok(Self {
             blobs,
             compiled_dir,
-            pooling,
+            sandbox_config: sandbox,
             sandbox: OnceLock::new(),
             nodes: Mutex::default(),
             uploads: Mutex::default(),
@@ -280,8 +280,7 @@ impl Hosted {
             .get_or_init(|| {
                 Sandbox::new(SandboxConfig {
                     cache_dir: Some(self.compiled_dir.clone()),
-                    pooling: self.pooling,
-                    ..SandboxConfig::default()
+                    ..self.sandbox_config.clone()
                 })
                 .map_err(|err| err.to_string())
             })
@@ -489,7 +488,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lane_runs_its_concurrency_queues_its_queue_and_refuses_beyond() {
-        let hosted = Hosted::open(None, true).unwrap();
+        let hosted = Hosted::open(None, SandboxConfig::default()).unwrap();
         let limits = limits(1, 1);
         let first = hosted.admit(1, &limits).await.unwrap();
         let hosted = Arc::new(hosted);
@@ -517,7 +516,7 @@ mod tests {
 
     #[tokio::test]
     async fn giving_up_in_the_queue_frees_the_place() {
-        let hosted = Hosted::open(None, true).unwrap();
+        let hosted = Hosted::open(None, SandboxConfig::default()).unwrap();
         let limits = limits(1, 1);
         let _running = hosted.admit(1, &limits).await.unwrap();
         let gave_up =
@@ -528,7 +527,7 @@ mod tests {
 
     #[test]
     fn logs_keep_the_newest_events_within_the_budget() {
-        let hosted = Hosted::open(None, true).unwrap();
+        let hosted = Hosted::open(None, SandboxConfig::default()).unwrap();
         let event = |uuid: &str, bytes: usize| LoggedEvent {
             uuid: uuid.into(),
             finished_at: 0,

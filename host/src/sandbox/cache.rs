@@ -39,8 +39,10 @@ impl CompileCache {
         })
     }
 
-    fn artifact_path(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+    /// `key` is the component's sha256, followed by `-preinit` for its
+    /// pre-initialized compile.
+    fn artifact_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}-{}.cwasm", self.engine_key))
     }
 
     /// Removes every artifact of the component `sha256` in `dir`, whatever
@@ -59,7 +61,7 @@ impl CompileCache {
         }
     }
 
-    /// The cached compilation of the component with this sha256, if any.
+    /// The cached compilation under `key` (see `artifact_path`), if any.
     /// A damaged artifact is removed and reported as a miss.
     ///
     /// The artifact is mapped, not read: wasmtime then uses the file as the
@@ -71,8 +73,8 @@ impl CompileCache {
     /// place while a process uses it would crash that process; the files are
     /// read-only and the directory is private to this user, who could
     /// equally well replace the code in it.
-    pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
-        let path = self.artifact_path(sha256);
+    pub(crate) fn get(&self, engine: &Engine, key: &str) -> Option<Component> {
+        let path = self.artifact_path(key);
         if !path.is_file() {
             return None;
         }
@@ -96,9 +98,9 @@ impl CompileCache {
     }
 
     /// Stores an artifact produced by `Engine::precompile_component` for the
-    /// component with this sha256, read-only.
-    pub(crate) fn put(&self, sha256: &str, artifact: &[u8]) -> io::Result<()> {
-        write_atomically(&self.artifact_path(sha256), artifact)
+    /// component under `key` (see `artifact_path`), read-only.
+    pub(crate) fn put(&self, key: &str, artifact: &[u8]) -> io::Result<()> {
+        write_atomically(&self.artifact_path(key), artifact)
     }
 }
 

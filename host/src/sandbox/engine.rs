@@ -67,6 +67,10 @@ pub struct SandboxConfig {
     /// older kernels fall back to resetting the whole kept region) and reset
     /// only those, so `memory_keep_resident` can be large.
     pub pagemap_scan: bool,
+    /// Load each node as it is after one `info` call (see
+    /// [`preinit`](super::preinit)), so that fresh instances skip the guest
+    /// runtime's first-call work.
+    pub preinitialize: bool,
 }
 
 impl Default for SandboxConfig {
@@ -79,6 +83,7 @@ impl Default for SandboxConfig {
             memory_cow: true,
             memory_keep_resident: POOL_MEMORY_KEEP_RESIDENT,
             pagemap_scan: true,
+            preinitialize: true,
         }
     }
 }
@@ -214,6 +219,11 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
         .memory_init_cow(config.memory_cow)
         .table_lazy_init(true)
         .parallel_compilation(true);
+    // For profiling guests with `perf`: `NODE_HOST_PERF_MAP=1` writes
+    // /tmp/perf-PID.map, which names each guest function in `perf report`.
+    if std::env::var_os("NODE_HOST_PERF_MAP").is_some_and(|value| value == "1") {
+        wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(POOL_INSTANCES)

@@ -16,6 +16,7 @@ use super::engine::{
 use super::limits::DEFAULT_TABLE_ELEMENTS;
 use super::node::NodeComponent;
 use super::outcome::Failure;
+use super::preinit;
 use super::value::NodeInfo;
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -255,24 +256,36 @@ impl Sandbox {
         sha256: &str,
         on_compile: &mut dyn FnMut(),
     ) -> Result<Component, LoadError> {
-        if let Some(component) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&self.engine, sha256))
-        {
+        // A pre-initialized compile is cached apart from a plain one.
+        let key = if self.config.preinitialize {
+            format!("{sha256}-preinit")
+        } else {
+            sha256.to_owned()
+        };
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.get(&self.engine, &key)) {
             return Ok(component);
         }
         on_compile();
+        let preinitialized = if self.config.preinitialize {
+            // A component that cannot be pre-initialized (its `info` fails,
+            // or it has a shape Wizer does not take) is loaded as it is: the
+            // load reports its problem, if it has one, the usual way.
+            preinit::preinitialize(self, bytes)
+                .inspect_err(|err| tracing::debug!("loading the node as built: {err:#}"))
+                .ok()
+        } else {
+            None
+        };
         let artifact = self
             .engine
-            .precompile_component(bytes)
+            .precompile_component(preinitialized.as_deref().unwrap_or(bytes))
             .map_err(|err| LoadError::Invalid(format!("{err:#}")))?;
         // Loading the artifact checks it against the instance pool.
         if let Some(cache) = &self.cache {
-            match cache.put(sha256, &artifact) {
+            match cache.put(&key, &artifact) {
                 // Loading the artifact from the cache maps it (see `get`).
                 Ok(()) => {
-                    if let Some(component) = cache.get(&self.engine, sha256) {
+                    if let Some(component) = cache.get(&self.engine, &key) {
                         return Ok(component);
                     }
                 }

@@ -184,3 +184,33 @@ fn every_event_starts_from_a_fresh_instance() {
         assert_eq!(outputs(&outcome)[0].1, int(8));
     }
 }
+
+#[test]
+fn every_event_starts_fresh_from_the_state_one_info_call_leaves() {
+    // Pre-initialization (the default): each event's new instance starts
+    // just after one `info` call, never after another event.
+    for _ in 0..3 {
+        let outcome = run("first-call", &[], &Limits::default());
+        assert_eq!(
+            outputs(&outcome),
+            &out(&[("info-calls", int(1)), ("execute-calls", int(0))])
+        );
+    }
+}
+
+#[test]
+fn without_pre_initialization_events_start_from_the_component_as_built() {
+    let sandbox = node_host::sandbox::Sandbox::new(node_host::sandbox::SandboxConfig {
+        preinitialize: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let node = sandbox.load(&crate::guest_bytes("first-call")).unwrap();
+    for _ in 0..2 {
+        let outcome = node.execute(vec![], &HashMap::new(), &Limits::default());
+        assert_eq!(
+            outputs(&outcome),
+            &out(&[("info-calls", int(0)), ("execute-calls", int(0))])
+        );
+    }
+}
