@@ -56,10 +56,10 @@ pub struct Cli {
 
     /// Do not pre-initialize nodes. By default a node is loaded as it is
     /// after one `info` call (its memories snapshotted), so every event
-    /// starts past the guest runtime's first-call work: a fresh Python or
-    /// JavaScript event costs less than half as much. A guest that seeds a
-    /// pseudo-random generator in that first call then starts every event
-    /// from the same seed; this flag keeps the component as built.
+    /// starts past the guest runtime's first-call work (a fresh JavaScript
+    /// event costs about half as much). What `info` leaves
+    /// behind is where every event starts; this flag keeps the component as
+    /// built.
     #[arg(long, global = true, env = "NODE_HOST_NO_PREINIT", value_parser = clap::builder::FalseyValueParser::new())]
     no_preinit: bool,
 }
