@@ -29,7 +29,10 @@ impl Guest for FirstCall {
     fn execute(_inputs: Vec<NamedValue>) -> Result<Vec<NamedValue>, NodeError> {
         let executed = EXECUTE_CALLS.fetch_add(1, Ordering::Relaxed);
         Ok(vec![
-            output("info-calls", Value::Integer(INFO_CALLS.load(Ordering::Relaxed))),
+            output(
+                "info-calls",
+                Value::Integer(INFO_CALLS.load(Ordering::Relaxed)),
+            ),
             output("execute-calls", Value::Integer(executed)),
         ])
     }
