@@ -7,9 +7,11 @@
 //! event's work setting itself up on its first call (its snapshot was taken
 //! before any call). Measured on `hello-js`, a fresh event went from ~410 to
 //! ~210 µs p50; `hello-python`'s call from ~380 to ~200-290 µs, though its
-//! event stays dominated by instantiation (see BENCHMARKS.md). Every event still gets a new instance, and all of them
-//! start from the same state: the one `info` leaves, with no inputs and no
-//! secrets, under the same linker and limits as an event.
+//! event stays dominated by instantiation (see BENCHMARKS.md).
+//!
+//! Every event still gets a new instance, and all of them start from the
+//! same state: the one `info` leaves, with no inputs and no secrets, under
+//! the same linker and limits as an event.
 
 use std::future::Future;
 use std::pin::pin;
