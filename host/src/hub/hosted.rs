@@ -35,8 +35,11 @@ pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
 pub const COMPILE_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long an upload request waits for its compile before answering
-/// `compiling` with a status URL.
-pub const UPLOAD_READY_WAIT: Duration = Duration::from_secs(2);
+/// `compiling` with a status URL. A small node compiles and is
+/// pre-initialized in about a second on the build machine (two compiles);
+/// this leaves room for a busy machine, while a Python or JavaScript node
+/// (minutes) still gets its answer at once.
+pub const UPLOAD_READY_WAIT: Duration = Duration::from_secs(10);
 
 /// An account's events running at once, unless its limits say otherwise.
 pub const DEFAULT_CONCURRENCY: u64 = 4;
