@@ -113,7 +113,7 @@ fn die_quietly_on_closed_stdout() {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let sandbox = || open_sandbox(&cli);
     match &cli.command {
-        Command::Run(args) => run::run(args, sandbox()?),
+        Command::Run(args) => run::run(args, sandbox()?, base_config(&cli)),
         Command::Call(args) => call::run(args, sandbox),
         Command::Inspect(args) => inspect::run(args, sandbox()?),
         Command::Hub(args) => hub::run(args, base_config(&cli)),

@@ -66,6 +66,9 @@ pub struct HubConfig {
     /// How uploaded nodes' sandbox is set up (pooling, pre-initialization);
     /// its compile cache is always the hub's own, under `data_dir`.
     pub sandbox: SandboxConfig,
+    /// How long an upload request waits for its compile before it answers
+    /// 202 `compiling` (usually [`hosted::UPLOAD_READY_WAIT`]).
+    pub upload_wait: std::time::Duration,
 }
 
 /// The hub's shared state, behind an `Arc` in every request.
@@ -77,6 +80,7 @@ pub struct HubState {
     signer: WsTokenSigner,
     metrics: Metrics,
     public_ws_url: Option<String>,
+    upload_wait: std::time::Duration,
     hosted: Hosted,
     restored: Restored,
     secrets: SecretBox,
@@ -128,6 +132,7 @@ impl HubState {
             signer,
             metrics: Metrics::new("hub"),
             public_ws_url: config.public_ws_url.clone(),
+            upload_wait: config.upload_wait,
             hosted,
             restored,
             secrets,

@@ -3,7 +3,7 @@
 //! isolation of every endpoint, limits and their admin command, and uploads
 //! surviving a restart without a recompile.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use node_host_e2e::{
     Hub, execute, execute_in_background, guest, http, node_host, run, start_worker,
@@ -316,6 +316,41 @@ fn uploads_are_checked_before_they_are_accepted() {
         .env_remove("HUROZO_API_TOKEN"));
     assert_eq!(no_token.code, Some(2), "{no_token:#?}");
     assert!(no_token.stderr.contains("--token"), "{}", no_token.stderr);
+}
+
+#[test]
+fn an_upload_that_outlasts_the_wait_is_polled_until_ready() {
+    let hub = Hub::start_with("hosted-upload-wait", &["--upload-wait", "0s"]);
+    let token = hub.token("alice", false);
+    let (status, answer) = post_component(&hub, &token, std::fs::read(guest("echo")).unwrap());
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (202, Some("compiling")),
+        "{answer}"
+    );
+    let status_url = answer["status_url"].as_str().expect("a status URL");
+    let bound = Instant::now() + Duration::from_secs(120);
+    let ready = loop {
+        let (status, answer) = get(&hub, &token, status_url);
+        if answer["status"] != "compiling" {
+            break (status, answer);
+        }
+        assert_eq!(status, 202, "{answer}");
+        assert!(Instant::now() < bound, "still compiling: {answer}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (ready.0, ready.1["node"]["name"].as_str()),
+        (200, Some("echo")),
+        "{}",
+        ready.1
+    );
+
+    // `node-host upload` polls through the same 202s to the end.
+    let uploaded = hub.upload(&token, "hello");
+    assert_eq!(uploaded.code, Some(0), "{uploaded:#?}");
+    assert!(uploaded.stdout.contains("`hello`"), "{}", uploaded.stdout);
+    assert!(uploaded.stdout.contains("ready"), "{}", uploaded.stdout);
 }
 
 #[test]

@@ -283,12 +283,22 @@ impl Hub {
         Self::start_at(&scratch_dir(test), "127.0.0.1:0")
     }
 
+    /// Starts a hub like [`Hub::start`], with more `hub` flags.
+    pub fn start_with(test: &str, flags: &[&str]) -> Self {
+        Self::start_at_with(&scratch_dir(test), "127.0.0.1:0", flags)
+    }
+
     /// Starts a hub on `listen` with `data` (e.g. to restart one).
     pub fn start_at(data: &Path, listen: &str) -> Self {
+        Self::start_at_with(data, listen, &[])
+    }
+
+    fn start_at_with(data: &Path, listen: &str, flags: &[&str]) -> Self {
         let mut service = Service::start(
             node_host()
                 .args(["hub", "--listen", listen, "--data"])
-                .arg(data),
+                .arg(data)
+                .args(flags),
         );
         let line = service.wait_for_line("hub listening on", START_BOUND);
         let url = line

@@ -41,6 +41,12 @@ pub(super) struct HubArgs {
     /// (e.g. wss://hub.example.com/ws) [default: ws://<Host header>/ws].
     #[arg(long, value_name = "URL")]
     public_ws_url: Option<String>,
+
+    /// How long an upload request waits for the node's compile before it
+    /// answers 202 `compiling` with a status URL to poll (`node-host upload`
+    /// polls it for you).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    upload_wait: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -245,6 +251,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         data_dir: Some(dir.clone()),
         public_ws_url: args.public_ws_url.clone(),
         sandbox,
+        upload_wait: args.upload_wait,
     })?;
     let restored = state.restored();
     if restored.cached + restored.compiled > 0 {

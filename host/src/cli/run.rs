@@ -83,7 +83,13 @@ pub(super) struct RunArgs {
     limits: LimitArgs,
 }
 
-pub(super) fn run(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> {
+/// `sandbox` runs the nodes given on the command line; `hub_sandbox` is how an
+/// embedded hub sets up the nodes uploaded to it (the same global flags).
+pub(super) fn run(
+    args: &RunArgs,
+    sandbox: Sandbox,
+    hub_sandbox: SandboxConfig,
+) -> anyhow::Result<ExitCode> {
     if args.hosted {
         return runtime()?.block_on(serve_hosted(args, sandbox));
     }
@@ -103,7 +109,7 @@ pub(super) fn run(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> 
             }
         }
     }
-    runtime()?.block_on(serve(args, nodes))
+    runtime()?.block_on(serve(args, nodes, hub_sandbox))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -172,7 +178,11 @@ async fn serve_metrics(addr: SocketAddr, metrics: crate::metrics::Metrics) -> an
     Ok(())
 }
 
-async fn serve(args: &RunArgs, nodes: Vec<Arc<NodeComponent>>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    args: &RunArgs,
+    nodes: Vec<Arc<NodeComponent>>,
+    hub_sandbox: SandboxConfig,
+) -> anyhow::Result<ExitCode> {
     let (backend, token, embedded) = match &args.backend {
         Some(backend) => {
             let token = args.token.clone().or_else(token_from_env).context(
@@ -181,7 +191,7 @@ async fn serve(args: &RunArgs, nodes: Vec<Arc<NodeComponent>>) -> anyhow::Result
             (backend.clone(), token, None)
         }
         None => {
-            let (backend, token, hub) = start_embedded_hub(args.hub_listen).await?;
+            let (backend, token, hub) = start_embedded_hub(args.hub_listen, hub_sandbox).await?;
             (backend, token, Some(hub))
         }
     };
@@ -238,11 +248,13 @@ async fn serve(args: &RunArgs, nodes: Vec<Arc<NodeComponent>>) -> anyhow::Result
 /// its URL, a token for it, and its state.
 async fn start_embedded_hub(
     listen: Option<SocketAddr>,
+    sandbox: SandboxConfig,
 ) -> anyhow::Result<(url::Url, String, Arc<HubState>)> {
     let state = HubState::open(&HubConfig {
         data_dir: None,
         public_ws_url: None,
-        sandbox: SandboxConfig::default(),
+        sandbox,
+        upload_wait: crate::hub::hosted::UPLOAD_READY_WAIT,
     })?;
     let token = state.store().create_token("local", false)?;
     let default: SocketAddr = hub::DEFAULT_LISTEN.parse().expect("a valid address");

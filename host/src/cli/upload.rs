@@ -99,9 +99,16 @@ pub(super) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if status.is_success() {
+    if status.is_success() && answer["code"].is_string() {
         // A failed compile reported by the status URL.
         eprintln!("node-host: error: the hub refused the component [{code}]: {message}");
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    if status.is_success() {
+        eprintln!(
+            "node-host: error: the hub gave an answer this upload does not understand \
+             ({status}): {answer}\n  what to do: check that --backend is a node-host hub"
+        );
         return Ok(ExitCode::from(EXIT_FAILED));
     }
     let refused = matches!(
@@ -156,7 +163,9 @@ async fn wait_until_compiled(
             status_url,
         )
         .await?;
-        if !(status == StatusCode::OK && answer["status"] == "compiling") {
+        // The status URL answers 202 while the compile runs (200 once it
+        // is done either way).
+        if !(status.is_success() && answer["status"] == "compiling") {
             break (status, answer);
         }
         if started.elapsed() > give_up {

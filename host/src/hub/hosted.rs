@@ -39,6 +39,7 @@ pub const COMPILE_TIME_LIMIT: Duration = Duration::from_secs(300);
 /// pre-initialized in about a second on the build machine (two compiles);
 /// this leaves room for a busy machine, while a Python or JavaScript node
 /// (minutes) still gets its answer at once.
+/// The default of `node-host hub --upload-wait`.
 pub const UPLOAD_READY_WAIT: Duration = Duration::from_secs(10);
 
 /// An account's events running at once, unless its limits say otherwise.

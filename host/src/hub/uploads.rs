@@ -19,8 +19,7 @@ use serde_json::{Value as Json, json};
 use super::HubState;
 use super::api::{Failure, authenticate, internal, require_write};
 use super::hosted::{
-    AccountLimits, COMPILE_TIME_LIMIT, HostedNode, LoggedEvent, MAX_UPLOAD_BYTES,
-    UPLOAD_READY_WAIT, UploadStatus,
+    AccountLimits, COMPILE_TIME_LIMIT, HostedNode, LoggedEvent, MAX_UPLOAD_BYTES, UploadStatus,
 };
 use super::hosted_api;
 use super::secrets_api::declared_secrets;
@@ -94,7 +93,7 @@ pub(super) async fn upload(
     Ok(wait_and_answer(&state, account, &sha256, Some(done)).await)
 }
 
-/// Waits up to [`UPLOAD_READY_WAIT`] for the upload to settle, then answers
+/// Waits up to the hub's upload wait for the upload to settle, then answers
 /// with where it stands.
 async fn wait_and_answer(
     state: &HubState,
@@ -104,10 +103,10 @@ async fn wait_and_answer(
 ) -> Response {
     match done {
         Some(done) => {
-            let _ = tokio::time::timeout(UPLOAD_READY_WAIT, done).await;
+            let _ = tokio::time::timeout(state.upload_wait, done).await;
         }
         None => {
-            let until = Instant::now() + UPLOAD_READY_WAIT;
+            let until = Instant::now() + state.upload_wait;
             while Instant::now() < until
                 && state.hosted.upload_status(account, sha256) == Some(UploadStatus::Compiling)
             {

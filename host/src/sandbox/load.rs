@@ -16,7 +16,7 @@ use super::engine::{
 use super::limits::DEFAULT_TABLE_ELEMENTS;
 use super::node::NodeComponent;
 use super::outcome::Failure;
-use super::preinit;
+use super::preinit::{self, PreinitError};
 use super::value::NodeInfo;
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -267,12 +267,20 @@ impl Sandbox {
         }
         on_compile();
         let preinitialized = if self.config.preinitialize {
-            // A component that cannot be pre-initialized (its `info` fails,
-            // or it has a shape Wizer does not take) is loaded as it is: the
-            // load reports its problem, if it has one, the usual way.
-            preinit::preinitialize(self, bytes)
-                .inspect_err(|err| tracing::debug!("loading the node as built: {err:#}"))
-                .ok()
+            match preinit::preinitialize(self, bytes) {
+                Ok(snapshot) => Some(snapshot),
+                // Loading it as built would only call `info` again, into the
+                // same failure (a node whose `info` spins would spin twice).
+                Err(PreinitError::InfoFailed(failure)) => {
+                    return Err(LoadError::InfoFailed(failure));
+                }
+                // A shape Wizer does not take: loaded as it is, and the load
+                // reports its problem, if it has one, the usual way.
+                Err(PreinitError::Other(err)) => {
+                    tracing::debug!("loading the node as built: {err:#}");
+                    None
+                }
+            }
         } else {
             None
         };

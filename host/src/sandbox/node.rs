@@ -350,7 +350,7 @@ fn ticks_within(span: Duration) -> u64 {
 
 /// Maps a failed instantiate or call to an error code: by the trap wasmtime
 /// raised and by what the memory limiter refused, never by message text.
-fn classify(
+pub(crate) fn classify(
     err: &wasmtime::Error,
     memory_refused: Option<usize>,
     stderr: &CaptureStream,

@@ -25,10 +25,33 @@ use super::bindings::RemoteNode;
 use super::capture::CaptureStream;
 use super::engine::{EventState, Sandbox};
 use super::limits::Limits;
-use super::node::new_store;
+use super::node::{classify, new_store};
+use super::outcome::Failure;
+
+/// Why a component was not pre-initialized.
+#[derive(Debug)]
+pub enum PreinitError {
+    /// The node's `info` failed; the load would fail the same way.
+    InfoFailed(Failure),
+    /// Anything else (a shape Wizer does not take, a link error): the
+    /// component is loaded as built, and the load reports its problem.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for PreinitError {
+    fn from(err: anyhow::Error) -> Self {
+        Self::Other(err)
+    }
+}
+
+impl From<wasmtime::Error> for PreinitError {
+    fn from(err: wasmtime::Error) -> Self {
+        Self::Other(err.into())
+    }
+}
 
 /// The component `bytes` with the state one `info` call leaves behind.
-pub fn preinitialize(sandbox: &Sandbox, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub fn preinitialize(sandbox: &Sandbox, bytes: &[u8]) -> Result<Vec<u8>, PreinitError> {
     let wizer = Wizer::new();
     let (cx, instrumented) = wizer.instrument_component(bytes)?;
     let component = Component::new(&sandbox.engine, &instrumented)?;
@@ -38,7 +61,13 @@ pub fn preinitialize(sandbox: &Sandbox, bytes: &[u8]) -> anyhow::Result<Vec<u8>>
     let mut store = new_store(sandbox, &limits, &stdout, &stderr, Vec::new());
     let instance = sandbox.linker.instantiate(&mut store, &component)?;
     let node = RemoteNode::new(&mut store, &instance)?;
-    node.node_host_node_node().call_info(&mut store)?;
+    // The same limits and classification as the load's own `info` call
+    // (`NodeComponent::read_info`), which is then not made.
+    node.node_host_node_node()
+        .call_info(&mut store)
+        .map_err(|err| {
+            PreinitError::InfoFailed(classify(&err, store.data().limiter.refused_at(), &stderr))
+        })?;
     let mut state = State {
         store: &mut store,
         instance,
@@ -46,7 +75,7 @@ pub fn preinitialize(sandbox: &Sandbox, bytes: &[u8]) -> anyhow::Result<Vec<u8>>
     };
     let snapshot = ready(wizer.snapshot_component(&cx, &mut state))?;
     match state.failed {
-        Some(err) => Err(err.context("reading the instance's state")),
+        Some(err) => Err(err.context("reading the instance's state").into()),
         None => Ok(snapshot),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use node_host::sandbox::{LoadError, Sandbox, SandboxConfig};
+use node_host::sandbox::{ErrorCode, LoadError, Sandbox, SandboxConfig};
 
 use crate::{guest_bytes, sandbox};
 
@@ -191,4 +191,43 @@ fn second_load_comes_from_the_cache() {
         .unwrap();
     assert_eq!(compiles.get(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A node component whose `info` runs `body` (a core function returning the
+/// address of its result), built from a bare core module.
+fn node_with_info(body: &str) -> Vec<u8> {
+    let module = wat::parse_str(format!(
+        r#"(module
+            (memory (export "memory") 1)
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+            (func (export "node-host:node/node@0.1.0#info") (result i32) {body})
+            (func (export "node-host:node/node@0.1.0#execute") (param i32 i32) (result i32)
+                unreachable))"#
+    ))
+    .unwrap();
+    node_host::componentize::componentize(&module).unwrap()
+}
+
+#[test]
+fn failing_info_is_refused_with_its_code_with_and_without_pre_initialization() {
+    let trapping = node_with_info("unreachable");
+    let spinning = node_with_info("(loop (br 0)) unreachable");
+    let plain = Sandbox::new(SandboxConfig {
+        preinitialize: false,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    for (what, sandbox) in [("pre-initialized", sandbox()), ("as built", &plain)] {
+        for (bytes, code) in [
+            (&trapping, ErrorCode::Trap),
+            (&spinning, ErrorCode::OutOfFuel),
+        ] {
+            match sandbox.load(bytes) {
+                Err(LoadError::InfoFailed(failure)) => {
+                    assert_eq!(failure.code, code, "{what}: {failure}")
+                }
+                other => panic!("{what}: expected info_failed ({code:?}), got {other:?}"),
+            }
+        }
+    }
 }
