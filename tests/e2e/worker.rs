@@ -307,3 +307,35 @@ fn run_without_a_backend_starts_an_embedded_hub_and_prints_working_commands() {
     worker.signal("INT");
     assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0));
 }
+
+#[test]
+fn the_embedded_hub_sets_up_uploaded_nodes_with_the_global_sandbox_flags() {
+    for (flags, info_calls) in [(&[][..], 1), (&["--no-preinit"][..], 0)] {
+        let mut worker = Service::start(
+            node_host()
+                .args(flags)
+                .arg("run")
+                .arg(guest("hello"))
+                .args(["--hub-listen", "127.0.0.1:0"])
+                .env_remove("HUROZO_API_URL"),
+        );
+        let call = worker.wait_for_line("node-host call --backend", START_BOUND);
+        let words: Vec<&str> = call.split_whitespace().collect();
+        let (backend, token) = (words[3], words[5]);
+        let uploaded = run(node_host().arg("upload").arg(guest("first-call")).args([
+            "--backend",
+            backend,
+            "--token",
+            token,
+        ]));
+        assert_eq!(uploaded.code, Some(0), "{flags:?}: {uploaded:#?}");
+        let (status, answer) = execute(backend, token, "first-call", json!({"inputs": {}}));
+        assert_eq!(
+            (status, &answer["outputs"]),
+            (200, &json!({"info-calls": info_calls, "execute-calls": 0})),
+            "{flags:?}: {answer}"
+        );
+        worker.signal("INT");
+        assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0));
+    }
+}
