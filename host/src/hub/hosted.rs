@@ -35,11 +35,11 @@ pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
 pub const COMPILE_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long an upload request waits for its compile before answering
-/// `compiling` with a status URL. A small node compiles and is
+/// `compiling` with a status URL, unless `node-host hub --upload-wait` says
+/// otherwise. A small node compiles and is
 /// pre-initialized in about a second on the build machine (two compiles);
 /// this leaves room for a busy machine, while a Python or JavaScript node
 /// (minutes) still gets its answer at once.
-/// The default of `node-host hub --upload-wait`.
 pub const UPLOAD_READY_WAIT: Duration = Duration::from_secs(10);
 
 /// An account's events running at once, unless its limits say otherwise.
