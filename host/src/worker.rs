@@ -168,11 +168,11 @@ impl Worker {
         mut ready: Option<oneshot::Sender<()>>,
     ) -> Result<(), WorkerError> {
         let config = &self.shared.config;
-        let (jobs, job_queue) = async_channel::unbounded();
+        let jobs = Arc::new(executor::JobQueue::default());
         let (done_sender, mut done) = mpsc::unbounded_channel();
         executor::spawn(
             config.concurrency,
-            job_queue,
+            &jobs,
             done_sender,
             executor::ExecutorContext {
                 limits: config.limits.clone(),
@@ -309,7 +309,7 @@ impl Worker {
             tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
         >,
         session: u64,
-        jobs: &async_channel::Sender<executor::Job>,
+        jobs: &executor::JobQueue,
         done: &mut mpsc::UnboundedReceiver<executor::Done>,
         stop: &mut watch::Receiver<bool>,
     ) -> SessionEnd {
@@ -357,7 +357,7 @@ impl Worker {
                             if let Some(job) = self.accept(text.as_str(), session) {
                                 in_flight += 1;
                                 self.shared.metrics.started();
-                                let _ = jobs.try_send(job);
+                                jobs.push(job);
                             }
                         }
                         Some(Ok(_)) => {}

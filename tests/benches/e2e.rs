@@ -7,9 +7,13 @@
 //! - `work` at concurrency 64, 1 ms of CPU per event and 10 ms of waiting
 //!   per event (where a sequential worker is the limit).
 //!
+//! and, as floors, a loopback round trip between two processes, a request
+//! through the hub with no worker, and `hello` answered by a bare Rust
+//! worker (no sandbox): the ceiling any worker can reach on this hub.
+//!
 //! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
 //!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--work-concurrency 64]
-//!       [--worker node-host|hurozo|hub] [--case TEXT]`
+//!       [--worker node-host|hurozo|hub|bare] [--case TEXT]`
 //! (`--worker` and `--case` keep only the workers and cases whose label
 //! contains the text; the Python worker is needed only when it runs.)
 
@@ -56,6 +60,7 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 
 fn main() {
     node_host_e2e::load::echo_if_asked();
+    node_host_e2e::load::bare_worker_if_asked();
     let args: Vec<String> = std::env::args().collect();
     let seconds = node_host_e2e::load::seconds_arg(&args);
     // Executors of node-host's worker for the `work` cases (one per event in flight by default).
@@ -155,6 +160,14 @@ fn main() {
         let process = start_worker(&hub.url, &token, guests, extra);
         measure_cases("node-host", process, cases);
     }
+    // The ceiling of any worker on this hub and machine: `hello` answered
+    // by a Rust process with no sandbox, one event at a time.
+    const BARE: &str = "bare Rust worker (no sandbox)";
+    const PYTHON: &str = "hurozo 0.1.1 (Python)";
+    if !hello_cases.is_empty() && BARE.contains(worker_filter) {
+        let process = node_host_e2e::load::start_bare_worker(&hub.url, &token);
+        measure_cases(BARE, process, &hello_cases);
+    }
     for (cases, script) in [
         (&hello_cases[..], "hello_node.py"),
         (&work_cases[..], "work_node.py"),
@@ -163,7 +176,7 @@ fn main() {
             continue;
         }
         let process = python_worker(&hub, &token, script);
-        measure_cases("hurozo 0.1.1 (Python)", process, cases);
+        measure_cases(PYTHON, process, cases);
     }
 
     if let Some((idle, busy)) = trips {
@@ -202,5 +215,25 @@ fn main() {
             measured.percentile(0.99),
             measured.errors
         );
+    }
+    // Each worker's `hello` throughput at concurrency 64 against the Python
+    // worker's, on the same hub in this run.
+    let hello_64 = |worker: &str| {
+        rows.iter()
+            .find(|(name, label, concurrency, _)| {
+                name == worker && *label == "hello" && *concurrency == 64
+            })
+            .map(|(_, _, _, measured)| measured.per_second())
+    };
+    if let Some(python) = hello_64(PYTHON) {
+        println!();
+        for worker in ["node-host", BARE] {
+            if let Some(events) = hello_64(worker) {
+                println!(
+                    "{worker}: {:.2}x the Python worker's events/s for `hello` at concurrency 64",
+                    events / python
+                );
+            }
+        }
     }
 }

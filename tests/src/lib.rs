@@ -455,6 +455,85 @@ pub mod load {
         std::process::exit(0);
     }
 
+    /// Where [`start_bare_worker`] tells the copy of the program it starts
+    /// which hub to serve: `URL TOKEN`.
+    const BARE_WORKER: &str = "NODE_HOST_BENCH_BARE_WORKER";
+
+    /// In a copy of the program started by [`start_bare_worker`]: registers
+    /// `hello` with the hub and answers its events on one thread, with no
+    /// sandbox, until the connection ends. Call it first in `main`.
+    pub fn bare_worker_if_asked() {
+        let Some(hub) = std::env::var_os(BARE_WORKER) else {
+            return;
+        };
+        let hub = hub.into_string().expect("hub URL and token in UTF-8");
+        let (url, token) = hub.split_once(' ').expect("`URL TOKEN`");
+        serve_hello_bare(url, token);
+        std::process::exit(0);
+    }
+
+    /// The ceiling of any worker on a hub: a process that serves `hello`
+    /// as the hurozo worker does (register over HTTP, one WebSocket, one
+    /// event at a time) but runs no sandbox and no interpreter: a copy of
+    /// this program (see [`bare_worker_if_asked`]).
+    pub fn start_bare_worker(hub: &str, token: &str) -> crate::Service {
+        crate::Service::start(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .env(BARE_WORKER, format!("{hub} {token}")),
+        )
+    }
+
+    fn serve_hello_bare(hub: &str, token: &str) {
+        use serde_json::{Value, json};
+        use tungstenite::Message;
+        let registered: Value = crate::http()
+            .post(format!("{hub}/api/remote_nodes/register"))
+            .bearer_auth(token)
+            .json(&json!({"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}))
+            .send()
+            .and_then(reqwest::blocking::Response::json)
+            .expect("registering the bare worker");
+        let url = format!(
+            "{}?auth={}",
+            registered["websocket_url"].as_str().expect("websocket_url"),
+            url_encode(registered["token"].as_str().expect("token"))
+        );
+        let (mut socket, _) = tungstenite::connect(url).expect("connecting the bare worker");
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream.set_nodelay(true).unwrap();
+        }
+        while let Ok(message) = socket.read() {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else {
+                continue;
+            };
+            let name = event["inputs"]["name"].as_str().unwrap_or("world");
+            let greeting = format!("Hello {name}");
+            let reply = json!({
+                "node": "hello",
+                "outputs": {"shout": greeting.to_uppercase(), "greeting": greeting},
+                "uuid": event["uuid"],
+            });
+            if socket.send(Message::text(reply.to_string())).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// `text` with every byte but unreserved ones percent-encoded.
+    fn url_encode(text: &str) -> String {
+        text.bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (byte as char).to_string()
+                }
+                _ => format!("%{byte:02X}"),
+            })
+            .collect()
+    }
+
     /// Round trips of a 100-byte message over loopback TCP to another
     /// process that echoes it (a copy of this program: see
     /// [`echo_if_asked`]), `pause` apart, sorted. The floor of one

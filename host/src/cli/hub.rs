@@ -288,3 +288,19 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::super::{Cli, Command};
+
+    #[test]
+    fn the_hub_waits_for_uploads_as_long_as_the_embedded_hub() {
+        let cli = Cli::try_parse_from(["node-host", "hub"]).unwrap();
+        let Command::Hub(args) = cli.command else {
+            panic!("`node-host hub` parses as the hub command");
+        };
+        assert_eq!(args.upload_wait, crate::hub::hosted::UPLOAD_READY_WAIT);
+    }
+}

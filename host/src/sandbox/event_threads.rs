@@ -43,16 +43,18 @@ pub fn run(job: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
 }
 
 fn run_in(pool: &Arc<Pool>, job: Job) -> std::io::Result<()> {
-    {
-        let mut state = pool.state.lock().expect("event thread pool lock");
-        // A waiting thread leaves only when no job is queued, so each queued
-        // job has a thread of its own to run it.
-        if state.waiting > state.jobs.len() {
-            state.jobs.push_back(job);
-            pool.job_ready.notify_one();
-            return Ok(());
-        }
+    let mut state = pool.state.lock().expect("event thread pool lock");
+    // A waiting thread leaves only when no job is queued, so each queued
+    // job has a thread of its own to run it.
+    if state.waiting > state.jobs.len() {
+        state.jobs.push_back(job);
+        // Woken after the lock is free, so that the thread does not wake
+        // only to wait for the lock.
+        drop(state);
+        pool.job_ready.notify_one();
+        return Ok(());
     }
+    drop(state);
     let pool = pool.clone();
     std::thread::Builder::new()
         .name("node-host-event".into())
