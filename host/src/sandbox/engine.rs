@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::RemoteNode;
@@ -157,9 +159,27 @@ impl Sandbox {
     /// epoch ticker, and links WASI with nothing granted plus the node-host
     /// host interface.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        Self::with_opt_level(config, OptLevel::Speed)
+    }
+
+    /// A sandbox like this one, on instances allocated on demand, whose
+    /// engine compiles without optimizing: for code that runs once, where
+    /// compile time is all that counts (pre-initialization's `info` call,
+    /// which took a big guest's first load from one compile to two).
+    pub(crate) fn unoptimized(&self) -> Result<Self, SandboxError> {
+        let config = SandboxConfig {
+            pooling: false,
+            cache_dir: None,
+            preinitialize: false,
+            ..self.config.clone()
+        };
+        Self::with_opt_level(config, OptLevel::None)
+    }
+
+    fn with_opt_level(config: SandboxConfig, opt_level: OptLevel) -> Result<Self, SandboxError> {
         let pooled = config
             .pooling
-            .then(|| Engine::new(&engine_config(&config, true)));
+            .then(|| Engine::new(&engine_config(&config, true, opt_level)));
         let (engine, pooling) = match pooled {
             Some(Ok(engine)) => (engine, true),
             other => {
@@ -169,7 +189,7 @@ impl Sandbox {
                          allocation, which makes every fresh sandbox slower"
                     );
                 }
-                let engine = Engine::new(&engine_config(&config, false))
+                let engine = Engine::new(&engine_config(&config, false, opt_level))
                     .map_err(|err| SandboxError::Engine(err.to_string()))?;
                 (engine, false)
             }
@@ -212,9 +232,10 @@ impl Sandbox {
     }
 }
 
-fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
+fn engine_config(config: &SandboxConfig, pooling: bool, opt_level: OptLevel) -> Config {
     let mut wasm = Config::new();
-    wasm.consume_fuel(config.fuel)
+    wasm.cranelift_opt_level(opt_level)
+        .consume_fuel(config.fuel)
         .epoch_interruption(config.epochs)
         .memory_init_cow(config.memory_cow)
         .table_lazy_init(true)

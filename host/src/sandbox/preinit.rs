@@ -51,7 +51,15 @@ impl From<wasmtime::Error> for PreinitError {
 }
 
 /// The component `bytes` with the state one `info` call leaves behind.
+///
+/// The instrumented copy that runs `info` is compiled without optimizing
+/// (by [`Sandbox::unoptimized`]): it runs once, and its compile is half of
+/// a big guest's first load. The snapshot holds state, not code, so it does
+/// not depend on how that copy was compiled.
 pub fn preinitialize(sandbox: &Sandbox, bytes: &[u8]) -> Result<Vec<u8>, PreinitError> {
+    let sandbox = &sandbox
+        .unoptimized()
+        .map_err(|err| PreinitError::Other(err.into()))?;
     let wizer = Wizer::new();
     let (cx, instrumented) = wizer.instrument_component(bytes)?;
     let component = Component::new(&sandbox.engine, &instrumented)?;
