@@ -34,6 +34,6 @@ pub use load::{
     FileKind, Inspection, LoadError, NODE_EXPORT, file_kind, sha256_hex, valid_node_name,
     validate_info,
 };
-pub use node::NodeComponent;
+pub use node::{NodeComponent, READY_INSTANCES};
 pub use outcome::{ErrorCode, Failure, Outcome, Outputs};
 pub use value::{NamedValue, NodeInfo, Port, Value};

@@ -180,6 +180,18 @@ impl Worker {
                 metrics: self.shared.metrics.clone(),
             },
         );
+        // The first event of each node finds an instance made ahead too
+        // (the executors make the next one after each event).
+        let nodes: Vec<_> = self.shared.nodes.values().cloned().collect();
+        let (secrets, limits) = (config.secrets.clone(), config.limits.clone());
+        std::thread::Builder::new()
+            .name("node-host-ready".into())
+            .spawn(move || {
+                for node in nodes {
+                    node.make_ready(&secrets, &limits);
+                }
+            })
+            .expect("spawning a thread");
         let refresher = tokio::spawn(self.clone().refresh_loop());
         let mut backoff = Backoff::default();
         let mut starting = true;

@@ -339,3 +339,50 @@ fn the_embedded_hub_sets_up_uploaded_nodes_with_the_global_sandbox_flags() {
         assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0));
     }
 }
+
+#[test]
+fn every_event_gets_a_never_called_instance_though_instances_are_made_ahead() {
+    let hub = Hub::start("worker-made-ahead");
+    let token = hub.token("alice", false);
+    let _worker = start_worker(&hub.url, &token, &["first-call"], &["--concurrency", "2"]);
+    let fresh = json!({"info-calls": 1, "execute-calls": 0});
+    for _ in 0..5 {
+        let (status, answer) = execute(&hub.url, &token, "first-call", json!({"inputs": {}}));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["outputs"], fresh, "one after another");
+    }
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, token, fresh) = (hub.url.clone(), token.clone(), fresh.clone());
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let (status, answer) =
+                        execute(&url, &token, "first-call", json!({"inputs": {}}));
+                    assert_eq!(status, 200, "{answer}");
+                    assert_eq!(answer["outputs"], fresh, "side by side");
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+}
+
+#[test]
+fn an_instance_made_ahead_gets_its_whole_deadline_when_its_event_comes() {
+    let hub = Hub::start("worker-made-ahead-deadline");
+    let token = hub.token("alice", false);
+    let _worker = start_worker(&hub.url, &token, &["spin-loop"], &["--timeout", "400ms"]);
+    let spin = |inputs: Value| execute(&hub.url, &token, "spin-loop", json!({"inputs": inputs}));
+    // The worker makes an instance as it starts; it waits longer than the
+    // deadline before the event takes it.
+    let (status, answer) = spin(json!({"iterations": 1_000}));
+    assert_eq!(status, 200, "{answer}");
+    std::thread::sleep(Duration::from_millis(800));
+    let (status, answer) = spin(json!({"iterations": 1_000}));
+    assert_eq!(status, 200, "obeyed: {answer}");
+    let (status, answer) = spin(json!({}));
+    assert_eq!(status, 502, "violated: {answer}");
+    assert_eq!(answer["code"], "deadline", "{answer}");
+}

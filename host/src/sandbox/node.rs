@@ -2,14 +2,14 @@
 //! from the pre-linked component, called once, classified, dropped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::bindings::RemoteNodePre;
+use super::bindings::{RemoteNode, RemoteNodePre};
 use super::capture::{CaptureStream, CapturedLog};
 use super::engine::{EPOCH_TICK, EventState, Sandbox};
 use super::limits::{Limits, MemoryLimiter};
@@ -19,6 +19,10 @@ use super::value::{self, NamedValue, NodeInfo, Value};
 /// What of a trapping guest's stderr travels with the error.
 const STDERR_IN_MESSAGE: usize = 2 << 10;
 
+/// Instances of a node that [`NodeComponent::make_ready`] keeps made ahead.
+/// Two, so that two executors taking turns each find one.
+pub const READY_INSTANCES: usize = 2;
+
 /// A component that passed every load check, pre-linked and ready to run
 /// events. Cheap to share behind an `Arc`; `execute` takes `&self`.
 pub struct NodeComponent {
@@ -26,6 +30,41 @@ pub struct NodeComponent {
     pub(crate) pre: RemoteNodePre<EventState>,
     info: NodeInfo,
     sha256: String,
+    /// Fresh instances made ahead of their events (see [`Self::make_ready`]).
+    ready: Mutex<Vec<Ready>>,
+}
+
+/// A new store for one event, and the streams that capture its output.
+struct FreshStore {
+    store: Store<EventState>,
+    stdout: CaptureStream,
+    stderr: CaptureStream,
+}
+
+impl FreshStore {
+    fn new(sandbox: &Sandbox, limits: &Limits, secrets: Vec<(String, String)>) -> Self {
+        let stdout = CaptureStream::new(limits.capture_bytes);
+        let stderr = CaptureStream::new(limits.capture_bytes);
+        let store = new_store(sandbox, limits, &stdout, &stderr, secrets);
+        Self {
+            store,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A fresh sandbox made ahead of its event: a new store and a new instance
+/// that no event and no call has used. Only its instantiation ran (the
+/// guest's start functions, if any); the event's fuel and deadline are set
+/// when it is taken.
+struct Ready {
+    sandbox: FreshStore,
+    node: RemoteNode,
+    /// What it was made for: an event with other limits or other secrets
+    /// makes its own instance.
+    limits: Limits,
+    secrets: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for NodeComponent {
@@ -49,6 +88,7 @@ impl NodeComponent {
             pre,
             info,
             sha256,
+            ready: Mutex::new(Vec::new()),
         }
     }
 
@@ -112,21 +152,27 @@ impl NodeComponent {
         deliver: impl FnOnce(Outcome) -> R,
     ) -> R {
         let started = Instant::now();
-        let stdout = CaptureStream::new(limits.capture_bytes);
-        let stderr = CaptureStream::new(limits.capture_bytes);
-        let mut kept_store = None;
+        // Kept until the outcome is delivered: see above.
+        let mut kept = None;
         let (result, fuel_used, log) = match self.check_inputs(inputs) {
             Err(failure) => (Err(failure), 0, CapturedLog::default()),
             Ok(inputs) => {
-                let declared = self
-                    .info
-                    .secrets
-                    .iter()
-                    .filter_map(|name| Some((name.clone(), secrets.get(name)?.clone())))
-                    .collect();
-                let store =
-                    kept_store.insert(new_store(&self.sandbox, limits, &stdout, &stderr, declared));
-                let called = self.pre.instantiate(&mut *store).and_then(|node| {
+                let declared = self.declared_secrets(secrets);
+                let (sandbox, node) = match self.take_ready(limits, &declared) {
+                    Some(Ready {
+                        mut sandbox, node, ..
+                    }) => {
+                        arm(&mut sandbox.store, &self.sandbox, limits);
+                        (sandbox, Ok(node))
+                    }
+                    None => {
+                        let mut sandbox = FreshStore::new(&self.sandbox, limits, declared);
+                        let node = self.pre.instantiate(&mut sandbox.store);
+                        (sandbox, node)
+                    }
+                };
+                let FreshStore { store, stderr, .. } = kept.insert(sandbox);
+                let called = node.and_then(|node| {
                     node.node_host_node_node()
                         .call_execute(&mut *store, &inputs)
                 });
@@ -140,22 +186,81 @@ impl NodeComponent {
                         ErrorCode::GuestError,
                         format!("{}: {}", node_error.code, node_error.message),
                     )),
-                    Err(err) => Err(classify(&err, store.data().limiter.refused_at(), &stderr)),
+                    Err(err) => Err(classify(&err, store.data().limiter.refused_at(), stderr)),
                 };
                 let log = std::mem::take(&mut store.data_mut().log);
                 (result, fuel_used, log)
             }
         };
+        let (stdout, stderr) = kept.as_ref().map_or_else(Default::default, |sandbox| {
+            (sandbox.stdout.take(), sandbox.stderr.take())
+        });
         let delivered = deliver(Outcome {
             result,
             fuel_used,
             duration: started.elapsed(),
-            stdout: stdout.take(),
-            stderr: stderr.take(),
+            stdout,
+            stderr,
             log,
         });
-        drop(kept_store);
+        drop(kept);
         delivered
+    }
+
+    /// Makes one fresh instance ahead of a later event under `limits` and
+    /// `secrets`, unless [`READY_INSTANCES`] already wait: that event then
+    /// skips the instantiation (for a componentize-py guest, most of its
+    /// cost). The instance is as fresh as one made on the event's path (new
+    /// store, nothing called), and the event's fuel and deadline start when
+    /// it is taken. Call it after an event's reply is sent, off its path;
+    /// a failure here is left for the event's own instantiation to report.
+    pub fn make_ready(&self, secrets: &HashMap<String, String>, limits: &Limits) {
+        if self.ready_lock().len() >= READY_INSTANCES {
+            return;
+        }
+        let declared = self.declared_secrets(secrets);
+        let mut sandbox = FreshStore::new(&self.sandbox, limits, declared.clone());
+        let Ok(node) = self.pre.instantiate(&mut sandbox.store) else {
+            return;
+        };
+        let mut ready = self.ready_lock();
+        if ready.len() < READY_INSTANCES {
+            ready.push(Ready {
+                sandbox,
+                node,
+                limits: limits.clone(),
+                secrets: declared,
+            });
+        }
+    }
+
+    /// Fresh instances made ahead and not yet taken.
+    pub fn ready_instances(&self) -> usize {
+        self.ready_lock().len()
+    }
+
+    /// A fresh instance made ahead for these limits and secrets, if any
+    /// waits; those made for others are dropped (their events are gone).
+    fn take_ready(&self, limits: &Limits, secrets: &[(String, String)]) -> Option<Ready> {
+        let mut ready = self.ready_lock();
+        ready.retain(|made| made.limits == *limits && made.secrets == secrets);
+        ready.pop()
+    }
+
+    fn ready_lock(&self) -> std::sync::MutexGuard<'_, Vec<Ready>> {
+        // The list stays consistent if a thread panicked while holding it.
+        self.ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The caller's secrets that the node declares.
+    fn declared_secrets(&self, secrets: &HashMap<String, String>) -> Vec<(String, String)> {
+        self.info
+            .secrets
+            .iter()
+            .filter_map(|name| Some((name.clone(), secrets.get(name)?.clone())))
+            .collect()
     }
 
     /// Instantiates once and calls `info`, under the default limits.
@@ -303,6 +408,12 @@ pub(crate) fn new_store(
     };
     let mut store = Store::new(&sandbox.engine, state);
     store.limiter(|state| &mut state.limiter);
+    arm(&mut store, sandbox, limits);
+    store
+}
+
+/// Gives `store` the fuel of `limits` and starts its deadline now.
+fn arm(store: &mut Store<EventState>, sandbox: &Sandbox, limits: &Limits) {
     if sandbox.config.fuel {
         store
             .set_fuel(limits.fuel)
@@ -338,7 +449,6 @@ pub(crate) fn new_store(
             )))
         });
     }
-    store
 }
 
 /// Epoch ticks after which at least `span` may have passed: `span` rounded

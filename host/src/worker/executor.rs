@@ -158,7 +158,9 @@ pub fn spawn(
         .collect()
 }
 
-/// Runs one event and sends its reply before the sandbox is torn down.
+/// Runs one event and sends its reply before the sandbox is torn down;
+/// then makes a fresh instance of the node ready for a later event, off
+/// this one's path.
 fn run(mut job: Job, context: &ExecutorContext, done: &mpsc::UnboundedSender<Done>) {
     let inputs = inputs_from_json(std::mem::take(&mut job.event.inputs));
     job.node
@@ -177,6 +179,7 @@ fn run(mut job: Job, context: &ExecutorContext, done: &mpsc::UnboundedSender<Don
                 .metrics
                 .finished(&job.event.node, label, job.received.elapsed(), outcome.fuel_used);
         });
+    job.node.make_ready(&context.secrets, &context.limits);
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod execute;
 mod limits;
 mod load;
+mod ready;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
