@@ -373,7 +373,9 @@ fn every_event_gets_a_never_called_instance_though_instances_are_made_ahead() {
 fn an_instance_made_ahead_gets_its_whole_deadline_when_its_event_comes() {
     let hub = Hub::start("worker-made-ahead-deadline");
     let token = hub.token("alice", false);
-    let _worker = start_worker(&hub.url, &token, &["spin-loop"], &["--timeout", "400ms"]);
+    // Fuel enough that only the deadline can stop the spin.
+    let limits = ["--timeout", "400ms", "--fuel", "9000000000000000000"];
+    let _worker = start_worker(&hub.url, &token, &["spin-loop"], &limits);
     let spin = |inputs: Value| execute(&hub.url, &token, "spin-loop", json!({"inputs": inputs}));
     // The worker makes an instance as it starts; it waits longer than the
     // deadline before the event takes it.
