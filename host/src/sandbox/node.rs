@@ -1,5 +1,6 @@
 //! A loaded node and its event path: a fresh store per event, instantiated
-//! from the pre-linked component, called once, classified, dropped.
+//! from the pre-linked component (on the event's path, or ahead of it by
+//! [`NodeComponent::make_ready`]), called once, classified, dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -141,9 +142,11 @@ impl NodeComponent {
     }
 
     /// [`execute`](Self::execute), handing the outcome to `deliver` before
-    /// the instance is torn down. Tearing down resets the pool slot, the
-    /// largest part of a fresh event's cost; a caller that sends the reply
-    /// from `deliver` keeps that reset off the reply's path.
+    /// the instance is torn down. Tearing down resets the pool slot, a large
+    /// part of a fresh event's cost; a caller that sends the reply from
+    /// `deliver` keeps that reset off the reply's path. The event takes an
+    /// instance made ahead for its limits and secrets if one waits (see
+    /// [`make_ready`](Self::make_ready)), else instantiates its own.
     pub fn execute_then<R>(
         &self,
         inputs: Vec<NamedValue>,
