@@ -29,12 +29,17 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-/// p50 and p99 of `iterations` fresh-sandbox events, after a warm-up.
-fn events(node: &NodeComponent, iterations: usize) -> (Duration, Duration) {
-    let inputs = vec![NamedValue {
+/// What every `hello` is called with.
+fn hello_inputs() -> Vec<NamedValue> {
+    vec![NamedValue {
         name: "name".into(),
         value: Value::Text("Ada".into()),
-    }];
+    }]
+}
+
+/// p50 and p99 of `iterations` fresh-sandbox events, after a warm-up.
+fn events(node: &NodeComponent, iterations: usize) -> (Duration, Duration) {
+    let inputs = hello_inputs();
     let limits = Limits::default();
     let secrets = no_secrets();
     let run = || {
@@ -57,10 +62,7 @@ fn events(node: &NodeComponent, iterations: usize) -> (Duration, Duration) {
 /// over), and p50 of the whole cycle (the event, its teardown, and making
 /// the next instance), which is what each event still costs the CPU.
 fn events_made_ahead(node: &NodeComponent, iterations: usize) -> (Duration, Duration, Duration) {
-    let inputs = vec![NamedValue {
-        name: "name".into(),
-        value: Value::Text("Ada".into()),
-    }];
+    let inputs = hello_inputs();
     let limits = Limits::default();
     let secrets = no_secrets();
     let run = || {
@@ -197,10 +199,7 @@ fn main() {
     println!("\nPhases of a fresh event, p50 (µs):\n");
     println!("| guest | store + WASI | instantiate | call | drop | call, reused instance |");
     println!("|---|---:|---:|---:|---:|---:|");
-    let inputs = vec![NamedValue {
-        name: "name".into(),
-        value: Value::Text("Ada".into()),
-    }];
+    let inputs = hello_inputs();
     for &(_, name) in &guests {
         let node = sandbox(&cache, |_| {})
             .load(&guest_example_bytes(name))

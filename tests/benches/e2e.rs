@@ -5,7 +5,9 @@
 //! Python worker serving the same nodes on the same hub:
 //! - `hello` at concurrency 1 and 64 (the per-event overhead);
 //! - `work` at concurrency 64, 1 ms of CPU per event and 10 ms of waiting
-//!   per event (where a sequential worker is the limit).
+//!   per event (where a sequential worker is the limit);
+//! - node-host alone: `hello-python` from one caller, 2 ms apart (a light
+//!   load, where each event takes an instance made ahead).
 //!
 //! and, as floors, a loopback round trip between two processes, a request
 //! through the hub with no worker, and `hello` answered by a bare Rust
@@ -20,7 +22,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use node_host_e2e::load::{Measured, loopback_round_trips, measure, measure_hub_only, percentile};
+use node_host_e2e::load::{
+    Measured, loopback_round_trips, measure, measure_hub_only, measure_paced, percentile,
+};
 use node_host_e2e::{Hub, Service, eventually, execute, repo_root, start_worker};
 use serde_json::{Value, json};
 
@@ -29,6 +33,8 @@ struct Case {
     label: &'static str,
     inputs: Value,
     concurrency: usize,
+    /// What each caller waits before each call (zero: back to back).
+    pause: Duration,
 }
 
 fn python_worker(hub: &Hub, token: &str, script: &str) -> Service {
@@ -74,12 +80,14 @@ fn main() {
         label: "hello",
         inputs: json!({"name": "Ada"}),
         concurrency,
+        pause: Duration::ZERO,
     };
     let work = |label, inputs| Case {
         node: "work",
         label,
         inputs,
         concurrency: 64,
+        pause: Duration::ZERO,
     };
     let kept = |cases: Vec<Case>| -> Vec<Case> {
         cases
@@ -88,6 +96,15 @@ fn main() {
             .collect()
     };
     let hello_cases = kept(vec![hello(1), hello(64)]);
+    // A Python node under a light load: the events find the worker idle, so
+    // each takes an instance made ahead.
+    let python_cases = kept(vec![Case {
+        node: "hello-python",
+        label: "hello-python, 2 ms apart",
+        inputs: json!({"name": "Ada"}),
+        concurrency: 1,
+        pause: Duration::from_millis(2),
+    }]);
     let work_cases = kept(vec![
         work("work: 1 ms CPU", json!({"ms": 1})),
         work("work: 10 ms wait", json!({"ms": 10, "wait": true})),
@@ -123,6 +140,7 @@ fn main() {
                 label: "GET /api/remote_nodes",
                 inputs: json!(null),
                 concurrency,
+                pause: Duration::ZERO,
             };
             let pids = [hub.service.pid()];
             let measured = measure_hub_only(&hub.url, &token, concurrency, seconds, &pids);
@@ -134,20 +152,26 @@ fn main() {
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
         let pids = [hub.service.pid(), process.pid()];
         for case in cases {
-            let measured = measure(
-                &hub.url,
-                &token,
-                case.node,
-                &case.inputs,
-                case.concurrency,
-                seconds,
-                &pids,
-            );
+            let measured = if case.pause.is_zero() {
+                measure(
+                    &hub.url,
+                    &token,
+                    case.node,
+                    &case.inputs,
+                    case.concurrency,
+                    seconds,
+                    &pids,
+                )
+            } else {
+                let (node, inputs) = (case.node, &case.inputs);
+                measure_paced(&hub.url, &token, node, inputs, case.pause, seconds, &pids)
+            };
             record(worker, case, measured);
         }
     };
     for (cases, guests, extra) in [
         (&hello_cases[..], &["hello"][..], &[][..]),
+        (&python_cases[..], &["hello-python"][..], &[][..]),
         (
             &work_cases[..],
             &["work"][..],

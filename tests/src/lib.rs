@@ -635,7 +635,31 @@ pub mod load {
         let url = format!("{hub}/api/remote_nodes/{node}/execute");
         let body = serde_json::json!({ "inputs": inputs }).to_string();
         let token = token.to_owned();
-        measure_requests(concurrency, seconds, watch, move |client| {
+        measure_requests(concurrency, Duration::ZERO, seconds, watch, move |client| {
+            client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+        })
+    }
+
+    /// [`measure`] from one caller that waits `pause` before each call (not
+    /// timed): events that find the hub and the worker idle, as under a
+    /// light load, rather than back to back.
+    pub fn measure_paced(
+        hub: &str,
+        token: &str,
+        node: &str,
+        inputs: &serde_json::Value,
+        pause: Duration,
+        seconds: f64,
+        watch: &[u32],
+    ) -> Measured {
+        let url = format!("{hub}/api/remote_nodes/{node}/execute");
+        let body = serde_json::json!({ "inputs": inputs }).to_string();
+        let token = token.to_owned();
+        measure_requests(1, pause, seconds, watch, move |client| {
             client
                 .post(&url)
                 .bearer_auth(&token)
@@ -656,15 +680,17 @@ pub mod load {
     ) -> Measured {
         let url = format!("{hub}/api/remote_nodes");
         let token = token.to_owned();
-        measure_requests(concurrency, seconds, watch, move |client| {
+        measure_requests(concurrency, Duration::ZERO, seconds, watch, move |client| {
             client.get(&url).bearer_auth(&token)
         })
     }
 
     /// Sends the request `request` makes from `concurrency` callers in a
-    /// loop for `seconds` (after a warm-up), recording each latency.
+    /// loop for `seconds` (after a warm-up), each waiting `pause` before
+    /// each request, recording each latency.
     fn measure_requests(
         concurrency: usize,
+        pause: Duration,
         seconds: f64,
         watch: &[u32],
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static,
@@ -691,6 +717,9 @@ pub mod load {
                         let mut latencies = Vec::new();
                         let mut errors = 0;
                         while !stop.load(Ordering::Relaxed) {
+                            if !pause.is_zero() {
+                                tokio::time::sleep(pause).await;
+                            }
                             let started = Instant::now();
                             let response = request(&client).send().await;
                             let ok = match response {
