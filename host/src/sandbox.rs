@@ -25,7 +25,9 @@ mod priority;
 pub mod value;
 
 pub use capture::{Captured, CapturedLog, Level, LogLine};
-pub use engine::{EPOCH_TICK, POOL_INSTANCES, Sandbox, SandboxConfig, SandboxError};
+pub use engine::{
+    EPOCH_TICK, POOL_INSTANCES, READY_INSTANCES_IN_ALL, Sandbox, SandboxConfig, SandboxError,
+};
 pub use limits::{
     DEFAULT_CAPTURE_BYTES, DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES,
     DEFAULT_TIMEOUT, Limits,

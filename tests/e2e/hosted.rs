@@ -713,3 +713,23 @@ fn secrets_reach_only_declaring_nodes_of_their_account_and_are_never_returned() 
     let hub = Hub::start_at(&data, "127.0.0.1:0");
     assert_eq!(secrets_seen(&hub, &bob)["declared"], "bob-s3cret");
 }
+
+#[test]
+fn hosted_events_get_never_called_instances_and_the_lane_empties_after_each() {
+    let hub = Hub::start("hosted-made-ahead");
+    let token = hub.token("alice", false);
+    let done = hub.upload(&token, "first-call");
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    // After each event the hub makes the node's next instance inside the
+    // account's lane; every event still gets one that nothing has called.
+    for _ in 0..5 {
+        let (status, answer) = execute(&hub.url, &token, "first-call", json!({"inputs": {}}));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["outputs"],
+            json!({"info-calls": 1, "execute-calls": 0}),
+            "{answer}"
+        );
+        wait_for_lane(&hub, &token, "first-call", (0, 0));
+    }
+}

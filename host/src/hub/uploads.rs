@@ -372,20 +372,25 @@ pub(super) async fn execute_hosted(
     let started = Instant::now();
     let inputs = inputs_from_json(event.inputs.clone());
     let logged = state.clone();
-    let spawned =
-        node.component
-            .execute_on_event_thread(inputs, secrets, limits.event, move |outcome| {
-                drop(permit);
-                let reply = Reply::to_event(&event, &outcome);
-                let logs = EventLogs::of(&outcome);
-                record_logs(&logged, account, &event.node, &reply, logs);
-                let label = reply
-                    .error
-                    .as_ref()
-                    .map_or("ok", |error| error.code.as_str());
-                metrics.finished(&event.node, label, started.elapsed(), outcome.fuel_used);
-                let _ = reply_tx.send(reply);
-            });
+    // The account's place in its lane is given back once the node's next
+    // instance is made (what the closure returns is kept until then).
+    let spawned = node.component.execute_on_event_thread_making_next(
+        inputs,
+        secrets,
+        limits.event,
+        move |outcome| {
+            let reply = Reply::to_event(&event, &outcome);
+            let logs = EventLogs::of(&outcome);
+            record_logs(&logged, account, &event.node, &reply, logs);
+            let label = reply
+                .error
+                .as_ref()
+                .map_or("ok", |error| error.code.as_str());
+            metrics.finished(&event.node, label, started.elapsed(), outcome.fuel_used);
+            let _ = reply_tx.send(reply);
+            permit
+        },
+    );
     if let Err(err) = spawned {
         state
             .metrics

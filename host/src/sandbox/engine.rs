@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -23,6 +24,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// at once would fail inside wasmtime, so the layers above bound their
 /// concurrency well below it.
 pub const POOL_INSTANCES: u32 = 1_000;
+
+/// Instances made ahead of their events (`NodeComponent::make_ready`) that
+/// all nodes of one sandbox may hold at once, so that most of the pool stays
+/// for events however many nodes a hub hosts.
+pub const READY_INSTANCES_IN_ALL: usize = 64;
 
 /// Largest single linear memory a slot can hold (the 32-bit maximum); the
 /// per-event cap is enforced below it by the memory limiter.
@@ -151,6 +157,9 @@ pub struct Sandbox {
     pub(crate) cache: Option<CompileCache>,
     pub(crate) config: SandboxConfig,
     pooling: bool,
+    /// Instances made ahead by all nodes of this sandbox (see
+    /// [`READY_INSTANCES_IN_ALL`]).
+    pub(crate) ready_in_all: Arc<AtomicUsize>,
 }
 
 impl Sandbox {
@@ -218,6 +227,7 @@ impl Sandbox {
             cache,
             config,
             pooling,
+            ready_in_all: Arc::default(),
         })
     }
 

@@ -3,6 +3,7 @@
 //! [`NodeComponent::make_ready`]), called once, classified, dropped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::{RemoteNode, RemoteNodePre};
 use super::capture::{CaptureStream, CapturedLog};
-use super::engine::{EPOCH_TICK, EventState, Sandbox};
+use super::engine::{EPOCH_TICK, EventState, READY_INSTANCES_IN_ALL, Sandbox};
 use super::limits::{Limits, MemoryLimiter};
 use super::outcome::{ErrorCode, Failure, Outcome, Outputs};
 use super::value::{self, NamedValue, NodeInfo, Value};
@@ -62,10 +63,33 @@ impl FreshStore {
 struct Ready {
     sandbox: FreshStore,
     node: RemoteNode,
+    _place: ReadyPlace,
     /// What it was made for: an event with other limits or other secrets
     /// makes its own instance.
     limits: Limits,
     secrets: Vec<(String, String)>,
+}
+
+/// One of the [`READY_INSTANCES_IN_ALL`] places of a sandbox, held by an
+/// instance made ahead and given back when it is dropped.
+struct ReadyPlace(Arc<AtomicUsize>);
+
+impl ReadyPlace {
+    fn take(sandbox: &Sandbox) -> Option<Self> {
+        let count = &sandbox.ready_in_all;
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < READY_INSTANCES_IN_ALL).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| Self(count.clone()))
+    }
+}
+
+impl Drop for ReadyPlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for NodeComponent {
@@ -141,6 +165,29 @@ impl NodeComponent {
         })
     }
 
+    /// [`execute_on_event_thread`](Self::execute_on_event_thread), then, on
+    /// the same thread, [`make_ready`](Self::make_ready) for the next event
+    /// (not after an event that lowered the thread's priority). What
+    /// `deliver` returns is dropped only once that is done: a caller that
+    /// returns its admission permit keeps the making inside the admission,
+    /// so the CPU it takes is counted where the event's own would have been.
+    pub fn execute_on_event_thread_making_next<K>(
+        self: &Arc<Self>,
+        inputs: Vec<NamedValue>,
+        secrets: HashMap<String, String>,
+        limits: Limits,
+        deliver: impl FnOnce(Outcome) -> K + Send + 'static,
+    ) -> std::io::Result<()> {
+        let node = self.clone();
+        super::event_threads::run(move || {
+            let kept = node.execute_then(inputs, &secrets, &limits, deliver);
+            if !super::priority::this_thread_is_lowered() {
+                node.make_ready(&secrets, &limits);
+            }
+            drop(kept);
+        })
+    }
+
     /// [`execute`](Self::execute), handing the outcome to `deliver` before
     /// the instance is torn down. Tearing down resets the pool slot, a large
     /// part of a fresh event's cost; a caller that sends the reply from
@@ -211,7 +258,8 @@ impl NodeComponent {
     }
 
     /// Makes one fresh instance ahead of a later event under `limits` and
-    /// `secrets`, unless [`READY_INSTANCES`] already wait: that event then
+    /// `secrets`, unless [`READY_INSTANCES`] already wait (or the sandbox's
+    /// nodes hold [`READY_INSTANCES_IN_ALL`] between them): that event then
     /// skips the instantiation (for a componentize-py guest, most of its
     /// cost). The instance is as fresh as one made on the event's path (new
     /// store, nothing called), and the event's fuel and deadline start when
@@ -221,6 +269,9 @@ impl NodeComponent {
         if self.ready_lock().len() >= READY_INSTANCES {
             return;
         }
+        let Some(place) = ReadyPlace::take(&self.sandbox) else {
+            return;
+        };
         let declared = self.declared_secrets(secrets);
         let mut sandbox = FreshStore::new(&self.sandbox, limits, declared.clone());
         let Ok(node) = self.pre.instantiate(&mut sandbox.store) else {
@@ -231,6 +282,7 @@ impl NodeComponent {
             ready.push(Ready {
                 sandbox,
                 node,
+                _place: place,
                 limits: limits.clone(),
                 secrets: declared,
             });

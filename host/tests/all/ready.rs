@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use node_host::sandbox::{ErrorCode, Limits, NodeComponent, READY_INSTANCES};
+use node_host::sandbox::{
+    ErrorCode, Limits, NodeComponent, READY_INSTANCES, READY_INSTANCES_IN_ALL, Sandbox,
+    SandboxConfig,
+};
 
 use crate::{code, guest_bytes, inputs, int, outputs, sandbox, text};
 
@@ -159,4 +162,67 @@ fn an_instance_that_cannot_be_made_is_left_to_the_event_to_report() {
     assert_eq!(node.ready_instances(), 0);
     let outcome = node.execute(vec![], &no_secrets(), &limits);
     assert_eq!(code(&outcome), ErrorCode::MemoryLimit);
+}
+
+#[test]
+fn the_nodes_of_a_sandbox_hold_a_bounded_number_of_instances_made_ahead() {
+    // A sandbox of this test's own: the count is per sandbox.
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let bytes = guest_bytes("hello");
+    let nodes: Vec<NodeComponent> = (0..READY_INSTANCES_IN_ALL / READY_INSTANCES + 1)
+        .map(|_| sandbox.load(&bytes).unwrap())
+        .collect();
+    for node in &nodes {
+        for _ in 0..READY_INSTANCES {
+            node.make_ready(&no_secrets(), &Limits::default());
+        }
+    }
+    let held = |nodes: &[NodeComponent]| -> usize {
+        nodes.iter().map(NodeComponent::ready_instances).sum()
+    };
+    assert_eq!(
+        held(&nodes),
+        READY_INSTANCES_IN_ALL,
+        "up to the bound, no more"
+    );
+    assert_eq!(nodes.last().unwrap().ready_instances(), 0);
+    // An instance taken gives its place back.
+    let outcome = nodes[0].execute(vec![], &no_secrets(), &Limits::default());
+    assert_eq!(outputs(&outcome)[0].1, text("Hello world"));
+    let last = nodes.last().unwrap();
+    last.make_ready(&no_secrets(), &Limits::default());
+    assert_eq!(last.ready_instances(), 1);
+    assert_eq!(held(&nodes), READY_INSTANCES_IN_ALL);
+}
+
+#[test]
+fn an_event_thread_makes_the_next_instance_before_it_lets_go_of_what_deliver_returned() {
+    let node = std::sync::Arc::new(own("first-call"));
+    let (sender, received) = std::sync::mpsc::channel();
+    let watched = node.clone();
+    node.execute_on_event_thread_making_next(
+        vec![],
+        no_secrets(),
+        Limits::default(),
+        move |outcome| {
+            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+            // Dropped once the next instance is made.
+            Permit(watched, sender)
+        },
+    )
+    .unwrap();
+    let ready_when_dropped = received.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(ready_when_dropped, 1);
+}
+
+/// Reports how many instances its node had made ahead when dropped.
+struct Permit(
+    std::sync::Arc<NodeComponent>,
+    std::sync::mpsc::Sender<usize>,
+);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let _ = self.1.send(self.0.ready_instances());
+    }
 }
