@@ -632,16 +632,8 @@ pub mod load {
         seconds: f64,
         watch: &[u32],
     ) -> Measured {
-        let url = format!("{hub}/api/remote_nodes/{node}/execute");
-        let body = serde_json::json!({ "inputs": inputs }).to_string();
-        let token = token.to_owned();
-        measure_requests(concurrency, Duration::ZERO, seconds, watch, move |client| {
-            client
-                .post(&url)
-                .bearer_auth(&token)
-                .header("Content-Type", "application/json")
-                .body(body.clone())
-        })
+        let request = execute_request(hub, token, node, inputs);
+        measure_requests(concurrency, Duration::ZERO, seconds, watch, request)
     }
 
     /// [`measure`] from one caller that waits `pause` before each call (not
@@ -656,16 +648,27 @@ pub mod load {
         seconds: f64,
         watch: &[u32],
     ) -> Measured {
+        let request = execute_request(hub, token, node, inputs);
+        measure_requests(1, pause, seconds, watch, request)
+    }
+
+    /// Makes `POST {hub}/api/remote_nodes/{node}/execute` with `inputs`.
+    fn execute_request(
+        hub: &str,
+        token: &str,
+        node: &str,
+        inputs: &serde_json::Value,
+    ) -> impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static {
         let url = format!("{hub}/api/remote_nodes/{node}/execute");
         let body = serde_json::json!({ "inputs": inputs }).to_string();
         let token = token.to_owned();
-        measure_requests(1, pause, seconds, watch, move |client| {
+        move |client| {
             client
                 .post(&url)
                 .bearer_auth(&token)
                 .header("Content-Type", "application/json")
                 .body(body.clone())
-        })
+        }
     }
 
     /// The floor under [`measure`]: `GET {hub}/api/remote_nodes` (the
