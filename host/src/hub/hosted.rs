@@ -52,6 +52,15 @@ pub const DEFAULT_QUEUE: u64 = 64;
 /// sandbox's pool of instance slots.
 pub const MAX_RUNNING: usize = 256;
 
+/// How long a call whose account's lane is full waits for a place before it
+/// is refused with 429. A place that frees within it takes the call; and a
+/// client that resends every refusal at once gets at most one answer per
+/// this long per connection, so it cannot keep the hub's front end busy
+/// while other accounts' calls wait behind its refusals (measured: the
+/// fairness bench's flood of immediate resends held the hub's runtime
+/// thread at ~100% of a core).
+pub const FULL_LANE_WAIT: Duration = Duration::from_millis(50);
+
 pub use crate::protocol::hosted::DEMOTE_AFTER;
 
 /// What the hub keeps of an uploaded node's recent events' output: the
@@ -427,11 +436,13 @@ impl Hosted {
 
     /// Waits for a slot in the account's lane: at once while fewer than
     /// `limits.concurrency` of its events run, in the queue while fewer than
-    /// `limits.queue` wait, refused beyond; then for one of the hub's
-    /// [`MAX_RUNNING`]. Dropping the future gives up the place in the queue.
+    /// `limits.queue` wait, refused beyond (after [`FULL_LANE_WAIT`] without
+    /// a place); then for one of the hub's [`MAX_RUNNING`]. Dropping the
+    /// future gives up the place in the queue.
     pub async fn admit(&self, account: i64, limits: &AccountLimits) -> Result<Permit, QueueFull> {
         let lane = self.lane(account);
         let mut queued = None;
+        let mut refuse_at = None;
         loop {
             let freed = lane.freed.notified();
             tokio::pin!(freed);
@@ -443,15 +454,20 @@ impl Hosted {
                     true
                 } else {
                     if queued.is_none() {
-                        if state.waiting >= limits.queue {
-                            return Err(QueueFull {
-                                running: state.running,
-                                waiting: state.waiting,
-                                queue: limits.queue,
-                            });
+                        if state.waiting < limits.queue {
+                            state.waiting += 1;
+                            queued = Some(Queued { lane: &lane });
+                        } else {
+                            let now = tokio::time::Instant::now();
+                            let refuse_at = *refuse_at.get_or_insert(now + FULL_LANE_WAIT);
+                            if now >= refuse_at {
+                                return Err(QueueFull {
+                                    running: state.running,
+                                    waiting: state.waiting,
+                                    queue: limits.queue,
+                                });
+                            }
                         }
-                        state.waiting += 1;
-                        queued = Some(Queued { lane: &lane });
                     }
                     false
                 }
@@ -466,7 +482,14 @@ impl Hosted {
                 permit._running = self.running.clone().acquire_owned().await.ok();
                 return Ok(permit);
             }
-            freed.await;
+            match (&queued, refuse_at) {
+                // Not in the queue (it is full): look again when a place
+                // frees, or at the refusal time at the latest.
+                (None, Some(refuse_at)) => {
+                    let _ = tokio::time::timeout_at(refuse_at, freed).await;
+                }
+                _ => freed.await,
+            }
         }
     }
 
@@ -515,6 +538,31 @@ mod tests {
         drop(hosted.admit(2, &limits).await.unwrap());
         drop(first);
         waiting.await.unwrap().unwrap();
+        assert_eq!(hosted.lane_load(1), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_full_lane_refuses_only_after_waiting_for_a_place() {
+        let hosted = Hosted::open(None, SandboxConfig::default()).unwrap();
+        let limits = limits(1, 0);
+        let running = hosted.admit(1, &limits).await.unwrap();
+        // Violated: no place frees, so the call is refused once the wait is over.
+        let asked = tokio::time::Instant::now();
+        let refused = hosted.admit(1, &limits).await.unwrap_err();
+        assert!(asked.elapsed() >= FULL_LANE_WAIT, "{:?}", asked.elapsed());
+        assert_eq!((refused.running, refused.waiting), (1, 0));
+        // Obeyed: a place that frees within the wait takes the call.
+        let hosted = Arc::new(hosted);
+        let waiting = {
+            let (hosted, limits) = (hosted.clone(), limits.clone());
+            tokio::spawn(async move { hosted.admit(1, &limits).await.map(drop) })
+        };
+        tokio::time::sleep(FULL_LANE_WAIT / 5).await;
+        drop(running);
+        waiting
+            .await
+            .unwrap()
+            .expect("admitted once the place freed");
         assert_eq!(hosted.lane_load(1), (0, 0));
     }
 
