@@ -496,7 +496,10 @@ pub mod load {
         let url = format!(
             "{}?auth={}",
             registered["websocket_url"].as_str().expect("websocket_url"),
-            url_encode(registered["token"].as_str().expect("token"))
+            url::form_urlencoded::byte_serialize(
+                registered["token"].as_str().expect("token").as_bytes()
+            )
+            .collect::<String>()
         );
         let (mut socket, _) = tungstenite::connect(url).expect("connecting the bare worker");
         if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
@@ -520,18 +523,6 @@ pub mod load {
                 break;
             }
         }
-    }
-
-    /// `text` with every byte but unreserved ones percent-encoded.
-    fn url_encode(text: &str) -> String {
-        text.bytes()
-            .map(|byte| match byte {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (byte as char).to_string()
-                }
-                _ => format!("%{byte:02X}"),
-            })
-            .collect()
     }
 
     /// Round trips of a 100-byte message over loopback TCP to another

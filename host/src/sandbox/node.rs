@@ -298,8 +298,14 @@ impl NodeComponent {
     /// waits; those made for others are dropped (their events are gone).
     fn take_ready(&self, limits: &Limits, secrets: &[(String, String)]) -> Option<Ready> {
         let mut ready = self.ready_lock();
-        ready.retain(|made| made.limits == *limits && made.secrets == secrets);
-        ready.pop()
+        let stale: Vec<Ready> = ready
+            .extract_if(.., |made| made.limits != *limits || made.secrets != secrets)
+            .collect();
+        let taken = ready.pop();
+        drop(ready);
+        // Torn down (a pool slot reset each) with the lock released.
+        drop(stale);
+        taken
     }
 
     fn ready_lock(&self) -> std::sync::MutexGuard<'_, Vec<Ready>> {
