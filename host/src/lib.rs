@@ -1,16 +1,32 @@
 //! node-host runs untrusted WebAssembly components as sandboxed remote nodes
 //! for agent and workflow platforms.
 //!
-//! Layers, each a module, data flowing down: [`sandbox`] (load components,
-//! run one event in a fresh limited instance), [`protocol`] (the wire
-//! formats of platform backends, no I/O), [`worker`] (serves nodes to a
-//! backend), [`hub`] (a Hurozo-compatible backend) and [`cli`] (the
-//! `node-host` command). A lower layer never uses a higher one; [`metrics`]
-//! is shared by the worker and the hub; [`componentize`] turns a
+//! The map (data flows down; a lower layer never uses a higher one):
+//!
+//! ```text
+//!  cli            node-host run | call | hub | upload | …  (parses, wires, prints)
+//!  worker         control planes that push events: ControlPlane + one session loop
+//!                 (Hurozo worker, hosted worker); registration, backoff, drain
+//!  hub            http (routes, auth, WebSockets) -> service::Hub (what the hub does)
+//!                 -> store::Store (SQLite) + store::Blobs (a directory)
+//!  protocol       wire types only (Hurozo, the hosted-worker protocol), no I/O;
+//!                 each translates between its wire and the core's domain
+//!  core           Event{id, account, node, inputs, deadline} -> Runner -> Outcome;
+//!                 one executor pool, per-account lanes
+//!  sandbox        a fresh limited instance per event (fuel, memory, deadline, capture)
+//! ```
+//!
+//! Every event, whatever brings it (a Hurozo WebSocket, the hub's execute
+//! API, a hosted worker, `node-host call`), runs through [`core::Runner`],
+//! the one caller of the sandbox's event path. A new platform is a new
+//! front end over the runner (a [`worker::ControlPlane`] for one that pushes
+//! events over a WebSocket); a new database is a new [`hub::store::Store`].
+//! [`metrics`] is shared by the worker and the hub; [`componentize`] turns a
 //! preview 1 core module (a C node) into a component.
 
 pub mod cli;
 pub mod componentize;
+pub mod core;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;

@@ -15,13 +15,12 @@ mod bindings;
 pub(crate) mod cache;
 mod capture;
 mod engine;
-mod event_threads;
 mod limits;
 mod load;
 mod node;
 mod outcome;
 mod preinit;
-mod priority;
+pub(crate) mod priority;
 pub mod value;
 
 pub use capture::{Captured, CapturedLog, Level, LogLine};

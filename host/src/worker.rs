@@ -12,25 +12,23 @@
 //! anything but a refused token or node at start-up as fatal.
 
 mod backoff;
-mod executor;
 pub mod hosted;
 mod register;
+pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio::sync::{oneshot, watch};
 
+use crate::core::{Executors, LOCAL_ACCOUNT, Runner, Terms};
 use crate::metrics::Metrics;
-use crate::protocol::hurozo::{Event, Registered, Registration};
+use crate::protocol::hurozo::{Event, Registered, Registration, Reply};
 use crate::sandbox::{Limits, NodeComponent};
 pub use backoff::{BACKOFF_MAX, BACKOFF_START, Backoff};
 pub use register::{RegisterError, error_chain, register};
+pub use session::{ConnectRequest, ControlPlane, Failed, KEEPALIVE, Outbox};
 
 /// Re-registration period: Hurozo's worker registers every 60 s and the
 /// backend drops a registration 10 minutes after its last refresh.
@@ -44,12 +42,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(35);
 /// enough to keep executors busy between frames, small enough that a slow
 /// node does not hoard events another worker could run.
 pub const QUEUE_PER_EXECUTOR: usize = 4;
-
-/// A ping goes out this often; a backend silent for two periods is gone.
-pub const KEEPALIVE: Duration = Duration::from_secs(20);
-
-/// How long a WebSocket connect may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Executors when `--concurrency` is not given: one per core.
 pub fn default_concurrency() -> usize {
@@ -103,13 +95,10 @@ struct Shared {
     client: reqwest::Client,
     nodes: HashMap<String, Arc<NodeComponent>>,
     registrations: Vec<Registration>,
+    /// What every event runs with.
+    terms: Terms,
+    runner: Runner,
     metrics: Metrics,
-}
-
-/// Why a session ended.
-enum SessionEnd {
-    Stopped,
-    Lost(String),
 }
 
 impl Worker {
@@ -126,13 +115,22 @@ impl Worker {
                 return Err(WorkerError::DuplicateNode(twin.name().to_owned()));
             }
         }
+        let metrics = Metrics::new("worker");
+        let executors = Executors::new("node-host-executor", config.concurrency, None);
+        let runner = Runner::new(executors, metrics.clone()).making_ahead(true);
+        let terms = Terms {
+            limits: config.limits.clone(),
+            secrets: Arc::new(config.secrets.clone()),
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 client: reqwest::Client::new(),
                 nodes: by_name,
                 registrations,
-                metrics: Metrics::new("worker"),
+                terms,
+                runner,
+                metrics,
             }),
         })
     }
@@ -164,112 +162,27 @@ impl Worker {
     /// `ready` fires after the first successful connect.
     pub async fn run(
         self,
-        mut stop: watch::Receiver<bool>,
-        mut ready: Option<oneshot::Sender<()>>,
+        stop: watch::Receiver<bool>,
+        ready: Option<oneshot::Sender<()>>,
     ) -> Result<(), WorkerError> {
         let config = &self.shared.config;
-        let jobs = Arc::new(executor::JobQueue::default());
-        let (done_sender, mut done) = mpsc::unbounded_channel();
-        executor::spawn(
-            config.concurrency,
-            &jobs,
-            done_sender,
-            executor::ExecutorContext {
-                limits: config.limits.clone(),
-                secrets: Arc::new(config.secrets.clone()),
-                metrics: self.shared.metrics.clone(),
-            },
-        );
         // The first event of each node finds an instance made ahead too
-        // (the executors make the next one after each event).
+        // (the runner makes the next one after each event).
         let nodes: Vec<_> = self.shared.nodes.values().cloned().collect();
-        let (secrets, limits) = (config.secrets.clone(), config.limits.clone());
+        let terms = self.shared.terms.clone();
         std::thread::Builder::new()
             .name("node-host-ready".into())
             .spawn(move || {
                 for node in nodes {
-                    node.make_ready(&secrets, &limits);
+                    node.make_ready(&terms.secrets, &terms.limits);
                 }
             })
             .expect("spawning a thread");
         let refresher = tokio::spawn(self.clone().refresh_loop());
-        let mut backoff = Backoff::default();
-        let mut starting = true;
-        let mut session = 0;
-        let result = loop {
-            let registered = tokio::select! {
-                registered = self.register_all() => registered,
-                () = stopped(&mut stop) => break Ok(()),
-            };
-            let registered = match registered {
-                Ok(registered) => registered,
-                Err(err) if starting && matches!(err, RegisterError::Refused { .. }) => {
-                    break Err(WorkerError::Refused(err));
-                }
-                Err(err) => {
-                    if back_off(&mut backoff, &mut stop, err).await {
-                        break Ok(());
-                    }
-                    continue;
-                }
-            };
-            starting = false;
-            let url = match self.websocket_url(&registered) {
-                Ok(url) => url,
-                Err(message) => {
-                    if back_off(&mut backoff, &mut stop, message).await {
-                        break Ok(());
-                    }
-                    continue;
-                }
-            };
-            let connected = tokio::select! {
-                connected = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)) => connected,
-                () = stopped(&mut stop) => break Ok(()),
-            };
-            let socket = match connected {
-                Ok(Ok((socket, _response))) => socket,
-                Ok(Err(err)) => {
-                    let why = format!(
-                        "cannot open the WebSocket at {}: {}",
-                        redact(&url),
-                        error_chain(&err)
-                    );
-                    if back_off(&mut backoff, &mut stop, why).await {
-                        break Ok(());
-                    }
-                    continue;
-                }
-                Err(_) => {
-                    let why = format!("the WebSocket connect to {} timed out", redact(&url));
-                    if back_off(&mut backoff, &mut stop, why).await {
-                        break Ok(());
-                    }
-                    continue;
-                }
-            };
-            backoff.reset();
-            session += 1;
-            tracing::info!(session, "connected to {}", redact(&url));
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(());
-            }
-            match self
-                .serve(socket, session, &jobs, &mut done, &mut stop)
-                .await
-            {
-                SessionEnd::Stopped => break Ok(()),
-                SessionEnd::Lost(reason) => {
-                    let why = format!("lost the backend connection ({reason})");
-                    if back_off(&mut backoff, &mut stop, why).await {
-                        break Ok(());
-                    }
-                }
-            }
-        };
+        let result = session::run(&self, config.grace, stop, ready).await;
         refresher.abort();
-        jobs.close();
-        result
+        self.shared.runner.executors().close();
+        result.map_err(WorkerError::Refused)
     }
 
     /// `{websocket_url}?auth={token}`, the token URL-encoded (Hurozo's own
@@ -313,194 +226,63 @@ impl Worker {
             };
         }
     }
+}
 
-    /// Serves one connection until it is lost or the worker stops.
-    async fn serve(
-        &self,
-        socket: tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        session: u64,
-        jobs: &executor::JobQueue,
-        done: &mut mpsc::UnboundedReceiver<executor::Done>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> SessionEnd {
-        let (mut sink, mut stream) = socket.split();
-        let capacity = self.shared.config.concurrency * QUEUE_PER_EXECUTOR;
-        let mut in_flight = 0usize;
-        let mut keepalive = tokio::time::interval(KEEPALIVE);
-        let mut last_heard = Instant::now();
-        loop {
-            tokio::select! {
-                biased;
-                Some(finished) = done.recv() => {
-                    // Every reply that is ready goes out with one flush.
-                    let mut replies = Vec::new();
-                    let mut next = Some(finished);
-                    while let Some(finished) = next {
-                        if finished.session == session {
-                            replies.push(Ok(Message::text(finished.text)));
-                        }
-                        next = done.try_recv().ok();
-                    }
-                    in_flight -= replies.len();
-                    let mut replies = futures_util::stream::iter(replies);
-                    if let Err(err) = sink.send_all(&mut replies).await {
-                        return SessionEnd::Lost(format!("sending a reply failed: {err}"));
-                    }
-                }
-                () = stopped(stop) => {
-                    let reply = |finished: executor::Done| {
-                        (finished.session == session).then_some(finished.text)
-                    };
-                    let grace = self.shared.config.grace;
-                    finish_then_close(&mut sink, done, reply, in_flight, grace, "worker stopping")
-                        .await;
-                    return SessionEnd::Stopped;
-                }
-                frame = stream.next(), if in_flight < capacity => {
-                    last_heard = Instant::now();
-                    match frame {
-                        None | Some(Ok(Message::Close(_))) => {
-                            return SessionEnd::Lost("the backend closed the connection".into());
-                        }
-                        Some(Err(err)) => return SessionEnd::Lost(err.to_string()),
-                        Some(Ok(Message::Text(text))) => {
-                            if let Some(job) = self.accept(text.as_str(), session) {
-                                in_flight += 1;
-                                self.shared.metrics.started();
-                                jobs.push(job);
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                    }
-                }
-                _ = keepalive.tick() => {
-                    if let Err(why) = keep_alive(&mut sink, last_heard, "the backend").await {
-                        return SessionEnd::Lost(why);
-                    }
-                }
-            }
-        }
+impl ControlPlane for Worker {
+    type Refusal = RegisterError;
+
+    fn peer(&self) -> &'static str {
+        "the backend"
     }
 
-    /// The job for a frame, or `None` for a frame to ignore (logged).
-    fn accept(&self, text: &str, session: u64) -> Option<executor::Job> {
+    async fn connect_request(&self) -> Result<ConnectRequest, Failed<RegisterError>> {
+        let registered = match self.register_all().await {
+            Ok(registered) => registered,
+            Err(err @ RegisterError::Refused { .. }) => return Err(Failed::Refused(err)),
+            Err(err) => return Err(Failed::Retry(err.to_string())),
+        };
+        let url = self.websocket_url(&registered).map_err(Failed::Retry)?;
+        session::request(&url, &[]).map_err(Failed::Retry)
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        Some(self.shared.config.concurrency * QUEUE_PER_EXECUTOR)
+    }
+
+    /// Runs an event for a node this worker serves; ignores (and logs)
+    /// every other frame.
+    fn receive(&self, text: &str, outbox: &Outbox) -> bool {
         let event: Event = match serde_json::from_str(text) {
             Ok(event) => event,
             Err(err) => {
                 tracing::warn!("ignored a frame that is not an event ({err}): {text:.200}");
-                return None;
+                return false;
             }
         };
-        let Some(node) = self.shared.nodes.get(&event.node) else {
+        let Some(node) = self.shared.nodes.get(&event.node).cloned() else {
             tracing::debug!(node = %event.node, "ignored an event for a node this worker does not serve");
-            return None;
+            return false;
         };
-        Some(executor::Job {
-            session,
-            node: node.clone(),
+        let (event, uuid) = event.into_domain(LOCAL_ACCOUNT);
+        let name = event.node.clone();
+        let reply_to = outbox.clone();
+        let refused_uuid = uuid.clone();
+        let started = self.shared.runner.start(
             event,
-            received: Instant::now(),
-        })
-    }
-}
-
-/// The sending half of a worker's WebSocket.
-type Sink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    Message,
->;
-
-/// One keepalive tick: a ping to the peer, or why it counts as gone (silent
-/// for two periods, or the ping cannot be sent).
-async fn keep_alive(sink: &mut Sink, last_heard: Instant, peer: &str) -> Result<(), String> {
-    if last_heard.elapsed() > 2 * KEEPALIVE {
-        return Err(format!("{peer} stopped answering pings"));
-    }
-    sink.send(Message::Ping(Default::default()))
-        .await
-        .map_err(|err| format!("sending a ping failed: {err}"))
-}
-
-/// After a stop: sends the replies of the `in_flight` events as they finish
-/// (what `reply` makes of each message from `finished`; `None` is not one of
-/// them), for at most `grace`, then closes the connection with `reason`.
-async fn finish_then_close<T>(
-    sink: &mut Sink,
-    finished: &mut mpsc::UnboundedReceiver<T>,
-    reply: impl Fn(T) -> Option<String>,
-    mut in_flight: usize,
-    grace: Duration,
-    reason: &str,
-) {
-    let deadline = tokio::time::Instant::now() + grace;
-    tracing::info!(in_flight, "stopping: finishing events in flight");
-    while in_flight > 0 {
-        tokio::select! {
-            Some(message) = finished.recv() => {
-                if let Some(text) = reply(message) {
-                    in_flight -= 1;
-                    if sink.send(Message::text(text)).await.is_err() {
-                        break;
-                    }
+            node.clone(),
+            self.shared.terms.clone(),
+            move |outcome| {
+                let reply = Reply::of_outcome(node.name(), uuid, &outcome);
+                reply_to.reply(serde_json::to_string(&reply).expect("replies serialize"));
+                if let Some(error) = &reply.error {
+                    tracing::info!(node = %reply.node, code = %error.code, "event failed: {}", error.message);
                 }
-            }
-            () = tokio::time::sleep_until(deadline) => {
-                tracing::warn!(in_flight, "events still running after the {grace:?} grace period; leaving without their replies");
-                break;
-            }
+            },
+        );
+        if let Err(err) = started {
+            let reply = Reply::refused(&name, refused_uuid, err.code(), &err.to_string());
+            outbox.reply(serde_json::to_string(&reply).expect("replies serialize"));
         }
+        true
     }
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Away,
-            reason: reason.to_owned().into(),
-        })))
-        .await;
-}
-
-/// Resolves once `stop` is true; never, if its sender is gone.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    if stop.wait_for(|stopped| *stopped).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Logs why an attempt failed and waits the next backoff step; true if the
-/// worker was stopped meanwhile.
-async fn back_off(
-    backoff: &mut Backoff,
-    stop: &mut watch::Receiver<bool>,
-    why: impl std::fmt::Display,
-) -> bool {
-    let wait = backoff.next_wait();
-    tracing::warn!("{why}; retrying in {wait:.1?}");
-    sleep_or_stop(wait, stop).await
-}
-
-/// Sleeps for `wait`; true if the worker was stopped meanwhile.
-async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(wait) => false,
-        () = stopped(stop) => true,
-    }
-}
-
-/// A URL fit for logs: the token replaced.
-fn redact(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(key, value)| {
-            let value = if key == "auth" {
-                "…".to_owned()
-            } else {
-                value.into_owned()
-            };
-            (key.into_owned(), value)
-        })
-        .collect();
-    shown.query_pairs_mut().clear().extend_pairs(pairs);
-    shown.to_string()
 }

@@ -11,6 +11,10 @@ use serde_json::json;
 
 use super::args::{LimitArgs, parse_backend, parse_input};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component};
+use anyhow::Context as _;
+
+use crate::core::{Event, Executors, LOCAL_ACCOUNT, Runner, Terms};
+use crate::metrics::Metrics;
 use crate::sandbox::value::{self, NamedValue};
 use crate::sandbox::{ErrorCode, Outcome, Sandbox};
 
@@ -95,7 +99,25 @@ pub(super) fn run(
     };
     drop(progress);
 
-    let outcome = node.execute(inputs, &secrets, &limits);
+    let node = std::sync::Arc::new(node);
+    let event = Event {
+        id: uuid::Uuid::new_v4().to_string(),
+        account: LOCAL_ACCOUNT,
+        node: node.name().to_owned(),
+        inputs,
+        deadline: None,
+    };
+    let terms = Terms {
+        limits,
+        secrets: std::sync::Arc::new(secrets),
+    };
+    let runner = Runner::new(
+        Executors::new("node-host-event", 1, None),
+        Metrics::new("call"),
+    );
+    let outcome = runner
+        .run_blocking(event, node.clone(), terms)
+        .context("running the event")?;
     if args.logs {
         print_logs(&outcome);
     }

@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::args::{parse_duration, parse_size};
-use crate::hub::hosted::AccountLimits;
-use crate::hub::store::{LimitSettings, Store};
-use crate::hub::{self, HubConfig, HubState};
+use crate::hub::service::AccountLimits;
+use crate::hub::store::{LimitSettings, SqliteStore, Store as _};
+use crate::hub::{self, Hub, HubConfig};
 use crate::sandbox::SandboxConfig;
 
 #[derive(Debug, Args)]
@@ -180,8 +180,8 @@ pub(super) fn run(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<Exit
             data,
         })) => {
             let dir = data.dir()?;
-            let mut store = Store::open(Some(&dir))?;
-            let token = store.create_token(account, *read_only)?;
+            let store = SqliteStore::open(Some(&dir))?;
+            let token = block_on(store.create_token(account, *read_only))??;
             println!("{token}");
             let kind = if *read_only { "read-only" } else { "write" };
             eprintln!(
@@ -193,7 +193,8 @@ pub(super) fn run(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<Exit
         Some(HubAction::Account(action)) => account(action),
         Some(HubAction::WorkerToken(WorkerTokenAction::Create { data })) => {
             let dir = data.dir()?;
-            let token = Store::open(Some(&dir))?.create_worker_token()?;
+            let store = SqliteStore::open(Some(&dir))?;
+            let token = block_on(store.create_worker_token())??;
             println!("{token}");
             eprintln!(
                 "node-host: created a hosted-worker token in {}; it is shown only now",
@@ -210,49 +211,64 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
         AccountAction::Set { name, data, .. } | AccountAction::Show { name, data } => (name, data),
     };
     let dir = data.dir()?;
-    let store = Store::open(Some(&dir))?;
-    let id = store.account_id(name)?;
-    if let AccountAction::Set {
-        fuel,
-        memory,
-        timeout,
-        max_output,
-        max_log,
-        concurrency,
-        queue,
-        ..
-    } = action
-    {
-        let change = LimitSettings {
-            fuel: *fuel,
-            memory_bytes: memory.map(|bytes| bytes as u64),
-            timeout_ms: timeout.map(|timeout| timeout.as_millis() as u64),
-            output_bytes: max_output.map(|bytes| bytes as u64),
-            concurrency: *concurrency,
-            queue: *queue,
-            log_bytes: max_log.map(|bytes| bytes as u64),
-        };
-        if change == LimitSettings::default() {
-            anyhow::bail!(
-                "nothing to change: give at least one of --fuel, --memory, --timeout, \
+    let store = SqliteStore::open(Some(&dir))?;
+    block_on(async {
+        let id = store.account_id(name).await?;
+        if let AccountAction::Set {
+            fuel,
+            memory,
+            timeout,
+            max_output,
+            max_log,
+            concurrency,
+            queue,
+            ..
+        } = action
+        {
+            let change = LimitSettings {
+                fuel: *fuel,
+                memory_bytes: memory.map(|bytes| bytes as u64),
+                timeout_ms: timeout.map(|timeout| timeout.as_millis() as u64),
+                output_bytes: max_output.map(|bytes| bytes as u64),
+                concurrency: *concurrency,
+                queue: *queue,
+                log_bytes: max_log.map(|bytes| bytes as u64),
+            };
+            if change == LimitSettings::default() {
+                anyhow::bail!(
+                    "nothing to change: give at least one of --fuel, --memory, --timeout, \
                  --max-output, --max-log, --concurrency, --queue"
-            );
+                );
+            }
+            store.set_limits(id, &change).await?;
         }
-        store.set_limits(id, &change)?;
-    }
-    let limits = AccountLimits::from_settings(&store.limits(id)?);
-    println!("{}", serde_json::to_string_pretty(&limits.to_json())?);
-    Ok(ExitCode::SUCCESS)
+        let limits = AccountLimits::from_settings(&store.limits(id).await?);
+        println!("{}", serde_json::to_string_pretty(&limits.to_json())?);
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })?
+}
+
+/// Runs `work` on a runtime of its own (the store is async).
+fn block_on<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(runtime.block_on(work))
 }
 
 fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
     let dir = args.data.dir()?;
-    let state = HubState::open(&HubConfig {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let state = runtime.block_on(Hub::open(&HubConfig {
         data_dir: Some(dir.clone()),
         public_ws_url: args.public_ws_url.clone(),
         sandbox,
         upload_wait: args.upload_wait,
-    })?;
+    }))?;
     let restored = state.restored();
     if restored.cached + restored.compiled > 0 {
         eprintln!(
@@ -262,16 +278,12 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
             restored.compiled
         );
     }
-    if state.store().account_count()? == 0 {
+    if runtime.block_on(state.store().account_count())? == 0 {
         eprintln!(
             "node-host: the hub has no accounts yet; create a token with\n  node-host hub token create --account NAME --data {}",
             dir.display()
         );
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -301,6 +313,6 @@ mod tests {
         let Command::Hub(args) = cli.command else {
             panic!("`node-host hub` parses as the hub command");
         };
-        assert_eq!(args.upload_wait, crate::hub::hosted::UPLOAD_READY_WAIT);
+        assert_eq!(args.upload_wait, crate::hub::service::UPLOAD_READY_WAIT);
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::args::{LimitArgs, parse_backend, parse_duration, token_from_env};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component, wait_for_signal};
-use crate::hub::{self, HubConfig, HubState};
+use crate::hub::{self, Hub, HubConfig};
 use crate::sandbox::{NodeComponent, Sandbox, SandboxConfig};
 use crate::worker::hosted::{HostedConfig, HostedWorker};
 use crate::worker::{Worker, WorkerConfig, WorkerError};
@@ -249,14 +249,15 @@ async fn serve(
 async fn start_embedded_hub(
     listen: Option<SocketAddr>,
     sandbox: SandboxConfig,
-) -> anyhow::Result<(url::Url, String, Arc<HubState>)> {
-    let state = HubState::open(&HubConfig {
+) -> anyhow::Result<(url::Url, String, Arc<Hub>)> {
+    let state = Hub::open(&HubConfig {
         data_dir: None,
         public_ws_url: None,
         sandbox,
-        upload_wait: crate::hub::hosted::UPLOAD_READY_WAIT,
-    })?;
-    let token = state.store().create_token("local", false)?;
+        upload_wait: crate::hub::service::UPLOAD_READY_WAIT,
+    })
+    .await?;
+    let token = state.store().create_token("local", false).await?;
     let default: SocketAddr = hub::DEFAULT_LISTEN.parse().expect("a valid address");
     let listener = match listen {
         Some(addr) => tokio::net::TcpListener::bind(addr)

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::args::{parse_backend, token_from_env};
 use super::{EXIT_FAILED, EXIT_USAGE, read_component};
-use crate::hub::hosted::COMPILE_TIME_LIMIT;
+use crate::hub::service::catalog::COMPILE_TIME_LIMIT;
 use crate::worker::error_chain;
 
 /// How often a `compiling` upload's status is asked for.

@@ -275,11 +275,13 @@ impl Switchboard {
     }
 
     /// Live connections.
+    #[cfg(test)]
     pub fn connections(&self) -> usize {
         self.lock().links.len()
     }
 
     /// Events waiting for a reply.
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.lock().pending.len()
     }

@@ -13,8 +13,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use crate::sandbox::value::{NodeInfo, outputs_to_json};
-use crate::sandbox::{ErrorCode, Failure, Outcome, valid_node_name};
+use crate::core::{self, AccountId};
+use crate::sandbox::value::{NodeInfo, inputs_from_json};
+use crate::sandbox::{Outcome, valid_node_name};
 
 /// The errors Hurozo's documentation names, word for word.
 pub mod errors {
@@ -156,21 +157,57 @@ pub struct Reply {
     pub error: Option<ReplyError>,
 }
 
+impl Event {
+    /// The domain event this asks `account` for, and the uuid its reply
+    /// must echo unchanged (any JSON value; the event's id is its text).
+    pub fn into_domain(self, account: AccountId) -> (core::Event, Json) {
+        let id = match &self.uuid {
+            Json::String(uuid) => uuid.clone(),
+            other => other.to_string(),
+        };
+        let event = core::Event {
+            id,
+            account,
+            node: self.node,
+            inputs: inputs_from_json(self.inputs),
+            deadline: None,
+        };
+        (event, self.uuid)
+    }
+}
+
 impl Reply {
     /// The reply to `event` given the sandbox's outcome: outputs keyed by the
     /// declared names, or empty outputs and the error.
     pub fn to_event(event: &Event, outcome: &Outcome) -> Self {
-        let failure = match &outcome.result {
-            Ok(outputs) => match outputs_to_json(outputs) {
-                Ok(outputs) => return Self::success(event, outputs),
-                Err(message) => Failure {
-                    code: ErrorCode::InvalidOutput,
-                    message,
-                },
+        Self::of_outcome(&event.node, event.uuid.clone(), outcome)
+    }
+
+    /// The reply of node `node` to the event `uuid`, given its outcome.
+    pub fn of_outcome(node: &str, uuid: Json, outcome: &Outcome) -> Self {
+        match core::json_outputs(outcome) {
+            Ok(outputs) => Self {
+                node: node.to_owned(),
+                outputs,
+                uuid,
+                error: None,
             },
-            Err(failure) => failure.clone(),
-        };
-        Self::failure(event, failure.code.as_str(), &failure.message)
+            Err(failure) => Self::refused(node, uuid, &failure.code, &failure.message),
+        }
+    }
+
+    /// A failed reply of node `node` to the event `uuid`: empty outputs
+    /// plus the error.
+    pub fn refused(node: &str, uuid: Json, code: &str, message: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            outputs: Map::new(),
+            uuid,
+            error: Some(ReplyError {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            }),
+        }
     }
 
     /// A successful reply.
@@ -185,15 +222,7 @@ impl Reply {
 
     /// A failed reply: empty outputs plus the error.
     pub fn failure(event: &Event, code: &str, message: &str) -> Self {
-        Self {
-            node: event.node.clone(),
-            outputs: Map::new(),
-            uuid: event.uuid.clone(),
-            error: Some(ReplyError {
-                code: code.to_owned(),
-                message: message.to_owned(),
-            }),
-        }
+        Self::refused(&event.node, event.uuid.clone(), code, message)
     }
 }
 

@@ -46,7 +46,7 @@ pub struct Limits {
     /// to the lowest CPU priority for the rest of it, so long events cannot
     /// delay short ones. The priority cannot be raised again: the caller
     /// must run such an event on a thread no other event uses and that
-    /// ends with it if lowered (`NodeComponent::execute_on_event_thread`).
+    /// ends with it if lowered (node-host's executor pool does both).
     /// `None` (the default) never lowers it.
     pub demote_after: Option<Duration>,
 }

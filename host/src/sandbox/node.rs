@@ -147,47 +147,6 @@ impl NodeComponent {
         self.execute_then(inputs, secrets, limits, |outcome| outcome)
     }
 
-    /// [`execute_then`](Self::execute_then) on an event thread, as
-    /// [`Limits::demote_after`] requires: a thread that no other event is
-    /// using, which ends after the event if the event lowered its priority
-    /// and else waits for the next one. `deliver` runs on that thread.
-    /// Fails only if a needed thread cannot start.
-    pub fn execute_on_event_thread(
-        self: &Arc<Self>,
-        inputs: Vec<NamedValue>,
-        secrets: HashMap<String, String>,
-        limits: Limits,
-        deliver: impl FnOnce(Outcome) + Send + 'static,
-    ) -> std::io::Result<()> {
-        let node = self.clone();
-        super::event_threads::run(move || {
-            node.execute_then(inputs, &secrets, &limits, deliver);
-        })
-    }
-
-    /// [`execute_on_event_thread`](Self::execute_on_event_thread), then, on
-    /// the same thread, [`make_ready`](Self::make_ready) for the next event
-    /// (not after an event that lowered the thread's priority). What
-    /// `deliver` returns is dropped only once that is done: a caller that
-    /// returns its admission permit keeps the making inside the admission,
-    /// so the CPU it takes is counted where the event's own would have been.
-    pub fn execute_on_event_thread_making_next<K>(
-        self: &Arc<Self>,
-        inputs: Vec<NamedValue>,
-        secrets: HashMap<String, String>,
-        limits: Limits,
-        deliver: impl FnOnce(Outcome) -> K + Send + 'static,
-    ) -> std::io::Result<()> {
-        let node = self.clone();
-        super::event_threads::run(move || {
-            let kept = node.execute_then(inputs, &secrets, &limits, deliver);
-            if !super::priority::this_thread_is_lowered() {
-                node.make_ready(&secrets, &limits);
-            }
-            drop(kept);
-        })
-    }
-
     /// [`execute`](Self::execute), handing the outcome to `deliver` before
     /// the instance is torn down. Tearing down resets the pool slot, a large
     /// part of a fresh event's cost; a caller that sends the reply from

@@ -16,22 +16,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio::sync::{oneshot, watch};
+use tokio_tungstenite::tungstenite;
 
-use super::{
-    Backoff, CONNECT_TIMEOUT, KEEPALIVE, back_off, error_chain, finish_then_close, keep_alive,
-    stopped,
-};
+use super::error_chain;
+use super::session::{self, ConnectRequest, ControlPlane, Failed, Outbox};
+use crate::core::{Executors, Runner, Terms};
 use crate::metrics::Metrics;
 use crate::protocol::hosted::{EventLogs, FromWorker, HostedEvent, HostedReply, ToWorker};
 use crate::protocol::hurozo::{ApiError, Reply};
-use crate::sandbox::value::inputs_from_json;
 use crate::sandbox::{NodeComponent, Sandbox, sha256_hex};
 
 /// How long fetching one component may take.
@@ -76,24 +72,11 @@ struct Shared {
     /// Ready components by sha256.
     components: Mutex<HashMap<String, Arc<NodeComponent>>>,
     /// Components being fetched and compiled, with whom to tell when done.
-    loading: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Outgoing>>>>,
-    slots: Arc<Semaphore>,
+    loading: Mutex<HashMap<String, Vec<Outbox>>>,
+    /// At most `concurrency` events at once; no instances made ahead (the
+    /// hub's lane ends with the reply, so making one would run outside it).
+    runner: Runner,
     metrics: Metrics,
-}
-
-/// A frame for the hub.
-#[derive(Debug)]
-enum Outgoing {
-    /// A component is ready or refused.
-    Status(FromWorker),
-    /// An event's reply, serialized.
-    Reply(String),
-}
-
-/// Why a session ended.
-enum SessionEnd {
-    Stopped,
-    Lost(String),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,7 +86,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl HostedWorker {
     /// A hosted worker that loads components into `sandbox`.
     pub fn new(config: HostedConfig, sandbox: Sandbox) -> Self {
-        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let metrics = Metrics::new("worker");
+        let executors = Executors::new(
+            "node-host-event",
+            config.concurrency.max(1),
+            Some(crate::core::IDLE_FOR),
+        );
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -111,8 +99,8 @@ impl HostedWorker {
                 client: reqwest::Client::new(),
                 components: Mutex::default(),
                 loading: Mutex::default(),
-                slots,
-                metrics: Metrics::new("worker"),
+                runner: Runner::new(executors, metrics.clone()),
+                metrics,
             }),
         }
     }
@@ -131,167 +119,18 @@ impl HostedWorker {
     /// fires after the first successful connect.
     pub async fn run(
         self,
-        mut stop: watch::Receiver<bool>,
-        mut ready: Option<oneshot::Sender<()>>,
+        stop: watch::Receiver<bool>,
+        ready: Option<oneshot::Sender<()>>,
     ) -> Result<(), HostedError> {
-        let url = websocket_url(&self.shared.config.backend);
-        let mut backoff = Backoff::default();
-        let mut starting = true;
-        loop {
-            let mut request = url
-                .as_str()
-                .into_client_request()
-                .expect("a ws:// URL makes a request");
-            let auth = format!("Bearer {}", self.shared.config.token);
-            request.headers_mut().insert(
-                "authorization",
-                auth.parse().expect("a token is a valid header value"),
-            );
-            let connect = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                tokio_tungstenite::connect_async_with_config(request, None, true),
-            );
-            let connected = tokio::select! {
-                connected = connect => connected,
-                () = stopped(&mut stop) => return Ok(()),
-            };
-            let why = match connected {
-                Ok(Ok((socket, _response))) => {
-                    starting = false;
-                    backoff.reset();
-                    tracing::info!("connected to the hub at {url}");
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
-                    match self.serve(socket, &mut stop).await {
-                        SessionEnd::Stopped => return Ok(()),
-                        SessionEnd::Lost(reason) => format!("lost the hub connection ({reason})"),
-                    }
-                }
-                Ok(Err(tungstenite::Error::Http(response))) => {
-                    let status = response.status();
-                    let body = response.body().as_deref().unwrap_or_default();
-                    let message = serde_json::from_slice::<ApiError>(body)
-                        .map(|error| error.error)
-                        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
-                    if starting
-                        && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
-                    {
-                        return Err(HostedError::Refused { status, message });
-                    }
-                    format!("the hub at {url} answered {status}: {message}")
-                }
-                Ok(Err(err)) => format!("cannot connect to {url}: {}", error_chain(&err)),
-                Err(_) => format!("the connect to {url} timed out"),
-            };
-            if back_off(&mut backoff, &mut stop, why).await {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Serves one connection until it is lost or the worker stops.
-    async fn serve(
-        &self,
-        socket: tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        stop: &mut watch::Receiver<bool>,
-    ) -> SessionEnd {
-        let (mut sink, mut stream) = socket.split();
-        let (out, mut outgoing) = mpsc::unbounded_channel();
-        let mut in_flight = 0usize;
-        let mut keepalive = tokio::time::interval(KEEPALIVE);
-        let mut last_heard = Instant::now();
-        loop {
-            tokio::select! {
-                biased;
-                Some(frame) = outgoing.recv() => {
-                    // Every frame that is ready goes out with one flush.
-                    let mut frames = Vec::new();
-                    let mut next = Some(frame);
-                    while let Some(frame) = next {
-                        let text = match frame {
-                            Outgoing::Reply(text) => {
-                                in_flight -= 1;
-                                text
-                            }
-                            Outgoing::Status(status) => {
-                                serde_json::to_string(&status).expect("frames serialize")
-                            }
-                        };
-                        frames.push(Ok(Message::text(text)));
-                        next = outgoing.try_recv().ok();
-                    }
-                    let mut frames = futures_util::stream::iter(frames);
-                    if let Err(err) = sink.send_all(&mut frames).await {
-                        return SessionEnd::Lost(format!("sending to the hub failed: {err}"));
-                    }
-                }
-                () = stopped(stop) => {
-                    let reply = |frame: Outgoing| match frame {
-                        Outgoing::Reply(text) => Some(text),
-                        Outgoing::Status(_) => None,
-                    };
-                    let grace = self.shared.config.grace;
-                    let reason = "hosted worker stopping";
-                    finish_then_close(&mut sink, &mut outgoing, reply, in_flight, grace, reason)
-                        .await;
-                    return SessionEnd::Stopped;
-                }
-                frame = stream.next() => {
-                    last_heard = Instant::now();
-                    match frame {
-                        None | Some(Ok(Message::Close(_))) => {
-                            return SessionEnd::Lost("the hub closed the connection".into());
-                        }
-                        Some(Err(err)) => return SessionEnd::Lost(err.to_string()),
-                        Some(Ok(Message::Text(text))) => {
-                            if self.handle(text.as_str(), &out) {
-                                in_flight += 1;
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                    }
-                }
-                _ = keepalive.tick() => {
-                    if let Err(why) = keep_alive(&mut sink, last_heard, "the hub").await {
-                        return SessionEnd::Lost(why);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Acts on one frame from the hub; true when it started an event (whose
-    /// reply will come on `out`).
-    fn handle(&self, text: &str, out: &mpsc::UnboundedSender<Outgoing>) -> bool {
-        match serde_json::from_str(text) {
-            Ok(ToWorker::Components { sha256 }) => {
-                for sha256 in sha256 {
-                    self.prepare(sha256, out.clone());
-                }
-                false
-            }
-            Ok(ToWorker::Forget { sha256 }) => {
-                lock(&self.shared.components).remove(&sha256);
-                false
-            }
-            Ok(ToWorker::Event(event)) => {
-                self.start(*event, out.clone());
-                true
-            }
-            Err(err) => {
-                tracing::warn!("ignored a frame from the hub ({err}): {text:.200}");
-                false
-            }
-        }
+        let result = session::run(&self, self.shared.config.grace, stop, ready).await;
+        self.shared.runner.executors().close();
+        result
     }
 
     /// Gets the component `sha256` ready, then says so on `out`.
-    fn prepare(&self, sha256: String, out: mpsc::UnboundedSender<Outgoing>) {
+    fn prepare(&self, sha256: String, out: Outbox) {
         if lock(&self.shared.components).contains_key(&sha256) {
-            let _ = out.send(Outgoing::Status(FromWorker::Ready { sha256 }));
+            out.send(status_frame(&FromWorker::Ready { sha256 }));
             return;
         }
         {
@@ -322,82 +161,126 @@ impl HostedWorker {
                 }
             };
             let waiting = lock(&shared.loading).remove(&sha256).unwrap_or_default();
+            let frame = status_frame(&status);
             for out in waiting {
-                let _ = out.send(Outgoing::Status(status.clone()));
+                out.send(frame.clone());
             }
         });
     }
 
-    /// Runs one event on an event thread once a slot is free; its reply
-    /// goes to `out`.
-    fn start(&self, event: HostedEvent, out: mpsc::UnboundedSender<Outgoing>) {
-        let shared = self.shared.clone();
-        let reply_to = move |reply: Reply, logs: EventLogs| {
-            let frame = FromWorker::Reply(Box::new(HostedReply { reply, logs }));
-            let _ = out.send(Outgoing::Reply(
-                serde_json::to_string(&frame).expect("frames serialize"),
-            ));
-        };
-        let node = lock(&shared.components).get(&event.sha256).cloned();
+    /// Runs one event; its reply goes to `out`.
+    fn start(&self, event: HostedEvent, out: &Outbox) {
+        let HostedEvent {
+            uuid,
+            node: name,
+            sha256,
+            inputs,
+            limits,
+            secrets,
+        } = event;
+        let uuid = serde_json::Value::String(uuid);
+        let node = lock(&self.shared.components).get(&sha256).cloned();
         let Some(node) = node else {
-            let refused = Reply::failure(
-                &event.to_event(),
+            let refused = Reply::refused(
+                &name,
+                uuid,
                 "unknown_component",
-                &format!(
-                    "this hosted worker does not have the component {} ready",
-                    event.sha256
-                ),
+                &format!("this hosted worker does not have the component {sha256} ready"),
             );
-            reply_to(refused, EventLogs::default());
+            out.reply(reply_frame(refused, EventLogs::default()));
             return;
         };
-        shared.metrics.started();
-        tokio::spawn(async move {
-            let received = Instant::now();
-            let permit = shared
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the slots are never closed");
-            let hurozo_event = event.to_event();
-            let failed = hurozo_event.clone();
-            let inputs = inputs_from_json(event.inputs);
-            let metrics = shared.metrics.clone();
-            let reply_on_failure = reply_to.clone();
-            let spawned = node.execute_on_event_thread(
-                inputs,
-                event.secrets,
-                event.limits.to_limits(),
-                move |outcome| {
-                    drop(permit);
-                    let reply = Reply::to_event(&hurozo_event, &outcome);
-                    let label = reply
-                        .error
-                        .as_ref()
-                        .map_or("ok", |error| error.code.as_str());
-                    metrics.finished(
-                        &hurozo_event.node,
-                        label,
-                        received.elapsed(),
-                        outcome.fuel_used,
-                    );
-                    reply_to(reply, EventLogs::of(&outcome));
-                },
-            );
-            if let Err(err) = spawned {
-                shared
-                    .metrics
-                    .finished(&failed.node, "internal", received.elapsed(), 0);
-                let reply = Reply::failure(
-                    &failed,
-                    "internal",
-                    &format!("cannot start a thread for the event: {err}"),
-                );
-                reply_on_failure(reply, EventLogs::default());
-            }
-        });
+        let event = crate::protocol::hurozo::Event {
+            kind: None,
+            node: name,
+            inputs,
+            uuid,
+        };
+        let (event, uuid) = event.into_domain(crate::core::LOCAL_ACCOUNT);
+        let terms = Terms {
+            limits: limits.to_limits(),
+            secrets: Arc::new(secrets),
+        };
+        let (name, reply_to) = (event.node.clone(), out.clone());
+        let (refused_node, refused_uuid) = (name.clone(), uuid.clone());
+        let started = self
+            .shared
+            .runner
+            .start(event, node, terms, move |outcome| {
+                let reply = Reply::of_outcome(&name, uuid, &outcome);
+                reply_to.reply(reply_frame(reply, EventLogs::of(&outcome)));
+            });
+        if let Err(err) = started {
+            let reply = Reply::refused(&refused_node, refused_uuid, err.code(), &err.to_string());
+            out.reply(reply_frame(reply, EventLogs::default()));
+        }
     }
+}
+
+impl ControlPlane for HostedWorker {
+    type Refusal = HostedError;
+
+    fn peer(&self) -> &'static str {
+        "the hub"
+    }
+
+    async fn connect_request(&self) -> Result<ConnectRequest, Failed<HostedError>> {
+        let url = websocket_url(&self.shared.config.backend);
+        let auth = format!("Bearer {}", self.shared.config.token);
+        session::request(&url, &[("authorization", &auth)]).map_err(Failed::Retry)
+    }
+
+    /// The hub's 401 or 403 is a refused token; anything else is retried.
+    fn connect_failed(&self, err: &tungstenite::Error, url: &str) -> Failed<HostedError> {
+        let tungstenite::Error::Http(response) = err else {
+            return Failed::Retry(format!("cannot connect to {url}: {}", error_chain(err)));
+        };
+        let status = response.status();
+        let body = response.body().as_deref().unwrap_or_default();
+        let message = serde_json::from_slice::<ApiError>(body)
+            .map(|error| error.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Failed::Refused(HostedError::Refused { status, message });
+        }
+        Failed::Retry(format!("the hub at {url} answered {status}: {message}"))
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        // The hub bounds what it sends (each account's lane).
+        None
+    }
+
+    fn receive(&self, text: &str, out: &Outbox) -> bool {
+        match serde_json::from_str(text) {
+            Ok(ToWorker::Components { sha256 }) => {
+                for sha256 in sha256 {
+                    self.prepare(sha256, out.clone());
+                }
+                false
+            }
+            Ok(ToWorker::Forget { sha256 }) => {
+                lock(&self.shared.components).remove(&sha256);
+                false
+            }
+            Ok(ToWorker::Event(event)) => {
+                self.start(*event, out);
+                true
+            }
+            Err(err) => {
+                tracing::warn!("ignored a frame from the hub ({err}): {text:.200}");
+                false
+            }
+        }
+    }
+}
+
+fn status_frame(status: &FromWorker) -> String {
+    serde_json::to_string(status).expect("frames serialize")
+}
+
+fn reply_frame(reply: Reply, logs: EventLogs) -> String {
+    status_frame(&FromWorker::Reply(Box::new(HostedReply { reply, logs })))
 }
 
 /// `ws(s)://…/api/hosted/ws` for the hub at `backend`.

@@ -194,35 +194,3 @@ fn the_nodes_of_a_sandbox_hold_a_bounded_number_of_instances_made_ahead() {
     assert_eq!(last.ready_instances(), 1);
     assert_eq!(held(&nodes), READY_INSTANCES_IN_ALL);
 }
-
-#[test]
-fn an_event_thread_makes_the_next_instance_before_it_lets_go_of_what_deliver_returned() {
-    let node = std::sync::Arc::new(own("first-call"));
-    let (sender, received) = std::sync::mpsc::channel();
-    let watched = node.clone();
-    node.execute_on_event_thread_making_next(
-        vec![],
-        no_secrets(),
-        Limits::default(),
-        move |outcome| {
-            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-            // Dropped once the next instance is made.
-            Permit(watched, sender)
-        },
-    )
-    .unwrap();
-    let ready_when_dropped = received.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(ready_when_dropped, 1);
-}
-
-/// Reports how many instances its node had made ahead when dropped.
-struct Permit(
-    std::sync::Arc<NodeComponent>,
-    std::sync::mpsc::Sender<usize>,
-);
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let _ = self.1.send(self.0.ready_instances());
-    }
-}

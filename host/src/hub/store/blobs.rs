@@ -1,9 +1,11 @@
-//! Uploaded components on disk, content-addressed: `<dir>/<sha256>.wasm`.
+//! Uploaded components, content-addressed: the [`Blobs`] seam, and its
+//! filesystem implementation (`<dir>/<sha256>.wasm`).
 //!
 //! A component is written once (atomically) and read back by its hash,
 //! which is checked on every read, so a damaged or swapped file is reported
 //! rather than run. The embedded hub, which keeps nothing across restarts,
-//! uses a private temporary directory that goes away with it.
+//! uses a private temporary directory that goes away with it. Calls block:
+//! async callers make them on `spawn_blocking`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,15 +13,28 @@ use std::path::{Path, PathBuf};
 use crate::sandbox::cache::write_atomically;
 use crate::sandbox::sha256_hex;
 
-/// Where uploaded components live.
+/// Where uploaded components live, by their hex sha256. One implementation
+/// per kind of storage (a directory today).
+pub trait Blobs: Send + Sync + std::fmt::Debug {
+    /// Stores `bytes`, whose hex sha256 is `sha256` (kept if already there).
+    fn put(&self, sha256: &str, bytes: &[u8]) -> io::Result<()>;
+
+    /// The bytes of the component `sha256`, checked against the hash.
+    fn get(&self, sha256: &str) -> io::Result<Vec<u8>>;
+
+    /// Removes the component `sha256`, if stored.
+    fn remove(&self, sha256: &str);
+}
+
+/// Components in a directory.
 #[derive(Debug)]
-pub struct Blobs {
+pub struct FsBlobs {
     dir: PathBuf,
     /// Removed on drop: the directory of an in-memory hub.
     temporary: bool,
 }
 
-impl Blobs {
+impl FsBlobs {
     /// Opens (creating if needed) the store at `dir`, or a fresh temporary
     /// one when `dir` is `None`.
     pub fn open(dir: Option<&Path>) -> io::Result<Self> {
@@ -48,8 +63,14 @@ impl Blobs {
         self.dir.join(format!("{sha256}.wasm"))
     }
 
-    /// Stores `bytes`, whose hex sha256 is `sha256` (kept if already there).
-    pub fn put(&self, sha256: &str, bytes: &[u8]) -> io::Result<()> {
+    /// The directory (compiled artifacts go beside it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Blobs for FsBlobs {
+    fn put(&self, sha256: &str, bytes: &[u8]) -> io::Result<()> {
         let path = self.path(sha256);
         if path.is_file() {
             return Ok(());
@@ -57,8 +78,7 @@ impl Blobs {
         write_atomically(&path, bytes)
     }
 
-    /// The bytes of the component `sha256`, checked against the hash.
-    pub fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {
+    fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {
         let path = self.path(sha256);
         let bytes = std::fs::read(&path)?;
         if sha256_hex(&bytes) != sha256 {
@@ -70,18 +90,12 @@ impl Blobs {
         Ok(bytes)
     }
 
-    /// Removes the component `sha256`, if stored.
-    pub fn remove(&self, sha256: &str) {
+    fn remove(&self, sha256: &str) {
         let _ = std::fs::remove_file(self.path(sha256));
-    }
-
-    /// The directory (compiled artifacts go beside it).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
-impl Drop for Blobs {
+impl Drop for FsBlobs {
     fn drop(&mut self) {
         if self.temporary {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -95,7 +109,7 @@ mod tests {
 
     #[test]
     fn components_round_trip_by_hash_and_damage_is_caught() {
-        let blobs = Blobs::open(None).unwrap();
+        let blobs = FsBlobs::open(None).unwrap();
         let dir = blobs.dir().to_owned();
         let bytes = b"\0asm not really".to_vec();
         let sha = sha256_hex(&bytes);

@@ -1,0 +1,225 @@
+//! The hub's HTTP routes, each a thin handler: extract, call the service,
+//! answer. Where Hurozo's documentation names an error message, the service
+//! uses it word for word.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value as Json, json};
+
+use super::auth::{Account, HostedWorker};
+use crate::hub::service::catalog::MAX_UPLOAD_BYTES;
+use crate::hub::service::{Hub, HubError, UploadAnswer, upload_too_large};
+use crate::protocol::hurozo::{
+    ExecuteRequest, ExecuteResponse, NodeList, Registered, Registration, errors,
+};
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, example: &str) -> Result<T, HubError> {
+    serde_json::from_slice(body).map_err(|err| {
+        HubError::InvalidRequest(format!(
+            "the request body is not the expected JSON ({err}); send e.g. {example}"
+        ))
+    })
+}
+
+/// `POST /api/remote_nodes/register` (Hurozo).
+pub async fn register(
+    State(hub): State<Arc<Hub>>,
+    Account(caller): Account,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Registered>, HubError> {
+    crate::hub::service::require_write(&caller)?;
+    // Hurozo answers a body without a usable name with its name error.
+    let registration: Registration = serde_json::from_slice(&body)
+        .map_err(|_| HubError::InvalidRequest(errors::INVALID_NAME.to_owned()))?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    hub.register(&caller, registration, host).map(axum::Json)
+}
+
+/// `GET /api/remote_nodes` (Hurozo).
+pub async fn list(State(hub): State<Arc<Hub>>, Account(caller): Account) -> axum::Json<NodeList> {
+    axum::Json(hub.list_nodes(&caller))
+}
+
+/// `POST /api/remote_nodes/{name}/execute` (node-host's).
+pub async fn execute(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+    body: Bytes,
+) -> Result<axum::Json<ExecuteResponse>, HubError> {
+    let request: ExecuteRequest = if body.is_empty() {
+        ExecuteRequest {
+            inputs: Map::new(),
+            timeout_ms: None,
+        }
+    } else {
+        parse_body(&body, r#"{"inputs": {"name": "Ada"}}"#)?
+    };
+    hub.execute(&caller, &name, request).await.map(axum::Json)
+}
+
+/// `POST /api/nodes`: the body is the component.
+pub async fn upload(
+    State(hub): State<Arc<Hub>>,
+    Account(caller): Account,
+    body: Body,
+) -> Result<Response, HubError> {
+    crate::hub::service::require_write(&caller)?;
+    let bytes = axum::body::to_bytes(body, MAX_UPLOAD_BYTES)
+        .await
+        .map_err(|_| upload_too_large())?;
+    let answer = hub.upload(&caller, bytes).await?;
+    Ok(upload_answer(answer, true))
+}
+
+/// `GET /api/uploads/{sha256}`.
+pub async fn upload_status(
+    State(hub): State<Arc<Hub>>,
+    Path(sha256): Path<String>,
+    Account(caller): Account,
+) -> Result<Response, HubError> {
+    let answer = hub.upload_status(&caller, &sha256)?;
+    Ok(upload_answer(answer, false))
+}
+
+/// An upload's answer: 201 (a new upload) or 200 `ready` with the node, 202
+/// `compiling` with the status URL, or the refusal: a 422 for the upload
+/// itself, a 200 for its status (the status of a failed upload is itself a
+/// successful answer).
+fn upload_answer(answer: UploadAnswer, created: bool) -> Response {
+    match answer {
+        UploadAnswer::Compiling { sha256 } => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({
+                "status": "compiling",
+                "status_url": format!("/api/uploads/{sha256}"),
+                "sha256": sha256,
+            })),
+        )
+            .into_response(),
+        UploadAnswer::Ready {
+            node: Some(node), ..
+        } => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, axum::Json(json!({"status": "ready", "node": node}))).into_response()
+        }
+        // Installed, then replaced or deleted since.
+        UploadAnswer::Ready { sha256, node: None } => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "sha256": sha256, "node": null})),
+        )
+            .into_response(),
+        UploadAnswer::Refused(err) => {
+            let status = if created {
+                super::error::status(&err)
+            } else {
+                StatusCode::OK
+            };
+            (status, super::error::body(&err)).into_response()
+        }
+    }
+}
+
+/// `GET /api/nodes`.
+pub async fn uploaded_nodes(
+    State(hub): State<Arc<Hub>>,
+    Account(caller): Account,
+) -> axum::Json<Json> {
+    axum::Json(hub.uploaded_nodes(&caller))
+}
+
+/// `GET /api/nodes/{name}`: the node and the limits its events run under.
+pub async fn uploaded_node(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.uploaded_node(&caller, &name).await.map(axum::Json)
+}
+
+/// `DELETE /api/nodes/{name}`: events in flight finish; new ones get 404.
+pub async fn delete_uploaded(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.delete_uploaded(&caller, &name).await.map(axum::Json)
+}
+
+/// `GET /api/nodes/{name}/logs`.
+pub async fn node_logs(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.node_logs(&caller, &name).map(axum::Json)
+}
+
+#[derive(serde::Deserialize)]
+struct SecretBody {
+    value: String,
+}
+
+/// `PUT /api/secrets/{name}` with `{"value": "…"}`.
+pub async fn put_secret(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+    body: Bytes,
+) -> Result<axum::Json<Json>, HubError> {
+    crate::hub::service::require_write(&caller)?;
+    let body: SecretBody = serde_json::from_slice(&body).map_err(|err| {
+        HubError::InvalidRequest(format!("the body must be {{\"value\": \"…\"}} ({err})"))
+    })?;
+    hub.put_secret(&caller, &name, &body.value)
+        .await
+        .map(axum::Json)
+}
+
+/// `DELETE /api/secrets/{name}`.
+pub async fn delete_secret(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.delete_secret(&caller, &name).await.map(axum::Json)
+}
+
+/// `GET /api/secrets`: names and when each was set, never values.
+pub async fn secret_names(
+    State(hub): State<Arc<Hub>>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.secret_names(&caller).await.map(axum::Json)
+}
+
+/// `GET /api/hosted/components/{sha256}`: a component some account uses.
+pub async fn component(
+    State(hub): State<Arc<Hub>>,
+    Path(sha256): Path<String>,
+    _worker: HostedWorker,
+) -> Result<Response, HubError> {
+    let bytes = hub.component(&sha256).await?;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    hub.metrics().http_response()
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> axum::Json<Json> {
+    axum::Json(json!({"status": "ok"}))
+}

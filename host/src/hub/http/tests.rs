@@ -1,0 +1,735 @@
+//! Every route in process, against the router (`tower::ServiceExt::oneshot`):
+//! each one's success, and each error code a request can meet, with its
+//! status. The WebSockets' own traffic is tested end to end (`tests/e2e`);
+//! here only their refusals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Value as Json, json};
+use tower::ServiceExt as _;
+
+use super::router;
+use crate::hub::service::{Hub, HubConfig, UPLOAD_READY_WAIT};
+use crate::hub::store::LimitSettings;
+use crate::sandbox::SandboxConfig;
+use crate::sandbox::bench_support::guest_example_bytes;
+
+struct Hubbed {
+    hub: Arc<Hub>,
+    alice: String,
+    reader: String,
+    bob: String,
+    worker: String,
+}
+
+async fn hub_in(data_dir: Option<std::path::PathBuf>) -> Hubbed {
+    let hub = Hub::open(&HubConfig {
+        data_dir,
+        public_ws_url: None,
+        sandbox: SandboxConfig::default(),
+        upload_wait: UPLOAD_READY_WAIT,
+    })
+    .await
+    .unwrap();
+    let store = hub.store().clone();
+    Hubbed {
+        alice: store.create_token("alice", false).await.unwrap(),
+        reader: store.create_token("alice", true).await.unwrap(),
+        bob: store.create_token("bob", false).await.unwrap(),
+        worker: store.create_worker_token().await.unwrap(),
+        hub,
+    }
+}
+
+async fn hub() -> Hubbed {
+    hub_in(None).await
+}
+
+/// Sends one request; answers the status and the body (JSON, or the bytes
+/// as a JSON string when they are not JSON).
+async fn call(
+    hub: &Arc<Hub>,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, Json) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = router(hub.clone())
+        .oneshot(request.body(body.into()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, body)
+}
+
+/// Asserts an error answer: its status and its code.
+#[track_caller]
+fn refused((status, body): (StatusCode, Json), want: StatusCode, code: &str) {
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (want, Some(code)),
+        "{body}"
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|message| !message.is_empty())
+    );
+}
+
+fn wasm(name: &str) -> Vec<u8> {
+    guest_example_bytes(name)
+}
+
+/// Uploads `name` for `token`'s account and answers the node's name.
+async fn upload(hub: &Arc<Hub>, token: &str, name: &str) -> String {
+    let (status, body) = call(hub, Method::POST, "/api/nodes", Some(token), wasm(name)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["node"]["name"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn health_and_metrics_need_no_token() {
+    let t = hub().await;
+    assert_eq!(
+        call(&t.hub, Method::GET, "/healthz", None, Body::empty()).await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let (status, body) = call(&t.hub, Method::GET, "/metrics", None, Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.as_str().unwrap().contains("node_host_hub"), "{body}");
+}
+
+#[tokio::test]
+async fn every_account_route_refuses_a_missing_or_unknown_token() {
+    let t = hub().await;
+    let routes = [
+        (Method::POST, "/api/remote_nodes/register"),
+        (Method::GET, "/api/remote_nodes"),
+        (Method::POST, "/api/remote_nodes/hello/execute"),
+        (Method::POST, "/api/nodes"),
+        (Method::GET, "/api/nodes"),
+        (Method::GET, "/api/nodes/hello"),
+        (Method::DELETE, "/api/nodes/hello"),
+        (Method::GET, "/api/nodes/hello/logs"),
+        (Method::GET, "/api/uploads/ab"),
+        (Method::GET, "/api/secrets"),
+        (Method::PUT, "/api/secrets/key"),
+        (Method::DELETE, "/api/secrets/key"),
+    ];
+    for (method, uri) in routes {
+        let missing = call(&t.hub, method.clone(), uri, None, Body::empty()).await;
+        assert_eq!(missing.1["error"], "Missing Authorization header", "{uri}");
+        refused(missing, StatusCode::UNAUTHORIZED, "unauthorized");
+        let forged = call(
+            &t.hub,
+            method.clone(),
+            uri,
+            Some("nh_forged"),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(forged.1["error"], "Invalid API token", "{uri}");
+        refused(forged, StatusCode::UNAUTHORIZED, "unauthorized");
+        // A hosted-worker token opens no account route.
+        let worker = call(&t.hub, method, uri, Some(&t.worker), Body::empty()).await;
+        refused(worker, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn read_only_tokens_change_nothing() {
+    let t = hub().await;
+    let registration = json!({"name": "hello", "inputs": [], "outputs": ["greeting"]});
+    let routes = [
+        (
+            Method::POST,
+            "/api/remote_nodes/register",
+            registration.to_string(),
+        ),
+        (Method::POST, "/api/nodes", String::new()),
+        (Method::DELETE, "/api/nodes/hello", String::new()),
+        (
+            Method::PUT,
+            "/api/secrets/key",
+            json!({"value": "v"}).to_string(),
+        ),
+        (Method::DELETE, "/api/secrets/key", String::new()),
+    ];
+    for (method, uri, body) in routes {
+        let answer = call(&t.hub, method, uri, Some(&t.reader), body).await;
+        refused(answer, StatusCode::FORBIDDEN, "read_only_token");
+    }
+    // It may list and read.
+    let (status, _) = call(
+        &t.hub,
+        Method::GET,
+        "/api/remote_nodes",
+        Some(&t.reader),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn registering_lists_the_node_and_a_worker_less_node_is_unavailable() {
+    let t = hub().await;
+    let registration = json!({"name": "greeter", "inputs": ["name"], "outputs": ["greeting"]});
+    let (status, body) = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/register",
+        Some(&t.alice),
+        registration.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "registered");
+    assert!(body["websocket_url"].as_str().unwrap().starts_with("ws://"));
+    assert!(!body["token"].as_str().unwrap().is_empty());
+
+    let (status, body) = call(
+        &t.hub,
+        Method::GET,
+        "/api/remote_nodes",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"nodes": [{"name": "greeter", "inputs": ["name"], "outputs": ["greeting"]}]})
+    );
+    let (_, theirs) = call(
+        &t.hub,
+        Method::GET,
+        "/api/remote_nodes",
+        Some(&t.bob),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        theirs,
+        json!({"nodes": []}),
+        "another account's nodes are invisible"
+    );
+
+    let execute = "/api/remote_nodes/greeter/execute";
+    let no_worker = call(&t.hub, Method::POST, execute, Some(&t.alice), Body::empty()).await;
+    refused(no_worker, StatusCode::SERVICE_UNAVAILABLE, "no_worker");
+    let unknown = call(&t.hub, Method::POST, execute, Some(&t.bob), Body::empty()).await;
+    refused(unknown, StatusCode::NOT_FOUND, "unknown_node");
+}
+
+#[tokio::test]
+async fn malformed_requests_are_invalid_requests() {
+    let t = hub().await;
+    let register = "/api/remote_nodes/register";
+    for body in [
+        "not json",
+        r#"{"name": "a/b", "outputs": ["x"]}"#,
+        r#"{"name": "x", "outputs": []}"#,
+    ] {
+        let answer = call(&t.hub, Method::POST, register, Some(&t.alice), body).await;
+        refused(answer, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let no_name = call(&t.hub, Method::POST, register, Some(&t.alice), "{}").await;
+    assert_eq!(no_name.1["error"], "Missing or invalid name");
+    let no_output = call(
+        &t.hub,
+        Method::POST,
+        register,
+        Some(&t.alice),
+        r#"{"name": "x", "outputs": []}"#,
+    )
+    .await;
+    assert_eq!(no_output.1["error"], "At least one output required");
+
+    upload(&t.hub, &t.alice, "hello").await;
+    let execute = "/api/remote_nodes/hello/execute";
+    for body in ["[1]", r#"{"inputs": {}, "timeout_ms": 0}"#] {
+        let answer = call(&t.hub, Method::POST, execute, Some(&t.alice), body).await;
+        refused(answer, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let bad_name = call(
+        &t.hub,
+        Method::PUT,
+        "/api/secrets/a%20b",
+        Some(&t.alice),
+        json!({"value": "v"}).to_string(),
+    )
+    .await;
+    refused(bad_name, StatusCode::BAD_REQUEST, "invalid_request");
+    let bad_body = call(
+        &t.hub,
+        Method::PUT,
+        "/api/secrets/key",
+        Some(&t.alice),
+        "{}",
+    )
+    .await;
+    refused(bad_body, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn an_uploaded_node_is_listed_shown_run_logged_and_deleted() {
+    let t = hub().await;
+    assert_eq!(upload(&t.hub, &t.alice, "hello").await, "hello");
+
+    let (status, body) = call(
+        &t.hub,
+        Method::GET,
+        "/api/nodes",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["nodes"][0]["name"], "hello");
+    let (status, body) = call(
+        &t.hub,
+        Method::GET,
+        "/api/nodes/hello",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["limits"]["concurrency"], 4);
+    assert_eq!(body["lane"], json!({"running": 0, "waiting": 0}));
+    assert_eq!(body["hosted_workers"], 0);
+
+    let sha256 = body["sha256"].as_str().unwrap().to_owned();
+    let (status, body) = call(
+        &t.hub,
+        Method::GET,
+        &format!("/api/uploads/{sha256}"),
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("ready")),
+        "{body}"
+    );
+
+    let (status, body) = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/hello/execute",
+        Some(&t.alice),
+        json!({"inputs": {"name": "Ada"}}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["outputs"],
+        json!({"greeting": "Hello Ada", "shout": "HELLO ADA"})
+    );
+    let uuid = body["uuid"].as_str().unwrap().to_owned();
+
+    let (status, body) = call(
+        &t.hub,
+        Method::GET,
+        "/api/nodes/hello/logs",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["events"][0]["uuid"], uuid);
+    assert_eq!(body["events"][0]["outcome"], "ok");
+
+    // Another account sees none of it.
+    for uri in ["/api/nodes/hello", "/api/nodes/hello/logs"] {
+        let answer = call(&t.hub, Method::GET, uri, Some(&t.bob), Body::empty()).await;
+        refused(answer, StatusCode::NOT_FOUND, "unknown_node");
+    }
+    let theirs = call(
+        &t.hub,
+        Method::GET,
+        &format!("/api/uploads/{sha256}"),
+        Some(&t.bob),
+        Body::empty(),
+    )
+    .await;
+    refused(theirs, StatusCode::NOT_FOUND, "unknown_upload");
+    let theirs = call(
+        &t.hub,
+        Method::DELETE,
+        "/api/nodes/hello",
+        Some(&t.bob),
+        Body::empty(),
+    )
+    .await;
+    refused(theirs, StatusCode::NOT_FOUND, "unknown_node");
+
+    let (status, body) = call(
+        &t.hub,
+        Method::DELETE,
+        "/api/nodes/hello",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"deleted": "hello"}))
+    );
+    let gone = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/hello/execute",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    refused(gone, StatusCode::NOT_FOUND, "unknown_node");
+}
+
+#[tokio::test]
+async fn uploads_that_are_not_nodes_are_refused_with_their_code() {
+    let t = hub().await;
+    for (bytes, code) in [
+        (Vec::new(), "empty_file"),
+        (b"#!/bin/sh\n".to_vec(), "not_wasm"),
+        (wat::parse_str("(module)").unwrap(), "core_module"),
+    ] {
+        let answer = call(&t.hub, Method::POST, "/api/nodes", Some(&t.alice), bytes).await;
+        refused(answer, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    let huge = vec![0u8; crate::hub::service::catalog::MAX_UPLOAD_BYTES + 1];
+    let answer = call(&t.hub, Method::POST, "/api/nodes", Some(&t.alice), huge).await;
+    refused(answer, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let unknown = call(
+        &t.hub,
+        Method::GET,
+        "/api/uploads/00",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    refused(unknown, StatusCode::NOT_FOUND, "unknown_upload");
+}
+
+#[tokio::test]
+async fn a_name_is_either_registered_or_uploaded() {
+    let t = hub().await;
+    upload(&t.hub, &t.alice, "hello").await;
+    let registration = json!({"name": "hello", "outputs": ["greeting"]}).to_string();
+    let taken = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/register",
+        Some(&t.alice),
+        registration,
+    )
+    .await;
+    refused(taken, StatusCode::CONFLICT, "name_taken");
+
+    let registration = json!({"name": "echo", "outputs": ["value"]}).to_string();
+    let (status, _) = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/register",
+        Some(&t.alice),
+        registration,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let taken = call(
+        &t.hub,
+        Method::POST,
+        "/api/nodes",
+        Some(&t.alice),
+        wasm("echo"),
+    )
+    .await;
+    refused(taken, StatusCode::UNPROCESSABLE_ENTITY, "name_taken");
+}
+
+#[tokio::test]
+async fn a_node_that_fails_answers_502_with_its_code_and_a_slow_one_504() {
+    let t = hub().await;
+    upload(&t.hub, &t.alice, "node-error").await;
+    let failed = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/node-error/execute",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    refused(failed, StatusCode::BAD_GATEWAY, "guest_error");
+
+    upload(&t.hub, &t.alice, "spin-loop").await;
+    let slow = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/spin-loop/execute",
+        Some(&t.alice),
+        json!({"timeout_ms": 50}).to_string(),
+    )
+    .await;
+    refused(slow, StatusCode::GATEWAY_TIMEOUT, "timeout");
+    let (_, logs) = call(
+        &t.hub,
+        Method::GET,
+        "/api/nodes/node-error/logs",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(logs["events"][0]["outcome"], "guest_error");
+}
+
+#[tokio::test]
+async fn a_full_lane_answers_429() {
+    let t = hub().await;
+    upload(&t.hub, &t.alice, "spin-loop").await;
+    let alice = t.hub.store().account_id("alice").await.unwrap();
+    let limits = LimitSettings {
+        concurrency: Some(1),
+        queue: Some(0),
+        timeout_ms: Some(2_000),
+        ..LimitSettings::default()
+    };
+    t.hub.store().set_limits(alice, &limits).await.unwrap();
+    let hub = t.hub.clone();
+    let token = t.alice.clone();
+    let running = tokio::spawn(async move {
+        call(
+            &hub,
+            Method::POST,
+            "/api/remote_nodes/spin-loop/execute",
+            Some(&token),
+            Body::empty(),
+        )
+        .await
+    });
+    for _ in 0..200 {
+        let (_, node) = call(
+            &t.hub,
+            Method::GET,
+            "/api/nodes/spin-loop",
+            Some(&t.alice),
+            Body::empty(),
+        )
+        .await;
+        if node["lane"]["running"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let full = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/spin-loop/execute",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    refused(full, StatusCode::TOO_MANY_REQUESTS, "queue_full");
+    // Another account's lane is its own.
+    upload(&t.hub, &t.bob, "hello").await;
+    let (status, _) = call(
+        &t.hub,
+        Method::POST,
+        "/api/remote_nodes/hello/execute",
+        Some(&t.bob),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = running.await.unwrap();
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_GATEWAY, &json!("deadline")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_stored_listed_by_name_and_deleted() {
+    let t = hub().await;
+    let (status, body) = call(
+        &t.hub,
+        Method::PUT,
+        "/api/secrets/api-key",
+        Some(&t.alice),
+        json!({"value": "sk-1"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"name": "api-key", "status": "stored"})
+        )
+    );
+    let (status, body) = call(
+        &t.hub,
+        Method::GET,
+        "/api/secrets",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["secrets"][0]["name"], "api-key");
+    assert!(
+        !body.to_string().contains("sk-1"),
+        "no value is ever returned"
+    );
+    let (_, theirs) = call(
+        &t.hub,
+        Method::GET,
+        "/api/secrets",
+        Some(&t.bob),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(theirs, json!({"secrets": []}));
+    let theirs = call(
+        &t.hub,
+        Method::DELETE,
+        "/api/secrets/api-key",
+        Some(&t.bob),
+        Body::empty(),
+    )
+    .await;
+    refused(theirs, StatusCode::NOT_FOUND, "unknown_secret");
+    let huge = json!({"value": "x".repeat(crate::hub::secrets::MAX_SECRET_BYTES + 1)}).to_string();
+    let answer = call(
+        &t.hub,
+        Method::PUT,
+        "/api/secrets/big",
+        Some(&t.alice),
+        huge,
+    )
+    .await;
+    refused(answer, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let (status, body) = call(
+        &t.hub,
+        Method::DELETE,
+        "/api/secrets/api-key",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"deleted": "api-key"}))
+    );
+}
+
+#[tokio::test]
+async fn a_secret_sealed_under_another_key_is_unavailable() {
+    let dir = std::env::temp_dir().join(format!("node-host-routes-secret-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (alice, path) = {
+        let t = hub_in(Some(dir.clone())).await;
+        upload(&t.hub, &t.alice, "secrets").await;
+        let (status, _) = call(
+            &t.hub,
+            Method::PUT,
+            "/api/secrets/api-key",
+            Some(&t.alice),
+            json!({"value": "sk"}).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        (t.alice, dir.join("secrets.key"))
+    };
+    std::fs::remove_file(&path).unwrap();
+    let hub = Hub::open(&HubConfig {
+        data_dir: Some(dir.clone()),
+        public_ws_url: None,
+        sandbox: SandboxConfig::default(),
+        upload_wait: UPLOAD_READY_WAIT,
+    })
+    .await
+    .unwrap();
+    let answer = call(
+        &hub,
+        Method::POST,
+        "/api/remote_nodes/secrets/execute",
+        Some(&alice),
+        Body::empty(),
+    )
+    .await;
+    refused(
+        answer,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "secret_unavailable",
+    );
+    drop(hub);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn hosted_worker_routes_take_worker_tokens_only() {
+    let t = hub().await;
+    upload(&t.hub, &t.alice, "hello").await;
+    let (_, node) = call(
+        &t.hub,
+        Method::GET,
+        "/api/nodes/hello",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    let uri = format!(
+        "/api/hosted/components/{}",
+        node["sha256"].as_str().unwrap()
+    );
+    let (status, body) = call(&t.hub, Method::GET, &uri, Some(&t.worker), Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.as_str().unwrap().starts_with("\0asm"));
+    let account = call(&t.hub, Method::GET, &uri, Some(&t.alice), Body::empty()).await;
+    refused(account, StatusCode::UNAUTHORIZED, "unauthorized");
+    let missing = call(&t.hub, Method::GET, &uri, None, Body::empty()).await;
+    refused(missing, StatusCode::UNAUTHORIZED, "unauthorized");
+    let unknown = call(
+        &t.hub,
+        Method::GET,
+        "/api/hosted/components/00",
+        Some(&t.worker),
+        Body::empty(),
+    )
+    .await;
+    refused(unknown, StatusCode::NOT_FOUND, "unknown_component");
+    let socket = call(
+        &t.hub,
+        Method::GET,
+        "/api/hosted/ws",
+        Some(&t.alice),
+        Body::empty(),
+    )
+    .await;
+    refused(socket, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_worker_socket_needs_a_signed_token() {
+    let t = hub().await;
+    let missing = call(&t.hub, Method::GET, "/ws", None, Body::empty()).await;
+    // Not an upgrade request either: the token is checked first.
+    refused(missing, StatusCode::UNAUTHORIZED, "unauthorized");
+    let forged = call(&t.hub, Method::GET, "/ws?auth=forged", None, Body::empty()).await;
+    refused(forged, StatusCode::UNAUTHORIZED, "unauthorized");
+}

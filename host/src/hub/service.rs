@@ -1,0 +1,250 @@
+//! What the hub does, with no HTTP in it: accounts and tokens, Hurozo
+//! registrations and the workers that serve them, uploaded nodes, secrets
+//! and hosted workers. Every front end (the HTTP routes and WebSockets of
+//! `hub::http` today) calls these methods and maps [`HubError`]; none of
+//! them decides anything itself.
+//!
+//! It refuses to let one account see or reach another's nodes, uploads or
+//! secrets: every lookup is keyed by the caller's account, so another
+//! account's thing is simply unknown.
+
+pub mod catalog;
+mod error;
+mod hosted_workers;
+mod uploads;
+mod vault;
+mod workers;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::registry::Registry;
+use super::secrets::{SecretBox, SecretsError};
+use super::store::{Caller, SqliteStore, Store, StoreError, UploadedNode};
+use super::switchboard::Switchboard;
+use super::ws_token::WsTokenSigner;
+use crate::core::{Executors, IDLE_FOR, Runner};
+use crate::metrics::Metrics;
+use crate::sandbox::SandboxConfig;
+pub use catalog::{AccountLimits, UPLOAD_READY_WAIT};
+use catalog::{Catalog, InstalledNode, MAX_RUNNING};
+pub use error::HubError;
+pub use uploads::{UploadAnswer, upload_too_large};
+
+/// Callers remembered by their API token, so that a request does not wait
+/// on the store to be let in: beyond this many the memory is cleared.
+/// Tokens are never changed once made, so a remembered caller stays right.
+const REMEMBERED_CALLERS: usize = 10_000;
+
+/// How the hub is set up.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// SQLite and the signing key live here; `None` keeps everything in
+    /// memory for the life of the process (the embedded hub).
+    pub data_dir: Option<PathBuf>,
+    /// The WebSocket URL handed to workers, when the hub is reached through
+    /// a proxy (e.g. `wss://hub.example.com/ws`). By default it is built
+    /// from the `Host` header of the registration request.
+    pub public_ws_url: Option<String>,
+    /// How uploaded nodes' sandbox is set up (pooling, pre-initialization);
+    /// its compile cache is always the hub's own, under `data_dir`.
+    pub sandbox: SandboxConfig,
+    /// How long an upload request waits for its compile before it answers
+    /// 202 `compiling` (usually [`UPLOAD_READY_WAIT`]).
+    pub upload_wait: Duration,
+}
+
+/// Why the hub cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The database or the data directory.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The secrets key.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+/// How the uploaded nodes were loaded when the hub started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Loaded from the compile cache.
+    pub cached: usize,
+    /// Compiled anew (the artifact was missing or unusable).
+    pub compiled: usize,
+}
+
+/// The hub: its state and everything it does.
+#[derive(Debug)]
+pub struct Hub {
+    store: Arc<dyn Store>,
+    registry: Mutex<Registry>,
+    switchboard: Switchboard,
+    signer: WsTokenSigner,
+    metrics: Metrics,
+    public_ws_url: Option<String>,
+    upload_wait: Duration,
+    catalog: Catalog,
+    /// Runs the uploaded nodes the hub runs itself.
+    runner: Runner,
+    restored: Restored,
+    secrets: SecretBox,
+    callers: Mutex<HashMap<String, Caller>>,
+}
+
+impl Hub {
+    /// Opens the hub's SQLite store (in `config.data_dir`, or in memory) and
+    /// its signing key; see [`with_store`](Self::with_store).
+    pub async fn open(config: &HubConfig) -> Result<Arc<Self>, OpenError> {
+        let store = SqliteStore::open(config.data_dir.as_deref())?;
+        Self::with_store(config, Arc::new(store)).await
+    }
+
+    /// The hub on `store`. Uploaded nodes are loaded again before this
+    /// returns: from the compile cache in milliseconds each, or compiled
+    /// anew when the artifact is gone (after a node-host upgrade). One that
+    /// cannot be loaded is logged and skipped; its upload stays recorded.
+    pub async fn with_store(
+        config: &HubConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Self>, OpenError> {
+        let signer = WsTokenSigner::new(store.signing_key().await?);
+        let catalog = Catalog::open(config.data_dir.as_deref(), config.sandbox.clone()).map_err(
+            |source| StoreError::DataDir {
+                path: config.data_dir.clone().unwrap_or_default(),
+                source,
+            },
+        )?;
+        let uploaded = store.all_uploaded().await?;
+        let (catalog, restored) = tokio::task::spawn_blocking(move || {
+            let restored = restore_uploads(&catalog, uploaded);
+            (catalog, restored)
+        })
+        .await
+        .expect("restoring uploads does not panic");
+        let secrets = SecretBox::open(config.data_dir.as_deref())?;
+        let metrics = Metrics::new("hub");
+        let executors = Executors::new("node-host-event", MAX_RUNNING, Some(IDLE_FOR));
+        Ok(Arc::new(Self {
+            store,
+            registry: Mutex::default(),
+            switchboard: Switchboard::default(),
+            signer,
+            runner: Runner::new(executors, metrics.clone()).making_ahead(true),
+            metrics,
+            public_ws_url: config.public_ws_url.clone(),
+            upload_wait: config.upload_wait,
+            catalog,
+            restored,
+            secrets,
+            callers: Mutex::default(),
+        }))
+    }
+
+    /// The uploaded nodes loaded at start-up: from the compile cache, and
+    /// compiled anew.
+    pub fn restored(&self) -> Restored {
+        self.restored
+    }
+
+    /// The hub's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The hub's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The caller behind an API token (the value of `Authorization: Bearer`);
+    /// `None` when the request carries no `Authorization` at all.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, HubError> {
+        let token = token.ok_or(HubError::MissingAuth)?;
+        if token.is_empty() {
+            return Err(HubError::InvalidToken);
+        }
+        if let Some(caller) = self.remembered(token) {
+            return Ok(caller);
+        }
+        let caller = self
+            .store
+            .authenticate(token)
+            .await?
+            .ok_or(HubError::InvalidToken)?;
+        let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        if callers.len() >= REMEMBERED_CALLERS {
+            callers.clear();
+        }
+        callers.insert(token.to_owned(), caller.clone());
+        Ok(caller)
+    }
+
+    fn remembered(&self, token: &str) -> Option<Caller> {
+        self.callers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    /// Refuses anything but a hosted-worker token.
+    pub async fn authenticate_worker(&self, token: Option<&str>) -> Result<(), HubError> {
+        let token = token.ok_or(HubError::MissingAuth)?;
+        match self.store.is_worker_token(token).await? {
+            true => Ok(()),
+            false => Err(HubError::InvalidWorkerToken),
+        }
+    }
+}
+
+/// Refuses a read-only token where the request changes something.
+pub fn require_write(caller: &Caller) -> Result<(), HubError> {
+    match caller.read_only {
+        true => Err(HubError::ReadOnlyToken),
+        false => Ok(()),
+    }
+}
+
+/// Loads every recorded upload into `catalog`; one that cannot be loaded is
+/// logged and skipped (its record stays).
+fn restore_uploads(catalog: &Catalog, uploaded: Vec<(i64, UploadedNode)>) -> Restored {
+    let mut restored = Restored::default();
+    for (account, record) in uploaded {
+        let loaded = catalog
+            .blobs()
+            .get(&record.sha256)
+            .map_err(|err| err.to_string())
+            .and_then(|bytes| catalog.load(&bytes).map_err(|err| err.to_string()));
+        match loaded {
+            Ok((component, was_compiled)) => {
+                if was_compiled {
+                    restored.compiled += 1;
+                } else {
+                    restored.cached += 1;
+                }
+                catalog.install(
+                    account,
+                    InstalledNode {
+                        component: Arc::new(component),
+                        record,
+                    },
+                );
+            }
+            Err(err) => tracing::error!(
+                account,
+                node = %record.name,
+                "cannot load the uploaded node, skipping it: {err}"
+            ),
+        }
+    }
+    restored
+}

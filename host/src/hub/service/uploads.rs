@@ -1,0 +1,394 @@
+//! Uploaded nodes: accepting an upload, where it stands, listing, showing,
+//! deleting, their logs, and running their events.
+//!
+//! An upload is checked before it is accepted: its size, that it is a
+//! component, then (compiling) that it exports the node world, imports only
+//! what the host grants and has valid info. A small component answers
+//! `ready` at once; a big one answers `compiling` with a status URL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Map, Value as Json, json};
+
+use super::catalog::{
+    AccountLimits, COMPILE_TIME_LIMIT, InstalledNode, LoggedEvent, MAX_UPLOAD_BYTES, UploadStatus,
+};
+use super::{Hub, HubError, require_write};
+use crate::core::{AccountId, Event, EventFailure, Terms, json_outputs};
+use crate::hub::store::{Caller, UploadedNode, unix_seconds};
+use crate::protocol::hosted::{EventLimits, EventLogs};
+use crate::protocol::hurozo::ExecuteResponse;
+use crate::sandbox::{file_kind, sha256_hex};
+
+/// Where an upload stands, as its answer says.
+#[derive(Debug, Clone)]
+pub enum UploadAnswer {
+    /// Installed; the node as `GET /api/nodes/{name}` shows it (`None` when
+    /// it was replaced or deleted since).
+    Ready {
+        /// The component's sha256.
+        sha256: String,
+        /// The node.
+        node: Option<Json>,
+    },
+    /// Still compiling: ask again at the status URL.
+    Compiling {
+        /// The component's sha256.
+        sha256: String,
+    },
+    /// Refused: why.
+    Refused(Arc<HubError>),
+}
+
+impl Hub {
+    /// Accepts the component `bytes` as a node of the caller's account:
+    /// waits up to the hub's upload wait for it to compile and be checked.
+    pub async fn upload(
+        self: &Arc<Self>,
+        caller: &Caller,
+        bytes: Bytes,
+    ) -> Result<UploadAnswer, HubError> {
+        require_write(caller)?;
+        if bytes.len() > MAX_UPLOAD_BYTES {
+            return Err(upload_too_large());
+        }
+        file_kind(&bytes).map_err(|err| HubError::refused(&err))?;
+        let sha256 = sha256_hex(&bytes);
+        let account = caller.account;
+        let already = self
+            .catalog
+            .set_upload_status(account, &sha256, UploadStatus::Compiling);
+        if already == Some(UploadStatus::Compiling) {
+            // The same component is being compiled for this account: wait for it.
+            return Ok(self.wait_and_answer(account, &sha256, None).await);
+        }
+        let stored = {
+            let (blobs, sha256, bytes) =
+                (self.catalog.blobs().clone(), sha256.clone(), bytes.clone());
+            tokio::task::spawn_blocking(move || blobs.put(&sha256, &bytes)).await
+        };
+        if let Err(err) = stored
+            .map_err(std::io::Error::other)
+            .and_then(|stored| stored)
+        {
+            self.catalog.set_upload_status(
+                account,
+                &sha256,
+                UploadStatus::Failed("internal".into(), err.to_string()),
+            );
+            return Err(HubError::internal(format!(
+                "cannot store the component: {err}"
+            )));
+        }
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let hub = self.clone();
+        let task_sha = sha256.clone();
+        tokio::spawn(async move {
+            let status = hub.compile_and_install(account, &task_sha, bytes).await;
+            if let UploadStatus::Failed(code, message) = &status {
+                tracing::info!(account, sha256 = %task_sha, code, "upload refused: {message}");
+            }
+            hub.catalog.set_upload_status(account, &task_sha, status);
+            let _ = done_tx.send(());
+        });
+        Ok(self.wait_and_answer(account, &sha256, Some(done)).await)
+    }
+
+    /// Where the caller's upload of `sha256` stands.
+    pub fn upload_status(&self, caller: &Caller, sha256: &str) -> Result<UploadAnswer, HubError> {
+        if self.catalog.upload_status(caller.account, sha256).is_none() {
+            return Err(HubError::UnknownUpload(sha256.to_owned()));
+        }
+        Ok(self.answer(caller.account, sha256))
+    }
+
+    /// Waits up to the hub's upload wait for the upload to settle, then
+    /// answers with where it stands.
+    async fn wait_and_answer(
+        &self,
+        account: AccountId,
+        sha256: &str,
+        done: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> UploadAnswer {
+        match done {
+            Some(done) => {
+                let _ = tokio::time::timeout(self.upload_wait, done).await;
+            }
+            None => {
+                let until = Instant::now() + self.upload_wait;
+                while Instant::now() < until
+                    && self.catalog.upload_status(account, sha256) == Some(UploadStatus::Compiling)
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        self.answer(account, sha256)
+    }
+
+    fn answer(&self, account: AccountId, sha256: &str) -> UploadAnswer {
+        let sha256 = sha256.to_owned();
+        match self.catalog.upload_status(account, &sha256) {
+            None | Some(UploadStatus::Compiling) => UploadAnswer::Compiling { sha256 },
+            Some(UploadStatus::Ready(name)) => UploadAnswer::Ready {
+                node: self.catalog.get(account, &name).map(|node| node.to_json()),
+                sha256,
+            },
+            Some(UploadStatus::Failed(code, message)) => {
+                UploadAnswer::Refused(Arc::new(HubError::Refused { code, message }))
+            }
+        }
+    }
+
+    /// Compiles (within [`COMPILE_TIME_LIMIT`]) and, when the component is a
+    /// valid node, records and installs it.
+    async fn compile_and_install(
+        self: &Arc<Self>,
+        account: AccountId,
+        sha256: &str,
+        bytes: Bytes,
+    ) -> UploadStatus {
+        let size = bytes.len() as u64;
+        let loading = {
+            let hub = self.clone();
+            tokio::task::spawn_blocking(move || hub.catalog.load(&bytes))
+        };
+        let component = match tokio::time::timeout(COMPILE_TIME_LIMIT, loading).await {
+            Err(_) => {
+                return UploadStatus::Failed(
+                    "compile_timeout".into(),
+                    format!(
+                        "the component did not compile within {} s",
+                        COMPILE_TIME_LIMIT.as_secs()
+                    ),
+                );
+            }
+            Ok(Err(err)) => return UploadStatus::Failed("internal".into(), err.to_string()),
+            Ok(Ok(Err(err))) => return UploadStatus::Failed(err.code().into(), err.to_string()),
+            Ok(Ok(Ok((component, _)))) => component,
+        };
+        let name = component.name().to_owned();
+        if self
+            .registry()
+            .get(account, &name, Instant::now())
+            .is_some()
+        {
+            return UploadStatus::Failed(
+                "name_taken".into(),
+                format!(
+                    "a worker of this account serves a node named `{name}` (node-host run); stop \
+                     it, or give the uploaded node another name"
+                ),
+            );
+        }
+        let record = UploadedNode {
+            name: name.clone(),
+            sha256: sha256.to_owned(),
+            size,
+            uploaded_at: unix_seconds(),
+        };
+        if let Err(err) = self.store.put_uploaded(account, &record).await {
+            return UploadStatus::Failed("internal".into(), err.to_string());
+        }
+        let replaced = self.catalog.install(
+            account,
+            InstalledNode {
+                component: Arc::new(component),
+                record,
+            },
+        );
+        self.announce(sha256);
+        if let Some(old) = replaced {
+            tracing::info!(account, node = %name, old = %old.record.sha256, new = %sha256, "replaced an uploaded node");
+            if old.record.sha256 != sha256 {
+                self.forget_component(&old.record.sha256).await;
+            }
+        } else {
+            tracing::info!(account, node = %name, sha256, "installed an uploaded node");
+        }
+        UploadStatus::Ready(name)
+    }
+
+    /// Removes a component file nothing uses any more.
+    async fn forget_component(&self, sha256: &str) {
+        let used =
+            self.catalog.in_use(sha256) || self.store.sha256_in_use(sha256).await.unwrap_or(true);
+        if !used {
+            self.withdraw(sha256);
+            self.catalog.blobs().remove(sha256);
+            self.catalog.forget_compiled(sha256);
+        }
+    }
+
+    /// The caller's uploaded nodes.
+    pub fn uploaded_nodes(&self, caller: &Caller) -> Json {
+        let nodes: Vec<Json> = self
+            .catalog
+            .list(caller.account)
+            .iter()
+            .map(|node| node.to_json())
+            .collect();
+        json!({ "nodes": nodes })
+    }
+
+    /// The caller's uploaded node `name`, the limits its events run under,
+    /// the hosted workers that have it ready and the account's lane.
+    pub async fn uploaded_node(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+        let node = self.installed(caller, name)?;
+        let limits = self.account_limits(caller.account).await?;
+        let mut shown = node.to_json();
+        shown["limits"] = limits.to_json();
+        shown["hosted_workers"] = self.workers_ready(&node.record.sha256).into();
+        let (running, waiting) = self.runner.lanes().load(caller.account);
+        shown["lane"] = json!({"running": running, "waiting": waiting});
+        Ok(shown)
+    }
+
+    /// Deletes the caller's uploaded node `name`: events in flight finish;
+    /// new ones are refused as unknown.
+    pub async fn delete_uploaded(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+        require_write(caller)?;
+        let removed = self
+            .catalog
+            .remove(caller.account, name)
+            .ok_or_else(|| unknown(name))?;
+        self.store.delete_uploaded(caller.account, name).await?;
+        self.forget_component(&removed.record.sha256).await;
+        self.catalog.forget_logs(caller.account, name);
+        tracing::info!(account = %caller.account_name, node = %name, "deleted an uploaded node");
+        Ok(json!({"deleted": name}))
+    }
+
+    /// What the recent events of the caller's node `name` printed and
+    /// logged, oldest first.
+    pub fn node_logs(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+        self.installed(caller, name)?;
+        let events = self.catalog.logs(caller.account, name);
+        Ok(json!({"node": name, "events": events}))
+    }
+
+    fn installed(&self, caller: &Caller, name: &str) -> Result<Arc<InstalledNode>, HubError> {
+        self.catalog
+            .get(caller.account, name)
+            .ok_or_else(|| unknown(name))
+    }
+
+    async fn account_limits(&self, account: AccountId) -> Result<AccountLimits, HubError> {
+        let settings = self.store.limits(account).await?;
+        Ok(AccountLimits::from_settings(&settings))
+    }
+
+    /// Runs one event of an uploaded node under the account's limits: waits
+    /// for a place in the account's lane (or is refused as `queue_full`),
+    /// then sends the event to a hosted worker that has the component ready,
+    /// or else runs it on the hub's runner. Bounded by the event's deadline.
+    pub(super) async fn execute_uploaded(
+        &self,
+        node: Arc<InstalledNode>,
+        event: Event,
+        timeout: Duration,
+    ) -> Result<ExecuteResponse, HubError> {
+        let (name, id) = (event.node.clone(), event.id.clone());
+        let deadline = event.deadline.expect("the execute API sets a deadline");
+        let outputs: Vec<String> = node
+            .component
+            .info()
+            .outputs
+            .iter()
+            .map(|port| port.name.clone())
+            .collect();
+        let ms = timeout.as_millis();
+        let finished = tokio::time::timeout_at(deadline.into(), self.run_uploaded(node, event))
+            .await
+            .map_err(|_elapsed| HubError::Timeout {
+                node: name.clone(),
+                what: "finish",
+                ms,
+            })?
+            .map_err(|err| match err {
+                HubError::Timeout { node, what, .. } => HubError::Timeout { node, what, ms },
+                other => other,
+            })?;
+        let returned = finished.map_err(|failure| HubError::NodeFailed {
+            node: name.clone(),
+            failure,
+        })?;
+        Ok(ExecuteResponse::ordered(&name, &id, &outputs, returned))
+    }
+
+    async fn run_uploaded(
+        &self,
+        node: Arc<InstalledNode>,
+        event: Event,
+    ) -> Result<Result<Map<String, Json>, EventFailure>, HubError> {
+        let account = event.account;
+        let limits = self.account_limits(account).await?;
+        let secrets = self
+            .declared_secrets(account, node.component.info())
+            .await?;
+        let permit = self
+            .runner
+            .admit(&event, limits.lane())
+            .await
+            .map_err(|err| HubError::from_run(&event.node, 0, err))?;
+        let wire_limits = EventLimits::of(&limits.event);
+        if let Some(finished) = self
+            .run_remotely(&node, &event, wire_limits, &secrets)
+            .await
+        {
+            return Ok(finished);
+        }
+        let (name, id) = (event.node.clone(), event.id.clone());
+        let terms = Terms {
+            limits: limits.event,
+            secrets: Arc::new(secrets),
+        };
+        let outcome = self
+            .runner
+            .run(permit, event, node.component.clone(), terms)
+            .await
+            .map_err(|err| HubError::from_run(&name, 0, err))?;
+        let finished = json_outputs(&outcome);
+        self.record_logs(account, &name, &id, &finished, EventLogs::of(&outcome));
+        Ok(finished)
+    }
+
+    /// Keeps what an event of the account's uploaded node `node` printed and
+    /// logged.
+    pub(super) fn record_logs(
+        &self,
+        account: AccountId,
+        node: &str,
+        id: &str,
+        finished: &Result<Map<String, Json>, EventFailure>,
+        logs: EventLogs,
+    ) {
+        let event = LoggedEvent {
+            uuid: id.to_owned(),
+            finished_at: unix_seconds(),
+            outcome: finished
+                .as_ref()
+                .err()
+                .map_or_else(|| "ok".to_owned(), |failure| failure.code.clone()),
+            logs,
+        };
+        self.catalog.record_logs(account, node, event);
+    }
+}
+
+/// The refusal of an upload bigger than [`MAX_UPLOAD_BYTES`].
+pub fn upload_too_large() -> HubError {
+    HubError::TooLarge(format!(
+        "the component is larger than the hub accepts ({} MiB); shrink it (strip debug info, \
+         build in release mode)",
+        MAX_UPLOAD_BYTES >> 20
+    ))
+}
+
+fn unknown(name: &str) -> HubError {
+    HubError::UnknownNode(format!(
+        "this account has no uploaded node `{name}` (upload it with `node-host upload`)"
+    ))
+}

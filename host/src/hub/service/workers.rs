@@ -1,0 +1,266 @@
+//! Hurozo's half of the hub: registrations, the listing, executes routed to
+//! the workers that registered a node, and those workers' connections.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value as Json;
+
+use super::{Hub, HubError, require_write};
+use crate::core::{self, AccountId};
+use crate::hub::store::Caller;
+use crate::hub::switchboard::{Answer, DispatchError, LinkId};
+use crate::hub::ws_token::WsClaims;
+use crate::protocol::hurozo::{
+    Event, ExecuteRequest, ExecuteResponse, ListedNode, NodeList, Registered, Registration,
+};
+use crate::sandbox::value::inputs_from_json;
+
+/// How long an execute waits for the worker's reply when the caller does not
+/// say: Hurozo's 600 s, which is also the most a caller may ask for.
+pub const EXECUTE_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Hub {
+    /// Records (or refreshes) a worker's node and answers with the
+    /// WebSocket URL and a token for it. `host` is the `Host` the request
+    /// came to, for the URL when no public one is set.
+    pub fn register(
+        &self,
+        caller: &Caller,
+        registration: Registration,
+        host: Option<&str>,
+    ) -> Result<Registered, HubError> {
+        require_write(caller)?;
+        registration
+            .validate()
+            .map_err(|message| HubError::InvalidRequest(message.to_owned()))?;
+        if self
+            .catalog
+            .get(caller.account, &registration.name)
+            .is_some()
+        {
+            return Err(HubError::NameTaken(registration.name));
+        }
+        let websocket_url = self
+            .public_ws_url
+            .clone()
+            .unwrap_or_else(|| format!("ws://{}/ws", host.unwrap_or("127.0.0.1")));
+        let token = self.signer.issue(
+            &WsClaims {
+                account: caller.account,
+                node: registration.name.clone(),
+            },
+            SystemTime::now(),
+        );
+        let reply = Registered {
+            status: "registered".into(),
+            websocket_url,
+            token,
+            inputs: registration.inputs.clone(),
+            outputs: registration.outputs.clone(),
+        };
+        tracing::info!(account = %caller.account_name, node = %registration.name, "registered");
+        self.registry()
+            .register(caller.account, registration, Instant::now());
+        Ok(reply)
+    }
+
+    /// The account's nodes: those its workers registered and those it
+    /// uploaded, by name.
+    pub fn list_nodes(&self, caller: &Caller) -> NodeList {
+        let mut nodes = self.registry().list(caller.account, Instant::now());
+        for uploaded in self.catalog.list(caller.account) {
+            let info = uploaded.component.info();
+            let names =
+                |ports: &[crate::sandbox::Port]| ports.iter().map(|p| p.name.clone()).collect();
+            nodes.push(ListedNode {
+                name: info.name.clone(),
+                inputs: names(&info.inputs),
+                outputs: names(&info.outputs),
+            });
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        NodeList { nodes }
+    }
+
+    /// Runs one event of the account's node `name`: an uploaded node on the
+    /// hub's runner (or a hosted worker), a registered one on the least busy
+    /// worker that serves it. Outputs come in the node's declared order,
+    /// missing ones null.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        name: &str,
+        request: ExecuteRequest,
+    ) -> Result<ExecuteResponse, HubError> {
+        let timeout = match request.timeout_ms {
+            None => EXECUTE_TIMEOUT,
+            Some(0) => {
+                return Err(HubError::InvalidRequest(
+                    "timeout_ms must be at least 1".into(),
+                ));
+            }
+            Some(ms) => Duration::from_millis(ms).min(EXECUTE_TIMEOUT),
+        };
+        if let Some(node) = self.catalog.get(caller.account, name) {
+            let event = core::Event {
+                id: uuid::Uuid::new_v4().to_string(),
+                account: caller.account,
+                node: name.to_owned(),
+                inputs: inputs_from_json(request.inputs),
+                deadline: Some(Instant::now() + timeout),
+            };
+            return self.execute_uploaded(node, event, timeout).await;
+        }
+        let outputs = self
+            .registry()
+            .get(caller.account, name, Instant::now())
+            .map(|registration| registration.outputs.clone())
+            .ok_or_else(|| {
+                HubError::UnknownNode(format!(
+                    "unknown node `{name}`: this account has not uploaded it and no worker of \
+                     the account has registered it in the last 10 minutes (upload it with \
+                     `node-host upload`, or serve it with `node-host run`)"
+                ))
+            })?;
+        self.execute_on_worker(caller.account, name, request.inputs, &outputs, timeout)
+            .await
+    }
+
+    async fn execute_on_worker(
+        &self,
+        account: AccountId,
+        name: &str,
+        inputs: serde_json::Map<String, Json>,
+        outputs: &[String],
+        timeout: Duration,
+    ) -> Result<ExecuteResponse, HubError> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let event = Event {
+            kind: Some("remote_node".into()),
+            node: name.to_owned(),
+            inputs,
+            uuid: Json::String(uuid.clone()),
+        };
+        let started = Instant::now();
+        self.metrics.started();
+        let finish = |outcome: &str| self.metrics.finished(name, outcome, started.elapsed(), 0);
+        let waiter = self.switchboard.dispatch(account, &event).map_err(|err| {
+            let err = match err {
+                DispatchError::NoWorker => HubError::NoWorker(name.to_owned()),
+                DispatchError::Busy => HubError::Busy,
+            };
+            finish(err.code());
+            err
+        })?;
+        let answer = tokio::time::timeout(timeout, waiter).await;
+        let answered = match answer {
+            Ok(Ok(Answer::Reply(reply, _))) => match reply.error {
+                Some(error) => Err(HubError::NodeFailed {
+                    node: name.to_owned(),
+                    failure: core::EventFailure::new(&error.code, error.message),
+                }),
+                None => Ok(ExecuteResponse::ordered(
+                    name,
+                    &uuid,
+                    outputs,
+                    reply.outputs,
+                )),
+            },
+            Ok(Ok(Answer::WorkerLost) | Err(_)) => Err(HubError::WorkerLost(name.to_owned())),
+            Err(_elapsed) => {
+                self.switchboard.abandon(&uuid);
+                Err(HubError::Timeout {
+                    node: name.to_owned(),
+                    what: "reply",
+                    ms: timeout.as_millis(),
+                })
+            }
+        };
+        finish(answered.as_ref().err().map_or("ok", HubError::code));
+        answered
+    }
+
+    /// Lets a worker connect: checks the token of its connect URL and
+    /// answers its account and the nodes the connection serves.
+    pub fn accept_worker(
+        &self,
+        query: Option<&str>,
+    ) -> Result<(AccountId, HashSet<String>), HubError> {
+        let (token, mut nodes) = parse_ws_query(query);
+        let token = token.ok_or_else(|| {
+            HubError::InvalidWsToken(
+                "connect with ?auth=<token>, the token from POST /api/remote_nodes/register".into(),
+            )
+        })?;
+        let claims = self
+            .signer
+            .verify(&token, SystemTime::now())
+            .map_err(|err| HubError::InvalidWsToken(err.to_string()))?;
+        nodes.insert(claims.node);
+        Ok((claims.account, nodes))
+    }
+
+    /// A worker connection of `account` serving `nodes` is up: events for
+    /// it arrive on the returned receiver as JSON text.
+    pub fn worker_connected(
+        &self,
+        account: AccountId,
+        nodes: HashSet<String>,
+    ) -> (LinkId, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (link, outbox) = self.switchboard.connect(account, nodes);
+        self.metrics.connections(1);
+        tracing::info!(link, account, "worker connected");
+        (link, outbox)
+    }
+
+    /// A text frame from the worker connection `link`: a reply.
+    pub fn worker_frame(&self, link: LinkId, text: &str) {
+        match serde_json::from_str(text) {
+            Ok(reply) => {
+                if !self.switchboard.answer(link, reply) {
+                    tracing::debug!(link, "ignored a reply with an unknown uuid");
+                }
+            }
+            Err(err) => tracing::debug!(link, "ignored a frame that is not a reply: {err}"),
+        }
+    }
+
+    /// The worker connection `link` is gone: its callers are told at once.
+    pub fn worker_disconnected(&self, link: LinkId) {
+        self.switchboard.disconnect(link);
+        self.metrics.connections(-1);
+        tracing::info!(link, "worker disconnected");
+    }
+}
+
+/// What a worker's connect URL says: the token, and (a node-host extension)
+/// more nodes the connection serves besides the token's own.
+fn parse_ws_query(query: Option<&str>) -> (Option<String>, HashSet<String>) {
+    let mut token = None;
+    let mut nodes = HashSet::new();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "auth" => token = Some(value.into_owned()),
+            "node" => {
+                nodes.insert(value.into_owned());
+            }
+            _ => {}
+        }
+    }
+    (token, nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_query_takes_the_token_and_extra_nodes() {
+        let (token, nodes) = parse_ws_query(Some("auth=a%2Bb%3D&node=hello&node=echo&x=1"));
+        assert_eq!(token.as_deref(), Some("a+b="));
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes.contains("echo"));
+        assert_eq!(parse_ws_query(None).0, None);
+    }
+}

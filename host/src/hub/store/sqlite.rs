@@ -1,0 +1,668 @@
+//! The [`Store`] in SQLite: one database file in the hub's data directory
+//! (or in memory for the embedded hub), behind one connection.
+//!
+//! Every call of the trait runs on tokio's blocking pool, never on an async
+//! thread. Schema changes go through [`MIGRATIONS`], applied in order and
+//! recorded in SQLite's `user_version`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use sha2::{Digest as _, Sha256};
+
+use super::{
+    Caller, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, UploadedNode,
+    WORKER_TOKEN_PREFIX, unix_seconds, valid_account_name,
+};
+use crate::core::AccountId;
+
+/// The database file inside the hub's data directory.
+pub const DATABASE_FILE: &str = "hub.sqlite3";
+
+/// Random bytes in an API token: 256 bits, beyond guessing.
+const TOKEN_BYTES: usize = 32;
+
+/// Schema versions, in order; entry `i` takes the schema from version `i`
+/// to `i + 1`. Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    "
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        read_only INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+",
+    "
+    CREATE TABLE uploaded_nodes (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        uploaded_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name)
+    );
+    CREATE TABLE account_limits (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        fuel INTEGER,
+        memory_bytes INTEGER,
+        timeout_ms INTEGER,
+        output_bytes INTEGER,
+        concurrency INTEGER,
+        queue INTEGER
+    );
+",
+    "
+    CREATE TABLE secrets (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name)
+    );
+",
+    "
+    CREATE TABLE worker_tokens (
+        id INTEGER PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+",
+    "
+    ALTER TABLE account_limits ADD COLUMN log_bytes INTEGER;
+",
+];
+
+fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Backend {
+        what,
+        source: Box::new(source),
+    }
+}
+
+/// The hub's database in SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    db: Arc<Mutex<Database>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`, or an in-memory
+    /// database that lives as long as the store when `data_dir` is `None`.
+    pub fn open(data_dir: Option<&Path>) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Arc::new(Mutex::new(Database::open(data_dir)?)),
+        })
+    }
+
+    /// Runs `query` on the database off the async threads.
+    async fn with<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&mut Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut db = db.lock().unwrap_or_else(PoisonError::into_inner);
+            query(&mut db)
+        })
+        .await
+        .map_err(|err| StoreError::Backend {
+            what: "run a query",
+            source: Box::new(err),
+        })?
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_token(&self, account: &str, read_only: bool) -> Result<String, StoreError> {
+        let account = account.to_owned();
+        self.with(move |db| db.create_token(&account, read_only))
+            .await
+    }
+
+    async fn authenticate(&self, token: &str) -> Result<Option<Caller>, StoreError> {
+        let hash = token_hash(token);
+        self.with(move |db| db.authenticate(&hash)).await
+    }
+
+    async fn create_worker_token(&self) -> Result<String, StoreError> {
+        self.with(Database::create_worker_token).await
+    }
+
+    async fn is_worker_token(&self, token: &str) -> Result<bool, StoreError> {
+        let hash = token_hash(token);
+        self.with(move |db| db.is_worker_token(&hash)).await
+    }
+
+    async fn account_count(&self) -> Result<u64, StoreError> {
+        self.with(|db| db.account_count()).await
+    }
+
+    async fn account_id(&self, name: &str) -> Result<AccountId, StoreError> {
+        let name = name.to_owned();
+        self.with(move |db| db.account_id(&name)).await
+    }
+
+    async fn put_uploaded(
+        &self,
+        account: AccountId,
+        node: &UploadedNode,
+    ) -> Result<(), StoreError> {
+        let node = node.clone();
+        self.with(move |db| db.put_uploaded(account, &node)).await
+    }
+
+    async fn delete_uploaded(&self, account: AccountId, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.with(move |db| db.delete_uploaded(account, &name))
+            .await
+    }
+
+    async fn all_uploaded(&self) -> Result<Vec<(AccountId, UploadedNode)>, StoreError> {
+        self.with(|db| db.all_uploaded()).await
+    }
+
+    async fn sha256_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+        let sha256 = sha256.to_owned();
+        self.with(move |db| db.sha256_in_use(&sha256)).await
+    }
+
+    async fn limits(&self, account: AccountId) -> Result<LimitSettings, StoreError> {
+        self.with(move |db| db.limits(account)).await
+    }
+
+    async fn set_limits(
+        &self,
+        account: AccountId,
+        change: &LimitSettings,
+    ) -> Result<(), StoreError> {
+        let change = *change;
+        self.with(move |db| db.set_limits(account, &change)).await
+    }
+
+    async fn put_secret(
+        &self,
+        account: AccountId,
+        name: &str,
+        sealed: &Sealed,
+    ) -> Result<(), StoreError> {
+        let (name, sealed) = (name.to_owned(), sealed.clone());
+        self.with(move |db| db.put_secret(account, &name, &sealed))
+            .await
+    }
+
+    async fn delete_secret(&self, account: AccountId, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.with(move |db| db.delete_secret(account, &name)).await
+    }
+
+    async fn secret(&self, account: AccountId, name: &str) -> Result<Option<Sealed>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |db| db.secret(account, &name)).await
+    }
+
+    async fn secret_names(&self, account: AccountId) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with(move |db| db.secret_names(account)).await
+    }
+
+    async fn signing_key(&self) -> Result<[u8; 32], StoreError> {
+        self.with(Database::signing_key).await
+    }
+}
+
+/// The connection and the queries, synchronous.
+#[derive(Debug)]
+struct Database {
+    db: Connection,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database in `data_dir`, or an in-memory
+    /// database that lives as long as the process when `data_dir` is `None`.
+    fn open(data_dir: Option<&Path>) -> Result<Self, StoreError> {
+        let db = match data_dir {
+            Some(dir) => {
+                create_private_dir(dir)?;
+                let db = Connection::open(dir.join(DATABASE_FILE)).map_err(sql("open"))?;
+                db.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(sql("set WAL mode"))?;
+                db
+            }
+            None => Connection::open_in_memory().map_err(sql("open in memory"))?,
+        };
+        db.pragma_update(None, "foreign_keys", true)
+            .map_err(sql("enable foreign keys"))?;
+        let mut store = Self { db };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: usize = self
+            .db
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sql("read schema version"))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.db.transaction().map_err(sql("begin migration"))?;
+            tx.execute_batch(migration).map_err(sql("migrate"))?;
+            tx.pragma_update(None, "user_version", index + 1)
+                .map_err(sql("record schema version"))?;
+            tx.commit().map_err(sql("commit migration"))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a new API token for `account` (creating the account if it is
+    /// new) and returns it. Only its hash is stored: this is the one time the
+    /// token can be seen.
+    fn create_token(&mut self, account: &str, read_only: bool) -> Result<String, StoreError> {
+        if !valid_account_name(account) {
+            return Err(StoreError::InvalidAccountName(account.to_owned()));
+        }
+        let mut random = [0u8; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut random);
+        let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+        let now = unix_seconds();
+        let tx = self.db.transaction().map_err(sql("begin"))?;
+        tx.execute(
+            "INSERT INTO accounts (name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![account, now],
+        )
+        .map_err(sql("create account"))?;
+        tx.execute(
+            "INSERT INTO api_tokens (account_id, token_sha256, read_only, created_at)
+             SELECT id, ?2, ?3, ?4 FROM accounts WHERE name = ?1",
+            params![account, token_hash(&token), read_only, now],
+        )
+        .map_err(sql("store token"))?;
+        tx.commit().map_err(sql("commit"))?;
+        Ok(token)
+    }
+
+    /// The caller behind the API token whose hash is `hash`.
+    fn authenticate(&self, hash: &str) -> Result<Option<Caller>, StoreError> {
+        self.db
+            .prepare_cached(
+                "SELECT a.id, a.name, t.read_only FROM api_tokens t
+                 JOIN accounts a ON a.id = t.account_id WHERE t.token_sha256 = ?1",
+            )
+            .map_err(sql("prepare token lookup"))?
+            .query_row([hash], |row| {
+                Ok(Caller {
+                    account: row.get(0)?,
+                    account_name: row.get(1)?,
+                    read_only: row.get(2)?,
+                })
+            })
+            .optional()
+            .map_err(sql("look up token"))
+    }
+
+    /// Creates a hosted-worker token and returns it (only its hash is kept).
+    /// It lets `node-host run --hosted` fetch uploaded components and run
+    /// every account's events; it opens no account API.
+    fn create_worker_token(&mut self) -> Result<String, StoreError> {
+        let mut random = [0u8; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut random);
+        let token = format!("{WORKER_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+        self.db
+            .execute(
+                "INSERT INTO worker_tokens (token_sha256, created_at) VALUES (?1, ?2)",
+                params![token_hash(&token), unix_seconds()],
+            )
+            .map_err(sql("store worker token"))?;
+        Ok(token)
+    }
+
+    /// True when `hash` is the hash of a hosted-worker token of this hub.
+    fn is_worker_token(&self, hash: &str) -> Result<bool, StoreError> {
+        self.db
+            .prepare_cached("SELECT 1 FROM worker_tokens WHERE token_sha256 = ?1")
+            .map_err(sql("prepare worker token lookup"))?
+            .exists([hash])
+            .map_err(sql("look up worker token"))
+    }
+
+    /// How many accounts exist.
+    fn account_count(&self) -> Result<u64, StoreError> {
+        self.db
+            .query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))
+            .map_err(sql("count accounts"))
+    }
+
+    /// The id of the account called `name`.
+    fn account_id(&self, name: &str) -> Result<i64, StoreError> {
+        self.db
+            .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sql("look up account"))?
+            .ok_or_else(|| StoreError::UnknownAccount(name.to_owned()))
+    }
+
+    /// Records that `account` serves `node.name` from the component with
+    /// `node.sha256`, replacing an earlier upload of the same name.
+    fn put_uploaded(&self, account: i64, node: &UploadedNode) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO uploaded_nodes (account_id, name, sha256, size, uploaded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    account,
+                    node.name,
+                    node.sha256,
+                    node.size as i64,
+                    node.uploaded_at
+                ],
+            )
+            .map_err(sql("store uploaded node"))?;
+        Ok(())
+    }
+
+    /// Forgets the upload `name` of `account`; false when there was none.
+    fn delete_uploaded(&self, account: i64, name: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .db
+            .execute(
+                "DELETE FROM uploaded_nodes WHERE account_id = ?1 AND name = ?2",
+                params![account, name],
+            )
+            .map_err(sql("delete uploaded node"))?;
+        Ok(deleted > 0)
+    }
+
+    /// Every account's uploads, for loading them at start-up.
+    fn all_uploaded(&self) -> Result<Vec<(i64, UploadedNode)>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare(
+                "SELECT account_id, name, sha256, size, uploaded_at FROM uploaded_nodes
+                 ORDER BY account_id, name",
+            )
+            .map_err(sql("prepare upload listing"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    UploadedNode {
+                        name: row.get(1)?,
+                        sha256: row.get(2)?,
+                        size: row.get::<_, i64>(3)? as u64,
+                        uploaded_at: row.get(4)?,
+                    },
+                ))
+            })
+            .map_err(sql("list uploaded nodes"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read uploaded node"))
+    }
+
+    /// True when any account's upload still uses the component `sha256`.
+    fn sha256_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+        self.db
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM uploaded_nodes WHERE sha256 = ?1)",
+                [sha256],
+                |row| row.get(0),
+            )
+            .map_err(sql("look up component use"))
+    }
+
+    /// The limits `account` has set; unset fields are `None` (the defaults).
+    fn limits(&self, account: i64) -> Result<LimitSettings, StoreError> {
+        self.db
+            .query_row(
+                "SELECT fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue,
+                        log_bytes
+                 FROM account_limits WHERE account_id = ?1",
+                [account],
+                |row| {
+                    Ok(LimitSettings {
+                        fuel: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
+                        memory_bytes: row.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                        timeout_ms: row.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                        output_bytes: row.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                        concurrency: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                        queue: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                        log_bytes: row.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read account limits"))
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Sets the given fields of `account`'s limits, keeping the others.
+    fn set_limits(&self, account: i64, change: &LimitSettings) -> Result<(), StoreError> {
+        let old = self.limits(account)?;
+        let new = old.merged(change);
+        let value = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO account_limits
+                 (account_id, fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue,
+                  log_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    account,
+                    value(new.fuel),
+                    value(new.memory_bytes),
+                    value(new.timeout_ms),
+                    value(new.output_bytes),
+                    value(new.concurrency),
+                    value(new.queue),
+                    value(new.log_bytes)
+                ],
+            )
+            .map_err(sql("store account limits"))?;
+        Ok(())
+    }
+
+    /// Stores (or replaces) `account`'s sealed secret `name`.
+    fn put_secret(&self, account: i64, name: &str, sealed: &Sealed) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO secrets (account_id, name, nonce, ciphertext, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    account,
+                    name,
+                    sealed.nonce,
+                    sealed.ciphertext,
+                    unix_seconds()
+                ],
+            )
+            .map_err(sql("store secret"))?;
+        Ok(())
+    }
+
+    /// Forgets `account`'s secret `name`; false when there was none.
+    fn delete_secret(&self, account: i64, name: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .db
+            .execute(
+                "DELETE FROM secrets WHERE account_id = ?1 AND name = ?2",
+                params![account, name],
+            )
+            .map_err(sql("delete secret"))?;
+        Ok(deleted > 0)
+    }
+
+    /// `account`'s sealed secret `name`, if set.
+    fn secret(&self, account: i64, name: &str) -> Result<Option<Sealed>, StoreError> {
+        self.db
+            .prepare_cached(
+                "SELECT nonce, ciphertext FROM secrets WHERE account_id = ?1 AND name = ?2",
+            )
+            .map_err(sql("prepare secret lookup"))?
+            .query_row(params![account, name], |row| {
+                Ok(Sealed {
+                    nonce: row.get(0)?,
+                    ciphertext: row.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(sql("read secret"))
+    }
+
+    /// The names of `account`'s secrets and when each was set, by name.
+    fn secret_names(&self, account: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare("SELECT name, updated_at FROM secrets WHERE account_id = ?1 ORDER BY name")
+            .map_err(sql("prepare secret listing"))?;
+        let rows = statement
+            .query_map([account], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sql("list secrets"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read secret name"))
+    }
+
+    /// The key that signs WebSocket tokens, made on first use and kept, so
+    /// tokens stay valid across a restart of the hub.
+    fn signing_key(&mut self) -> Result<[u8; 32], StoreError> {
+        let stored: Option<Vec<u8>> = self
+            .db
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'ws_signing_key'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql("read signing key"))?;
+        if let Some(key) = stored.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()) {
+            return Ok(key);
+        }
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES ('ws_signing_key', ?1)",
+                [&key[..]],
+            )
+            .map_err(sql("store signing key"))?;
+        Ok(key)
+    }
+}
+
+/// Tokens carry 256 random bits, so one round of SHA-256 is enough to make
+/// a stolen database useless for logging in; a slow password hash would
+/// only slow every request down.
+fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let failed = |source| StoreError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("node-host-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn the_shared_store_suite_passes_in_memory() {
+        super::super::suite::run(&SqliteStore::open(None).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn state_survives_reopening_and_tokens_are_hashed() {
+        let dir = temp_dir("store");
+        let token = {
+            let store = SqliteStore::open(Some(&dir)).unwrap();
+            let key = store.signing_key().await.unwrap();
+            let token = store.create_token("alice", false).await.unwrap();
+            assert_eq!(store.signing_key().await.unwrap(), key);
+            token
+        };
+        let store = SqliteStore::open(Some(&dir)).unwrap();
+        assert!(store.authenticate(&token).await.unwrap().is_some());
+        drop(store);
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let raw = std::fs::read(file.unwrap().path()).unwrap();
+            let needle = token.as_bytes();
+            assert!(!raw.windows(needle.len()).any(|window| window == needle));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn uploads_and_limits_survive_reopening() {
+        let dir = temp_dir("store-up");
+        let node = UploadedNode {
+            name: "hello".into(),
+            sha256: "bb".into(),
+            size: 10,
+            uploaded_at: 1,
+        };
+        {
+            let store = SqliteStore::open(Some(&dir)).unwrap();
+            store.create_token("alice", false).await.unwrap();
+            let alice = store.account_id("alice").await.unwrap();
+            store.put_uploaded(alice, &node).await.unwrap();
+            let change = LimitSettings {
+                fuel: Some(7),
+                ..LimitSettings::default()
+            };
+            store.set_limits(alice, &change).await.unwrap();
+        }
+        let store = SqliteStore::open(Some(&dir)).unwrap();
+        let alice = store.account_id("alice").await.unwrap();
+        assert_eq!(store.all_uploaded().await.unwrap(), vec![(alice, node)]);
+        assert_eq!(store.limits(alice).await.unwrap().fuel, Some(7));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = temp_dir("store-new");
+        drop(SqliteStore::open(Some(&dir)).unwrap());
+        let db = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        db.pragma_update(None, "user_version", 99).unwrap();
+        drop(db);
+        assert!(matches!(
+            SqliteStore::open(Some(&dir)),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

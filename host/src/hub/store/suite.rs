@@ -1,0 +1,122 @@
+//! The tests every [`Store`] implementation passes: each implementation's
+//! own tests call [`run`] on a fresh, empty store.
+
+use super::{
+    LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, UploadedNode, WORKER_TOKEN_PREFIX,
+};
+
+/// Runs every shared test on `store`, which must be empty.
+pub async fn run(store: &dyn Store) {
+    tokens_authenticate_their_account_only(store).await;
+    worker_tokens_are_not_account_tokens(store).await;
+    account_names_are_checked(store).await;
+    uploads_and_limits_are_per_account(store).await;
+    secrets_are_per_account(store).await;
+    the_signing_key_is_kept(store).await;
+}
+
+async fn tokens_authenticate_their_account_only(store: &dyn Store) {
+    let alice = store.create_token("alice", false).await.unwrap();
+    let reader = store.create_token("alice", true).await.unwrap();
+    let bob = store.create_token("bob", false).await.unwrap();
+    assert!(alice.starts_with(TOKEN_PREFIX));
+    let caller = store.authenticate(&alice).await.unwrap().unwrap();
+    assert_eq!(
+        (caller.account_name.as_str(), caller.read_only),
+        ("alice", false)
+    );
+    let read_only = store.authenticate(&reader).await.unwrap().unwrap();
+    assert_eq!(
+        (read_only.account, read_only.read_only),
+        (caller.account, true)
+    );
+    let bob = store.authenticate(&bob).await.unwrap().unwrap();
+    assert_ne!(bob.account, caller.account);
+    assert_eq!(store.authenticate("nh_forged").await.unwrap(), None);
+    assert_eq!(store.account_count().await.unwrap(), 2);
+}
+
+async fn worker_tokens_are_not_account_tokens(store: &dyn Store) {
+    let worker = store.create_worker_token().await.unwrap();
+    let alice = store.create_token("alice", false).await.unwrap();
+    assert!(worker.starts_with(WORKER_TOKEN_PREFIX));
+    assert!(store.is_worker_token(&worker).await.unwrap());
+    assert!(!store.is_worker_token(&alice).await.unwrap());
+    assert!(!store.is_worker_token("nhw_forged").await.unwrap());
+    assert_eq!(store.authenticate(&worker).await.unwrap(), None);
+    assert_eq!(store.account_count().await.unwrap(), 2, "no account made");
+}
+
+async fn account_names_are_checked(store: &dyn Store) {
+    for bad in ["", "a b", "a/b", &"x".repeat(65)] {
+        assert!(matches!(
+            store.create_token(bad, false).await,
+            Err(StoreError::InvalidAccountName(_))
+        ));
+    }
+    assert!(matches!(
+        store.account_id("carol").await,
+        Err(StoreError::UnknownAccount(_))
+    ));
+}
+
+async fn uploads_and_limits_are_per_account(store: &dyn Store) {
+    let node = |sha: &str| UploadedNode {
+        name: "hello".into(),
+        sha256: sha.into(),
+        size: 10,
+        uploaded_at: 1,
+    };
+    let alice = store.account_id("alice").await.unwrap();
+    let bob = store.account_id("bob").await.unwrap();
+    store.put_uploaded(alice, &node("aa")).await.unwrap();
+    store.put_uploaded(alice, &node("bb")).await.unwrap();
+    store.put_uploaded(bob, &node("aa")).await.unwrap();
+    assert!(store.delete_uploaded(bob, "hello").await.unwrap());
+    assert!(!store.delete_uploaded(bob, "hello").await.unwrap());
+    assert!(!store.sha256_in_use("aa").await.unwrap());
+    assert!(store.sha256_in_use("bb").await.unwrap());
+    assert_eq!(
+        store.all_uploaded().await.unwrap(),
+        vec![(alice, node("bb"))]
+    );
+    for change in [
+        LimitSettings {
+            fuel: Some(7),
+            ..LimitSettings::default()
+        },
+        LimitSettings {
+            queue: Some(3),
+            ..LimitSettings::default()
+        },
+    ] {
+        store.set_limits(alice, &change).await.unwrap();
+    }
+    let limits = store.limits(alice).await.unwrap();
+    assert_eq!(
+        (limits.fuel, limits.queue, limits.timeout_ms),
+        (Some(7), Some(3), None)
+    );
+    assert_eq!(store.limits(bob).await.unwrap(), LimitSettings::default());
+}
+
+async fn secrets_are_per_account(store: &dyn Store) {
+    let alice = store.account_id("alice").await.unwrap();
+    let bob = store.account_id("bob").await.unwrap();
+    let sealed = Sealed {
+        nonce: vec![1; 24],
+        ciphertext: vec![2; 20],
+    };
+    store.put_secret(alice, "api-key", &sealed).await.unwrap();
+    assert_eq!(store.secret(alice, "api-key").await.unwrap(), Some(sealed));
+    assert_eq!(store.secret(bob, "api-key").await.unwrap(), None);
+    assert_eq!(store.secret_names(alice).await.unwrap().len(), 1);
+    assert!(!store.delete_secret(bob, "api-key").await.unwrap());
+    assert!(store.delete_secret(alice, "api-key").await.unwrap());
+    assert!(store.secret_names(alice).await.unwrap().is_empty());
+}
+
+async fn the_signing_key_is_kept(store: &dyn Store) {
+    let key = store.signing_key().await.unwrap();
+    assert_eq!(store.signing_key().await.unwrap(), key);
+}

@@ -1,0 +1,362 @@
+//! The one WebSocket session loop of every control plane that pushes events
+//! over a WebSocket: the Hurozo worker and the hosted worker.
+//!
+//! A [`ControlPlane`] says what to connect to (after registering, if its
+//! platform wants that), when a refusal is final, and what a frame means;
+//! this module does the rest, once: connect with a timeout, back off with
+//! jitter, read frames while fewer than the plane's capacity of events are
+//! in flight, send everything the [`Outbox`] holds with one flush, ping
+//! and notice a silent peer, and on a stop finish the events in flight (up
+//! to the grace period) before closing.
+//!
+//! It refuses to treat anything but the plane's own refusal at start-up as
+//! fatal, and to send a reply on a connection other than the one its event
+//! came on (each session has its own outbox; replies of a lost session are
+//! dropped with it).
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::{Backoff, error_chain};
+
+/// A ping goes out this often; a peer silent for two periods is gone.
+pub const KEEPALIVE: Duration = Duration::from_secs(20);
+
+/// How long a WebSocket connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request a session connects with.
+pub type ConnectRequest = tungstenite::handshake::client::Request;
+
+/// Why an attempt to connect failed.
+#[derive(Debug)]
+pub enum Failed<E> {
+    /// The platform refused us: final at start-up (a bad token), retried
+    /// later on (the platform may be restarting).
+    Refused(E),
+    /// Worth retrying: why, for the log.
+    Retry(String),
+}
+
+/// Where events come from and where their replies go, for a platform that
+/// pushes events over a WebSocket. One implementation per platform.
+pub trait ControlPlane: Send + Sync {
+    /// A refusal that ends the worker at start-up.
+    type Refusal: std::fmt::Display;
+
+    /// Who is at the other end, for logs: "the backend", "the hub".
+    fn peer(&self) -> &'static str;
+
+    /// What to connect to, made afresh before every connect (a Hurozo
+    /// worker registers its nodes here, so that a restarted backend learns
+    /// them at once).
+    fn connect_request(
+        &self,
+    ) -> impl Future<Output = Result<ConnectRequest, Failed<Self::Refusal>>> + Send;
+
+    /// What a failed connect means (by default: retry).
+    fn connect_failed(&self, err: &tungstenite::Error, url: &str) -> Failed<Self::Refusal> {
+        Failed::Retry(format!(
+            "cannot open the WebSocket at {url}: {}",
+            error_chain(err)
+        ))
+    }
+
+    /// Events in flight beyond which the session stops reading (they then
+    /// wait in the platform, where another worker may take them); `None`
+    /// when the platform bounds what it sends.
+    fn capacity(&self) -> Option<usize>;
+
+    /// Acts on one text frame; true when it started an event, whose reply
+    /// it then sends exactly once with [`Outbox::reply`].
+    fn receive(&self, text: &str, outbox: &Outbox) -> bool;
+}
+
+/// A frame for the peer.
+#[derive(Debug)]
+enum Outgoing {
+    /// An event's reply: it ends one event in flight.
+    Reply(String),
+    /// Any other frame.
+    Other(String),
+}
+
+/// What a session sends: replies, and the plane's other frames. Cheap to
+/// clone; frames sent after the session ended are dropped.
+#[derive(Debug, Clone)]
+pub struct Outbox(mpsc::UnboundedSender<Outgoing>);
+
+impl Outbox {
+    /// Sends the reply of an event that [`ControlPlane::receive`] started.
+    pub fn reply(&self, text: String) {
+        let _ = self.0.send(Outgoing::Reply(text));
+    }
+
+    /// Sends a frame that is not a reply.
+    pub fn send(&self, text: String) {
+        let _ = self.0.send(Outgoing::Other(text));
+    }
+}
+
+/// Why a session ended.
+enum SessionEnd {
+    Stopped,
+    Lost(String),
+}
+
+/// Runs sessions with `plane` until `stop` turns true: connects, serves,
+/// reconnects with backoff. `ready` fires after the first connect. Ends
+/// with the plane's refusal only if it comes before any connect succeeded.
+pub async fn run<P: ControlPlane>(
+    plane: &P,
+    grace: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut ready: Option<oneshot::Sender<()>>,
+) -> Result<(), P::Refusal> {
+    let mut backoff = Backoff::default();
+    let mut starting = true;
+    let mut session = 0u64;
+    loop {
+        let request = tokio::select! {
+            request = plane.connect_request() => request,
+            () = stopped(&mut stop) => return Ok(()),
+        };
+        let why = match request {
+            Err(Failed::Refused(refusal)) if starting => return Err(refusal),
+            Err(Failed::Refused(refusal)) => refusal.to_string(),
+            Err(Failed::Retry(why)) => why,
+            Ok(request) => {
+                let url = redact(&request.uri().to_string());
+                let connect = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    tokio_tungstenite::connect_async_with_config(request, None, true),
+                );
+                let connected = tokio::select! {
+                    connected = connect => connected,
+                    () = stopped(&mut stop) => return Ok(()),
+                };
+                match connected {
+                    Ok(Ok((socket, _response))) => {
+                        starting = false;
+                        backoff.reset();
+                        session += 1;
+                        tracing::info!(session, "connected to {} at {url}", plane.peer());
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                        match serve(plane, socket, grace, &mut stop).await {
+                            SessionEnd::Stopped => return Ok(()),
+                            SessionEnd::Lost(reason) => {
+                                format!("lost the connection to {} ({reason})", plane.peer())
+                            }
+                        }
+                    }
+                    Ok(Err(err)) => match plane.connect_failed(&err, &url) {
+                        Failed::Refused(refusal) if starting => return Err(refusal),
+                        Failed::Refused(refusal) => refusal.to_string(),
+                        Failed::Retry(why) => why,
+                    },
+                    Err(_) => format!("the WebSocket connect to {url} timed out"),
+                }
+            }
+        };
+        let wait = backoff.next_wait();
+        tracing::warn!("{why}; retrying in {wait:.1?}");
+        if sleep_or_stop(wait, &mut stop).await {
+            return Ok(());
+        }
+    }
+}
+
+/// A client request for `url` with `headers`.
+pub fn request(url: &url::Url, headers: &[(&str, &str)]) -> Result<ConnectRequest, String> {
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|err| format!("cannot connect to `{url}`: {err}"))?;
+    for (name, value) in headers {
+        let value = value
+            .parse()
+            .map_err(|_| format!("the {name} header cannot hold the value given"))?;
+        let name: tungstenite::http::HeaderName = name
+            .parse()
+            .map_err(|_| format!("`{name}` is not a header name"))?;
+        request.headers_mut().insert(name, value);
+    }
+    Ok(request)
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+
+/// Serves one connection until it is lost or the worker stops.
+async fn serve<P: ControlPlane>(
+    plane: &P,
+    socket: Socket,
+    grace: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> SessionEnd {
+    let (mut sink, mut stream) = socket.split();
+    let (sender, mut outgoing) = mpsc::unbounded_channel();
+    let outbox = Outbox(sender);
+    let capacity = plane.capacity().unwrap_or(usize::MAX);
+    let mut in_flight = 0usize;
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            Some(frame) = outgoing.recv() => {
+                // Every frame that is ready goes out with one flush.
+                let mut frames = Vec::new();
+                let mut next = Some(frame);
+                while let Some(frame) = next {
+                    let text = match frame {
+                        Outgoing::Reply(text) => {
+                            in_flight -= 1;
+                            text
+                        }
+                        Outgoing::Other(text) => text,
+                    };
+                    frames.push(Ok(Message::text(text)));
+                    next = outgoing.try_recv().ok();
+                }
+                let mut frames = futures_util::stream::iter(frames);
+                if let Err(err) = sink.send_all(&mut frames).await {
+                    return SessionEnd::Lost(format!("sending failed: {err}"));
+                }
+            }
+            () = stopped(stop) => {
+                finish_then_close(&mut sink, &mut outgoing, in_flight, grace).await;
+                return SessionEnd::Stopped;
+            }
+            frame = stream.next(), if in_flight < capacity => {
+                last_heard = Instant::now();
+                match frame {
+                    None | Some(Ok(Message::Close(_))) => {
+                        return SessionEnd::Lost(format!("{} closed the connection", plane.peer()));
+                    }
+                    Some(Err(err)) => return SessionEnd::Lost(err.to_string()),
+                    Some(Ok(Message::Text(text))) => {
+                        if plane.receive(text.as_str(), &outbox) {
+                            in_flight += 1;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() > 2 * KEEPALIVE {
+                    return SessionEnd::Lost(format!("{} stopped answering pings", plane.peer()));
+                }
+                if let Err(err) = sink.send(Message::Ping(Default::default())).await {
+                    return SessionEnd::Lost(format!("sending a ping failed: {err}"));
+                }
+            }
+        }
+    }
+}
+
+/// After a stop: sends the replies of the `in_flight` events as they finish
+/// (other frames are no longer sent), for at most `grace`, then closes.
+async fn finish_then_close(
+    sink: &mut Sink,
+    outgoing: &mut mpsc::UnboundedReceiver<Outgoing>,
+    mut in_flight: usize,
+    grace: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(in_flight, "stopping: finishing events in flight");
+    while in_flight > 0 {
+        tokio::select! {
+            Some(frame) = outgoing.recv() => {
+                if let Outgoing::Reply(text) = frame {
+                    in_flight -= 1;
+                    if sink.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(in_flight, "events still running after the {grace:?} grace period; leaving without their replies");
+                break;
+            }
+        }
+    }
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "worker stopping".into(),
+        })))
+        .await;
+}
+
+/// Resolves once `stop` is true; never, if its sender is gone.
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps for `wait`; true if the worker was stopped meanwhile.
+pub async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => false,
+        () = stopped(stop) => true,
+    }
+}
+
+/// A URL fit for logs: the value of an `auth` query parameter replaced.
+fn redact(url: &str) -> String {
+    let Ok(mut shown) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    if shown.query().is_none() {
+        return shown.to_string();
+    }
+    let pairs: Vec<(String, String)> = shown
+        .query_pairs()
+        .map(|(key, value)| {
+            let value = if key == "auth" {
+                "…".to_owned()
+            } else {
+                value.into_owned()
+            };
+            (key.into_owned(), value)
+        })
+        .collect();
+    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    shown.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_urls_hide_the_token_only() {
+        assert_eq!(
+            redact("ws://127.0.0.1:1/ws?auth=secret&node=hello"),
+            "ws://127.0.0.1:1/ws?auth=%E2%80%A6&node=hello"
+        );
+        assert_eq!(
+            redact("ws://127.0.0.1:1/api/hosted/ws"),
+            "ws://127.0.0.1:1/api/hosted/ws"
+        );
+    }
+
+    #[test]
+    fn requests_carry_their_headers() {
+        let url = url::Url::parse("ws://127.0.0.1:1/api/hosted/ws").unwrap();
+        let made = request(&url, &[("authorization", "Bearer nhw_x")]).unwrap();
+        assert_eq!(made.headers()["authorization"], "Bearer nhw_x");
+        assert!(request(&url, &[("authorization", "bad\nvalue")]).is_err());
+    }
+}
