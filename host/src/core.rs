@@ -18,10 +18,7 @@ mod executors;
 mod lanes;
 mod runner;
 
-pub use event::{
-    AccountId, Event, EventFailure, LOCAL_ACCOUNT, Outcome, RunError, Terms, json_outputs,
-    outcome_label,
-};
+pub use event::{AccountId, Event, EventFailure, LOCAL_ACCOUNT, RunError, Terms, json_outputs};
 pub use executors::{Executors, IDLE_FOR};
-pub use lanes::{FULL_LANE_WAIT, LaneLimits, Lanes, Permit, QueueFull};
+pub use lanes::{LaneLimits, QueueFull};
 pub use runner::Runner;

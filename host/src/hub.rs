@@ -22,7 +22,7 @@ mod http;
 mod registry;
 mod secrets;
 pub mod service;
-pub mod store;
+pub(crate) mod store;
 mod switchboard;
 mod ws_token;
 
@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use http::router;
+pub(crate) use http::router;
 pub use service::{Hub, HubConfig, OpenError, Restored};
 
 /// Where the hub listens unless told otherwise: loopback only, so a hub

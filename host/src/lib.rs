@@ -17,18 +17,21 @@
 //! ```
 //!
 //! Every event, whatever brings it (a Hurozo WebSocket, the hub's execute
-//! API, a hosted worker, `node-host call`), runs through [`core::Runner`],
+//! API, a hosted worker, `node-host call`), runs through `core::Runner`,
 //! the one caller of the sandbox's event path. A new platform is a new
 //! front end over the runner (a [`worker::ControlPlane`] for one that pushes
-//! events over a WebSocket); a new database is a new [`hub::store::Store`].
-//! [`metrics`] is shared by the worker and the hub; [`componentize`] turns a
-//! preview 1 core module (a C node) into a component.
+//! events over a WebSocket); a new database is a new `hub::store::Store`.
+//! `metrics` is shared by the worker and the hub.
+//!
+//! The public API is [`sandbox`], [`worker`] and [`hub::service`] (with
+//! [`hub::serve`] to put it on HTTP); `cli` is public only for the
+//! `node-host` binary.
 
+#[doc(hidden)]
 pub mod cli;
-pub mod componentize;
-pub mod core;
+mod core;
 pub mod hub;
-pub mod metrics;
-pub mod protocol;
+mod metrics;
+mod protocol;
 pub mod sandbox;
 pub mod worker;

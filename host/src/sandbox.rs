@@ -14,6 +14,7 @@ pub mod bench_support;
 mod bindings;
 pub(crate) mod cache;
 mod capture;
+pub mod componentize;
 mod engine;
 mod limits;
 mod load;

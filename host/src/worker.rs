@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use crate::core::{Executors, LOCAL_ACCOUNT, Runner, Terms};
-use crate::metrics::Metrics;
+pub use crate::metrics::Metrics;
 use crate::protocol::hurozo::{Event, Registered, Registration, Reply};
 use crate::sandbox::{Limits, NodeComponent};
 pub use backoff::{BACKOFF_MAX, BACKOFF_START, Backoff};

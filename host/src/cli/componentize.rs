@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{CompileProgress, EXIT_FAILED, read_component};
-use crate::componentize::componentize;
 use crate::sandbox::Sandbox;
+use crate::sandbox::componentize::componentize;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\

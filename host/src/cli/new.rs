@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use crate::componentize::NODE_WIT;
+use crate::sandbox::componentize::NODE_WIT;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\

@@ -91,11 +91,6 @@ impl Executors {
         }
     }
 
-    /// The most threads that run at once.
-    pub fn size(&self) -> usize {
-        self.pool.size
-    }
-
     /// Queues `job` for the next free thread, starting one if none will be
     /// free for it and fewer than `size` run. Fails only when no thread
     /// runs and none can be started (the job is then dropped), or when the
@@ -136,6 +131,7 @@ impl Executors {
     }
 
     /// Threads alive and jobs waiting for one, right now.
+    #[cfg(test)]
     pub fn load(&self) -> (usize, usize) {
         let state = self.pool.lock();
         (state.threads, state.jobs.len())

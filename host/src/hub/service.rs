@@ -8,7 +8,7 @@
 //! secrets: every lookup is keyed by the caller's account, so another
 //! account's thing is simply unknown.
 
-pub mod catalog;
+pub(crate) mod catalog;
 mod error;
 mod hosted_workers;
 mod uploads;
@@ -21,17 +21,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::registry::Registry;
-use super::secrets::{SecretBox, SecretsError};
-use super::store::{Caller, SqliteStore, Store, StoreError, UploadedNode};
+use super::secrets::SecretBox;
+use super::store::{Caller, SqliteStore, Store, UploadedNode};
 use super::switchboard::Switchboard;
 use super::ws_token::WsTokenSigner;
 use crate::core::{Executors, IDLE_FOR, Runner};
 use crate::metrics::Metrics;
 use crate::sandbox::SandboxConfig;
-pub use catalog::{AccountLimits, UPLOAD_READY_WAIT};
+pub(crate) use catalog::AccountLimits;
+pub use catalog::UPLOAD_READY_WAIT;
 use catalog::{Catalog, InstalledNode, MAX_RUNNING};
 pub use error::HubError;
-pub use uploads::{UploadAnswer, upload_too_large};
+pub(crate) use uploads::{UploadAnswer, upload_too_large};
+
+pub use crate::core::{EventFailure, QueueFull};
+pub use crate::hub::secrets::SecretsError;
+pub use crate::hub::store::StoreError;
 
 /// Callers remembered by their API token, so that a request does not wait
 /// on the store to be let in: beyond this many the memory is cleared.
@@ -106,7 +111,7 @@ impl Hub {
     /// returns: from the compile cache in milliseconds each, or compiled
     /// anew when the artifact is gone (after a node-host upgrade). One that
     /// cannot be loaded is logged and skipped; its upload stays recorded.
-    pub async fn with_store(
+    pub(crate) async fn with_store(
         config: &HubConfig,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>, OpenError> {
@@ -150,12 +155,12 @@ impl Hub {
     }
 
     /// The hub's store.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
     /// The hub's metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
@@ -167,7 +172,7 @@ impl Hub {
 
     /// The caller behind an API token (the value of `Authorization: Bearer`);
     /// `None` when the request carries no `Authorization` at all.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, HubError> {
+    pub(crate) async fn authenticate(&self, token: Option<&str>) -> Result<Caller, HubError> {
         let token = token.ok_or(HubError::MissingAuth)?;
         if token.is_empty() {
             return Err(HubError::InvalidToken);
@@ -197,7 +202,7 @@ impl Hub {
     }
 
     /// Refuses anything but a hosted-worker token.
-    pub async fn authenticate_worker(&self, token: Option<&str>) -> Result<(), HubError> {
+    pub(crate) async fn authenticate_worker(&self, token: Option<&str>) -> Result<(), HubError> {
         let token = token.ok_or(HubError::MissingAuth)?;
         match self.store.is_worker_token(token).await? {
             true => Ok(()),
@@ -207,7 +212,7 @@ impl Hub {
 }
 
 /// Refuses a read-only token where the request changes something.
-pub fn require_write(caller: &Caller) -> Result<(), HubError> {
+pub(crate) fn require_write(caller: &Caller) -> Result<(), HubError> {
     match caller.read_only {
         true => Err(HubError::ReadOnlyToken),
         false => Ok(()),

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use crate::core::AccountId;
 pub use crate::hub::secrets::Sealed;
 pub use blobs::{Blobs, FsBlobs};
-pub use sqlite::{DATABASE_FILE, SqliteStore};
+pub use sqlite::SqliteStore;
 
 /// What the hub keeps. Every method may block on I/O and so is async;
 /// implementations never block an async thread.
@@ -30,7 +30,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// token can be seen.
     async fn create_token(&self, account: &str, read_only: bool) -> Result<String, StoreError>;
 
-    /// The caller behind an API token, or `None` for an unknown token.
+    /// The caller behind an API token, or `None` for an unknown token. A
+    /// token, once made, never changes (nothing revokes one), so a hub
+    /// remembers the callers it has let in; a revocation would have to tell
+    /// every hub.
     async fn authenticate(&self, token: &str) -> Result<Option<Caller>, StoreError>;
 
     /// Creates a hosted-worker token and returns it (only its hash is kept).

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use super::hurozo::{Event, Reply};
+use super::hurozo::Reply;
 use crate::sandbox::{Limits, Outcome};
 
 /// A hosted event that has run this long drops to the lowest CPU priority
@@ -67,18 +67,6 @@ pub struct HostedEvent {
     /// The secrets the node declared that its account has set.
     #[serde(default)]
     pub secrets: HashMap<String, String>,
-}
-
-impl HostedEvent {
-    /// The same event in Hurozo's shape, for building its reply.
-    pub fn to_event(&self) -> Event {
-        Event {
-            kind: Some("remote_node".into()),
-            node: self.node.clone(),
-            inputs: self.inputs.clone(),
-            uuid: Json::String(self.uuid.clone()),
-        }
-    }
 }
 
 /// The per-event limits of an account, on the wire.

@@ -177,12 +177,6 @@ impl Event {
 }
 
 impl Reply {
-    /// The reply to `event` given the sandbox's outcome: outputs keyed by the
-    /// declared names, or empty outputs and the error.
-    pub fn to_event(event: &Event, outcome: &Outcome) -> Self {
-        Self::of_outcome(&event.node, event.uuid.clone(), outcome)
-    }
-
     /// The reply of node `node` to the event `uuid`, given its outcome.
     pub fn of_outcome(node: &str, uuid: Json, outcome: &Outcome) -> Self {
         match core::json_outputs(outcome) {
@@ -211,6 +205,7 @@ impl Reply {
     }
 
     /// A successful reply.
+    #[cfg(test)]
     pub fn success(event: &Event, outputs: Map<String, Json>) -> Self {
         Self {
             node: event.node.clone(),
@@ -221,6 +216,7 @@ impl Reply {
     }
 
     /// A failed reply: empty outputs plus the error.
+    #[cfg(test)]
     pub fn failure(event: &Event, code: &str, message: &str) -> Self {
         Self::refused(&event.node, event.uuid.clone(), code, message)
     }

@@ -205,7 +205,7 @@ fn node_with_info(body: &str) -> Vec<u8> {
                 unreachable))"#
     ))
     .unwrap();
-    node_host::componentize::componentize(&module).unwrap()
+    node_host::sandbox::componentize::componentize(&module).unwrap()
 }
 
 #[test]

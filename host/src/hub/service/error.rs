@@ -147,7 +147,7 @@ impl HubError {
 
     /// What the runner's refusal means to a caller of `node` who waits at
     /// most `ms`.
-    pub fn from_run(node: &str, ms: u128, err: RunError) -> Self {
+    pub(crate) fn from_run(node: &str, ms: u128, err: RunError) -> Self {
         match err {
             RunError::QueueFull(full) => HubError::QueueFull(full),
             RunError::Timeout { .. } => HubError::Timeout {

@@ -26,7 +26,7 @@ pub const HOSTED_POOL: AccountId = 0;
 
 impl Hub {
     /// The bytes of a component some account uses, for a hosted worker.
-    pub async fn component(&self, sha256: &str) -> Result<Vec<u8>, HubError> {
+    pub(crate) async fn component(&self, sha256: &str) -> Result<Vec<u8>, HubError> {
         if !self.catalog.in_use(sha256) {
             return Err(HubError::UnknownComponent(sha256.to_owned()));
         }
@@ -39,7 +39,7 @@ impl Hub {
 
     /// A hosted worker connected: its link, where its frames come from, and
     /// the first frame to send it (the components in use).
-    pub fn hosted_worker_connected(
+    pub(crate) fn hosted_worker_connected(
         &self,
     ) -> (LinkId, tokio::sync::mpsc::UnboundedReceiver<String>, String) {
         let (link, outbox) = self.switchboard.connect(HOSTED_POOL, Default::default());
@@ -52,7 +52,7 @@ impl Hub {
     }
 
     /// A text frame from the hosted worker `link`.
-    pub fn hosted_worker_frame(&self, link: LinkId, text: &str) {
+    pub(crate) fn hosted_worker_frame(&self, link: LinkId, text: &str) {
         match serde_json::from_str(text) {
             Ok(FromWorker::Ready { sha256 }) => {
                 if self.catalog.in_use(&sha256) {
@@ -79,7 +79,7 @@ impl Hub {
     }
 
     /// The hosted worker `link` is gone.
-    pub fn hosted_worker_disconnected(&self, link: LinkId) {
+    pub(crate) fn hosted_worker_disconnected(&self, link: LinkId) {
         self.switchboard.disconnect(link);
         self.metrics.connections(-1);
         tracing::info!(link, "hosted worker disconnected");

@@ -45,7 +45,7 @@ pub enum UploadAnswer {
 impl Hub {
     /// Accepts the component `bytes` as a node of the caller's account:
     /// waits up to the hub's upload wait for it to compile and be checked.
-    pub async fn upload(
+    pub(crate) async fn upload(
         self: &Arc<Self>,
         caller: &Caller,
         bytes: Bytes,
@@ -97,7 +97,11 @@ impl Hub {
     }
 
     /// Where the caller's upload of `sha256` stands.
-    pub fn upload_status(&self, caller: &Caller, sha256: &str) -> Result<UploadAnswer, HubError> {
+    pub(crate) fn upload_status(
+        &self,
+        caller: &Caller,
+        sha256: &str,
+    ) -> Result<UploadAnswer, HubError> {
         if self.catalog.upload_status(caller.account, sha256).is_none() {
             return Err(HubError::UnknownUpload(sha256.to_owned()));
         }
@@ -223,7 +227,7 @@ impl Hub {
     }
 
     /// The caller's uploaded nodes.
-    pub fn uploaded_nodes(&self, caller: &Caller) -> Json {
+    pub(crate) fn uploaded_nodes(&self, caller: &Caller) -> Json {
         let nodes: Vec<Json> = self
             .catalog
             .list(caller.account)
@@ -235,7 +239,11 @@ impl Hub {
 
     /// The caller's uploaded node `name`, the limits its events run under,
     /// the hosted workers that have it ready and the account's lane.
-    pub async fn uploaded_node(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+    pub(crate) async fn uploaded_node(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Json, HubError> {
         let node = self.installed(caller, name)?;
         let limits = self.account_limits(caller.account).await?;
         let mut shown = node.to_json();
@@ -248,7 +256,11 @@ impl Hub {
 
     /// Deletes the caller's uploaded node `name`: events in flight finish;
     /// new ones are refused as unknown.
-    pub async fn delete_uploaded(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+    pub(crate) async fn delete_uploaded(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Json, HubError> {
         require_write(caller)?;
         let removed = self
             .catalog
@@ -263,7 +275,7 @@ impl Hub {
 
     /// What the recent events of the caller's node `name` printed and
     /// logged, oldest first.
-    pub fn node_logs(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+    pub(crate) fn node_logs(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
         self.installed(caller, name)?;
         let events = self.catalog.logs(caller.account, name);
         Ok(json!({"node": name, "events": events}))
@@ -300,17 +312,13 @@ impl Hub {
             .map(|port| port.name.clone())
             .collect();
         let ms = timeout.as_millis();
-        let finished = tokio::time::timeout_at(deadline.into(), self.run_uploaded(node, event))
+        let finished = tokio::time::timeout_at(deadline.into(), self.run_uploaded(node, event, ms))
             .await
             .map_err(|_elapsed| HubError::Timeout {
                 node: name.clone(),
                 what: "finish",
                 ms,
-            })?
-            .map_err(|err| match err {
-                HubError::Timeout { node, what, .. } => HubError::Timeout { node, what, ms },
-                other => other,
-            })?;
+            })??;
         let returned = finished.map_err(|failure| HubError::NodeFailed {
             node: name.clone(),
             failure,
@@ -318,10 +326,13 @@ impl Hub {
         Ok(ExecuteResponse::ordered(&name, &id, &outputs, returned))
     }
 
+    /// [`execute_uploaded`](Self::execute_uploaded) without the deadline
+    /// around it (`ms`: the caller's timeout, for its refusal).
     async fn run_uploaded(
         &self,
         node: Arc<InstalledNode>,
         event: Event,
+        ms: u128,
     ) -> Result<Result<Map<String, Json>, EventFailure>, HubError> {
         let account = event.account;
         let limits = self.account_limits(account).await?;
@@ -332,7 +343,7 @@ impl Hub {
             .runner
             .admit(&event, limits.lane())
             .await
-            .map_err(|err| HubError::from_run(&event.node, 0, err))?;
+            .map_err(|err| HubError::from_run(&event.node, ms, err))?;
         let wire_limits = EventLimits::of(&limits.event);
         if let Some(finished) = self
             .run_remotely(&node, &event, wire_limits, &secrets)
@@ -349,7 +360,7 @@ impl Hub {
             .runner
             .run(permit, event, node.component.clone(), terms)
             .await
-            .map_err(|err| HubError::from_run(&name, 0, err))?;
+            .map_err(|err| HubError::from_run(&name, ms, err))?;
         let finished = json_outputs(&outcome);
         self.record_logs(account, &name, &id, &finished, EventLogs::of(&outcome));
         Ok(finished)
@@ -379,7 +390,7 @@ impl Hub {
 }
 
 /// The refusal of an upload bigger than [`MAX_UPLOAD_BYTES`].
-pub fn upload_too_large() -> HubError {
+pub(crate) fn upload_too_large() -> HubError {
     HubError::TooLarge(format!(
         "the component is larger than the hub accepts ({} MiB); shrink it (strip debug info, \
          build in release mode)",

@@ -14,7 +14,7 @@ use crate::sandbox::NodeInfo;
 
 impl Hub {
     /// Stores the caller's secret `name`, sealed.
-    pub async fn put_secret(
+    pub(crate) async fn put_secret(
         &self,
         caller: &Caller,
         name: &str,
@@ -35,7 +35,11 @@ impl Hub {
     }
 
     /// Deletes the caller's secret `name`.
-    pub async fn delete_secret(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+    pub(crate) async fn delete_secret(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Json, HubError> {
         require_write(caller)?;
         check_name(name)?;
         if !self.store.delete_secret(caller.account, name).await? {
@@ -45,7 +49,7 @@ impl Hub {
     }
 
     /// The names of the caller's secrets and when each was set.
-    pub async fn secret_names(&self, caller: &Caller) -> Result<Json, HubError> {
+    pub(crate) async fn secret_names(&self, caller: &Caller) -> Result<Json, HubError> {
         let names = self.store.secret_names(caller.account).await?;
         let secrets: Vec<Json> = names
             .into_iter()

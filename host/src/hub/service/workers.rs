@@ -24,7 +24,7 @@ impl Hub {
     /// Records (or refreshes) a worker's node and answers with the
     /// WebSocket URL and a token for it. `host` is the `Host` the request
     /// came to, for the URL when no public one is set.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         caller: &Caller,
         registration: Registration,
@@ -67,7 +67,7 @@ impl Hub {
 
     /// The account's nodes: those its workers registered and those it
     /// uploaded, by name.
-    pub fn list_nodes(&self, caller: &Caller) -> NodeList {
+    pub(crate) fn list_nodes(&self, caller: &Caller) -> NodeList {
         let mut nodes = self.registry().list(caller.account, Instant::now());
         for uploaded in self.catalog.list(caller.account) {
             let info = uploaded.component.info();
@@ -87,7 +87,7 @@ impl Hub {
     /// hub's runner (or a hosted worker), a registered one on the least busy
     /// worker that serves it. Outputs come in the node's declared order,
     /// missing ones null.
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
         caller: &Caller,
         name: &str,
@@ -183,7 +183,7 @@ impl Hub {
 
     /// Lets a worker connect: checks the token of its connect URL and
     /// answers its account and the nodes the connection serves.
-    pub fn accept_worker(
+    pub(crate) fn accept_worker(
         &self,
         query: Option<&str>,
     ) -> Result<(AccountId, HashSet<String>), HubError> {
@@ -203,7 +203,7 @@ impl Hub {
 
     /// A worker connection of `account` serving `nodes` is up: events for
     /// it arrive on the returned receiver as JSON text.
-    pub fn worker_connected(
+    pub(crate) fn worker_connected(
         &self,
         account: AccountId,
         nodes: HashSet<String>,
@@ -215,7 +215,7 @@ impl Hub {
     }
 
     /// A text frame from the worker connection `link`: a reply.
-    pub fn worker_frame(&self, link: LinkId, text: &str) {
+    pub(crate) fn worker_frame(&self, link: LinkId, text: &str) {
         match serde_json::from_str(text) {
             Ok(reply) => {
                 if !self.switchboard.answer(link, reply) {
@@ -227,7 +227,7 @@ impl Hub {
     }
 
     /// The worker connection `link` is gone: its callers are told at once.
-    pub fn worker_disconnected(&self, link: LinkId) {
+    pub(crate) fn worker_disconnected(&self, link: LinkId) {
         self.switchboard.disconnect(link);
         self.metrics.connections(-1);
         tracing::info!(link, "worker disconnected");

@@ -14,10 +14,10 @@ use wasi_preview1_component_adapter_provider::{
 use wit_component::{ComponentEncoder, StringEncoding};
 use wit_parser::Resolve;
 
-use crate::sandbox::{LoadError, file_kind};
+use super::{LoadError, file_kind};
 
 /// node-host's WIT contract, the same text as `wit/node.wit`.
-pub const NODE_WIT: &str = include_str!("../../wit/node.wit");
+pub const NODE_WIT: &str = include_str!("../../../wit/node.wit");
 
 /// The world every node targets.
 pub const NODE_WORLD: &str = "remote-node";
