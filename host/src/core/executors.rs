@@ -5,8 +5,8 @@
 //! more events wait in the pool's queue (callers bound what they hand over:
 //! the worker stops reading its socket, the hub admits through lanes).
 //! Threads start on demand and wait for the next event, so a hand-off costs
-//! a condition-variable wake (~10 µs) rather than a thread start (~40 µs and
-//! a long tail on the build machine).
+//! a condition-variable wake rather than a thread start (several times
+//! more, with a long tail).
 //!
 //! An event whose limits demote it (see `Limits::demote_after`) may move its
 //! thread to the lowest CPU priority, which an unprivileged process cannot

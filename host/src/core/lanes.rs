@@ -21,9 +21,8 @@ use super::event::AccountId;
 /// is refused. A place that frees within it takes the call; and a client
 /// that resends every refusal at once gets at most one answer per this long
 /// per connection, so it cannot keep the hub's front end busy while other
-/// accounts' calls wait behind its refusals (measured: the fairness bench's
-/// flood of immediate resends held the hub's runtime thread at ~100% of a
-/// core; BENCHMARKS.md, "Fair scheduling").
+/// accounts' calls wait behind its refusals (BENCHMARKS.md, "Fair
+/// scheduling").
 pub const FULL_LANE_WAIT: Duration = Duration::from_millis(50);
 
 /// How many of an account's events may run and wait.

@@ -44,9 +44,9 @@ pub(crate) const POOL_TABLES_PER_COMPONENT: u32 = 20;
 /// and are reset in place instead of being handed back to the kernel, so
 /// the next instance in the slot touches no new pages. With `PAGEMAP_SCAN`
 /// only the pages an instance dirtied are reset, so this can be large
-/// enough for the heaps of Python and JavaScript guests: measured, it took
-/// a fresh `hello` event from 32 to 10 µs and `hello-js` from 1.3 to
-/// 0.5 ms (see BENCHMARKS.md). Only pages a guest touched stay resident.
+/// enough for the heaps of Python and JavaScript guests, which it makes
+/// several times faster to instantiate afresh (BENCHMARKS.md, "Fresh
+/// sandbox per event"). Only pages a guest touched stay resident.
 pub const POOL_MEMORY_KEEP_RESIDENT: usize = 64 << 20;
 
 /// The same for table slots (function references of the guest).

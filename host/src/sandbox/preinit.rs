@@ -5,9 +5,8 @@
 //!
 //! Why: a componentize-js or componentize-py guest does most of a fresh
 //! event's work setting itself up on its first call (its snapshot was taken
-//! before any call). Measured on `hello-js`, a fresh event went from ~410 to
-//! ~210 µs p50; `hello-python`'s call from ~380 to ~200-290 µs, though its
-//! event stays dominated by instantiation (see BENCHMARKS.md).
+//! before any call); skipping that about halves a fresh `hello-js` event
+//! (BENCHMARKS.md, "Nodes in every language", has the figures).
 //!
 //! Every event still gets a new instance, and all of them start from the
 //! same state: the one `info` leaves, with no inputs and no secrets, under
