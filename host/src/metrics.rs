@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -105,6 +105,17 @@ impl Metrics {
         }
     }
 
+    /// Counts an event of `node` as started; see [`InFlight`].
+    pub fn start(&self, node: &str) -> InFlight {
+        self.started();
+        InFlight {
+            metrics: self.clone(),
+            node: node.to_owned(),
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
     /// The count of open connections changed by `delta`.
     pub fn connections(&self, delta: i64) {
         self.connections.inc_by(delta);
@@ -126,6 +137,37 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
         text
+    }
+}
+
+/// An event counted as started. [`finish`](Self::finish) counts how it
+/// ended; dropped without that (its caller went away), it is counted as
+/// `abandoned`, so that the in-flight gauge never keeps an event nobody
+/// waits for.
+#[must_use = "an event dropped at once is counted as abandoned"]
+#[derive(Debug)]
+pub struct InFlight {
+    metrics: Metrics,
+    node: String,
+    started: Instant,
+    finished: bool,
+}
+
+impl InFlight {
+    /// Counts the event as finished with `outcome` (`ok` or an error code).
+    pub fn finish(mut self, outcome: &str, fuel: u64) {
+        self.finished = true;
+        let elapsed = self.started.elapsed();
+        self.metrics.finished(&self.node, outcome, elapsed, fuel);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.finished {
+            let elapsed = self.started.elapsed();
+            self.metrics.finished(&self.node, "abandoned", elapsed, 0);
+        }
     }
 }
 

@@ -4,8 +4,11 @@
 //! Each event goes to exactly one connection of the caller's account that
 //! serves the node, the one with the fewest events in flight. When a
 //! connection goes, its callers are told at once. The pending map is
-//! bounded: beyond [`MAX_PENDING`] a caller is refused as busy rather than
-//! queued without limit.
+//! bounded, in all and per account: beyond [`MAX_PENDING`], or an account's
+//! [`MAX_PENDING_PER_ACCOUNT`], a caller is refused as busy rather than
+//! queued without limit, and a caller that stops waiting (it timed out, or
+//! went away) gives its entry back: the [`Waiter`] it holds does so when
+//! dropped.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -17,6 +20,11 @@ use crate::protocol::hurozo::{Event, Reply};
 
 /// Events in flight across the hub before callers are refused as busy.
 pub const MAX_PENDING: usize = 100_000;
+
+/// Events of one account in flight before its callers are refused as busy:
+/// a tenth of the hub's, so that one account alone cannot make every other
+/// account busy.
+pub const MAX_PENDING_PER_ACCOUNT: usize = MAX_PENDING / 10;
 
 /// How an event that was sent to a worker ended.
 #[derive(Debug)]
@@ -53,6 +61,7 @@ struct Link {
 #[derive(Debug)]
 struct Pending {
     link: LinkId,
+    account: i64,
     answer: oneshot::Sender<Answer>,
 }
 
@@ -63,15 +72,81 @@ struct Inner {
     /// (account, node) → links serving it.
     serving: HashMap<(i64, String), Vec<LinkId>>,
     pending: HashMap<String, Pending>,
+    /// Pending events by account (accounts with none are left out).
+    pending_by_account: HashMap<i64, usize>,
+}
+
+impl Inner {
+    /// Takes `uuid` out of the pending map, with its counts.
+    fn take_pending(&mut self, uuid: &str) -> Option<Pending> {
+        let pending = self.pending.remove(uuid)?;
+        if let Some(link) = self.links.get_mut(&pending.link) {
+            link.in_flight = link.in_flight.saturating_sub(1);
+        }
+        if let Some(count) = self.pending_by_account.get_mut(&pending.account) {
+            *count -= 1;
+            if *count == 0 {
+                self.pending_by_account.remove(&pending.account);
+            }
+        }
+        Some(pending)
+    }
 }
 
 /// Routes events to workers and replies back to callers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Switchboard {
     inner: Mutex<Inner>,
+    max_pending: usize,
+    max_pending_per_account: usize,
+}
+
+impl Default for Switchboard {
+    fn default() -> Self {
+        Self::with_caps(MAX_PENDING, MAX_PENDING_PER_ACCOUNT)
+    }
+}
+
+/// A caller's wait for the answer to one event. Dropping it (the caller
+/// timed out or went away) forgets the event, so that its pending entry
+/// and its place in the account's count are given back.
+#[derive(Debug)]
+pub struct Waiter<'a> {
+    board: &'a Switchboard,
+    uuid: String,
+    answer: oneshot::Receiver<Answer>,
+}
+
+impl Waiter<'_> {
+    /// The answer; `WorkerLost` if the switchboard dropped the event.
+    pub async fn answer(&mut self) -> Answer {
+        (&mut self.answer).await.unwrap_or(Answer::WorkerLost)
+    }
+
+    /// The answer if it has come.
+    #[cfg(test)]
+    pub fn try_recv(&mut self) -> Result<Answer, oneshot::error::TryRecvError> {
+        self.answer.try_recv()
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.board.abandon(&self.uuid);
+    }
 }
 
 impl Switchboard {
+    /// A switchboard that holds at most `total` events waiting for a reply,
+    /// and `per_account` of one account.
+    pub fn with_caps(total: usize, per_account: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_pending: total,
+            max_pending_per_account: per_account,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -130,7 +205,7 @@ impl Switchboard {
             .map(|(uuid, _)| uuid.clone())
             .collect();
         for uuid in lost {
-            if let Some(pending) = inner.pending.remove(&uuid) {
+            if let Some(pending) = inner.take_pending(&uuid) {
                 let _ = pending.answer.send(Answer::WorkerLost);
             }
         }
@@ -181,11 +256,7 @@ impl Switchboard {
 
     /// Sends `event` (whose uuid must be a fresh string) to the least busy
     /// connection of `account` that serves its node.
-    pub fn dispatch(
-        &self,
-        account: i64,
-        event: &Event,
-    ) -> Result<oneshot::Receiver<Answer>, DispatchError> {
+    pub fn dispatch(&self, account: i64, event: &Event) -> Result<Waiter<'_>, DispatchError> {
         let uuid = event.uuid.as_str().unwrap_or_default();
         let text = serde_json::to_string(event).expect("events serialize");
         self.dispatch_text(account, &event.node, uuid, text)
@@ -199,10 +270,13 @@ impl Switchboard {
         node: &str,
         uuid: &str,
         text: String,
-    ) -> Result<oneshot::Receiver<Answer>, DispatchError> {
+    ) -> Result<Waiter<'_>, DispatchError> {
         let uuid = uuid.to_owned();
         let mut inner = self.lock();
-        if inner.pending.len() >= MAX_PENDING {
+        let account_pending = inner.pending_by_account.get(&account).copied();
+        if inner.pending.len() >= self.max_pending
+            || account_pending.unwrap_or(0) >= self.max_pending_per_account
+        {
             return Err(DispatchError::Busy);
         }
         let key = (account, node.to_owned());
@@ -227,13 +301,19 @@ impl Switchboard {
             link.in_flight += 1;
             let (answer, waiter) = oneshot::channel();
             inner.pending.insert(
-                uuid,
+                uuid.clone(),
                 Pending {
                     link: chosen,
+                    account,
                     answer,
                 },
             );
-            return Ok(waiter);
+            *inner.pending_by_account.entry(account).or_default() += 1;
+            return Ok(Waiter {
+                board: self,
+                uuid,
+                answer: waiter,
+            });
         }
     }
 
@@ -254,24 +334,17 @@ impl Switchboard {
             Some(pending) if pending.link == from => {}
             _ => return false,
         }
-        let pending = inner.pending.remove(uuid).expect("checked above");
-        if let Some(link) = inner.links.get_mut(&from) {
-            link.in_flight = link.in_flight.saturating_sub(1);
-        }
+        let pending = inner.take_pending(uuid).expect("checked above");
         pending
             .answer
             .send(Answer::Reply(Box::new(reply), logs.map(Box::new)))
             .is_ok()
     }
 
-    /// Forgets an event whose caller stopped waiting (it timed out).
-    pub fn abandon(&self, uuid: &str) {
-        let mut inner = self.lock();
-        if let Some(pending) = inner.pending.remove(uuid)
-            && let Some(link) = inner.links.get_mut(&pending.link)
-        {
-            link.in_flight = link.in_flight.saturating_sub(1);
-        }
+    /// Forgets an event whose caller stopped waiting (a no-op once it was
+    /// answered).
+    fn abandon(&self, uuid: &str) {
+        self.lock().take_pending(uuid);
     }
 
     /// Live connections.
@@ -284,6 +357,16 @@ impl Switchboard {
     #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.lock().pending.len()
+    }
+
+    /// Events of `account` waiting for a reply.
+    #[cfg(test)]
+    pub fn pending_of(&self, account: i64) -> usize {
+        self.lock()
+            .pending_by_account
+            .get(&account)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -408,5 +491,65 @@ mod tests {
         let _waiter = board.dispatch(1, &event("hello", "u1")).unwrap();
         assert!(inbox_b.try_recv().is_ok());
         assert_eq!(board.connections(), 1);
+    }
+
+    #[test]
+    fn a_caller_that_stops_waiting_gives_its_entry_back() {
+        let board = Switchboard::default();
+        let (a, _inbox) = board.connect(1, nodes(&["hello"]));
+        let waiters: Vec<_> = (0..1_000)
+            .map(|i| {
+                board
+                    .dispatch(1, &event("hello", &format!("u{i}")))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!((board.pending(), board.pending_of(1)), (1_000, 1_000));
+        drop(waiters);
+        assert_eq!((board.pending(), board.pending_of(1)), (0, 0));
+        assert!(!board.answer(a, reply("hello", "u1")), "forgotten");
+    }
+
+    #[test]
+    fn one_account_at_its_cap_is_busy_and_no_other() {
+        let board = Switchboard::with_caps(10, 3);
+        let _alice = board.connect(1, nodes(&["hello"]));
+        let _bob = board.connect(2, nodes(&["hello"]));
+        // Obeyed: up to the cap.
+        let held: Vec<_> = (0..3)
+            .map(|i| {
+                board
+                    .dispatch(1, &event("hello", &format!("a{i}")))
+                    .unwrap()
+            })
+            .collect();
+        // Violated: one more is busy, for this account only.
+        assert_eq!(
+            board.dispatch(1, &event("hello", "a3")).unwrap_err(),
+            DispatchError::Busy
+        );
+        let bobs: Vec<_> = (0..3)
+            .map(|i| {
+                board
+                    .dispatch(2, &event("hello", &format!("b{i}")))
+                    .unwrap()
+            })
+            .collect();
+        drop(held);
+        assert!(
+            board.dispatch(1, &event("hello", "a4")).is_ok(),
+            "places freed"
+        );
+        drop(bobs);
+        // The hub-wide cap still holds over all accounts.
+        let board = Switchboard::with_caps(2, 2);
+        let _alice = board.connect(1, nodes(&["hello"]));
+        let _bob = board.connect(2, nodes(&["hello"]));
+        let _a = board.dispatch(1, &event("hello", "a")).unwrap();
+        let _b = board.dispatch(2, &event("hello", "b")).unwrap();
+        assert_eq!(
+            board.dispatch(2, &event("hello", "c")).unwrap_err(),
+            DispatchError::Busy
+        );
     }
 }

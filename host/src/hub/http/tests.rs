@@ -73,6 +73,31 @@ async fn call(
     (status, body)
 }
 
+impl Hubbed {
+    /// Sends one request with `token`.
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        token: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Json) {
+        call(&self.hub, method, uri, Some(token), body).await
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> (StatusCode, Json) {
+        self.send(Method::GET, uri, token, Body::empty()).await
+    }
+
+    async fn post(&self, uri: &str, token: &str) -> (StatusCode, Json) {
+        self.send(Method::POST, uri, token, Body::empty()).await
+    }
+
+    async fn delete(&self, uri: &str, token: &str) -> (StatusCode, Json) {
+        self.send(Method::DELETE, uri, token, Body::empty()).await
+    }
+}
+
 /// Asserts an error answer: its status and its code.
 #[track_caller]
 fn refused((status, body): (StatusCode, Json), want: StatusCode, code: &str) {
@@ -132,18 +157,13 @@ async fn every_account_route_refuses_a_missing_or_unknown_token() {
         let missing = call(&t.hub, method.clone(), uri, None, Body::empty()).await;
         assert_eq!(missing.1["error"], "Missing Authorization header", "{uri}");
         refused(missing, StatusCode::UNAUTHORIZED, "unauthorized");
-        let forged = call(
-            &t.hub,
-            method.clone(),
-            uri,
-            Some("nh_forged"),
-            Body::empty(),
-        )
-        .await;
+        let forged = t
+            .send(method.clone(), uri, "nh_forged", Body::empty())
+            .await;
         assert_eq!(forged.1["error"], "Invalid API token", "{uri}");
         refused(forged, StatusCode::UNAUTHORIZED, "unauthorized");
         // A hosted-worker token opens no account route.
-        let worker = call(&t.hub, method, uri, Some(&t.worker), Body::empty()).await;
+        let worker = t.send(method, uri, &t.worker, Body::empty()).await;
         refused(worker, StatusCode::UNAUTHORIZED, "unauthorized");
     }
 }
@@ -168,18 +188,11 @@ async fn read_only_tokens_change_nothing() {
         (Method::DELETE, "/api/secrets/key", String::new()),
     ];
     for (method, uri, body) in routes {
-        let answer = call(&t.hub, method, uri, Some(&t.reader), body).await;
+        let answer = t.send(method, uri, &t.reader, body).await;
         refused(answer, StatusCode::FORBIDDEN, "read_only_token");
     }
     // It may list and read.
-    let (status, _) = call(
-        &t.hub,
-        Method::GET,
-        "/api/remote_nodes",
-        Some(&t.reader),
-        Body::empty(),
-    )
-    .await;
+    let (status, _) = t.get("/api/remote_nodes", &t.reader).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -187,40 +200,26 @@ async fn read_only_tokens_change_nothing() {
 async fn registering_lists_the_node_and_a_worker_less_node_is_unavailable() {
     let t = hub().await;
     let registration = json!({"name": "greeter", "inputs": ["name"], "outputs": ["greeting"]});
-    let (status, body) = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/register",
-        Some(&t.alice),
-        registration.to_string(),
-    )
-    .await;
+    let (status, body) = t
+        .send(
+            Method::POST,
+            "/api/remote_nodes/register",
+            &t.alice,
+            registration.to_string(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "registered");
     assert!(body["websocket_url"].as_str().unwrap().starts_with("ws://"));
     assert!(!body["token"].as_str().unwrap().is_empty());
 
-    let (status, body) = call(
-        &t.hub,
-        Method::GET,
-        "/api/remote_nodes",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (status, body) = t.get("/api/remote_nodes", &t.alice).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
         json!({"nodes": [{"name": "greeter", "inputs": ["name"], "outputs": ["greeting"]}]})
     );
-    let (_, theirs) = call(
-        &t.hub,
-        Method::GET,
-        "/api/remote_nodes",
-        Some(&t.bob),
-        Body::empty(),
-    )
-    .await;
+    let (_, theirs) = t.get("/api/remote_nodes", &t.bob).await;
     assert_eq!(
         theirs,
         json!({"nodes": []}),
@@ -228,9 +227,9 @@ async fn registering_lists_the_node_and_a_worker_less_node_is_unavailable() {
     );
 
     let execute = "/api/remote_nodes/greeter/execute";
-    let no_worker = call(&t.hub, Method::POST, execute, Some(&t.alice), Body::empty()).await;
+    let no_worker = t.post(execute, &t.alice).await;
     refused(no_worker, StatusCode::SERVICE_UNAVAILABLE, "no_worker");
-    let unknown = call(&t.hub, Method::POST, execute, Some(&t.bob), Body::empty()).await;
+    let unknown = t.post(execute, &t.bob).await;
     refused(unknown, StatusCode::NOT_FOUND, "unknown_node");
 }
 
@@ -243,44 +242,39 @@ async fn malformed_requests_are_invalid_requests() {
         r#"{"name": "a/b", "outputs": ["x"]}"#,
         r#"{"name": "x", "outputs": []}"#,
     ] {
-        let answer = call(&t.hub, Method::POST, register, Some(&t.alice), body).await;
+        let answer = t.send(Method::POST, register, &t.alice, body).await;
         refused(answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let no_name = call(&t.hub, Method::POST, register, Some(&t.alice), "{}").await;
+    let no_name = t.send(Method::POST, register, &t.alice, "{}").await;
     assert_eq!(no_name.1["error"], "Missing or invalid name");
-    let no_output = call(
-        &t.hub,
-        Method::POST,
-        register,
-        Some(&t.alice),
-        r#"{"name": "x", "outputs": []}"#,
-    )
-    .await;
+    let no_output = t
+        .send(
+            Method::POST,
+            register,
+            &t.alice,
+            r#"{"name": "x", "outputs": []}"#,
+        )
+        .await;
     assert_eq!(no_output.1["error"], "At least one output required");
 
     upload(&t.hub, &t.alice, "hello").await;
     let execute = "/api/remote_nodes/hello/execute";
     for body in ["[1]", r#"{"inputs": {}, "timeout_ms": 0}"#] {
-        let answer = call(&t.hub, Method::POST, execute, Some(&t.alice), body).await;
+        let answer = t.send(Method::POST, execute, &t.alice, body).await;
         refused(answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let bad_name = call(
-        &t.hub,
-        Method::PUT,
-        "/api/secrets/a%20b",
-        Some(&t.alice),
-        json!({"value": "v"}).to_string(),
-    )
-    .await;
+    let bad_name = t
+        .send(
+            Method::PUT,
+            "/api/secrets/a%20b",
+            &t.alice,
+            json!({"value": "v"}).to_string(),
+        )
+        .await;
     refused(bad_name, StatusCode::BAD_REQUEST, "invalid_request");
-    let bad_body = call(
-        &t.hub,
-        Method::PUT,
-        "/api/secrets/key",
-        Some(&t.alice),
-        "{}",
-    )
-    .await;
+    let bad_body = t
+        .send(Method::PUT, "/api/secrets/key", &t.alice, "{}")
+        .await;
     refused(bad_body, StatusCode::BAD_REQUEST, "invalid_request");
 }
 
@@ -289,52 +283,31 @@ async fn an_uploaded_node_is_listed_shown_run_logged_and_deleted() {
     let t = hub().await;
     assert_eq!(upload(&t.hub, &t.alice, "hello").await, "hello");
 
-    let (status, body) = call(
-        &t.hub,
-        Method::GET,
-        "/api/nodes",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (status, body) = t.get("/api/nodes", &t.alice).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["nodes"][0]["name"], "hello");
-    let (status, body) = call(
-        &t.hub,
-        Method::GET,
-        "/api/nodes/hello",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (status, body) = t.get("/api/nodes/hello", &t.alice).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["limits"]["concurrency"], 4);
     assert_eq!(body["lane"], json!({"running": 0, "waiting": 0}));
     assert_eq!(body["hosted_workers"], 0);
 
     let sha256 = body["sha256"].as_str().unwrap().to_owned();
-    let (status, body) = call(
-        &t.hub,
-        Method::GET,
-        &format!("/api/uploads/{sha256}"),
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (status, body) = t.get(&format!("/api/uploads/{sha256}"), &t.alice).await;
     assert_eq!(
         (status, &body["status"]),
         (StatusCode::OK, &json!("ready")),
         "{body}"
     );
 
-    let (status, body) = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/hello/execute",
-        Some(&t.alice),
-        json!({"inputs": {"name": "Ada"}}).to_string(),
-    )
-    .await;
+    let (status, body) = t
+        .send(
+            Method::POST,
+            "/api/remote_nodes/hello/execute",
+            &t.alice,
+            json!({"inputs": {"name": "Ada"}}).to_string(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body["outputs"],
@@ -342,62 +315,27 @@ async fn an_uploaded_node_is_listed_shown_run_logged_and_deleted() {
     );
     let uuid = body["uuid"].as_str().unwrap().to_owned();
 
-    let (status, body) = call(
-        &t.hub,
-        Method::GET,
-        "/api/nodes/hello/logs",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (status, body) = t.get("/api/nodes/hello/logs", &t.alice).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"][0]["uuid"], uuid);
     assert_eq!(body["events"][0]["outcome"], "ok");
 
     // Another account sees none of it.
     for uri in ["/api/nodes/hello", "/api/nodes/hello/logs"] {
-        let answer = call(&t.hub, Method::GET, uri, Some(&t.bob), Body::empty()).await;
+        let answer = t.get(uri, &t.bob).await;
         refused(answer, StatusCode::NOT_FOUND, "unknown_node");
     }
-    let theirs = call(
-        &t.hub,
-        Method::GET,
-        &format!("/api/uploads/{sha256}"),
-        Some(&t.bob),
-        Body::empty(),
-    )
-    .await;
+    let theirs = t.get(&format!("/api/uploads/{sha256}"), &t.bob).await;
     refused(theirs, StatusCode::NOT_FOUND, "unknown_upload");
-    let theirs = call(
-        &t.hub,
-        Method::DELETE,
-        "/api/nodes/hello",
-        Some(&t.bob),
-        Body::empty(),
-    )
-    .await;
+    let theirs = t.delete("/api/nodes/hello", &t.bob).await;
     refused(theirs, StatusCode::NOT_FOUND, "unknown_node");
 
-    let (status, body) = call(
-        &t.hub,
-        Method::DELETE,
-        "/api/nodes/hello",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (status, body) = t.delete("/api/nodes/hello", &t.alice).await;
     assert_eq!(
         (status, body),
         (StatusCode::OK, json!({"deleted": "hello"}))
     );
-    let gone = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/hello/execute",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let gone = t.post("/api/remote_nodes/hello/execute", &t.alice).await;
     refused(gone, StatusCode::NOT_FOUND, "unknown_node");
 }
 
@@ -409,20 +347,13 @@ async fn uploads_that_are_not_nodes_are_refused_with_their_code() {
         (b"#!/bin/sh\n".to_vec(), "not_wasm"),
         (wat::parse_str("(module)").unwrap(), "core_module"),
     ] {
-        let answer = call(&t.hub, Method::POST, "/api/nodes", Some(&t.alice), bytes).await;
+        let answer = t.send(Method::POST, "/api/nodes", &t.alice, bytes).await;
         refused(answer, StatusCode::UNPROCESSABLE_ENTITY, code);
     }
     let huge = vec![0u8; crate::hub::service::catalog::MAX_UPLOAD_BYTES + 1];
-    let answer = call(&t.hub, Method::POST, "/api/nodes", Some(&t.alice), huge).await;
+    let answer = t.send(Method::POST, "/api/nodes", &t.alice, huge).await;
     refused(answer, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
-    let unknown = call(
-        &t.hub,
-        Method::GET,
-        "/api/uploads/00",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let unknown = t.get("/api/uploads/00", &t.alice).await;
     refused(unknown, StatusCode::NOT_FOUND, "unknown_upload");
 }
 
@@ -431,34 +362,29 @@ async fn a_name_is_either_registered_or_uploaded() {
     let t = hub().await;
     upload(&t.hub, &t.alice, "hello").await;
     let registration = json!({"name": "hello", "outputs": ["greeting"]}).to_string();
-    let taken = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/register",
-        Some(&t.alice),
-        registration,
-    )
-    .await;
+    let taken = t
+        .send(
+            Method::POST,
+            "/api/remote_nodes/register",
+            &t.alice,
+            registration,
+        )
+        .await;
     refused(taken, StatusCode::CONFLICT, "name_taken");
 
     let registration = json!({"name": "echo", "outputs": ["value"]}).to_string();
-    let (status, _) = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/register",
-        Some(&t.alice),
-        registration,
-    )
-    .await;
+    let (status, _) = t
+        .send(
+            Method::POST,
+            "/api/remote_nodes/register",
+            &t.alice,
+            registration,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let taken = call(
-        &t.hub,
-        Method::POST,
-        "/api/nodes",
-        Some(&t.alice),
-        wasm("echo"),
-    )
-    .await;
+    let taken = t
+        .send(Method::POST, "/api/nodes", &t.alice, wasm("echo"))
+        .await;
     refused(taken, StatusCode::UNPROCESSABLE_ENTITY, "name_taken");
 }
 
@@ -466,34 +392,22 @@ async fn a_name_is_either_registered_or_uploaded() {
 async fn a_node_that_fails_answers_502_with_its_code_and_a_slow_one_504() {
     let t = hub().await;
     upload(&t.hub, &t.alice, "node-error").await;
-    let failed = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/node-error/execute",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let failed = t
+        .post("/api/remote_nodes/node-error/execute", &t.alice)
+        .await;
     refused(failed, StatusCode::BAD_GATEWAY, "guest_error");
 
     upload(&t.hub, &t.alice, "spin-loop").await;
-    let slow = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/spin-loop/execute",
-        Some(&t.alice),
-        json!({"timeout_ms": 50}).to_string(),
-    )
-    .await;
+    let slow = t
+        .send(
+            Method::POST,
+            "/api/remote_nodes/spin-loop/execute",
+            &t.alice,
+            json!({"timeout_ms": 50}).to_string(),
+        )
+        .await;
     refused(slow, StatusCode::GATEWAY_TIMEOUT, "timeout");
-    let (_, logs) = call(
-        &t.hub,
-        Method::GET,
-        "/api/nodes/node-error/logs",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (_, logs) = t.get("/api/nodes/node-error/logs", &t.alice).await;
     assert_eq!(logs["events"][0]["outcome"], "guest_error");
 }
 
@@ -506,6 +420,8 @@ async fn a_full_lane_answers_429() {
         concurrency: Some(1),
         queue: Some(0),
         timeout_ms: Some(2_000),
+        // Fuel enough that only the deadline ends the loop.
+        fuel: Some(u64::MAX / 2),
         ..LimitSettings::default()
     };
     t.hub.store().set_limits(alice, &limits).await.unwrap();
@@ -522,38 +438,19 @@ async fn a_full_lane_answers_429() {
         .await
     });
     for _ in 0..200 {
-        let (_, node) = call(
-            &t.hub,
-            Method::GET,
-            "/api/nodes/spin-loop",
-            Some(&t.alice),
-            Body::empty(),
-        )
-        .await;
+        let (_, node) = t.get("/api/nodes/spin-loop", &t.alice).await;
         if node["lane"]["running"] == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let full = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/spin-loop/execute",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let full = t
+        .post("/api/remote_nodes/spin-loop/execute", &t.alice)
+        .await;
     refused(full, StatusCode::TOO_MANY_REQUESTS, "queue_full");
     // Another account's lane is its own.
     upload(&t.hub, &t.bob, "hello").await;
-    let (status, _) = call(
-        &t.hub,
-        Method::POST,
-        "/api/remote_nodes/hello/execute",
-        Some(&t.bob),
-        Body::empty(),
-    )
-    .await;
+    let (status, _) = t.post("/api/remote_nodes/hello/execute", &t.bob).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = running.await.unwrap();
     assert_eq!(
@@ -566,14 +463,14 @@ async fn a_full_lane_answers_429() {
 #[tokio::test]
 async fn secrets_are_stored_listed_by_name_and_deleted() {
     let t = hub().await;
-    let (status, body) = call(
-        &t.hub,
-        Method::PUT,
-        "/api/secrets/api-key",
-        Some(&t.alice),
-        json!({"value": "sk-1"}).to_string(),
-    )
-    .await;
+    let (status, body) = t
+        .send(
+            Method::PUT,
+            "/api/secrets/api-key",
+            &t.alice,
+            json!({"value": "sk-1"}).to_string(),
+        )
+        .await;
     assert_eq!(
         (status, body),
         (
@@ -581,56 +478,23 @@ async fn secrets_are_stored_listed_by_name_and_deleted() {
             json!({"name": "api-key", "status": "stored"})
         )
     );
-    let (status, body) = call(
-        &t.hub,
-        Method::GET,
-        "/api/secrets",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (status, body) = t.get("/api/secrets", &t.alice).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["secrets"][0]["name"], "api-key");
     assert!(
         !body.to_string().contains("sk-1"),
         "no value is ever returned"
     );
-    let (_, theirs) = call(
-        &t.hub,
-        Method::GET,
-        "/api/secrets",
-        Some(&t.bob),
-        Body::empty(),
-    )
-    .await;
+    let (_, theirs) = t.get("/api/secrets", &t.bob).await;
     assert_eq!(theirs, json!({"secrets": []}));
-    let theirs = call(
-        &t.hub,
-        Method::DELETE,
-        "/api/secrets/api-key",
-        Some(&t.bob),
-        Body::empty(),
-    )
-    .await;
+    let theirs = t.delete("/api/secrets/api-key", &t.bob).await;
     refused(theirs, StatusCode::NOT_FOUND, "unknown_secret");
     let huge = json!({"value": "x".repeat(crate::hub::secrets::MAX_SECRET_BYTES + 1)}).to_string();
-    let answer = call(
-        &t.hub,
-        Method::PUT,
-        "/api/secrets/big",
-        Some(&t.alice),
-        huge,
-    )
-    .await;
+    let answer = t
+        .send(Method::PUT, "/api/secrets/big", &t.alice, huge)
+        .await;
     refused(answer, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
-    let (status, body) = call(
-        &t.hub,
-        Method::DELETE,
-        "/api/secrets/api-key",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (status, body) = t.delete("/api/secrets/api-key", &t.alice).await;
     assert_eq!(
         (status, body),
         (StatusCode::OK, json!({"deleted": "api-key"}))
@@ -644,14 +508,14 @@ async fn a_secret_sealed_under_another_key_is_unavailable() {
     let (alice, path) = {
         let t = hub_in(Some(dir.clone())).await;
         upload(&t.hub, &t.alice, "secrets").await;
-        let (status, _) = call(
-            &t.hub,
-            Method::PUT,
-            "/api/secrets/api-key",
-            Some(&t.alice),
-            json!({"value": "sk"}).to_string(),
-        )
-        .await;
+        let (status, _) = t
+            .send(
+                Method::PUT,
+                "/api/secrets/api-key",
+                &t.alice,
+                json!({"value": "sk"}).to_string(),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK);
         (t.alice, dir.join("secrets.key"))
     };
@@ -685,42 +549,21 @@ async fn a_secret_sealed_under_another_key_is_unavailable() {
 async fn hosted_worker_routes_take_worker_tokens_only() {
     let t = hub().await;
     upload(&t.hub, &t.alice, "hello").await;
-    let (_, node) = call(
-        &t.hub,
-        Method::GET,
-        "/api/nodes/hello",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let (_, node) = t.get("/api/nodes/hello", &t.alice).await;
     let uri = format!(
         "/api/hosted/components/{}",
         node["sha256"].as_str().unwrap()
     );
-    let (status, body) = call(&t.hub, Method::GET, &uri, Some(&t.worker), Body::empty()).await;
+    let (status, body) = t.get(&uri, &t.worker).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.as_str().unwrap().starts_with("\0asm"));
-    let account = call(&t.hub, Method::GET, &uri, Some(&t.alice), Body::empty()).await;
+    let account = t.get(&uri, &t.alice).await;
     refused(account, StatusCode::UNAUTHORIZED, "unauthorized");
     let missing = call(&t.hub, Method::GET, &uri, None, Body::empty()).await;
     refused(missing, StatusCode::UNAUTHORIZED, "unauthorized");
-    let unknown = call(
-        &t.hub,
-        Method::GET,
-        "/api/hosted/components/00",
-        Some(&t.worker),
-        Body::empty(),
-    )
-    .await;
+    let unknown = t.get("/api/hosted/components/00", &t.worker).await;
     refused(unknown, StatusCode::NOT_FOUND, "unknown_component");
-    let socket = call(
-        &t.hub,
-        Method::GET,
-        "/api/hosted/ws",
-        Some(&t.alice),
-        Body::empty(),
-    )
-    .await;
+    let socket = t.get("/api/hosted/ws", &t.alice).await;
     refused(socket, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
@@ -732,4 +575,82 @@ async fn a_worker_socket_needs_a_signed_token() {
     refused(missing, StatusCode::UNAUTHORIZED, "unauthorized");
     let forged = call(&t.hub, Method::GET, "/ws?auth=forged", None, Body::empty()).await;
     refused(forged, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn callers_that_go_away_give_their_place_back() {
+    let t = hub().await;
+    let registration = json!({"name": "slow", "outputs": ["out"]}).to_string();
+    for token in [&t.alice, &t.bob] {
+        let registered = t
+            .send(
+                Method::POST,
+                "/api/remote_nodes/register",
+                token,
+                registration.clone(),
+            )
+            .await;
+        assert_eq!(registered.0, StatusCode::OK);
+    }
+    let alice = t.hub.authenticate(Some(&t.alice)).await.unwrap().account;
+    let bob = t.hub.authenticate(Some(&t.bob)).await.unwrap().account;
+    // Alice's worker never answers; bob's answers what it gets.
+    let nodes = || std::iter::once("slow".to_owned()).collect();
+    let (_silent, _alice_events) = t.hub.worker_connected(alice, nodes());
+    let (bobs_link, mut bob_events) = t.hub.worker_connected(bob, nodes());
+
+    let callers: Vec<_> = (0..1_000)
+        .map(|_| {
+            let (hub, token) = (t.hub.clone(), t.alice.clone());
+            tokio::spawn(async move {
+                call(
+                    &hub,
+                    Method::POST,
+                    "/api/remote_nodes/slow/execute",
+                    Some(&token),
+                    Body::empty(),
+                )
+                .await
+            })
+        })
+        .collect();
+    for _ in 0..1_000 {
+        if t.hub.pending_events(alice) == 1_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(t.hub.pending_events(alice), 1_000);
+    for caller in &callers {
+        caller.abort();
+    }
+    for caller in callers {
+        let _ = caller.await;
+    }
+    assert_eq!(
+        t.hub.pending_events(alice),
+        0,
+        "every abandoned entry is released"
+    );
+    let (_, metrics) = t.get("/metrics", &t.alice).await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(metrics.contains("node_host_hub_in_flight 0"), "{metrics}");
+    assert!(
+        metrics.contains(r#"node_host_hub_events_total{node="slow",outcome="abandoned"} 1000"#),
+        "{metrics}"
+    );
+
+    let hub = t.hub.clone();
+    let answering = tokio::spawn(async move {
+        let event: Json = serde_json::from_str(&bob_events.recv().await.unwrap()).unwrap();
+        let reply = json!({"node": "slow", "outputs": {"out": 1}, "uuid": event["uuid"]});
+        hub.worker_frame(bobs_link, &reply.to_string());
+    });
+    let (status, body) = t.post("/api/remote_nodes/slow/execute", &t.bob).await;
+    assert_eq!(
+        (status, &body["outputs"]),
+        (StatusCode::OK, &json!({"out": 1})),
+        "{body}"
+    );
+    answering.await.unwrap();
 }

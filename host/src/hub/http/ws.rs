@@ -37,7 +37,7 @@ pub async fn worker(
     upgrade.on_upgrade(move |socket| async move {
         let (link, outbox) = hub.worker_connected(account, nodes);
         pump(socket, outbox, None, |text| hub.worker_frame(link, text)).await;
-        hub.worker_disconnected(link);
+        hub.disconnected(link, "worker");
     })
 }
 
@@ -53,7 +53,7 @@ pub async fn hosted_worker(
             hub.hosted_worker_frame(link, text);
         })
         .await;
-        hub.hosted_worker_disconnected(link);
+        hub.disconnected(link, "hosted worker");
     })
 }
 

@@ -10,7 +10,6 @@
 //! is safe.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use serde_json::{Map, Value as Json};
 
@@ -78,13 +77,6 @@ impl Hub {
         }
     }
 
-    /// The hosted worker `link` is gone.
-    pub(crate) fn hosted_worker_disconnected(&self, link: LinkId) {
-        self.switchboard.disconnect(link);
-        self.metrics.connections(-1);
-        tracing::info!(link, "hosted worker disconnected");
-    }
-
     /// Tells the hosted workers to get a newly installed component ready.
     pub(super) fn announce(&self, sha256: &str) {
         let components = ToWorker::Components {
@@ -131,18 +123,13 @@ impl Hub {
             limits,
             secrets: secrets.clone(),
         }));
-        let waiter = self
+        let mut waiter = self
             .switchboard
             .dispatch_text(HOSTED_POOL, &node.record.sha256, &event.id, frame(&hosted))
             .ok()?;
-        let _waiting = Waiting {
-            hub: self,
-            uuid: &event.id,
-        };
-        let started = Instant::now();
-        self.metrics.started();
-        match waiter.await {
-            Ok(Answer::Reply(reply, logs)) => {
+        let counted = self.metrics.start(&event.node);
+        match waiter.answer().await {
+            Answer::Reply(reply, logs) => {
                 let logs = logs.map(|logs| *logs).unwrap_or_default();
                 let finished = match reply.error {
                     None => Ok(reply.outputs),
@@ -153,29 +140,15 @@ impl Hub {
                     .as_ref()
                     .err()
                     .map_or("ok", |failure| failure.code.as_str());
-                self.metrics
-                    .finished(&event.node, label, started.elapsed(), 0);
+                counted.finish(label, 0);
                 Some(finished)
             }
-            Ok(Answer::WorkerLost) | Err(_) => {
-                self.metrics
-                    .finished(&event.node, "worker_lost", started.elapsed(), 0);
+            Answer::WorkerLost => {
+                counted.finish("worker_lost", 0);
                 tracing::warn!(node = %event.node, "a hosted worker went during an event; running it in the hub");
                 None
             }
         }
-    }
-}
-
-/// Forgets the event in the switchboard when its caller stops waiting.
-struct Waiting<'a> {
-    hub: &'a Hub,
-    uuid: &'a str,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.hub.switchboard.abandon(self.uuid);
     }
 }
 

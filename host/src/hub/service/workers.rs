@@ -142,20 +142,22 @@ impl Hub {
             inputs,
             uuid: Json::String(uuid.clone()),
         };
-        let started = Instant::now();
-        self.metrics.started();
-        let finish = |outcome: &str| self.metrics.finished(name, outcome, started.elapsed(), 0);
-        let waiter = self.switchboard.dispatch(account, &event).map_err(|err| {
-            let err = match err {
-                DispatchError::NoWorker => HubError::NoWorker(name.to_owned()),
-                DispatchError::Busy => HubError::Busy,
-            };
-            finish(err.code());
-            err
-        })?;
-        let answer = tokio::time::timeout(timeout, waiter).await;
+        // Both given back if the caller goes away while it waits.
+        let counted = self.metrics.start(name);
+        let mut waiter = match self.switchboard.dispatch(account, &event) {
+            Ok(waiter) => waiter,
+            Err(err) => {
+                let err = match err {
+                    DispatchError::NoWorker => HubError::NoWorker(name.to_owned()),
+                    DispatchError::Busy => HubError::Busy,
+                };
+                counted.finish(err.code(), 0);
+                return Err(err);
+            }
+        };
+        let answer = tokio::time::timeout(timeout, waiter.answer()).await;
         let answered = match answer {
-            Ok(Ok(Answer::Reply(reply, _))) => match reply.error {
+            Ok(Answer::Reply(reply, _)) => match reply.error {
                 Some(error) => Err(HubError::NodeFailed {
                     node: name.to_owned(),
                     failure: core::EventFailure::new(&error.code, error.message),
@@ -167,18 +169,21 @@ impl Hub {
                     reply.outputs,
                 )),
             },
-            Ok(Ok(Answer::WorkerLost) | Err(_)) => Err(HubError::WorkerLost(name.to_owned())),
-            Err(_elapsed) => {
-                self.switchboard.abandon(&uuid);
-                Err(HubError::Timeout {
-                    node: name.to_owned(),
-                    what: "reply",
-                    ms: timeout.as_millis(),
-                })
-            }
+            Ok(Answer::WorkerLost) => Err(HubError::WorkerLost(name.to_owned())),
+            Err(_elapsed) => Err(HubError::Timeout {
+                node: name.to_owned(),
+                what: "reply",
+                ms: timeout.as_millis(),
+            }),
         };
-        finish(answered.as_ref().err().map_or("ok", HubError::code));
+        counted.finish(answered.as_ref().err().map_or("ok", HubError::code), 0);
         answered
+    }
+
+    /// Events of `account` sent to its workers and waiting for a reply.
+    #[cfg(test)]
+    pub(crate) fn pending_events(&self, account: AccountId) -> usize {
+        self.switchboard.pending_of(account)
     }
 
     /// Lets a worker connect: checks the token of its connect URL and
@@ -226,11 +231,12 @@ impl Hub {
         }
     }
 
-    /// The worker connection `link` is gone: its callers are told at once.
-    pub(crate) fn worker_disconnected(&self, link: LinkId) {
+    /// The connection `link` (a worker's, `kind` says which) is gone: the
+    /// callers of its events are told at once.
+    pub(crate) fn disconnected(&self, link: LinkId, kind: &'static str) {
         self.switchboard.disconnect(link);
         self.metrics.connections(-1);
-        tracing::info!(link, "worker disconnected");
+        tracing::info!(link, "{kind} disconnected");
     }
 }
 
