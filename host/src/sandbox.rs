@@ -15,6 +15,7 @@ mod bindings;
 pub(crate) mod cache;
 mod capture;
 pub mod componentize;
+mod deadline_clock;
 mod engine;
 mod limits;
 mod load;

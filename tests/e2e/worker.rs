@@ -388,3 +388,34 @@ fn an_instance_made_ahead_gets_its_whole_deadline_when_its_event_comes() {
     assert_eq!(status, 502, "violated: {answer}");
     assert_eq!(answer["code"], "deadline", "{answer}");
 }
+
+#[test]
+fn a_node_asleep_in_the_host_frees_its_executor_at_the_deadline() {
+    let hub = Hub::start("worker-sleeper");
+    let token = hub.token("alice", false);
+    // One executor: a sleep that outlived its deadline would hold it, and
+    // every later event would wait behind it.
+    let limits = ["--timeout", "300ms", "--concurrency", "1"];
+    let _worker = start_worker(&hub.url, &token, &["sleeper", "hello"], &limits);
+    let started = std::time::Instant::now();
+    let (status, answer) = execute(&hub.url, &token, "sleeper", json!({"inputs": {}}));
+    assert_eq!(
+        (status, &answer["code"]),
+        (502, &json!("deadline")),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {}}));
+    assert_eq!(status, 200, "the executor serves the next event: {answer}");
+    let (status, answer) = execute(
+        &hub.url,
+        &token,
+        "sleeper",
+        json!({"inputs": {"millis": 5}}),
+    );
+    assert_eq!(status, 200, "a short sleep is obeyed: {answer}");
+}

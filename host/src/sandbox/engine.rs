@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::RemoteNode;
 use super::cache::CompileCache;
 use super::capture::CapturedLog;
+use super::deadline_clock::{ClampedClock, DeadlineClock};
 use super::limits::MemoryLimiter;
 
 /// How often the epoch advances: the deadline overshoots by at most one tick.
@@ -121,6 +122,8 @@ pub(crate) struct EventState {
     pub(crate) log_cap: usize,
     /// Only the secrets the node declared.
     pub(crate) secrets: Vec<(String, String)>,
+    /// When the event ends; no wait on a clock outlasts it.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl WasiView for EventState {
@@ -209,6 +212,14 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|err| SandboxError::Engine(err.to_string()))?;
+        // The monotonic clock again, with every wait cut at the deadline.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<
+            EventState,
+            DeadlineClock,
+        >(&mut linker, |state| ClampedClock::of(state))
+        .map_err(|err| SandboxError::Engine(err.to_string()))?;
+        linker.allow_shadowing(false);
         RemoteNode::add_to_linker::<_, HasSelf<EventState>>(&mut linker, |state| state)
             .map_err(|err| SandboxError::Engine(err.to_string()))?;
         let cache =

@@ -425,6 +425,7 @@ pub(crate) fn new_store(
         log: CapturedLog::default(),
         log_cap: limits.capture_bytes,
         secrets,
+        deadline: None,
     };
     let mut store = Store::new(&sandbox.engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -450,6 +451,7 @@ fn arm(store: &mut Store<EventState>, sandbox: &Sandbox, limits: &Limits) {
             .timeout
             .min(Duration::from_secs(100 * 365 * 24 * 3600));
         let ends = started + timeout;
+        store.data_mut().deadline = Some(ends);
         let mut demote_at = limits
             .demote_after
             .filter(|demote| *demote < timeout)

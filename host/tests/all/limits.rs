@@ -154,3 +154,34 @@ fn capture_violated_truncates_and_the_node_still_succeeds() {
     let logged: usize = outcome.log.lines.iter().map(|l| l.message.len()).sum();
     assert!(logged <= 4096);
 }
+
+#[test]
+fn a_sleep_in_the_host_obeyed() {
+    let outcome = run("sleeper", &[("millis", int(20))], &Limits::default());
+    let slept = match outputs(&outcome)[0].1 {
+        node_host::sandbox::Value::Integer(ms) => ms,
+        ref other => panic!("not an integer: {other:?}"),
+    };
+    assert!(slept >= 20, "slept {slept} ms");
+}
+
+#[test]
+fn a_sleep_in_the_host_violated_ends_at_the_deadline() {
+    // A guest parked in a host call is beyond fuel and epochs: the wait
+    // itself must end by the deadline.
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let outcome = run("sleeper", &[], &limits);
+    let took = started.elapsed();
+    assert_eq!(code(&outcome), ErrorCode::Deadline);
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // A bound that proves the hour-long sleep was cut, not a benchmark
+    // (the overshoot is about one epoch tick; BENCHMARKS.md).
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // The node, and the thread, serve the next event.
+    let outcome = run("sleeper", &[("millis", int(1))], &limits);
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+}
