@@ -20,5 +20,5 @@ mod runner;
 
 pub use event::{AccountId, Event, EventFailure, LOCAL_ACCOUNT, RunError, Terms, json_outputs};
 pub use executors::{Executors, IDLE_FOR};
-pub use lanes::{LaneLimits, QueueFull};
+pub use lanes::{LaneLimits, Lanes, QueueFull};
 pub use runner::Runner;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::args::{parse_duration, parse_size};
-use crate::hub::service::AccountLimits;
+use crate::hub::service::{AccountLimits, UploadQuota};
 use crate::hub::store::{LimitSettings, SqliteStore, Store as _};
 use crate::hub::{self, Hub, HubConfig};
 use crate::sandbox::SandboxConfig;
@@ -47,6 +47,15 @@ pub(super) struct HubArgs {
     /// polls it for you).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     upload_wait: Duration,
+
+    /// Uploaded nodes one account may keep; beyond, an upload is refused
+    /// with `quota_exceeded`.
+    #[arg(long, value_name = "N", default_value = "100")]
+    quota_nodes: usize,
+
+    /// Bytes of uploaded components one account may keep (e.g. 1GiB, 500MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    quota_bytes: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -268,6 +277,10 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         public_ws_url: args.public_ws_url.clone(),
         sandbox,
         upload_wait: args.upload_wait,
+        quota: UploadQuota {
+            nodes: args.quota_nodes,
+            bytes: args.quota_bytes as u64,
+        },
     }))?;
     let restored = state.restored();
     if restored.cached + restored.compiled > 0 {

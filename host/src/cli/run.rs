@@ -255,6 +255,7 @@ async fn start_embedded_hub(
         public_ws_url: None,
         sandbox,
         upload_wait: crate::hub::service::UPLOAD_READY_WAIT,
+        quota: crate::hub::service::UploadQuota::default(),
     })
     .await?;
     let token = state.store().create_token("local", false).await?;

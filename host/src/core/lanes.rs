@@ -84,6 +84,59 @@ impl Drop for Permit {
     }
 }
 
+/// A place taken in a lane by [`Lanes::enter`]: running, or waiting its
+/// turn. Dropping it gives the place back.
+#[derive(Debug)]
+pub struct Place {
+    /// `None` once it became a [`Permit`].
+    lane: Option<Arc<Lane>>,
+    concurrency: u64,
+    running: bool,
+}
+
+impl Place {
+    /// Waits until the place runs. Dropping the future gives the place up.
+    pub async fn turn(mut self) -> Permit {
+        let lane = self.lane.clone().expect("a place is turned once");
+        if self.running {
+            self.lane = None;
+            return Permit { lane };
+        }
+        loop {
+            let freed = lane.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut state = lane.lock();
+                if state.running < self.concurrency {
+                    state.running += 1;
+                    state.waiting -= 1;
+                    drop(state);
+                    self.lane = None;
+                    return Permit { lane: lane.clone() };
+                }
+            }
+            freed.await;
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let Some(lane) = self.lane.take() else {
+            return;
+        };
+        let mut state = lane.lock();
+        if self.running {
+            state.running -= 1;
+            drop(state);
+            lane.freed.notify_one();
+        } else {
+            state.waiting -= 1;
+        }
+    }
+}
+
 /// A place in the queue; given back when dropped (the caller gave up).
 struct Queued<'a> {
     lane: &'a Lane,
@@ -165,6 +218,34 @@ impl Lanes {
         }
     }
 
+    /// Takes a place in the account's lane at once, without waiting: a
+    /// running one while fewer than `limits.concurrency` run, else a place
+    /// in the queue while fewer than `limits.queue` wait, else refused. Its
+    /// [`Place::turn`] then waits for a running place.
+    pub fn enter(&self, account: AccountId, limits: LaneLimits) -> Result<Place, QueueFull> {
+        let lane = self.lane(account);
+        let concurrency = limits.concurrency.max(1);
+        let mut state = lane.lock();
+        let running = state.running < concurrency;
+        if running {
+            state.running += 1;
+        } else if state.waiting < limits.queue {
+            state.waiting += 1;
+        } else {
+            return Err(QueueFull {
+                running: state.running,
+                waiting: state.waiting,
+                queue: limits.queue,
+            });
+        }
+        drop(state);
+        Ok(Place {
+            lane: Some(lane),
+            concurrency,
+            running,
+        })
+    }
+
     /// Events of the account running and waiting in its lane right now.
     pub fn load(&self, account: AccountId) -> (u64, u64) {
         let lane = self.lane(account);
@@ -239,5 +320,35 @@ mod tests {
         let gave_up = tokio::time::timeout(Duration::from_millis(20), lanes.admit(1, limits)).await;
         assert!(gave_up.is_err());
         assert_eq!(lanes.load(1), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn places_are_taken_at_once_and_turn_in_order() {
+        let lanes = Lanes::default();
+        let limits = limits(1, 1);
+        let first = lanes.enter(1, limits).unwrap();
+        let second = lanes.enter(1, limits).unwrap();
+        assert_eq!(lanes.load(1), (1, 1));
+        // Violated: refused at once, no waiting.
+        let refused = lanes.enter(1, limits).unwrap_err();
+        assert_eq!((refused.running, refused.waiting), (1, 1));
+        assert!(lanes.enter(2, limits).is_ok(), "another account's lane");
+        let running = first.turn().await;
+        let waiting = tokio::spawn(second.turn());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "waits for the running one");
+        drop(running);
+        let turned = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lanes.load(1), (1, 0));
+        drop(turned);
+        // A place given up while waiting frees its place in the queue.
+        let held = lanes.enter(1, limits).unwrap();
+        drop(lanes.enter(1, limits).unwrap());
+        assert_eq!(lanes.load(1), (1, 0));
+        drop(held);
+        assert_eq!(lanes.load(1), (0, 0));
     }
 }

@@ -25,13 +25,14 @@ use super::secrets::SecretBox;
 use super::store::{Caller, SqliteStore, Store, UploadedNode};
 use super::switchboard::Switchboard;
 use super::ws_token::WsTokenSigner;
-use crate::core::{Executors, IDLE_FOR, Runner};
+use crate::core::{Executors, IDLE_FOR, Lanes, Runner};
 use crate::metrics::Metrics;
 use crate::sandbox::SandboxConfig;
 pub(crate) use catalog::AccountLimits;
 pub use catalog::UPLOAD_READY_WAIT;
 use catalog::{Catalog, InstalledNode, MAX_RUNNING};
 pub use error::HubError;
+pub use uploads::{COMPILES_AT_ONCE, UploadQuota};
 pub(crate) use uploads::{UploadAnswer, upload_too_large};
 
 pub use crate::core::{EventFailure, QueueFull};
@@ -59,6 +60,8 @@ pub struct HubConfig {
     /// How long an upload request waits for its compile before it answers
     /// 202 `compiling` (usually [`UPLOAD_READY_WAIT`]).
     pub upload_wait: Duration,
+    /// What one account may keep uploaded.
+    pub quota: UploadQuota,
 }
 
 /// Why the hub cannot start.
@@ -92,6 +95,11 @@ pub struct Hub {
     public_ws_url: Option<String>,
     upload_wait: Duration,
     catalog: Catalog,
+    quota: UploadQuota,
+    /// Each account's uploads compiling and waiting to (see `uploads`).
+    compile_lanes: Lanes,
+    /// Compiles at once across all accounts.
+    compiles: Arc<tokio::sync::Semaphore>,
     /// Runs the uploaded nodes the hub runs itself.
     runner: Runner,
     restored: Restored,
@@ -142,6 +150,9 @@ impl Hub {
             public_ws_url: config.public_ws_url.clone(),
             upload_wait: config.upload_wait,
             catalog,
+            quota: config.quota,
+            compile_lanes: Lanes::default(),
+            compiles: Arc::new(tokio::sync::Semaphore::new(COMPILES_AT_ONCE)),
             restored,
             secrets,
             callers: Mutex::default(),

@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use tower::ServiceExt as _;
 
 use super::router;
-use crate::hub::service::{Hub, HubConfig, UPLOAD_READY_WAIT};
+use crate::hub::service::{Hub, HubConfig, UPLOAD_READY_WAIT, UploadQuota};
 use crate::hub::store::LimitSettings;
 use crate::sandbox::SandboxConfig;
 use crate::sandbox::bench_support::guest_example_bytes;
@@ -26,15 +26,22 @@ struct Hubbed {
     worker: String,
 }
 
-async fn hub_in(data_dir: Option<std::path::PathBuf>) -> Hubbed {
-    let hub = Hub::open(&HubConfig {
+fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
+    HubConfig {
         data_dir,
         public_ws_url: None,
         sandbox: SandboxConfig::default(),
         upload_wait: UPLOAD_READY_WAIT,
-    })
-    .await
-    .unwrap();
+        quota: UploadQuota::default(),
+    }
+}
+
+async fn hub_in(data_dir: Option<std::path::PathBuf>) -> Hubbed {
+    hub_with(config(data_dir)).await
+}
+
+async fn hub_with(config: HubConfig) -> Hubbed {
+    let hub = Hub::open(&config).await.unwrap();
     let store = hub.store().clone();
     Hubbed {
         alice: store.create_token("alice", false).await.unwrap(),
@@ -520,14 +527,7 @@ async fn a_secret_sealed_under_another_key_is_unavailable() {
         (t.alice, dir.join("secrets.key"))
     };
     std::fs::remove_file(&path).unwrap();
-    let hub = Hub::open(&HubConfig {
-        data_dir: Some(dir.clone()),
-        public_ws_url: None,
-        sandbox: SandboxConfig::default(),
-        upload_wait: UPLOAD_READY_WAIT,
-    })
-    .await
-    .unwrap();
+    let hub = Hub::open(&config(Some(dir.clone()))).await.unwrap();
     let answer = call(
         &hub,
         Method::POST,
@@ -653,4 +653,146 @@ async fn callers_that_go_away_give_their_place_back() {
         "{body}"
     );
     answering.await.unwrap();
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("node-host-routes-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Files under `dir` whose names hold `sha256`.
+fn files_of(dir: &std::path::Path, sha256: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.contains(sha256))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_refused_upload_leaves_nothing_behind() {
+    let dir = temp_dir("refused");
+    let t = hub_in(Some(dir.clone())).await;
+    let registration = json!({"name": "echo", "outputs": ["value"]}).to_string();
+    let (status, _) = t
+        .send(
+            Method::POST,
+            "/api/remote_nodes/register",
+            &t.alice,
+            registration,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Compiled, then refused: its name is a worker's.
+    let taken = t
+        .send(Method::POST, "/api/nodes", &t.alice, wasm("echo"))
+        .await;
+    refused(taken, StatusCode::UNPROCESSABLE_ENTITY, "name_taken");
+    let sha256 = crate::sandbox::sha256_hex(&wasm("echo"));
+    assert_eq!(
+        files_of(&dir.join("components"), &sha256),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files_of(&dir.join("compiled"), &sha256),
+        Vec::<String>::new()
+    );
+    // An accepted one is kept, compiled.
+    upload(&t.hub, &t.alice, "hello").await;
+    let sha256 = crate::sandbox::sha256_hex(&wasm("hello"));
+    assert_eq!(files_of(&dir.join("components"), &sha256).len(), 1);
+    assert!(!files_of(&dir.join("compiled"), &sha256).is_empty());
+    drop(t);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_node_quota_obeyed_and_violated() {
+    let t = hub_with(HubConfig {
+        quota: UploadQuota {
+            nodes: 1,
+            bytes: 1 << 30,
+        },
+        ..config(None)
+    })
+    .await;
+    upload(&t.hub, &t.alice, "hello").await;
+    // Obeyed: a new version of the same node is no new node.
+    upload(&t.hub, &t.alice, "hello").await;
+    let over = t
+        .send(Method::POST, "/api/nodes", &t.alice, wasm("echo"))
+        .await;
+    refused(over, StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded");
+    // Another account's quota is its own.
+    upload(&t.hub, &t.bob, "echo").await;
+}
+
+#[tokio::test]
+async fn the_byte_quota_obeyed_and_violated() {
+    let hello = wasm("hello").len() as u64;
+    let t = hub_with(HubConfig {
+        quota: UploadQuota {
+            nodes: 10,
+            bytes: hello + 1,
+        },
+        ..config(None)
+    })
+    .await;
+    upload(&t.hub, &t.alice, "hello").await;
+    let over = t
+        .send(Method::POST, "/api/nodes", &t.alice, wasm("echo"))
+        .await;
+    refused(over, StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded");
+    let (_, nodes) = t.get("/api/nodes", &t.alice).await;
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_accounts_compiles_wait_their_turn_and_beyond_its_queue_are_refused() {
+    let t = hub_with(HubConfig {
+        upload_wait: Duration::ZERO,
+        ..config(None)
+    })
+    .await;
+    // One compiling and three waiting: the fifth is refused at once.
+    let guests = ["hello", "echo", "spin-loop", "sleeper", "node-error"];
+    let mut answers = Vec::new();
+    for name in guests {
+        answers.push(
+            t.send(Method::POST, "/api/nodes", &t.alice, wasm(name))
+                .await,
+        );
+    }
+    for (status, body) in &answers[..4] {
+        assert_eq!(*status, StatusCode::ACCEPTED, "{body}");
+    }
+    refused(
+        answers[4].clone(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "queue_full",
+    );
+    // Another account's uploads have a lane of their own.
+    let (status, body) = t
+        .send(Method::POST, "/api/nodes", &t.bob, wasm("hello"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // The four that were taken all end ready.
+    for (_, body) in &answers[..4] {
+        let uri = body["status_url"].as_str().unwrap().to_owned();
+        let mut ready = false;
+        for _ in 0..600 {
+            let (_, status) = t.get(&uri, &t.alice).await;
+            if status["status"] == "ready" {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "{uri} never got ready");
+    }
 }

@@ -341,6 +341,11 @@ impl Catalog {
         components
     }
 
+    /// Forgets the account's upload of `sha256` (it was never started).
+    pub fn forget_upload(&self, account: AccountId, sha256: &str) {
+        self.uploads().remove(&(account, sha256.to_owned()));
+    }
+
     /// Where the account's upload of `sha256` stands.
     pub fn upload_status(&self, account: AccountId, sha256: &str) -> Option<UploadStatus> {
         self.uploads().get(&(account, sha256.to_owned())).cloned()

@@ -62,6 +62,14 @@ pub enum HubError {
     /// The account's lane is full.
     #[error(transparent)]
     QueueFull(#[from] QueueFull),
+    /// The account has as many uploads compiling and waiting as it may.
+    #[error(
+        "this account already has {} upload compiling and {} waiting to compile; wait for \
+         them (GET /api/uploads/SHA256), then upload again",
+        .0.running,
+        .0.waiting
+    )]
+    CompileQueueFull(QueueFull),
     /// A registered node whose worker is not connected.
     #[error(
         "node `{0}` is registered but no worker serving it is connected; check that its \
@@ -120,7 +128,7 @@ impl HubError {
             HubError::NameTaken(_) => "name_taken",
             HubError::TooLarge(_) => "too_large",
             HubError::Refused { code, .. } => code,
-            HubError::QueueFull(_) => "queue_full",
+            HubError::QueueFull(_) | HubError::CompileQueueFull(_) => "queue_full",
             HubError::NoWorker(_) => "no_worker",
             HubError::Busy => "busy",
             HubError::NodeFailed { failure, .. } => &failure.code,

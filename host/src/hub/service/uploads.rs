@@ -16,6 +16,7 @@ use super::catalog::{
     AccountLimits, COMPILE_TIME_LIMIT, InstalledNode, LoggedEvent, MAX_UPLOAD_BYTES, UploadStatus,
 };
 use super::{Hub, HubError, require_write};
+use crate::core::LaneLimits;
 use crate::core::{AccountId, Event, EventFailure, Terms, json_outputs};
 use crate::hub::store::{Caller, UploadedNode, unix_seconds};
 use crate::protocol::hosted::{EventLimits, EventLogs};
@@ -42,6 +43,37 @@ pub enum UploadAnswer {
     Refused(Arc<HubError>),
 }
 
+/// Uploads of one account compiled at once, and waiting for their turn;
+/// beyond, an upload is refused with `queue_full`.
+const COMPILE_LANE: LaneLimits = LaneLimits {
+    concurrency: 1,
+    queue: 3,
+};
+
+/// Compiles at once across all accounts: the rest of the machine keeps
+/// running events meanwhile.
+pub const COMPILES_AT_ONCE: usize = 2;
+
+/// What one account may keep uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadQuota {
+    /// Nodes.
+    pub nodes: usize,
+    /// Bytes of components, summed over its nodes.
+    pub bytes: u64,
+}
+
+impl Default for UploadQuota {
+    /// 100 nodes and 1 GiB: room for dozens of Python or JavaScript nodes
+    /// (12–18 MB each), not for filling a disk.
+    fn default() -> Self {
+        Self {
+            nodes: 100,
+            bytes: 1 << 30,
+        }
+    }
+}
+
 impl Hub {
     /// Accepts the component `bytes` as a node of the caller's account:
     /// waits up to the hub's upload wait for it to compile and be checked.
@@ -64,29 +96,29 @@ impl Hub {
             // The same component is being compiled for this account: wait for it.
             return Ok(self.wait_and_answer(account, &sha256, None).await);
         }
-        let stored = {
-            let (blobs, sha256, bytes) =
-                (self.catalog.blobs().clone(), sha256.clone(), bytes.clone());
-            tokio::task::spawn_blocking(move || blobs.put(&sha256, &bytes)).await
+        // The account's turn to compile: one at a time, a few waiting, the
+        // rest refused, so that one account's uploads cannot keep the
+        // machine compiling for everyone.
+        let place = match self.compile_lanes.enter(account, COMPILE_LANE) {
+            Ok(place) => place,
+            Err(full) => {
+                self.catalog.forget_upload(account, &sha256);
+                return Err(HubError::CompileQueueFull(full));
+            }
         };
-        if let Err(err) = stored
-            .map_err(std::io::Error::other)
-            .and_then(|stored| stored)
-        {
-            self.catalog.set_upload_status(
-                account,
-                &sha256,
-                UploadStatus::Failed("internal".into(), err.to_string()),
-            );
-            return Err(HubError::internal(format!(
-                "cannot store the component: {err}"
-            )));
-        }
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let hub = self.clone();
         let task_sha = sha256.clone();
         tokio::spawn(async move {
+            let turn = place.turn().await;
+            let compiling = hub.compiles.clone().acquire_owned().await;
             let status = hub.compile_and_install(account, &task_sha, bytes).await;
+            drop((compiling, turn));
+            if matches!(status, UploadStatus::Failed(..)) {
+                // Nothing of a refused upload is kept: the compiled code of a
+                // component no node uses is removed.
+                hub.forget_component(&task_sha).await;
+            }
             if let UploadStatus::Failed(code, message) = &status {
                 tracing::info!(account, sha256 = %task_sha, code, "upload refused: {message}");
             }
@@ -157,6 +189,7 @@ impl Hub {
         let size = bytes.len() as u64;
         let loading = {
             let hub = self.clone();
+            let bytes = bytes.clone();
             tokio::task::spawn_blocking(move || hub.catalog.load(&bytes))
         };
         let component = match tokio::time::timeout(COMPILE_TIME_LIMIT, loading).await {
@@ -174,6 +207,9 @@ impl Hub {
             Ok(Ok(Ok((component, _)))) => component,
         };
         let name = component.name().to_owned();
+        if let Err(refusal) = self.within_quota(account, &name, size) {
+            return refusal;
+        }
         if self
             .registry()
             .get(account, &name, Instant::now())
@@ -185,6 +221,20 @@ impl Hub {
                     "a worker of this account serves a node named `{name}` (node-host run); stop \
                      it, or give the uploaded node another name"
                 ),
+            );
+        }
+        // Stored only now that it is a node this hub runs.
+        let stored = {
+            let (blobs, sha256) = (self.catalog.blobs().clone(), sha256.to_owned());
+            tokio::task::spawn_blocking(move || blobs.put(&sha256, &bytes)).await
+        };
+        if let Err(err) = stored
+            .map_err(std::io::Error::other)
+            .and_then(|stored| stored)
+        {
+            return UploadStatus::Failed(
+                "internal".into(),
+                format!("cannot store the component: {err}"),
             );
         }
         let record = UploadedNode {
@@ -213,6 +263,28 @@ impl Hub {
             tracing::info!(account, node = %name, sha256, "installed an uploaded node");
         }
         UploadStatus::Ready(name)
+    }
+
+    /// Refuses a node `name` of `size` bytes that would take the account
+    /// beyond its quota (a node replacing one of the same name counts only
+    /// its difference).
+    fn within_quota(&self, account: AccountId, name: &str, size: u64) -> Result<(), UploadStatus> {
+        let installed = self.catalog.list(account);
+        let replaced = installed.iter().find(|node| node.record.name == name);
+        let nodes = installed.len() + usize::from(replaced.is_none());
+        let bytes = installed.iter().map(|node| node.record.size).sum::<u64>() + size
+            - replaced.map_or(0, |node| node.record.size);
+        let quota = self.quota;
+        if nodes > quota.nodes || bytes > quota.bytes {
+            return Err(UploadStatus::Failed(
+                "quota_exceeded".into(),
+                format!(
+                    "this upload would give the account {nodes} nodes of {bytes} bytes in all;                      its quota is {} nodes and {} bytes: delete a node first (DELETE                      /api/nodes/NAME), or ask the hub's operator to raise the quota                      (`node-host hub --quota-nodes N --quota-bytes SIZE`)",
+                    quota.nodes, quota.bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Removes a component file nothing uses any more.
