@@ -18,7 +18,9 @@ mod executors;
 mod lanes;
 mod runner;
 
-pub use event::{AccountId, Event, EventFailure, LOCAL_ACCOUNT, RunError, Terms, json_outputs};
+pub use event::{
+    AccountId, Event, EventFailure, LOCAL_ACCOUNT, Outcome, RunError, Terms, json_outputs,
+};
 pub use executors::{Executors, IDLE_FOR};
 pub use lanes::{LaneLimits, Lanes, QueueFull};
 pub use runner::Runner;

@@ -116,18 +116,22 @@ impl Runner {
     }
 
     /// Runs an admitted event and waits for its outcome, until the event's
-    /// deadline at most. The place in the lane is given back once the
-    /// executor is done with the event.
+    /// deadline at most. `observe` sees the outcome on the executor, even
+    /// when the caller has stopped waiting (to keep its logs, say). The
+    /// place in the lane is given back once the executor is done with the
+    /// event.
     pub async fn run(
         &self,
         permit: Permit,
         event: Event,
         node: Arc<NodeComponent>,
         terms: Terms,
+        observe: impl FnOnce(&Outcome) + Send + 'static,
     ) -> Result<Outcome, RunError> {
         let (deadline, name) = (event.deadline, event.node.clone());
         let (sender, outcome) = oneshot::channel();
         self.start(event, node, terms, move |outcome| {
+            observe(&outcome);
             let _ = sender.send(outcome);
             permit
         })?;
@@ -261,7 +265,10 @@ mod tests {
             },
             ..Terms::default()
         };
-        let err = runner.run(permit, event, node, terms).await.unwrap_err();
+        let err = runner
+            .run(permit, event, node, terms, |_| {})
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "timeout", "{err}");
         // The place in the lane is held until the sandbox's own deadline ends the event.
         for _ in 0..200 {

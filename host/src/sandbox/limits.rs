@@ -51,6 +51,16 @@ pub struct Limits {
     pub demote_after: Option<Duration>,
 }
 
+impl Limits {
+    /// True when a store made under `self` serves an event under `other`:
+    /// the caps a store is built with match (the memory limiter's and the
+    /// capture streams'). Fuel, the deadline and demotion are set when the
+    /// event takes the store, and the output cap is checked after the call.
+    pub fn same_store(&self, other: &Limits) -> bool {
+        self.memory_bytes == other.memory_bytes && self.capture_bytes == other.capture_bytes
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

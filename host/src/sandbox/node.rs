@@ -258,7 +258,9 @@ impl NodeComponent {
     fn take_ready(&self, limits: &Limits, secrets: &[(String, String)]) -> Option<Ready> {
         let mut ready = self.ready_lock();
         let stale: Vec<Ready> = ready
-            .extract_if(.., |made| made.limits != *limits || made.secrets != secrets)
+            .extract_if(.., |made| {
+                !made.limits.same_store(limits) || made.secrets != secrets
+            })
             .collect();
         let taken = ready.pop();
         drop(ready);

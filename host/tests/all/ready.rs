@@ -194,3 +194,27 @@ fn the_nodes_of_a_sandbox_hold_a_bounded_number_of_instances_made_ahead() {
     assert_eq!(last.ready_instances(), 1);
     assert_eq!(held(&nodes), READY_INSTANCES_IN_ALL);
 }
+
+#[test]
+fn an_instance_made_ahead_serves_an_event_with_a_shorter_deadline_under_its_own() {
+    let node = own("spin-loop");
+    let made_for = Limits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    node.make_ready(&no_secrets(), &made_for);
+    let shorter = Limits {
+        timeout: Duration::from_millis(200),
+        ..made_for
+    };
+    let started = std::time::Instant::now();
+    let outcome = node.execute(inputs(&[]), &no_secrets(), &shorter);
+    assert_eq!(code(&outcome), ErrorCode::Deadline);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(node.ready_instances(), 0, "taken, not made anew");
+}

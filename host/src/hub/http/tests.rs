@@ -796,3 +796,33 @@ async fn an_accounts_compiles_wait_their_turn_and_beyond_its_queue_are_refused()
         assert!(ready, "{uri} never got ready");
     }
 }
+
+#[tokio::test]
+async fn the_callers_timeout_is_the_sandboxs_deadline_when_it_comes_first() {
+    let t = hub().await;
+    upload(&t.hub, &t.alice, "spin-loop").await;
+    let alice = t.hub.store().account_id("alice").await.unwrap();
+    // The account allows 30 s; fuel enough that only a deadline ends the loop.
+    let limits = LimitSettings {
+        fuel: Some(u64::MAX / 2),
+        ..LimitSettings::default()
+    };
+    t.hub.store().set_limits(alice, &limits).await.unwrap();
+    let body = json!({"timeout_ms": 300}).to_string();
+    let uri = "/api/remote_nodes/spin-loop/execute";
+    let answer = t.send(Method::POST, uri, &t.alice, body).await;
+    refused(answer, StatusCode::GATEWAY_TIMEOUT, "timeout");
+    // The loop stopped with its caller, not 30 s later: its place is free.
+    let mut free = false;
+    for _ in 0..300 {
+        let (_, node) = t.get("/api/nodes/spin-loop", &t.alice).await;
+        if node["lane"]["running"] == 0 {
+            free = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(free, "the sandbox ran on after its caller's timeout");
+    let (_, logs) = t.get("/api/nodes/spin-loop/logs", &t.alice).await;
+    assert_eq!(logs["events"][0]["outcome"], "deadline", "{logs}");
+}

@@ -17,7 +17,7 @@ use super::catalog::{
 };
 use super::{Hub, HubError, require_write};
 use crate::core::LaneLimits;
-use crate::core::{AccountId, Event, EventFailure, Terms, json_outputs};
+use crate::core::{AccountId, Event, EventFailure, Outcome, Terms, json_outputs};
 use crate::hub::store::{Caller, UploadedNode, unix_seconds};
 use crate::protocol::hosted::{EventLimits, EventLogs};
 use crate::protocol::hurozo::ExecuteResponse;
@@ -369,7 +369,7 @@ impl Hub {
     /// then sends the event to a hosted worker that has the component ready,
     /// or else runs it on the hub's runner. Bounded by the event's deadline.
     pub(super) async fn execute_uploaded(
-        &self,
+        self: &Arc<Self>,
         node: Arc<InstalledNode>,
         event: Event,
         timeout: Duration,
@@ -401,13 +401,19 @@ impl Hub {
     /// [`execute_uploaded`](Self::execute_uploaded) without the deadline
     /// around it (`ms`: the caller's timeout, for its refusal).
     async fn run_uploaded(
-        &self,
+        self: &Arc<Self>,
         node: Arc<InstalledNode>,
         event: Event,
         ms: u128,
     ) -> Result<Result<Map<String, Json>, EventFailure>, HubError> {
         let account = event.account;
-        let limits = self.account_limits(account).await?;
+        let mut limits = self.account_limits(account).await?;
+        // The sandbox's deadline is the caller's when that comes first: a
+        // node never runs on after its caller gave up.
+        if let Some(deadline) = event.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            limits.event.timeout = limits.event.timeout.min(left);
+        }
         let secrets = self
             .declared_secrets(account, node.component.info())
             .await?;
@@ -428,14 +434,19 @@ impl Hub {
             limits: limits.event,
             secrets: Arc::new(secrets),
         };
+        let hub = self.clone();
+        // Kept even when the caller has stopped waiting.
+        let keep_logs = move |outcome: &Outcome| {
+            let finished = json_outputs(outcome);
+            hub.record_logs(account, &name, &id, &finished, EventLogs::of(outcome));
+        };
+        let name = event.node.clone();
         let outcome = self
             .runner
-            .run(permit, event, node.component.clone(), terms)
+            .run(permit, event, node.component.clone(), terms, keep_logs)
             .await
             .map_err(|err| HubError::from_run(&name, ms, err))?;
-        let finished = json_outputs(&outcome);
-        self.record_logs(account, &name, &id, &finished, EventLogs::of(&outcome));
-        Ok(finished)
+        Ok(json_outputs(&outcome))
     }
 
     /// Keeps what an event of the account's uploaded node `node` printed and

@@ -2,6 +2,7 @@
 //! the workers that registered a node, and those workers' connections.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value as Json;
@@ -88,7 +89,7 @@ impl Hub {
     /// worker that serves it. Outputs come in the node's declared order,
     /// missing ones null.
     pub(crate) async fn execute(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         name: &str,
         request: ExecuteRequest,
