@@ -214,3 +214,46 @@ fn without_pre_initialization_events_start_from_the_component_as_built() {
         );
     }
 }
+
+/// The message of a failed outcome.
+fn failure_message(outcome: &node_host::sandbox::Outcome) -> String {
+    match &outcome.result {
+        Ok(outputs) => panic!("expected a failure, got {outputs:?}"),
+        Err(failure) => failure.message.clone(),
+    }
+}
+
+#[test]
+fn files_environment_and_sockets_are_not_granted() {
+    for (what, why) in [
+        ("file", "reading /etc/hostname"),
+        ("env", "reading $HOME"),
+        ("socket", "connecting to 127.0.0.1:80"),
+    ] {
+        let outcome = run("probe", &[("what", text(what))], &Limits::default());
+        assert_eq!(code(&outcome), ErrorCode::GuestError, "{what}");
+        let message = failure_message(&outcome);
+        assert!(message.contains(why), "{what}: {message}");
+    }
+}
+
+#[test]
+fn clocks_and_random_work_and_random_is_fresh_in_every_event() {
+    let outcome = run("probe", &[("what", text("clock"))], &Limits::default());
+    let Value::Integer(seconds) = outputs(&outcome)[0].1 else {
+        panic!("not an integer: {outcome:?}");
+    };
+    // Later than 2026-01-01: the host's wall clock, not a frozen one.
+    assert!(seconds > 1_767_225_600, "{seconds}");
+    let draws: std::collections::HashSet<String> = (0..4)
+        .map(|_| {
+            let outcome = run("probe", &[("what", text("random"))], &Limits::default());
+            format!("{:?}", outputs(&outcome)[0].1)
+        })
+        .collect();
+    assert_eq!(
+        draws.len(),
+        4,
+        "each event draws its own random bytes: {draws:?}"
+    );
+}
