@@ -239,7 +239,14 @@ impl Database {
         let db = match data_dir {
             Some(dir) => {
                 create_private_dir(dir)?;
-                let db = Connection::open(dir.join(DATABASE_FILE)).map_err(sql("open"))?;
+                let path = dir.join(DATABASE_FILE);
+                let db = Connection::open(&path).map_err(sql("open"))?;
+                // It holds the key that signs WebSocket tokens and every
+                // account's sealed secrets: its owner's only, from the start.
+                make_private(&path, 0o600).map_err(|source| StoreError::DataDir {
+                    path: path.clone(),
+                    source,
+                })?;
                 db.pragma_update(None, "journal_mode", "WAL")
                     .map_err(sql("set WAL mode"))?;
                 db
@@ -577,6 +584,8 @@ fn token_hash(token: &str) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Creates the data directory, or makes an existing one its owner's only
+/// (a directory made by hand is often readable by everyone).
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     let failed = |source| StoreError::DataDir {
         path: dir.to_owned(),
@@ -586,7 +595,21 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(failed)
+    builder.create(dir).map_err(failed)?;
+    make_private(dir, 0o700).map_err(failed)
+}
+
+/// Gives `path` the permission bits `mode` (owner only); a no-op where
+/// there are none.
+fn make_private(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -663,6 +686,20 @@ mod tests {
             SqliteStore::open(Some(&dir)),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_data_directory_made_by_hand_is_made_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp_dir("store-private");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(SqliteStore::open(Some(&dir)).unwrap());
+        let mode = |path: &std::path::Path| path.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DATABASE_FILE)), 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
