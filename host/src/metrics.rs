@@ -2,9 +2,16 @@
 //! outcome, a latency histogram, events in flight and fuel burned.
 //!
 //! Counting and the `/metrics` answer live here; routing it is the caller's business.
+//!
+//! Label values come from accounts (node names) and from workers (error
+//! codes), so they are escaped (prometheus-client writes them as given), cut
+//! to [`MAX_LABEL_CHARS`], and each label keeps at most [`MAX_LABEL_VALUES`]
+//! distinct values; later ones are counted as `_other`. No account can forge
+//! a series or grow the registry without bound.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,6 +20,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// Distinct values one label keeps; beyond, events count as `_other`.
+pub const MAX_LABEL_VALUES: usize = 1_000;
+
+/// Characters of a label value kept.
+pub const MAX_LABEL_CHARS: usize = 128;
 
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -37,6 +50,37 @@ pub struct Metrics {
     in_flight: Gauge,
     fuel: Family<NodeLabel, Counter<u64, AtomicU64>>,
     connections: Gauge,
+    nodes: Arc<LabelValues>,
+    outcomes: Arc<LabelValues>,
+}
+
+/// The values one label has taken, bounded.
+#[derive(Debug, Default)]
+struct LabelValues(Mutex<HashSet<String>>);
+
+impl LabelValues {
+    /// `value` as the label holds it: escaped for the text format, cut, or
+    /// `_other` once [`MAX_LABEL_VALUES`] others are taken.
+    fn of(&self, value: &str) -> String {
+        let mut escaped = String::with_capacity(value.len());
+        for c in value.chars().take(MAX_LABEL_CHARS) {
+            match c {
+                '\\' => escaped.push_str("\\\\"),
+                '"' => escaped.push_str("\\\""),
+                '\n' => escaped.push_str("\\n"),
+                c => escaped.push(c),
+            }
+        }
+        let mut values = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        if values.contains(&escaped) {
+            return escaped;
+        }
+        if values.len() >= MAX_LABEL_VALUES {
+            return "_other".to_owned();
+        }
+        values.insert(escaped.clone());
+        escaped
+    }
 }
 
 impl Metrics {
@@ -77,6 +121,8 @@ impl Metrics {
             in_flight,
             fuel,
             connections,
+            nodes: Arc::default(),
+            outcomes: Arc::default(),
         }
     }
 
@@ -89,19 +135,16 @@ impl Metrics {
     /// (`ok` or an error code) after `elapsed`, burning `fuel`.
     pub fn finished(&self, node: &str, outcome: &str, elapsed: Duration, fuel: u64) {
         self.in_flight.dec();
+        let node = self.nodes.of(node);
         self.events
             .get_or_create(&EventLabels {
-                node: node.to_owned(),
-                outcome: outcome.to_owned(),
+                node: node.clone(),
+                outcome: self.outcomes.of(outcome),
             })
             .inc();
         self.latency.observe(elapsed.as_secs_f64());
         if fuel > 0 {
-            self.fuel
-                .get_or_create(&NodeLabel {
-                    node: node.to_owned(),
-                })
-                .inc_by(fuel);
+            self.fuel.get_or_create(&NodeLabel { node }).inc_by(fuel);
         }
     }
 
@@ -196,5 +239,33 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn label_values_cannot_forge_series_or_grow_without_bound() {
+        let metrics = Metrics::new("hub");
+        let forged = "x\"} 1\nnode_host_hub_forged 1\n#";
+        metrics.started();
+        metrics.finished(forged, "ok", Duration::from_micros(1), 0);
+        let text = metrics.render();
+        assert!(
+            !text
+                .lines()
+                .any(|line| line.starts_with("node_host_hub_forged")),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"node="x\"} 1\nnode_host_hub_forged 1\n#""#),
+            "{text}"
+        );
+        for node in 0..MAX_LABEL_VALUES + 5 {
+            metrics.started();
+            metrics.finished(&format!("n{node}"), "ok", Duration::from_micros(1), 0);
+        }
+        let text = metrics.render();
+        assert!(text.contains(r#"node="_other",outcome="ok"} 6"#), "{text}");
+        metrics.started();
+        metrics.finished(&"y".repeat(10_000), "ok", Duration::from_micros(1), 0);
+        assert!(metrics.render().lines().all(|line| line.len() < 1_000));
     }
 }
