@@ -103,6 +103,14 @@ impl Hubbed {
     async fn delete(&self, uri: &str, token: &str) -> (StatusCode, Json) {
         self.send(Method::DELETE, uri, token, Body::empty()).await
     }
+
+    /// Registers a worker's node `name` with one output for `token`'s account.
+    async fn register(&self, token: &str, name: &str, output: &str) {
+        let registration = json!({"name": name, "outputs": [output]}).to_string();
+        let uri = "/api/remote_nodes/register";
+        let (status, body) = self.send(Method::POST, uri, token, registration).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
 }
 
 /// Asserts an error answer: its status and its code.
@@ -379,16 +387,7 @@ async fn a_name_is_either_registered_or_uploaded() {
         .await;
     refused(taken, StatusCode::CONFLICT, "name_taken");
 
-    let registration = json!({"name": "echo", "outputs": ["value"]}).to_string();
-    let (status, _) = t
-        .send(
-            Method::POST,
-            "/api/remote_nodes/register",
-            &t.alice,
-            registration,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    t.register(&t.alice, "echo", "value").await;
     let taken = t
         .send(Method::POST, "/api/nodes", &t.alice, wasm("echo"))
         .await;
@@ -580,18 +579,8 @@ async fn a_worker_socket_needs_a_signed_token() {
 #[tokio::test]
 async fn callers_that_go_away_give_their_place_back() {
     let t = hub().await;
-    let registration = json!({"name": "slow", "outputs": ["out"]}).to_string();
-    for token in [&t.alice, &t.bob] {
-        let registered = t
-            .send(
-                Method::POST,
-                "/api/remote_nodes/register",
-                token,
-                registration.clone(),
-            )
-            .await;
-        assert_eq!(registered.0, StatusCode::OK);
-    }
+    t.register(&t.alice, "slow", "out").await;
+    t.register(&t.bob, "slow", "out").await;
     let alice = t.hub.authenticate(Some(&t.alice)).await.unwrap().account;
     let bob = t.hub.authenticate(Some(&t.bob)).await.unwrap().account;
     // Alice's worker never answers; bob's answers what it gets.
@@ -678,16 +667,7 @@ fn files_of(dir: &std::path::Path, sha256: &str) -> Vec<String> {
 async fn a_refused_upload_leaves_nothing_behind() {
     let dir = temp_dir("refused");
     let t = hub_in(Some(dir.clone())).await;
-    let registration = json!({"name": "echo", "outputs": ["value"]}).to_string();
-    let (status, _) = t
-        .send(
-            Method::POST,
-            "/api/remote_nodes/register",
-            &t.alice,
-            registration,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    t.register(&t.alice, "echo", "value").await;
     // Compiled, then refused: its name is a worker's.
     let taken = t
         .send(Method::POST, "/api/nodes", &t.alice, wasm("echo"))

@@ -408,12 +408,6 @@ impl Hub {
     ) -> Result<Result<Map<String, Json>, EventFailure>, HubError> {
         let account = event.account;
         let mut limits = self.account_limits(account).await?;
-        // The sandbox's deadline is the caller's when that comes first: a
-        // node never runs on after its caller gave up.
-        if let Some(deadline) = event.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            limits.event.timeout = limits.event.timeout.min(left);
-        }
         let secrets = self
             .declared_secrets(account, node.component.info())
             .await?;
@@ -422,12 +416,34 @@ impl Hub {
             .admit(&event, limits.lane())
             .await
             .map_err(|err| HubError::from_run(&event.node, ms, err))?;
+        // The sandbox's deadline is the caller's when that comes first (what
+        // is left of it once the event has its turn): a node never runs on
+        // after its caller gave up, and that deadline is the caller's
+        // `timeout`, not the node's `deadline`.
+        let left = event
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let callers_deadline = left.filter(|left| *left < limits.event.timeout);
+        if let Some(left) = callers_deadline {
+            limits.event.timeout = left;
+        }
+        let node_name = event.node.clone();
+        let timed_out = |finished: Result<Map<String, Json>, EventFailure>| match finished {
+            Err(failure) if callers_deadline.is_some() && failure.code == "deadline" => {
+                Err(HubError::Timeout {
+                    node: node_name.clone(),
+                    what: "finish",
+                    ms,
+                })
+            }
+            finished => Ok(finished),
+        };
         let wire_limits = EventLimits::of(&limits.event);
         if let Some(finished) = self
             .run_remotely(&node, &event, wire_limits, &secrets)
             .await
         {
-            return Ok(finished);
+            return timed_out(finished);
         }
         let (name, id) = (event.node.clone(), event.id.clone());
         let terms = Terms {
@@ -440,13 +456,12 @@ impl Hub {
             let finished = json_outputs(outcome);
             hub.record_logs(account, &name, &id, &finished, EventLogs::of(outcome));
         };
-        let name = event.node.clone();
         let outcome = self
             .runner
             .run(permit, event, node.component.clone(), terms, keep_logs)
             .await
-            .map_err(|err| HubError::from_run(&name, ms, err))?;
-        Ok(json_outputs(&outcome))
+            .map_err(|err| HubError::from_run(&node_name, ms, err))?;
+        timed_out(json_outputs(&outcome))
     }
 
     /// Keeps what an event of the account's uploaded node `node` printed and
