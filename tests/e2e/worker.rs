@@ -419,3 +419,41 @@ fn a_node_asleep_in_the_host_frees_its_executor_at_the_deadline() {
     );
     assert_eq!(status, 200, "a short sleep is obeyed: {answer}");
 }
+
+#[test]
+fn a_stopped_worker_is_dropped_when_it_stops_answering_pings() {
+    // The hub pings every 200 ms: a worker silent for two periods is gone.
+    let hub = Hub::start_with("worker-stopped", &["--ping-every", "200ms"]);
+    let token = hub.token("alice", false);
+    let worker = start_worker(&hub.url, &token, &["sleeper"], &["--timeout", "60s"]);
+    // Alive and answering while idle, well past two periods.
+    std::thread::sleep(Duration::from_millis(800));
+    let (status, answer) = execute(
+        &hub.url,
+        &token,
+        "sleeper",
+        json!({"inputs": {"millis": 1}}),
+    );
+    assert_eq!(status, 200, "an answering worker stays connected: {answer}");
+
+    let caller = execute_in_background(&hub.url, &token, "sleeper", json!({"inputs": {}}));
+    let hub_metrics = format!("{}/metrics", hub.url);
+    eventually(Duration::from_secs(10), "the event is in flight", || {
+        metric(&hub_metrics, "node_host_hub_in_flight") >= 1.0
+    });
+    let stopped = std::time::Instant::now();
+    worker.signal("STOP");
+    let (status, answer) = caller.join().unwrap();
+    worker.signal("CONT");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("worker_lost")),
+        "{answer}"
+    );
+    // Dropped after about two periods, not at the event's 60 s deadline.
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        stopped.elapsed()
+    );
+}

@@ -56,6 +56,13 @@ pub(super) struct HubArgs {
     /// Bytes of uploaded components one account may keep (e.g. 1GiB, 500MiB).
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     quota_bytes: usize,
+
+    /// How often the hub pings each worker; one silent for two periods is
+    /// dropped and its events fail at once. For tests: workers ping every
+    /// 20 s themselves, so a shorter period can drop a worker too busy to
+    /// answer.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration, hide = true)]
+    ping_every: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -281,6 +288,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
             nodes: args.quota_nodes,
             bytes: args.quota_bytes as u64,
         },
+        keepalive: args.ping_every,
     }))?;
     let restored = state.restored();
     if restored.cached + restored.compiled > 0 {

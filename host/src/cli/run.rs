@@ -256,6 +256,7 @@ async fn start_embedded_hub(
         sandbox,
         upload_wait: crate::hub::service::UPLOAD_READY_WAIT,
         quota: crate::hub::service::UploadQuota::default(),
+        keepalive: crate::hub::service::KEEPALIVE,
     })
     .await?;
     let token = state.store().create_token("local", false).await?;

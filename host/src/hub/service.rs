@@ -36,6 +36,10 @@ pub use uploads::{COMPILES_AT_ONCE, UploadQuota};
 pub(crate) use uploads::{UploadAnswer, upload_too_large};
 
 pub use crate::core::{EventFailure, QueueFull};
+
+/// How often the hub pings each worker: the period at which workers ping
+/// the hub too, so that a worker too busy to read still shows it is alive.
+pub const KEEPALIVE: Duration = Duration::from_secs(20);
 pub use crate::hub::secrets::SecretsError;
 pub use crate::hub::store::StoreError;
 
@@ -62,6 +66,10 @@ pub struct HubConfig {
     pub upload_wait: Duration,
     /// What one account may keep uploaded.
     pub quota: UploadQuota,
+    /// How often the hub pings each worker; one silent for two periods is
+    /// dropped and its events fail at once (usually [`KEEPALIVE`]: workers
+    /// ping as often, so a busy worker is never taken for a dead one).
+    pub keepalive: Duration,
 }
 
 /// Why the hub cannot start.
@@ -96,6 +104,7 @@ pub struct Hub {
     upload_wait: Duration,
     catalog: Catalog,
     quota: UploadQuota,
+    keepalive: Duration,
     /// Each account's uploads compiling and waiting to (see `uploads`).
     compile_lanes: Lanes,
     /// Compiles at once across all accounts.
@@ -151,6 +160,7 @@ impl Hub {
             upload_wait: config.upload_wait,
             catalog,
             quota: config.quota,
+            keepalive: config.keepalive,
             compile_lanes: Lanes::default(),
             compiles: Arc::new(tokio::sync::Semaphore::new(COMPILES_AT_ONCE)),
             restored,
@@ -168,6 +178,11 @@ impl Hub {
     /// The hub's store.
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// How often the hub pings each worker.
+    pub(crate) fn keepalive(&self) -> Duration {
+        self.keepalive
     }
 
     /// The hub's metrics.

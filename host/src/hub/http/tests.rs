@@ -33,6 +33,7 @@ fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
         sandbox: SandboxConfig::default(),
         upload_wait: UPLOAD_READY_WAIT,
         quota: UploadQuota::default(),
+        keepalive: crate::hub::service::KEEPALIVE,
     }
 }
 

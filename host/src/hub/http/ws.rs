@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
@@ -36,7 +38,11 @@ pub async fn worker(
 ) -> Response {
     upgrade.on_upgrade(move |socket| async move {
         let (link, outbox) = hub.worker_connected(account, nodes);
-        pump(socket, outbox, None, |text| hub.worker_frame(link, text)).await;
+        let keepalive = hub.keepalive();
+        pump(socket, outbox, None, keepalive, |text| {
+            hub.worker_frame(link, text)
+        })
+        .await;
         hub.disconnected(link, "worker");
     })
 }
@@ -49,7 +55,8 @@ pub async fn hosted_worker(
 ) -> Response {
     upgrade.on_upgrade(move |socket| async move {
         let (link, outbox, hello) = hub.hosted_worker_connected();
-        pump(socket, outbox, Some(hello), |text| {
+        let keepalive = hub.keepalive();
+        pump(socket, outbox, Some(hello), keepalive, |text| {
             hub.hosted_worker_frame(link, text);
         })
         .await;
@@ -57,30 +64,63 @@ pub async fn hosted_worker(
     })
 }
 
-/// Moves one connection's frames until either side ends: `first` then
+/// Moves one connection's frames until either side ends, or the peer is
+/// silent for two `keepalive` periods (a ping goes out every period; any
+/// frame from the peer counts, its own pings included): `first` then
 /// whatever arrives on `outbox` goes out; each text frame that comes in
-/// goes to `on_text`.
+/// goes to `on_text`. Ending fails the events in flight on it at once.
 async fn pump(
     socket: WebSocket,
     mut outbox: tokio::sync::mpsc::UnboundedReceiver<String>,
     first: Option<String>,
+    keepalive: Duration,
     mut on_text: impl FnMut(&str),
 ) {
     let (mut sink, mut stream) = socket.split();
+    let opened = Instant::now();
+    // When the peer was last heard from, in nanoseconds since `opened`.
+    let heard = AtomicU64::new(0);
+    let silent_for = || {
+        let last = Duration::from_nanos(heard.load(Ordering::Relaxed));
+        opened.elapsed().saturating_sub(last)
+    };
     let writer = async {
         if let Some(text) = first
             && sink.send(Message::Text(text.into())).await.is_err()
         {
             return;
         }
-        // Frames queued while the last ones were written go out with one
-        // flush: `send_all` flushes only when the outbox has nothing ready.
-        let mut frames = futures_util::stream::poll_fn(|cx| outbox.poll_recv(cx))
-            .map(|text| Ok(Message::Text(text.into())));
-        let _ = sink.send_all(&mut frames).await;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        loop {
+            tokio::select! {
+                frame = outbox.recv() => {
+                    let Some(text) = frame else { return };
+                    // Frames queued while the last ones were written go out
+                    // with one flush.
+                    let mut fed = sink.feed(Message::Text(text.into())).await;
+                    while fed.is_ok() && let Ok(text) = outbox.try_recv() {
+                        fed = sink.feed(Message::Text(text.into())).await;
+                    }
+                    if fed.is_err() || sink.flush().await.is_err() {
+                        return;
+                    }
+                }
+                _ = ping.tick() => {
+                    if silent_for() > 2 * keepalive {
+                        tracing::warn!("a worker stopped answering pings; dropping its connection");
+                        return;
+                    }
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     };
     let reader = async {
         while let Some(Ok(message)) = stream.next().await {
+            let now = opened.elapsed().as_nanos();
+            heard.store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Relaxed);
             match message {
                 Message::Text(text) => on_text(text.as_str()),
                 Message::Close(_) => break,
