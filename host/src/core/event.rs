@@ -101,12 +101,6 @@ impl EventFailure {
     }
 }
 
-impl From<&RunError> for EventFailure {
-    fn from(err: &RunError) -> Self {
-        Self::new(err.code(), err.to_string())
-    }
-}
-
 /// The outputs of `outcome` as a JSON object in declared order, or why
 /// there are none (an output that has no JSON form is `invalid_output`).
 pub fn json_outputs(outcome: &Outcome) -> Result<Map<String, Json>, EventFailure> {

@@ -137,16 +137,28 @@ impl Drop for Place {
     }
 }
 
-/// A place in the queue; given back when dropped (the caller gave up).
-struct Queued<'a> {
-    lane: &'a Lane,
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.lane.lock().waiting -= 1;
-        // A notification this waiter consumed is passed on by tokio.
+/// [`Lanes::enter`] on `lane`.
+fn enter(lane: &Arc<Lane>, limits: LaneLimits) -> Result<Place, QueueFull> {
+    let concurrency = limits.concurrency.max(1);
+    let mut state = lane.lock();
+    let running = state.running < concurrency;
+    if running {
+        state.running += 1;
+    } else if state.waiting < limits.queue {
+        state.waiting += 1;
+    } else {
+        return Err(QueueFull {
+            running: state.running,
+            waiting: state.waiting,
+            queue: limits.queue,
+        });
     }
+    drop(state);
+    Ok(Place {
+        lane: Some(lane.clone()),
+        concurrency,
+        running,
+    })
 }
 
 /// Every account's lane.
@@ -171,50 +183,28 @@ impl Lanes {
     /// a place). Dropping the future gives up the place in the queue.
     pub async fn admit(&self, account: AccountId, limits: LaneLimits) -> Result<Permit, QueueFull> {
         let lane = self.lane(account);
-        let concurrency = limits.concurrency.max(1);
-        let mut queued = None;
-        let mut refuse_at = None;
+        let refuse_at = tokio::time::Instant::now() + FULL_LANE_WAIT;
         loop {
-            let freed = lane.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            let admitted = {
-                let mut state = lane.lock();
-                if state.running < concurrency {
-                    state.running += 1;
-                    true
-                } else {
-                    if queued.is_none() {
-                        if state.waiting < limits.queue {
-                            state.waiting += 1;
-                            queued = Some(Queued { lane: &lane });
-                        } else {
-                            let now = tokio::time::Instant::now();
-                            let refuse_at = *refuse_at.get_or_insert(now + FULL_LANE_WAIT);
-                            if now >= refuse_at {
-                                return Err(QueueFull {
-                                    running: state.running,
-                                    waiting: state.waiting,
-                                    queue: limits.queue,
-                                });
-                            }
-                        }
+            // Enabled before looking, so that a place freed meanwhile is not
+            // missed; dropped before the turn is awaited, so that it takes
+            // no notification meant for a waiting place (tokio passes on
+            // one it had).
+            let place = {
+                let freed = lane.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                match enter(&lane, limits) {
+                    Ok(place) => place,
+                    Err(full) if tokio::time::Instant::now() >= refuse_at => return Err(full),
+                    // Look again when a place frees, or at the refusal time
+                    // at the latest.
+                    Err(_) => {
+                        let _ = tokio::time::timeout_at(refuse_at, freed).await;
+                        continue;
                     }
-                    false
                 }
             };
-            if admitted {
-                drop(queued);
-                return Ok(Permit { lane: lane.clone() });
-            }
-            match (&queued, refuse_at) {
-                // Not in the queue (it is full): look again when a place
-                // frees, or at the refusal time at the latest.
-                (None, Some(refuse_at)) => {
-                    let _ = tokio::time::timeout_at(refuse_at, freed).await;
-                }
-                _ => freed.await,
-            }
+            return Ok(place.turn().await);
         }
     }
 
@@ -223,27 +213,7 @@ impl Lanes {
     /// in the queue while fewer than `limits.queue` wait, else refused. Its
     /// [`Place::turn`] then waits for a running place.
     pub fn enter(&self, account: AccountId, limits: LaneLimits) -> Result<Place, QueueFull> {
-        let lane = self.lane(account);
-        let concurrency = limits.concurrency.max(1);
-        let mut state = lane.lock();
-        let running = state.running < concurrency;
-        if running {
-            state.running += 1;
-        } else if state.waiting < limits.queue {
-            state.waiting += 1;
-        } else {
-            return Err(QueueFull {
-                running: state.running,
-                waiting: state.waiting,
-                queue: limits.queue,
-            });
-        }
-        drop(state);
-        Ok(Place {
-            lane: Some(lane),
-            concurrency,
-            running,
-        })
+        enter(&self.lane(account), limits)
     }
 
     /// Events of the account running and waiting in its lane right now.

@@ -24,10 +24,13 @@ use tokio_tungstenite::tungstenite;
 
 use super::error_chain;
 use super::session::{self, ConnectRequest, ControlPlane, Failed, Outbox};
-use crate::core::{Executors, Runner, Terms};
+use serde_json::Value as Json;
+
+use crate::core::{Event, Executors, LOCAL_ACCOUNT, Runner, Terms};
 use crate::metrics::Metrics;
 use crate::protocol::hosted::{EventLogs, FromWorker, HostedEvent, HostedReply, ToWorker};
 use crate::protocol::hurozo::{ApiError, Reply};
+use crate::sandbox::value::inputs_from_json;
 use crate::sandbox::{NodeComponent, Sandbox, sha256_hex};
 
 /// How long fetching one component may take.
@@ -130,7 +133,7 @@ impl HostedWorker {
     /// Gets the component `sha256` ready, then says so on `out`.
     fn prepare(&self, sha256: String, out: Outbox) {
         if lock(&self.shared.components).contains_key(&sha256) {
-            out.send(status_frame(&FromWorker::Ready { sha256 }));
+            out.send(frame(&FromWorker::Ready { sha256 }));
             return;
         }
         {
@@ -161,9 +164,9 @@ impl HostedWorker {
                 }
             };
             let waiting = lock(&shared.loading).remove(&sha256).unwrap_or_default();
-            let frame = status_frame(&status);
+            let status = frame(&status);
             for out in waiting {
-                out.send(frame.clone());
+                out.send(status.clone());
             }
         });
     }
@@ -178,40 +181,38 @@ impl HostedWorker {
             limits,
             secrets,
         } = event;
-        let uuid = serde_json::Value::String(uuid);
         let node = lock(&self.shared.components).get(&sha256).cloned();
         let Some(node) = node else {
             let refused = Reply::refused(
                 &name,
-                uuid,
+                Json::String(uuid),
                 "unknown_component",
                 &format!("this hosted worker does not have the component {sha256} ready"),
             );
             out.reply(reply_frame(refused, EventLogs::default()));
             return;
         };
-        let event = crate::protocol::hurozo::Event {
-            kind: None,
-            node: name,
-            inputs,
-            uuid,
+        let event = Event {
+            id: uuid.clone(),
+            account: LOCAL_ACCOUNT,
+            node: name.clone(),
+            inputs: inputs_from_json(inputs),
+            deadline: None,
         };
-        let (event, uuid) = event.into_domain(crate::core::LOCAL_ACCOUNT);
         let terms = Terms {
             limits: limits.to_limits(),
             secrets: Arc::new(secrets),
         };
-        let (name, reply_to) = (event.node.clone(), out.clone());
-        let (refused_node, refused_uuid) = (name.clone(), uuid.clone());
+        let (reply_node, reply_uuid, reply_to) = (name.clone(), uuid.clone(), out.clone());
         let started = self
             .shared
             .runner
             .start(event, node, terms, move |outcome| {
-                let reply = Reply::of_outcome(&name, uuid, &outcome);
+                let reply = Reply::of_outcome(&reply_node, Json::String(reply_uuid), &outcome);
                 reply_to.reply(reply_frame(reply, EventLogs::of(&outcome)));
             });
         if let Err(err) = started {
-            let reply = Reply::refused(&refused_node, refused_uuid, err.code(), &err.to_string());
+            let reply = Reply::refused(&name, Json::String(uuid), err.code(), &err.to_string());
             out.reply(reply_frame(reply, EventLogs::default()));
         }
     }
@@ -275,12 +276,12 @@ impl ControlPlane for HostedWorker {
     }
 }
 
-fn status_frame(status: &FromWorker) -> String {
-    serde_json::to_string(status).expect("frames serialize")
+fn frame(frame: &FromWorker) -> String {
+    serde_json::to_string(frame).expect("frames serialize")
 }
 
 fn reply_frame(reply: Reply, logs: EventLogs) -> String {
-    status_frame(&FromWorker::Reply(Box::new(HostedReply { reply, logs })))
+    frame(&FromWorker::Reply(Box::new(HostedReply { reply, logs })))
 }
 
 /// `ws(s)://…/api/hosted/ws` for the hub at `backend`.

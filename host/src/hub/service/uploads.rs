@@ -24,7 +24,7 @@ use crate::protocol::hurozo::ExecuteResponse;
 use crate::sandbox::{file_kind, sha256_hex};
 
 /// Where an upload stands, as its answer says.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum UploadAnswer {
     /// Installed; the node as `GET /api/nodes/{name}` shows it (`None` when
     /// it was replaced or deleted since).
@@ -40,7 +40,7 @@ pub enum UploadAnswer {
         sha256: String,
     },
     /// Refused: why.
-    Refused(Arc<HubError>),
+    Refused(HubError),
 }
 
 /// Uploads of one account compiled at once, and waiting for their turn;
@@ -173,7 +173,7 @@ impl Hub {
                 sha256,
             },
             Some(UploadStatus::Failed(code, message)) => {
-                UploadAnswer::Refused(Arc::new(HubError::Refused { code, message }))
+                UploadAnswer::Refused(HubError::Refused { code, message })
             }
         }
     }
