@@ -230,3 +230,22 @@ pub(crate) async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Serves `metrics` at `http://addr/metrics`, on a listener of its own so
+/// that it can stay internal, and prints where.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: crate::metrics::Metrics,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
+    let listener_addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.http_response())),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    println!("node-host: metrics at http://{listener_addr}/metrics");
+    Ok(())
+}

@@ -157,7 +157,7 @@ fn hosted_workers_run_uploaded_nodes_and_the_hub_takes_over_when_they_go() {
         "{answer}"
     );
     let lost = metric(
-        &format!("{}/metrics", hub.url),
+        &hub.metrics,
         r#"node_host_hub_events_total{node="spin-loop",outcome="worker_lost"}"#,
     );
     assert_eq!(lost, 1.0, "the first run was lost with its worker");

@@ -372,7 +372,7 @@ fn metrics_count_executions() {
     let token = hub.token("alice", false);
     post_register(&hub, Some(&token), hello_registration());
     execute(&hub.url, &token, "hello", json!({"inputs": {}}));
-    let response = http().get(format!("{}/metrics", hub.url)).send().unwrap();
+    let response = http().get(&hub.metrics).send().unwrap();
     assert!(
         response.headers()["content-type"]
             .to_str()
@@ -384,4 +384,90 @@ fn metrics_count_executions() {
         text.contains(r#"node_host_hub_events_total{node="hello",outcome="no_worker"} 1"#),
         "{text}"
     );
+}
+
+/// The ids `node-host hub token list` shows for `account`, oldest first.
+fn token_ids(hub: &Hub, account: &str) -> Vec<String> {
+    let listed = node_host_e2e::run(
+        node_host_e2e::node_host()
+            .args(["hub", "token", "list", "--account", account, "--data"])
+            .arg(&hub.data),
+    )
+    .expect_success();
+    let mut lines = listed.stdout.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|header| header.contains("ACCOUNT"))
+    );
+    lines
+        .map(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(columns[1], account, "{line}");
+            columns[0].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_revoked_token_is_refused_and_closes_the_connections_it_opened() {
+    let hub = Hub::start_with("token-revoke", &["--token-recheck", "200ms"]);
+    let token = hub.token("alice", false);
+    let reader = hub.token("alice", true);
+    let ids = token_ids(&hub, "alice");
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let mut worker = RawWorker::connect(&hub, &token);
+    // A WebSocket token issued before the revocation, used after it.
+    let (status, unused) = post_register(&hub, Some(&token), hello_registration());
+    assert_eq!(status, 200, "{unused}");
+
+    node_host_e2e::run(
+        node_host_e2e::node_host()
+            .args(["hub", "token", "revoke", &ids[0], "--data"])
+            .arg(&hub.data),
+    )
+    .expect_success();
+
+    // The open connection is closed with "policy violation".
+    let closed = loop {
+        match worker.socket.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            other => panic!("expected the hub to close the connection, got {other:?}"),
+        }
+    };
+    let frame = closed.expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+    // The API refuses the token, the unused WebSocket token is refused too,
+    // and the account's other token still works.
+    let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {}}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let url = format!(
+        "{}?auth={}",
+        unused["websocket_url"].as_str().unwrap(),
+        unused["token"].as_str().unwrap()
+    );
+    assert!(
+        tungstenite::connect(url).is_err(),
+        "the revoked token's WebSocket token is refused"
+    );
+    let (status, answer) = execute(&hub.url, &reader, "hello", json!({"inputs": {}}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (503, Some("no_worker")),
+        "{answer}"
+    );
+    assert_eq!(token_ids(&hub, "alice"), ids[1..].to_vec());
+
+    // An unknown id is an error that says where the ids are.
+    let unknown = node_host_e2e::run(
+        node_host_e2e::node_host()
+            .args(["hub", "token", "revoke", &ids[0], "--data"])
+            .arg(&hub.data),
+    );
+    assert_eq!(unknown.code, Some(2), "{unknown:#?}");
+    assert!(unknown.stderr.contains("token list"), "{}", unknown.stderr);
 }

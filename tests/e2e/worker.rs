@@ -189,7 +189,7 @@ fn a_worker_killed_mid_event_fails_the_caller_promptly() {
     );
     let caller = execute_in_background(&hub.url, &token, "spin-loop", json!({"inputs": {}}));
     // The spin loop runs until its 60 s deadline: wait until the hub has it in flight.
-    let hub_metrics = format!("{}/metrics", hub.url);
+    let hub_metrics = hub.metrics.clone();
     eventually(Duration::from_secs(10), "the event is in flight", || {
         metric(&hub_metrics, "node_host_hub_in_flight") >= 1.0
     });
@@ -437,7 +437,7 @@ fn a_stopped_worker_is_dropped_when_it_stops_answering_pings() {
     assert_eq!(status, 200, "an answering worker stays connected: {answer}");
 
     let caller = execute_in_background(&hub.url, &token, "sleeper", json!({"inputs": {}}));
-    let hub_metrics = format!("{}/metrics", hub.url);
+    let hub_metrics = hub.metrics.clone();
     eventually(Duration::from_secs(10), "the event is in flight", || {
         metric(&hub_metrics, "node_host_hub_in_flight") >= 1.0
     });

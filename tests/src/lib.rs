@@ -273,6 +273,8 @@ pub struct Hub {
     pub service: Service,
     /// Its base URL, `http://127.0.0.1:PORT`.
     pub url: String,
+    /// Its metrics URL, `http://127.0.0.1:PORT/metrics` (a listener of its own).
+    pub metrics: String,
     /// Its data directory.
     pub data: PathBuf,
 }
@@ -296,10 +298,23 @@ impl Hub {
     fn start_at_with(data: &Path, listen: &str, flags: &[&str]) -> Self {
         let mut service = Service::start(
             node_host()
-                .args(["hub", "--listen", listen, "--data"])
+                .args([
+                    "hub",
+                    "--listen",
+                    listen,
+                    "--metrics",
+                    "127.0.0.1:0",
+                    "--data",
+                ])
                 .arg(data)
                 .args(flags),
         );
+        let metrics = service.wait_for_line("metrics at", START_BOUND);
+        let metrics = metrics
+            .split_whitespace()
+            .last()
+            .expect("the metrics line ends with its URL")
+            .to_owned();
         let line = service.wait_for_line("hub listening on", START_BOUND);
         let url = line
             .split_whitespace()
@@ -309,6 +324,7 @@ impl Hub {
         Self {
             service,
             url,
+            metrics,
             data: data.to_owned(),
         }
     }

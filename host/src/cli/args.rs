@@ -146,16 +146,18 @@ pub fn parse_duration(arg: &str) -> Result<Duration, String> {
     let (number, unit) = trimmed.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("`{arg}` is not a duration: write e.g. 500ms, 2s or 1m"))?;
+        .map_err(|_| format!("`{arg}` is not a duration: write e.g. 500ms, 2s, 1m, 12h or 30d"))?;
     let seconds = match unit.trim() {
         "us" | "µs" => number / 1e6,
         "ms" => number / 1e3,
         "s" => number,
         "m" | "min" => number * 60.0,
-        "" => return Err(format!("duration `{arg}` needs a unit: ms, s or m")),
+        "h" => number * 3600.0,
+        "d" => number * 86_400.0,
+        "" => return Err(format!("duration `{arg}` needs a unit: ms, s, m, h or d")),
         other => {
             return Err(format!(
-                "unknown duration unit `{other}` in `{arg}`: use ms, s or m"
+                "unknown duration unit `{other}` in `{arg}`: use ms, s, m, h or d"
             ));
         }
     };
@@ -203,6 +205,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
         assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("soon").is_err());
     }

@@ -11,7 +11,9 @@ use clap::{Args, Subcommand};
 
 use super::args::{parse_duration, parse_size};
 use crate::hub::service::{AccountLimits, UploadQuota};
-use crate::hub::store::{LimitSettings, SqliteStore, Store as _};
+use crate::hub::store::{
+    LimitSettings, SqliteStore, Store as _, TokenId, TokenKind, TokenRecord, unix_seconds,
+};
 use crate::hub::{self, Hub, HubConfig};
 use crate::sandbox::SandboxConfig;
 
@@ -20,7 +22,9 @@ use crate::sandbox::SandboxConfig;
     args_conflicts_with_subcommands = true,
     after_help = "\
 Examples:
-  node-host hub token create --account alice
+  node-host hub token create --account alice --expires 90d
+  node-host hub token list
+  node-host hub token revoke 3
   node-host hub account set alice --timeout 2s --concurrency 8
   node-host hub worker-token create
   node-host hub --listen 127.0.0.1:8765
@@ -36,6 +40,12 @@ pub(super) struct HubArgs {
 
     #[command(flatten)]
     data: DataArgs,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, on a listener of
+    /// their own (e.g. 127.0.0.1:9464). They name every account's nodes:
+    /// keep ADDR internal. Without it the hub serves no metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 
     /// The WebSocket URL to give workers, when the hub sits behind a proxy
     /// (e.g. wss://hub.example.com/ws) [default: ws://<Host header>/ws].
@@ -63,6 +73,12 @@ pub(super) struct HubArgs {
     /// answer.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration, hide = true)]
     ping_every: Duration,
+
+    /// How long the hub trusts a token it checked: a token revoked with
+    /// `node-host hub token revoke` is refused, and the worker connections
+    /// it opened are closed, within this period. For tests.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, hide = true)]
+    token_recheck: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -99,6 +115,23 @@ enum HubAction {
 
 #[derive(Debug, Subcommand)]
 enum WorkerTokenAction {
+    /// List the hosted-worker tokens (their ids, never their values).
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke hosted-worker tokens by id (see `list`).
+    ///
+    /// A running hub refuses them, and closes the hosted workers' connections
+    /// opened with them, within 10 s.
+    Revoke {
+        /// The tokens' ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TokenId>,
+
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Create a hosted-worker token and print it.
     ///
     /// A hosted worker with this token fetches every account's uploaded
@@ -183,6 +216,37 @@ enum TokenAction {
         #[arg(long)]
         read_only: bool,
 
+        /// The token stops working after this long (e.g. 12h, 90d)
+        /// [default: never].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<Duration>,
+
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List API tokens: id, account, access, created, expires (never their
+    /// values).
+    List {
+        /// Only this account's tokens.
+        #[arg(long, value_name = "NAME")]
+        account: Option<String>,
+
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke API tokens by id (see `list`).
+    ///
+    /// A running hub refuses them, and closes the worker connections
+    /// registered with them, within 10 s.
+    #[command(after_help = "\
+Example:
+  node-host hub token list --account alice
+  node-host hub token revoke 3")]
+    Revoke {
+        /// The tokens' ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TokenId>,
+
         #[command(flatten)]
         data: DataArgs,
     },
@@ -190,36 +254,175 @@ enum TokenAction {
 
 pub(super) fn run(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
     match &args.action {
-        Some(HubAction::Token(TokenAction::Create {
-            account,
-            read_only,
-            data,
-        })) => {
-            let dir = data.dir()?;
-            let store = SqliteStore::open(Some(&dir))?;
-            let token = block_on(store.create_token(account, *read_only))??;
-            println!("{token}");
-            let kind = if *read_only { "read-only" } else { "write" };
-            eprintln!(
-                "node-host: created a {kind} token for account `{account}` in {}; it is shown only now",
-                dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(HubAction::Token(action)) => tokens(action),
         Some(HubAction::Account(action)) => account(action),
-        Some(HubAction::WorkerToken(WorkerTokenAction::Create { data })) => {
-            let dir = data.dir()?;
-            let store = SqliteStore::open(Some(&dir))?;
-            let token = block_on(store.create_worker_token())??;
-            println!("{token}");
-            eprintln!(
-                "node-host: created a hosted-worker token in {}; it is shown only now",
-                dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(HubAction::WorkerToken(action)) => worker_tokens(action),
         None => serve(args, sandbox),
     }
+}
+
+fn tokens(action: &TokenAction) -> anyhow::Result<ExitCode> {
+    match action {
+        TokenAction::Create {
+            account,
+            read_only,
+            expires,
+            data,
+        } => {
+            let dir = data.dir()?;
+            let store = SqliteStore::open(Some(&dir))?;
+            let expires_at = expires.map(|after| unix_seconds() + after.as_secs() as i64);
+            let issued = block_on(store.create_token(account, *read_only, expires_at))??;
+            println!("{}", issued.token);
+            let kind = if *read_only { "read-only" } else { "write" };
+            let until =
+                expires_at.map_or_else(String::new, |at| format!(", valid until {}", utc(at)));
+            eprintln!(
+                "node-host: created {kind} token {} for account `{account}`{until} in {}; \
+                 it is shown only now",
+                issued.id,
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenAction::List { account, data } => {
+            let store = SqliteStore::open(Some(&data.dir()?))?;
+            let mut records = block_on(store.tokens(TokenKind::Api))??;
+            if let Some(account) = account {
+                records.retain(|record| record.account.as_deref() == Some(account.as_str()));
+            }
+            print_tokens(&records, true);
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenAction::Revoke { ids, data } => revoke(TokenKind::Api, ids, data),
+    }
+}
+
+fn worker_tokens(action: &WorkerTokenAction) -> anyhow::Result<ExitCode> {
+    match action {
+        WorkerTokenAction::Create { data } => {
+            let dir = data.dir()?;
+            let store = SqliteStore::open(Some(&dir))?;
+            let issued = block_on(store.create_worker_token())??;
+            println!("{}", issued.token);
+            eprintln!(
+                "node-host: created hosted-worker token {} in {}; it is shown only now",
+                issued.id,
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkerTokenAction::List { data } => {
+            let store = SqliteStore::open(Some(&data.dir()?))?;
+            print_tokens(&block_on(store.tokens(TokenKind::Worker))??, false);
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkerTokenAction::Revoke { ids, data } => revoke(TokenKind::Worker, ids, data),
+    }
+}
+
+/// Revokes every token in `ids`; an unknown id is an error, after the
+/// others are revoked.
+fn revoke(kind: TokenKind, ids: &[TokenId], data: &DataArgs) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(Some(&data.dir()?))?;
+    let mut unknown = Vec::new();
+    for &id in ids {
+        if block_on(store.revoke_token(kind, id))?? {
+            eprintln!(
+                "node-host: revoked token {id}; a running hub refuses it, and closes the \
+                 connections opened with it, within {} s",
+                crate::hub::service::TOKEN_RECHECK.as_secs()
+            );
+        } else {
+            unknown.push(id.to_string());
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list = match kind {
+        TokenKind::Api => "node-host hub token list",
+        TokenKind::Worker => "node-host hub worker-token list",
+    };
+    anyhow::bail!(
+        "no token has the id {}; `{list}` shows the ids",
+        unknown.join(", ")
+    )
+}
+
+/// Prints `records` as a table (with the account columns for API tokens).
+fn print_tokens(records: &[TokenRecord], api: bool) {
+    if records.is_empty() {
+        eprintln!("node-host: no tokens");
+        return;
+    }
+    let now = unix_seconds();
+    if api {
+        println!(
+            "{:>6}  {:<20}  {:<10}  {:<20}  EXPIRES",
+            "ID", "ACCOUNT", "ACCESS", "CREATED"
+        );
+    } else {
+        println!("{:>6}  {:<20}  EXPIRES", "ID", "CREATED");
+    }
+    for record in records {
+        let expires = match record.expires_at {
+            None => "never".to_owned(),
+            Some(at) if at <= now => format!("{} (expired)", utc(at)),
+            Some(at) => utc(at),
+        };
+        if api {
+            let access = if record.read_only {
+                "read-only"
+            } else {
+                "write"
+            };
+            println!(
+                "{:>6}  {:<20}  {:<10}  {:<20}  {expires}",
+                record.id,
+                record.account.as_deref().unwrap_or("-"),
+                access,
+                utc(record.created_at),
+            );
+        } else {
+            println!(
+                "{:>6}  {:<20}  {expires}",
+                record.id,
+                utc(record.created_at)
+            );
+        }
+    }
+}
+
+/// `at` (Unix seconds) as `YYYY-MM-DD HH:MM UTC`.
+fn utc(at: i64) -> String {
+    let days = at.div_euclid(86_400);
+    let of_day = at.rem_euclid(86_400);
+    let (year, month, day) = civil_date(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        of_day / 3600,
+        of_day % 3600 / 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01: counted in
+/// 400-year eras that start on 1 March, so the leap day ends an era's year.
+fn civil_date(days: i64) -> (i64, u32, u32) {
+    let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
+    let era = shifted.div_euclid(146_097);
+    let of_era = shifted.rem_euclid(146_097); // [0, 146096]
+    let year_of_era = (of_era - of_era / 1460 + of_era / 36_524 - of_era / 146_096) / 365;
+    let of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * of_year + 2) / 153; // 0 = March
+    let day = (of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
@@ -289,6 +492,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
             bytes: args.quota_bytes as u64,
         },
         keepalive: args.ping_every,
+        token_recheck: args.token_recheck,
     }))?;
     let restored = state.restored();
     if restored.cached + restored.compiled > 0 {
@@ -306,6 +510,9 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         );
     }
     runtime.block_on(async {
+        if let Some(addr) = args.metrics {
+            super::serve_metrics(addr, state.metrics().clone()).await?;
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("the hub cannot listen on {} (--listen)", args.listen))?;
@@ -327,6 +534,14 @@ mod tests {
     use clap::Parser as _;
 
     use super::super::{Cli, Command};
+
+    #[test]
+    fn dates_are_printed_in_utc() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(super::utc(1_798_761_599), "2026-12-31 23:59 UTC");
+        assert_eq!(super::utc(-86_400), "1969-12-31 00:00 UTC");
+    }
 
     #[test]
     fn the_hub_waits_for_uploads_as_long_as_the_embedded_hub() {

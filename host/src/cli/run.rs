@@ -138,7 +138,7 @@ async fn serve_hosted(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCo
         sandbox,
     );
     if let Some(addr) = args.metrics {
-        serve_metrics(addr, worker.metrics()).await?;
+        super::serve_metrics(addr, worker.metrics()).await?;
     }
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(stop_on_signal(stop));
@@ -161,21 +161,6 @@ async fn serve_hosted(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCo
             Ok(ExitCode::from(EXIT_FAILED))
         }
     }
-}
-
-/// Serves `metrics` at `http://addr/metrics` and prints where.
-async fn serve_metrics(addr: SocketAddr, metrics: crate::metrics::Metrics) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
-    let listener_addr = listener.local_addr()?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || std::future::ready(metrics.http_response())),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    println!("node-host: metrics at http://{listener_addr}/metrics");
-    Ok(())
 }
 
 async fn serve(
@@ -209,7 +194,7 @@ async fn serve(
     let infos: Vec<_> = nodes.iter().map(|node| node.info().clone()).collect();
     let worker = Worker::new(config, nodes)?;
     if let Some(addr) = args.metrics {
-        serve_metrics(addr, worker.metrics()).await?;
+        super::serve_metrics(addr, worker.metrics()).await?;
     }
 
     let (stop, stopped) = watch::channel(false);
@@ -257,9 +242,14 @@ async fn start_embedded_hub(
         upload_wait: crate::hub::service::UPLOAD_READY_WAIT,
         quota: crate::hub::service::UploadQuota::default(),
         keepalive: crate::hub::service::KEEPALIVE,
+        token_recheck: crate::hub::service::TOKEN_RECHECK,
     })
     .await?;
-    let token = state.store().create_token("local", false).await?;
+    let token = state
+        .store()
+        .create_token("local", false, None)
+        .await?
+        .token;
     let default: SocketAddr = hub::DEFAULT_LISTEN.parse().expect("a valid address");
     let listener = match listen {
         Some(addr) => tokio::net::TcpListener::bind(addr)

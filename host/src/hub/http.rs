@@ -40,7 +40,6 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/ws", get(ws::worker))
         .route("/api/hosted/components/{sha256}", get(routes::component))
         .route("/api/hosted/ws", get(ws::hosted_worker))
-        .route("/metrics", get(routes::metrics))
         .route("/healthz", get(routes::healthz))
         .with_state(hub)
 }

@@ -18,11 +18,11 @@ mod workers;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::registry::Registry;
 use super::secrets::SecretBox;
-use super::store::{Caller, SqliteStore, Store, UploadedNode};
+use super::store::{Caller, SqliteStore, Store, TokenId, TokenKind, UploadedNode};
 use super::switchboard::Switchboard;
 use super::ws_token::WsTokenSigner;
 use crate::core::{Executors, IDLE_FOR, Lanes, Runner};
@@ -34,6 +34,7 @@ use catalog::{Catalog, InstalledNode, MAX_RUNNING};
 pub use error::HubError;
 pub use uploads::{COMPILES_AT_ONCE, UploadQuota};
 pub(crate) use uploads::{UploadAnswer, upload_too_large};
+pub(crate) use workers::WorkerClaims;
 
 pub use crate::core::{EventFailure, QueueFull};
 
@@ -44,9 +45,15 @@ pub use crate::hub::secrets::SecretsError;
 pub use crate::hub::store::StoreError;
 
 /// Callers remembered by their API token, so that a request does not wait
-/// on the store to be let in: beyond this many the memory is cleared.
-/// Tokens are never changed once made, so a remembered caller stays right.
+/// on the store to be let in: beyond this many the memory is cleared. A
+/// caller is remembered for one [`HubConfig::token_recheck`] at most, so a
+/// token revoked on any hub is refused within that period.
 const REMEMBERED_CALLERS: usize = 10_000;
+
+/// How long a hub trusts what it learnt of a token (a remembered caller, an
+/// open WebSocket's token) before it asks the store again: the longest a
+/// revoked token still works.
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(10);
 
 /// How the hub is set up.
 #[derive(Debug, Clone)]
@@ -70,6 +77,10 @@ pub struct HubConfig {
     /// dropped and its events fail at once (usually [`KEEPALIVE`]: workers
     /// ping as often, so a busy worker is never taken for a dead one).
     pub keepalive: Duration,
+    /// How long the hub trusts a token it checked (usually
+    /// [`TOKEN_RECHECK`]): a revoked or expired token is refused, and the
+    /// WebSockets opened with it are closed, within this period.
+    pub token_recheck: Duration,
 }
 
 /// Why the hub cannot start.
@@ -113,7 +124,8 @@ pub struct Hub {
     runner: Runner,
     restored: Restored,
     secrets: SecretBox,
-    callers: Mutex<HashMap<String, Caller>>,
+    callers: Mutex<HashMap<String, (Caller, Instant)>>,
+    token_recheck: Duration,
 }
 
 impl Hub {
@@ -166,6 +178,7 @@ impl Hub {
             restored,
             secrets,
             callers: Mutex::default(),
+            token_recheck: config.token_recheck,
         }))
     }
 
@@ -206,33 +219,57 @@ impl Hub {
         if let Some(caller) = self.remembered(token) {
             return Ok(caller);
         }
-        let caller = self
-            .store
-            .authenticate(token)
-            .await?
-            .ok_or(HubError::InvalidToken)?;
+        let caller = self.store.authenticate(token).await?;
         let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(caller) = caller else {
+            callers.remove(token);
+            return Err(HubError::InvalidToken);
+        };
         if callers.len() >= REMEMBERED_CALLERS {
             callers.clear();
         }
-        callers.insert(token.to_owned(), caller.clone());
+        callers.insert(token.to_owned(), (caller.clone(), Instant::now()));
         Ok(caller)
     }
 
+    /// A caller let in less than one `token_recheck` ago whose token has
+    /// not expired since.
     fn remembered(&self, token: &str) -> Option<Caller> {
-        self.callers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token)
-            .cloned()
+        let callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        let (caller, checked) = callers.get(token)?;
+        let expired = caller
+            .expires_at
+            .is_some_and(|expires| expires <= crate::hub::store::unix_seconds());
+        (checked.elapsed() < self.token_recheck && !expired).then(|| caller.clone())
     }
 
-    /// Refuses anything but a hosted-worker token.
-    pub(crate) async fn authenticate_worker(&self, token: Option<&str>) -> Result<(), HubError> {
+    /// Refuses anything but a hosted-worker token; the token's id.
+    pub(crate) async fn authenticate_worker(
+        &self,
+        token: Option<&str>,
+    ) -> Result<TokenId, HubError> {
         let token = token.ok_or(HubError::MissingAuth)?;
-        match self.store.is_worker_token(token).await? {
-            true => Ok(()),
-            false => Err(HubError::InvalidWorkerToken),
+        self.store
+            .worker_token(token)
+            .await?
+            .ok_or(HubError::InvalidWorkerToken)
+    }
+
+    /// How often an open WebSocket's token is checked again.
+    pub(crate) fn token_recheck(&self) -> Duration {
+        self.token_recheck
+    }
+
+    /// False once the token `id` of `kind` was revoked or has expired. A
+    /// store that cannot answer keeps the connection: an outage of the
+    /// database must not drop every worker.
+    pub(crate) async fn token_live(&self, kind: TokenKind, id: TokenId) -> bool {
+        match self.store.token_live(kind, id).await {
+            Ok(live) => live,
+            Err(err) => {
+                tracing::warn!("cannot check a connection's token, keeping it: {err}");
+                true
+            }
         }
     }
 }

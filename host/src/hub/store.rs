@@ -26,23 +26,37 @@ pub use sqlite::SqliteStore;
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Creates a new API token for `account` (creating the account if it is
-    /// new) and returns it. Only its hash is stored: this is the one time the
-    /// token can be seen.
-    async fn create_token(&self, account: &str, read_only: bool) -> Result<String, StoreError>;
+    /// new), valid until `expires_at` (Unix seconds) or for ever, and returns
+    /// it. Only its hash is stored: this is the one time it can be seen.
+    async fn create_token(
+        &self,
+        account: &str,
+        read_only: bool,
+        expires_at: Option<i64>,
+    ) -> Result<Issued, StoreError>;
 
-    /// The caller behind an API token, or `None` for an unknown token. A
-    /// token, once made, never changes (nothing revokes one), so a hub
-    /// remembers the callers it has let in; a revocation would have to tell
-    /// every hub.
+    /// The caller behind an API token, or `None` for a token that is
+    /// unknown, revoked or expired.
     async fn authenticate(&self, token: &str) -> Result<Option<Caller>, StoreError>;
 
     /// Creates a hosted-worker token and returns it (only its hash is kept).
     /// It lets `node-host run --hosted` fetch uploaded components and run
     /// every account's events; it opens no account API.
-    async fn create_worker_token(&self) -> Result<String, StoreError>;
+    async fn create_worker_token(&self) -> Result<Issued, StoreError>;
 
-    /// True when `token` is a hosted-worker token of this hub.
-    async fn is_worker_token(&self, token: &str) -> Result<bool, StoreError>;
+    /// The id of the hosted-worker token `token`, or `None` when it is not
+    /// one of this hub's (or was revoked).
+    async fn worker_token(&self, token: &str) -> Result<Option<TokenId>, StoreError>;
+
+    /// True while the token `id` of `kind` exists and has not expired: how
+    /// a hub finds out that a token it let in was revoked since.
+    async fn token_live(&self, kind: TokenKind, id: TokenId) -> Result<bool, StoreError>;
+
+    /// Every token of `kind`, oldest first (never their values).
+    async fn tokens(&self, kind: TokenKind) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Deletes the token `id` of `kind`; false when there was none.
+    async fn revoke_token(&self, kind: TokenKind, id: TokenId) -> Result<bool, StoreError>;
 
     /// How many accounts exist.
     async fn account_count(&self) -> Result<u64, StoreError>;
@@ -141,9 +155,49 @@ pub enum StoreError {
     UnknownAccount(String),
 }
 
+/// A token's id: what lists show and what revokes it (never its value).
+pub type TokenId = i64;
+
+/// The two kinds of token a hub issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// An account's API token (`nh_…`).
+    Api,
+    /// A hosted worker's token (`nhw_…`).
+    Worker,
+}
+
+/// A token just made: the one time its value is seen.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Its id.
+    pub id: TokenId,
+    /// Its value, to hand to whoever will use it.
+    pub token: String,
+}
+
+/// What a list of tokens shows of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Its id.
+    pub id: TokenId,
+    /// The account it belongs to (`None` for a hosted-worker token).
+    pub account: Option<String>,
+    /// A read-only API token.
+    pub read_only: bool,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
+    /// When it stops being accepted (Unix seconds), if ever.
+    pub expires_at: Option<i64>,
+}
+
 /// Who a valid API token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The token's id.
+    pub token: TokenId,
+    /// When the token stops being accepted (Unix seconds), if ever.
+    pub expires_at: Option<i64>,
     /// The account's id.
     pub account: AccountId,
     /// The account's name.

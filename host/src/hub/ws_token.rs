@@ -1,9 +1,11 @@
 //! Short-lived WebSocket tokens: HMAC-SHA256 signed, URL-safe, bound to an
-//! account and the node whose registration issued them.
+//! account, the API token that registered, and the node whose registration
+//! issued them.
 //!
 //! The Python worker pastes the token into the URL without encoding it, so a
 //! token is base64url without padding: `<claims>.<signature>`. It proves the
-//! account at connect time only; an open connection stays open.
+//! account at connect time; the hub then re-checks the API token it names
+//! while the connection lasts, so a revoked token closes it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +22,8 @@ pub const WS_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 pub struct WsClaims {
     /// The account the connection belongs to.
     pub account: i64,
+    /// The id of the API token that registered.
+    pub api_token: i64,
     /// The node whose registration issued the token.
     pub node: String,
 }
@@ -65,8 +69,9 @@ impl WsTokenSigner {
     /// A token for `claims`, valid until [`WS_TOKEN_LIFETIME`] from `now`.
     pub fn issue(&self, claims: &WsClaims, now: SystemTime) -> String {
         let expires = seconds(now) + WS_TOKEN_LIFETIME.as_secs();
-        let mut body = Vec::with_capacity(16 + claims.node.len());
+        let mut body = Vec::with_capacity(24 + claims.node.len());
         body.extend_from_slice(&claims.account.to_be_bytes());
+        body.extend_from_slice(&claims.api_token.to_be_bytes());
         body.extend_from_slice(&expires.to_be_bytes());
         body.extend_from_slice(claims.node.as_bytes());
         format!(
@@ -89,18 +94,24 @@ impl WsTokenSigner {
         mac.update(&body);
         mac.verify_slice(&signature)
             .map_err(|_| WsTokenError::BadSignature)?;
-        if body.len() < 16 {
+        if body.len() < 24 {
             return Err(WsTokenError::Malformed);
         }
         let (account, rest) = body.split_at(8);
+        let (api_token, rest) = rest.split_at(8);
         let (expires, node) = rest.split_at(8);
         let account = i64::from_be_bytes(account.try_into().expect("8 bytes"));
+        let api_token = i64::from_be_bytes(api_token.try_into().expect("8 bytes"));
         let expires = u64::from_be_bytes(expires.try_into().expect("8 bytes"));
         if seconds(now) > expires {
             return Err(WsTokenError::Expired);
         }
         let node = String::from_utf8(node.to_vec()).map_err(|_| WsTokenError::Malformed)?;
-        Ok(WsClaims { account, node })
+        Ok(WsClaims {
+            account,
+            api_token,
+            node,
+        })
     }
 }
 
@@ -116,6 +127,7 @@ mod tests {
     fn claims() -> WsClaims {
         WsClaims {
             account: 7,
+            api_token: 3,
             node: "hello".into(),
         }
     }
@@ -154,6 +166,7 @@ mod tests {
         let (_, signature) = token.split_once('.').unwrap();
         let other_account = WsClaims {
             account: 8,
+            api_token: 3,
             node: "hello".into(),
         };
         let (forged_body, _) = signer

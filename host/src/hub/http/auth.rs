@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 
 use crate::hub::service::{Hub, HubError};
-use crate::hub::store::Caller;
+use crate::hub::store::{Caller, TokenId};
 
 /// The `Authorization: Bearer` token of a request: `None` without the
 /// header, empty when the header holds no bearer token.
@@ -36,9 +36,9 @@ impl FromRequestParts<Arc<Hub>> for Account {
     }
 }
 
-/// A request made with a hosted-worker token.
+/// A request made with a hosted-worker token: the token's id.
 #[derive(Debug, Clone, Copy)]
-pub struct HostedWorker;
+pub struct HostedWorker(pub TokenId);
 
 impl FromRequestParts<Arc<Hub>> for HostedWorker {
     type Rejection = HubError;
@@ -46,6 +46,6 @@ impl FromRequestParts<Arc<Hub>> for HostedWorker {
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, HubError> {
         hub.authenticate_worker(bearer(parts))
             .await
-            .map(|()| HostedWorker)
+            .map(HostedWorker)
     }
 }

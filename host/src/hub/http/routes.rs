@@ -214,11 +214,6 @@ pub async fn component(
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
-/// `GET /metrics`.
-pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
-    hub.metrics().http_response()
-}
-
 /// `GET /healthz`.
 pub async fn healthz() -> axum::Json<Json> {
     axum::Json(json!({"status": "ok"}))

@@ -34,6 +34,7 @@ fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
         upload_wait: UPLOAD_READY_WAIT,
         quota: UploadQuota::default(),
         keepalive: crate::hub::service::KEEPALIVE,
+        token_recheck: crate::hub::service::TOKEN_RECHECK,
     }
 }
 
@@ -45,10 +46,14 @@ async fn hub_with(config: HubConfig) -> Hubbed {
     let hub = Hub::open(&config).await.unwrap();
     let store = hub.store().clone();
     Hubbed {
-        alice: store.create_token("alice", false).await.unwrap(),
-        reader: store.create_token("alice", true).await.unwrap(),
-        bob: store.create_token("bob", false).await.unwrap(),
-        worker: store.create_worker_token().await.unwrap(),
+        alice: store
+            .create_token("alice", false, None)
+            .await
+            .unwrap()
+            .token,
+        reader: store.create_token("alice", true, None).await.unwrap().token,
+        bob: store.create_token("bob", false, None).await.unwrap().token,
+        worker: store.create_worker_token().await.unwrap().token,
         hub,
     }
 }
@@ -141,15 +146,83 @@ async fn upload(hub: &Arc<Hub>, token: &str, name: &str) -> String {
 }
 
 #[tokio::test]
-async fn health_and_metrics_need_no_token() {
+async fn health_needs_no_token_and_metrics_are_not_on_the_api_listener() {
     let t = hub().await;
     assert_eq!(
         call(&t.hub, Method::GET, "/healthz", None, Body::empty()).await,
         (StatusCode::OK, json!({"status": "ok"}))
     );
-    let (status, body) = call(&t.hub, Method::GET, "/metrics", None, Body::empty()).await;
+    // Metrics name every account's nodes: only `hub --metrics ADDR` serves them.
+    for token in [None, Some(t.alice.as_str())] {
+        let (status, _) = call(&t.hub, Method::GET, "/metrics", token, Body::empty()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_or_expired_token_is_refused_within_the_recheck_period() {
+    use crate::hub::store::{TokenKind, unix_seconds};
+    let t = hub_with(HubConfig {
+        token_recheck: Duration::from_millis(100),
+        ..config(None)
+    })
+    .await;
+    let store = t.hub.store().clone();
+    let carol = store.create_token("carol", false, None).await.unwrap();
+    let (status, _) = t.get("/api/remote_nodes", &carol.token).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.as_str().unwrap().contains("node_host_hub"), "{body}");
+    assert!(store.revoke_token(TokenKind::Api, carol.id).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    refused(
+        t.get("/api/remote_nodes", &carol.token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    let expired = store
+        .create_token("carol", false, Some(unix_seconds() - 1))
+        .await
+        .unwrap();
+    refused(
+        t.get("/api/remote_nodes", &expired.token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    // A token let in and remembered stops working when it expires, even
+    // inside the recheck period.
+    let t = hub_with(HubConfig {
+        token_recheck: Duration::from_secs(3600),
+        ..config(None)
+    })
+    .await;
+    let store = t.hub.store().clone();
+    let brief = store
+        .create_token("carol", false, Some(unix_seconds() + 1))
+        .await
+        .unwrap();
+    let (status, _) = t.get("/api/remote_nodes", &brief.token).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    refused(
+        t.get("/api/remote_nodes", &brief.token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_worker_token_is_refused() {
+    use crate::hub::store::TokenKind;
+    let t = hub().await;
+    let store = t.hub.store().clone();
+    let id = store.tokens(TokenKind::Worker).await.unwrap()[0].id;
+    assert!(store.revoke_token(TokenKind::Worker, id).await.unwrap());
+    let uri = format!("/api/hosted/components/{}", "0".repeat(64));
+    refused(
+        t.get(&uri, &t.worker).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
 }
 
 #[tokio::test]
@@ -622,8 +695,7 @@ async fn callers_that_go_away_give_their_place_back() {
         0,
         "every abandoned entry is released"
     );
-    let (_, metrics) = t.get("/metrics", &t.alice).await;
-    let metrics = metrics.as_str().unwrap().to_owned();
+    let metrics = t.hub.metrics().render();
     assert!(metrics.contains("node_host_hub_in_flight 0"), "{metrics}");
     assert!(
         metrics.contains(r#"node_host_hub_events_total{node="slow",outcome="abandoned"} 1000"#),

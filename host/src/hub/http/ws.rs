@@ -2,44 +2,41 @@
 //! workers (`/api/hosted/ws`). Each connection is one [`pump`]: frames the
 //! service queues go out, frames that come in go to the service.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use futures_util::{SinkExt as _, StreamExt as _};
 
 use super::auth::HostedWorker;
-use crate::core::AccountId;
-use crate::hub::service::{Hub, HubError};
+use crate::hub::service::{Hub, HubError, WorkerClaims};
+use crate::hub::store::{TokenId, TokenKind};
 
-/// A worker's connect URL with a valid token: its account and the nodes
-/// the connection serves. Checked before the upgrade.
-pub struct WorkerClaims(AccountId, HashSet<String>);
+/// A worker's connect URL with a valid token. Checked before the upgrade.
+pub struct Claims(WorkerClaims);
 
-impl FromRequestParts<Arc<Hub>> for WorkerClaims {
+impl FromRequestParts<Arc<Hub>> for Claims {
     type Rejection = HubError;
 
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, HubError> {
-        let (account, nodes) = hub.accept_worker(parts.uri.query())?;
-        Ok(Self(account, nodes))
+        hub.accept_worker(parts.uri.query()).await.map(Claims)
     }
 }
 
 /// `GET /ws?auth=<token>`: a Hurozo worker's connection.
 pub async fn worker(
     State(hub): State<Arc<Hub>>,
-    WorkerClaims(account, nodes): WorkerClaims,
+    Claims(claims): Claims,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     upgrade.on_upgrade(move |socket| async move {
-        let (link, outbox) = hub.worker_connected(account, nodes);
-        let keepalive = hub.keepalive();
-        pump(socket, outbox, None, keepalive, |text| {
+        let (link, outbox) = hub.worker_connected(claims.account, claims.nodes);
+        let token = (TokenKind::Api, claims.api_token);
+        pump(&hub, socket, outbox, None, token, |text| {
             hub.worker_frame(link, text)
         })
         .await;
@@ -50,13 +47,13 @@ pub async fn worker(
 /// `GET /api/hosted/ws`: a hosted worker's connection.
 pub async fn hosted_worker(
     State(hub): State<Arc<Hub>>,
-    _worker: HostedWorker,
+    HostedWorker(token): HostedWorker,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     upgrade.on_upgrade(move |socket| async move {
         let (link, outbox, hello) = hub.hosted_worker_connected();
-        let keepalive = hub.keepalive();
-        pump(socket, outbox, Some(hello), keepalive, |text| {
+        let token = (TokenKind::Worker, token);
+        pump(&hub, socket, outbox, Some(hello), token, |text| {
             hub.hosted_worker_frame(link, text);
         })
         .await;
@@ -64,18 +61,26 @@ pub async fn hosted_worker(
     })
 }
 
-/// Moves one connection's frames until either side ends, or the peer is
-/// silent for two `keepalive` periods (a ping goes out every period; any
-/// frame from the peer counts, its own pings included): `first` then
-/// whatever arrives on `outbox` goes out; each text frame that comes in
-/// goes to `on_text`. Ending fails the events in flight on it at once.
+/// The close code of a connection whose token was revoked (RFC 6455's
+/// "policy violation").
+const REVOKED: u16 = 1008;
+
+/// Moves one connection's frames until either side ends, the peer is
+/// silent for two keepalive periods (a ping goes out every period; any
+/// frame from the peer counts, its own pings included), or the `token` it
+/// was opened with is revoked or expires (checked every
+/// [`Hub::token_recheck`]): `first` then whatever arrives on `outbox` goes
+/// out; each text frame that comes in goes to `on_text`. Ending fails the
+/// events in flight on it at once.
 async fn pump(
+    hub: &Hub,
     socket: WebSocket,
     mut outbox: tokio::sync::mpsc::UnboundedReceiver<String>,
     first: Option<String>,
-    keepalive: Duration,
+    token: (TokenKind, TokenId),
     mut on_text: impl FnMut(&str),
 ) {
+    let keepalive = hub.keepalive();
     let (mut sink, mut stream) = socket.split();
     let opened = Instant::now();
     // When the peer was last heard from, in nanoseconds since `opened`.
@@ -91,6 +96,8 @@ async fn pump(
             return;
         }
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let recheck = hub.token_recheck();
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + recheck, recheck);
         loop {
             tokio::select! {
                 frame = outbox.recv() => {
@@ -111,6 +118,17 @@ async fn pump(
                         return;
                     }
                     if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                }
+                _ = recheck.tick() => {
+                    if !hub.token_live(token.0, token.1).await {
+                        tracing::info!("closing a worker connection: its token was revoked or expired");
+                        let close = CloseFrame {
+                            code: REVOKED,
+                            reason: "the token was revoked or has expired".into(),
+                        };
+                        let _ = sink.send(Message::Close(Some(close))).await;
                         return;
                     }
                 }

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use super::{Hub, HubError, require_write};
 use crate::core::{self, AccountId};
-use crate::hub::store::Caller;
+use crate::hub::store::{Caller, TokenId, TokenKind};
 use crate::hub::switchboard::{Answer, DispatchError, LinkId};
 use crate::hub::ws_token::WsClaims;
 use crate::protocol::hurozo::{
@@ -20,6 +20,17 @@ use crate::sandbox::value::inputs_from_json;
 /// How long an execute waits for the worker's reply when the caller does not
 /// say: Hurozo's 600 s, which is also the most a caller may ask for.
 pub const EXECUTE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a worker's connect URL proves.
+#[derive(Debug)]
+pub struct WorkerClaims {
+    /// The account the connection belongs to.
+    pub account: AccountId,
+    /// The API token that registered, checked again while it is open.
+    pub api_token: TokenId,
+    /// The nodes the connection serves.
+    pub nodes: HashSet<String>,
+}
 
 impl Hub {
     /// Records (or refreshes) a worker's node and answers with the
@@ -49,6 +60,7 @@ impl Hub {
         let token = self.signer.issue(
             &WsClaims {
                 account: caller.account,
+                api_token: caller.token,
                 node: registration.name.clone(),
             },
             SystemTime::now(),
@@ -187,12 +199,13 @@ impl Hub {
         self.switchboard.pending_of(account)
     }
 
-    /// Lets a worker connect: checks the token of its connect URL and
-    /// answers its account and the nodes the connection serves.
-    pub(crate) fn accept_worker(
+    /// Lets a worker connect: checks the token of its connect URL, and that
+    /// the API token which registered is still valid, and answers what the
+    /// connection is.
+    pub(crate) async fn accept_worker(
         &self,
         query: Option<&str>,
-    ) -> Result<(AccountId, HashSet<String>), HubError> {
+    ) -> Result<WorkerClaims, HubError> {
         let (token, mut nodes) = parse_ws_query(query);
         let token = token.ok_or_else(|| {
             HubError::InvalidWsToken(
@@ -203,8 +216,19 @@ impl Hub {
             .signer
             .verify(&token, SystemTime::now())
             .map_err(|err| HubError::InvalidWsToken(err.to_string()))?;
+        if !self.token_live(TokenKind::Api, claims.api_token).await {
+            return Err(HubError::InvalidWsToken(
+                "the API token that registered was revoked or has expired; \
+                 register again with a valid token"
+                    .into(),
+            ));
+        }
         nodes.insert(claims.node);
-        Ok((claims.account, nodes))
+        Ok(WorkerClaims {
+            account: claims.account,
+            api_token: claims.api_token,
+            nodes,
+        })
     }
 
     /// A worker connection of `account` serving `nodes` is up: events for

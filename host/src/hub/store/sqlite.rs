@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    Caller, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, UploadedNode,
-    WORKER_TOKEN_PREFIX, unix_seconds, valid_account_name,
+    Caller, Issued, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind,
+    TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, unix_seconds, valid_account_name,
 };
 use crate::core::AccountId;
 
@@ -86,6 +86,9 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE account_limits ADD COLUMN log_bytes INTEGER;
 ",
+    "
+    ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+",
 ];
 
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -130,9 +133,14 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn create_token(&self, account: &str, read_only: bool) -> Result<String, StoreError> {
+    async fn create_token(
+        &self,
+        account: &str,
+        read_only: bool,
+        expires_at: Option<i64>,
+    ) -> Result<Issued, StoreError> {
         let account = account.to_owned();
-        self.with(move |db| db.create_token(&account, read_only))
+        self.with(move |db| db.create_token(&account, read_only, expires_at))
             .await
     }
 
@@ -141,13 +149,25 @@ impl Store for SqliteStore {
         self.with(move |db| db.authenticate(&hash)).await
     }
 
-    async fn create_worker_token(&self) -> Result<String, StoreError> {
+    async fn create_worker_token(&self) -> Result<Issued, StoreError> {
         self.with(Database::create_worker_token).await
     }
 
-    async fn is_worker_token(&self, token: &str) -> Result<bool, StoreError> {
+    async fn worker_token(&self, token: &str) -> Result<Option<TokenId>, StoreError> {
         let hash = token_hash(token);
-        self.with(move |db| db.is_worker_token(&hash)).await
+        self.with(move |db| db.worker_token(&hash)).await
+    }
+
+    async fn token_live(&self, kind: TokenKind, id: TokenId) -> Result<bool, StoreError> {
+        self.with(move |db| db.token_live(kind, id)).await
+    }
+
+    async fn tokens(&self, kind: TokenKind) -> Result<Vec<TokenRecord>, StoreError> {
+        self.with(move |db| db.tokens(kind)).await
+    }
+
+    async fn revoke_token(&self, kind: TokenKind, id: TokenId) -> Result<bool, StoreError> {
+        self.with(move |db| db.revoke_token(kind, id)).await
     }
 
     async fn account_count(&self) -> Result<u64, StoreError> {
@@ -281,16 +301,17 @@ impl Database {
         Ok(())
     }
 
-    /// Creates a new API token for `account` (creating the account if it is
-    /// new) and returns it. Only its hash is stored: this is the one time the
-    /// token can be seen.
-    fn create_token(&mut self, account: &str, read_only: bool) -> Result<String, StoreError> {
+    /// See [`Store::create_token`].
+    fn create_token(
+        &mut self,
+        account: &str,
+        read_only: bool,
+        expires_at: Option<i64>,
+    ) -> Result<Issued, StoreError> {
         if !valid_account_name(account) {
             return Err(StoreError::InvalidAccountName(account.to_owned()));
         }
-        let mut random = [0u8; TOKEN_BYTES];
-        rand::rng().fill_bytes(&mut random);
-        let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+        let token = new_token(TOKEN_PREFIX);
         let now = unix_seconds();
         let tx = self.db.transaction().map_err(sql("begin"))?;
         tx.execute(
@@ -298,58 +319,117 @@ impl Database {
             params![account, now],
         )
         .map_err(sql("create account"))?;
-        tx.execute(
-            "INSERT INTO api_tokens (account_id, token_sha256, read_only, created_at)
-             SELECT id, ?2, ?3, ?4 FROM accounts WHERE name = ?1",
-            params![account, token_hash(&token), read_only, now],
-        )
-        .map_err(sql("store token"))?;
+        let id = tx
+            .query_row(
+                "INSERT INTO api_tokens (account_id, token_sha256, read_only, created_at, expires_at)
+                 SELECT id, ?2, ?3, ?4, ?5 FROM accounts WHERE name = ?1 RETURNING id",
+                params![account, token_hash(&token), read_only, now, expires_at],
+                |row| row.get(0),
+            )
+            .map_err(sql("store token"))?;
         tx.commit().map_err(sql("commit"))?;
-        Ok(token)
+        Ok(Issued { id, token })
     }
 
-    /// The caller behind the API token whose hash is `hash`.
+    /// The caller behind the API token whose hash is `hash`, unless it has
+    /// expired.
     fn authenticate(&self, hash: &str) -> Result<Option<Caller>, StoreError> {
         self.db
             .prepare_cached(
-                "SELECT a.id, a.name, t.read_only FROM api_tokens t
-                 JOIN accounts a ON a.id = t.account_id WHERE t.token_sha256 = ?1",
+                "SELECT t.id, t.expires_at, a.id, a.name, t.read_only FROM api_tokens t
+                 JOIN accounts a ON a.id = t.account_id
+                 WHERE t.token_sha256 = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)",
             )
             .map_err(sql("prepare token lookup"))?
-            .query_row([hash], |row| {
+            .query_row(params![hash, unix_seconds()], |row| {
                 Ok(Caller {
-                    account: row.get(0)?,
-                    account_name: row.get(1)?,
-                    read_only: row.get(2)?,
+                    token: row.get(0)?,
+                    expires_at: row.get(1)?,
+                    account: row.get(2)?,
+                    account_name: row.get(3)?,
+                    read_only: row.get(4)?,
                 })
             })
             .optional()
             .map_err(sql("look up token"))
     }
 
-    /// Creates a hosted-worker token and returns it (only its hash is kept).
-    /// It lets `node-host run --hosted` fetch uploaded components and run
-    /// every account's events; it opens no account API.
-    fn create_worker_token(&mut self) -> Result<String, StoreError> {
-        let mut random = [0u8; TOKEN_BYTES];
-        rand::rng().fill_bytes(&mut random);
-        let token = format!("{WORKER_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
-        self.db
-            .execute(
-                "INSERT INTO worker_tokens (token_sha256, created_at) VALUES (?1, ?2)",
+    /// See [`Store::create_worker_token`].
+    fn create_worker_token(&mut self) -> Result<Issued, StoreError> {
+        let token = new_token(WORKER_TOKEN_PREFIX);
+        let id = self
+            .db
+            .query_row(
+                "INSERT INTO worker_tokens (token_sha256, created_at) VALUES (?1, ?2) RETURNING id",
                 params![token_hash(&token), unix_seconds()],
+                |row| row.get(0),
             )
             .map_err(sql("store worker token"))?;
-        Ok(token)
+        Ok(Issued { id, token })
     }
 
-    /// True when `hash` is the hash of a hosted-worker token of this hub.
-    fn is_worker_token(&self, hash: &str) -> Result<bool, StoreError> {
+    /// The id of the hosted-worker token whose hash is `hash`.
+    fn worker_token(&self, hash: &str) -> Result<Option<TokenId>, StoreError> {
         self.db
-            .prepare_cached("SELECT 1 FROM worker_tokens WHERE token_sha256 = ?1")
+            .prepare_cached("SELECT id FROM worker_tokens WHERE token_sha256 = ?1")
             .map_err(sql("prepare worker token lookup"))?
-            .exists([hash])
+            .query_row([hash], |row| row.get(0))
+            .optional()
             .map_err(sql("look up worker token"))
+    }
+
+    /// See [`Store::token_live`].
+    fn token_live(&self, kind: TokenKind, id: TokenId) -> Result<bool, StoreError> {
+        let found = match kind {
+            TokenKind::Api => self
+                .db
+                .prepare_cached(
+                    "SELECT 1 FROM api_tokens
+                     WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+                )
+                .and_then(|mut check| check.exists(params![id, unix_seconds()])),
+            TokenKind::Worker => self
+                .db
+                .prepare_cached("SELECT 1 FROM worker_tokens WHERE id = ?1")
+                .and_then(|mut check| check.exists([id])),
+        };
+        found.map_err(sql("check token"))
+    }
+
+    /// See [`Store::tokens`].
+    fn tokens(&self, kind: TokenKind) -> Result<Vec<TokenRecord>, StoreError> {
+        let query = match kind {
+            TokenKind::Api => {
+                "SELECT t.id, a.name, t.read_only, t.created_at, t.expires_at FROM api_tokens t
+                 JOIN accounts a ON a.id = t.account_id ORDER BY t.id"
+            }
+            TokenKind::Worker => {
+                "SELECT id, NULL, 0, created_at, NULL FROM worker_tokens ORDER BY id"
+            }
+        };
+        let mut statement = self.db.prepare(query).map_err(sql("prepare token list"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(TokenRecord {
+                    id: row.get(0)?,
+                    account: row.get(1)?,
+                    read_only: row.get(2)?,
+                    created_at: row.get(3)?,
+                    expires_at: row.get(4)?,
+                })
+            })
+            .map_err(sql("list tokens"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("list tokens"))
+    }
+
+    /// See [`Store::revoke_token`].
+    fn revoke_token(&self, kind: TokenKind, id: TokenId) -> Result<bool, StoreError> {
+        let query = match kind {
+            TokenKind::Api => "DELETE FROM api_tokens WHERE id = ?1",
+            TokenKind::Worker => "DELETE FROM worker_tokens WHERE id = ?1",
+        };
+        let deleted = self.db.execute(query, [id]).map_err(sql("revoke token"))?;
+        Ok(deleted > 0)
     }
 
     /// How many accounts exist.
@@ -576,6 +656,13 @@ impl Database {
     }
 }
 
+/// A fresh token: `prefix` and 256 random bits, base64url.
+fn new_token(prefix: &str) -> String {
+    let mut random = [0u8; TOKEN_BYTES];
+    rand::rng().fill_bytes(&mut random);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random))
+}
+
 /// Tokens carry 256 random bits, so one round of SHA-256 is enough to make
 /// a stolen database useless for logging in; a slow password hash would
 /// only slow every request down.
@@ -633,7 +720,11 @@ mod tests {
         let token = {
             let store = SqliteStore::open(Some(&dir)).unwrap();
             let key = store.signing_key().await.unwrap();
-            let token = store.create_token("alice", false).await.unwrap();
+            let token = store
+                .create_token("alice", false, None)
+                .await
+                .unwrap()
+                .token;
             assert_eq!(store.signing_key().await.unwrap(), key);
             token
         };
@@ -659,7 +750,7 @@ mod tests {
         };
         {
             let store = SqliteStore::open(Some(&dir)).unwrap();
-            store.create_token("alice", false).await.unwrap();
+            store.create_token("alice", false, None).await.unwrap();
             let alice = store.account_id("alice").await.unwrap();
             store.put_uploaded(alice, &node).await.unwrap();
             let change = LimitSettings {

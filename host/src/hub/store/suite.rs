@@ -2,13 +2,15 @@
 //! own tests call [`run`] on a fresh, empty store.
 
 use super::{
-    LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, UploadedNode, WORKER_TOKEN_PREFIX,
+    LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, TokenKind, UploadedNode,
+    WORKER_TOKEN_PREFIX, unix_seconds,
 };
 
 /// Runs every shared test on `store`, which must be empty.
 pub async fn run(store: &dyn Store) {
     tokens_authenticate_their_account_only(store).await;
     worker_tokens_are_not_account_tokens(store).await;
+    tokens_are_listed_expire_and_are_revoked(store).await;
     account_names_are_checked(store).await;
     uploads_and_limits_are_per_account(store).await;
     secrets_are_per_account(store).await;
@@ -16,9 +18,13 @@ pub async fn run(store: &dyn Store) {
 }
 
 async fn tokens_authenticate_their_account_only(store: &dyn Store) {
-    let alice = store.create_token("alice", false).await.unwrap();
-    let reader = store.create_token("alice", true).await.unwrap();
-    let bob = store.create_token("bob", false).await.unwrap();
+    let alice = store
+        .create_token("alice", false, None)
+        .await
+        .unwrap()
+        .token;
+    let reader = store.create_token("alice", true, None).await.unwrap().token;
+    let bob = store.create_token("bob", false, None).await.unwrap().token;
     assert!(alice.starts_with(TOKEN_PREFIX));
     let caller = store.authenticate(&alice).await.unwrap().unwrap();
     assert_eq!(
@@ -38,19 +44,100 @@ async fn tokens_authenticate_their_account_only(store: &dyn Store) {
 
 async fn worker_tokens_are_not_account_tokens(store: &dyn Store) {
     let worker = store.create_worker_token().await.unwrap();
-    let alice = store.create_token("alice", false).await.unwrap();
-    assert!(worker.starts_with(WORKER_TOKEN_PREFIX));
-    assert!(store.is_worker_token(&worker).await.unwrap());
-    assert!(!store.is_worker_token(&alice).await.unwrap());
-    assert!(!store.is_worker_token("nhw_forged").await.unwrap());
-    assert_eq!(store.authenticate(&worker).await.unwrap(), None);
+    let alice = store
+        .create_token("alice", false, None)
+        .await
+        .unwrap()
+        .token;
+    assert!(worker.token.starts_with(WORKER_TOKEN_PREFIX));
+    assert_eq!(
+        store.worker_token(&worker.token).await.unwrap(),
+        Some(worker.id)
+    );
+    assert_eq!(store.worker_token(&alice).await.unwrap(), None);
+    assert_eq!(store.worker_token("nhw_forged").await.unwrap(), None);
+    assert_eq!(store.authenticate(&worker.token).await.unwrap(), None);
     assert_eq!(store.account_count().await.unwrap(), 2, "no account made");
+}
+
+async fn tokens_are_listed_expire_and_are_revoked(store: &dyn Store) {
+    let now = unix_seconds();
+    let lasting = store
+        .create_token("dave", true, Some(now + 3600))
+        .await
+        .unwrap();
+    let expired = store
+        .create_token("dave", false, Some(now - 1))
+        .await
+        .unwrap();
+    let caller = store.authenticate(&lasting.token).await.unwrap().unwrap();
+    assert_eq!(
+        (caller.token, caller.expires_at),
+        (lasting.id, Some(now + 3600))
+    );
+    assert_eq!(store.authenticate(&expired.token).await.unwrap(), None);
+    assert!(store.token_live(TokenKind::Api, lasting.id).await.unwrap());
+    assert!(!store.token_live(TokenKind::Api, expired.id).await.unwrap());
+
+    let listed = store.tokens(TokenKind::Api).await.unwrap();
+    let dave: Vec<_> = listed
+        .iter()
+        .filter(|record| record.account.as_deref() == Some("dave"))
+        .collect();
+    assert_eq!(dave.len(), 2, "{listed:?}");
+    assert_eq!(
+        (dave[0].id, dave[0].read_only, dave[0].expires_at),
+        (lasting.id, true, Some(now + 3600))
+    );
+    assert!(dave[0].created_at >= now);
+
+    assert!(
+        store
+            .revoke_token(TokenKind::Api, lasting.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token(TokenKind::Api, lasting.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.authenticate(&lasting.token).await.unwrap(), None);
+    assert!(!store.token_live(TokenKind::Api, lasting.id).await.unwrap());
+
+    let worker = store.create_worker_token().await.unwrap();
+    assert!(
+        store
+            .token_live(TokenKind::Worker, worker.id)
+            .await
+            .unwrap()
+    );
+    let workers = store.tokens(TokenKind::Worker).await.unwrap();
+    assert!(
+        workers
+            .iter()
+            .any(|record| record.id == worker.id && record.account.is_none())
+    );
+    assert!(
+        store
+            .revoke_token(TokenKind::Worker, worker.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.worker_token(&worker.token).await.unwrap(), None);
+    assert!(
+        !store
+            .token_live(TokenKind::Worker, worker.id)
+            .await
+            .unwrap()
+    );
 }
 
 async fn account_names_are_checked(store: &dyn Store) {
     for bad in ["", "a b", "a/b", &"x".repeat(65)] {
         assert!(matches!(
-            store.create_token(bad, false).await,
+            store.create_token(bad, false, None).await,
             Err(StoreError::InvalidAccountName(_))
         ));
     }
