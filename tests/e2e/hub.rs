@@ -471,3 +471,92 @@ fn a_revoked_token_is_refused_and_closes_the_connections_it_opened() {
     assert_eq!(unknown.code, Some(2), "{unknown:#?}");
     assert!(unknown.stderr.contains("token list"), "{}", unknown.stderr);
 }
+
+/// Reads from `stream` until the peer closes it or `bound` passes: what
+/// arrived, and whether it was closed.
+fn read_until_closed(stream: &mut TcpStream, bound: Duration) -> (String, bool) {
+    use std::io::Read as _;
+    stream.set_read_timeout(Some(bound)).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return (String::from_utf8_lossy(&answer).into_owned(), true),
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&answer).into_owned(), true);
+            }
+            Err(_) => return (String::from_utf8_lossy(&answer).into_owned(), false),
+        }
+    }
+}
+
+#[test]
+fn a_client_slow_to_send_its_headers_or_body_is_cut_off() {
+    use std::io::Write as _;
+    let hub = Hub::start_with(
+        "slow-clients",
+        &["--header-timeout", "300ms", "--body-timeout", "300ms"],
+    );
+    let token = hub.token("alice", false);
+
+    // Half a request line, then nothing: closed at the header timeout.
+    let mut headers = TcpStream::connect(hub.addr()).unwrap();
+    headers.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    let started = std::time::Instant::now();
+    let (_, closed) = read_until_closed(&mut headers, Duration::from_secs(10));
+    assert!(
+        closed,
+        "the hub closed a connection whose headers never came"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // An idle keep-alive connection is closed the same way.
+    let mut idle = TcpStream::connect(hub.addr()).unwrap();
+    let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(10));
+    assert!(closed, "the hub closed an idle connection");
+
+    // A body that trickles: the request is refused once its time is up.
+    let mut body = TcpStream::connect(hub.addr()).unwrap();
+    let request = format!(
+        "POST /api/remote_nodes/register HTTP/1.1\r\nHost: {}\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"name\"",
+        hub.addr()
+    );
+    body.write_all(request.as_bytes()).unwrap();
+    let (answer, _) = read_until_closed(&mut body, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+
+    // A client that sends in time is served.
+    let response = http().get(format!("{}/healthz", hub.url)).send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[test]
+fn clients_beyond_the_connection_limit_wait_for_a_place() {
+    let hub = Hub::start_with("connection-limit", &["--max-connections", "2"]);
+    let first = TcpStream::connect(hub.addr()).unwrap();
+    let second = TcpStream::connect(hub.addr()).unwrap();
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let healthz = format!("{}/healthz", hub.url);
+    assert!(
+        impatient.get(&healthz).send().is_err(),
+        "a third connection waits while two are open"
+    );
+    drop(first);
+    let response = http().get(&healthz).send().unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "served once a place is free"
+    );
+    drop(second);
+}

@@ -67,6 +67,21 @@ pub(super) struct HubArgs {
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     quota_bytes: usize,
 
+    /// Connections open at once, worker WebSockets included; beyond, new
+    /// clients wait until one closes.
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
+    /// The most a client may take to send a request's headers (also how
+    /// long an idle keep-alive connection is kept).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+
+    /// The most a client may take to send a request's body (an upload's
+    /// component included) once its headers are in.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    body_timeout: Duration,
+
     /// How often the hub pings each worker; one silent for two periods is
     /// dropped and its events fail at once. For tests: workers ping every
     /// 20 s themselves, so a shorter period can drop a worker too busy to
@@ -521,7 +536,12 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
             "node-host: hub listening on http://{addr} (data in {})",
             dir.display()
         );
-        hub::serve(listener, state, super::wait_for_signal())
+        let limits = hub::ServeLimits {
+            max_connections: args.max_connections as usize,
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+        };
+        hub::serve(listener, state, limits, super::wait_for_signal())
             .await
             .context("serving the hub")?;
         eprintln!("node-host: hub stopped");

@@ -265,7 +265,14 @@ async fn start_embedded_hub(
     let addr = listener.local_addr()?;
     let serving = state.clone();
     tokio::spawn(async move {
-        if let Err(err) = hub::serve(listener, serving, std::future::pending()).await {
+        if let Err(err) = hub::serve(
+            listener,
+            serving,
+            hub::ServeLimits::default(),
+            std::future::pending(),
+        )
+        .await
+        {
             tracing::error!("the embedded hub stopped: {err}");
         }
     });
