@@ -733,3 +733,39 @@ fn hosted_events_get_never_called_instances_and_the_lane_empties_after_each() {
         wait_for_lane(&hub, &token, "first-call", (0, 0));
     }
 }
+
+#[test]
+fn a_restarting_hub_listens_before_it_loads_its_uploads_again() {
+    // Loading a node runs its `info`, which for this one takes 1.5 s.
+    let mut hub = Hub::start("hosted-slow-restore");
+    let token = hub.token("alice", false);
+    assert_eq!(hub.upload(&token, "slow-info").code, Some(0));
+    let data = hub.data.clone();
+    hub.service.signal("TERM");
+    hub.service.wait_exit(Duration::from_secs(30));
+    drop(hub);
+
+    let hub = Hub::start_at(&data, "127.0.0.1:0");
+    // Listening already (Hub::start_at waited for that line), still loading.
+    assert!(
+        !hub.service.stderr().contains("loaded 1 uploaded nodes"),
+        "{}",
+        hub.service.stderr()
+    );
+    let health = node_host_e2e::http()
+        .get(format!("{}/healthz", hub.url))
+        .send()
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    // An event for the node waits until it is loaded, then runs.
+    let (status, answer) = execute(&hub.url, &token, "slow-info", json!({"inputs": {}}));
+    assert_eq!((status, &answer["outputs"]["ready"]), (200, &json!(true)), "{answer}");
+    node_host_e2e::eventually(Duration::from_secs(30), "the restore line", || {
+        hub.service.stderr().contains("loaded 1 uploaded nodes")
+    });
+    assert!(
+        hub.service.stderr().contains("loading 1 uploaded nodes in the background"),
+        "{}",
+        hub.service.stderr()
+    );
+}

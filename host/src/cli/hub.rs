@@ -509,14 +509,26 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         keepalive: args.ping_every,
         token_recheck: args.token_recheck,
     }))?;
-    let restored = state.restored();
-    if restored.cached + restored.compiled > 0 {
+    let restoring = state.restored().pending;
+    if restoring > 0 {
         eprintln!(
-            "node-host: loaded {} uploaded nodes ({} from the compile cache, {} compiled)",
-            restored.cached + restored.compiled,
-            restored.cached,
-            restored.compiled
+            "node-host: loading {restoring} uploaded nodes in the background; \
+             an event for one waits until it is loaded"
         );
+        let hub = state.clone();
+        runtime.spawn(async move {
+            let restored = hub.restore_finished().await;
+            let failed = match restored.failed {
+                0 => String::new(),
+                n => format!("; {n} could not be loaded (see the log above)"),
+            };
+            eprintln!(
+                "node-host: loaded {} uploaded nodes ({} from the compile cache, {} compiled){failed}",
+                restored.cached + restored.compiled,
+                restored.cached,
+                restored.compiled
+            );
+        });
     }
     if runtime.block_on(state.store().account_count())? == 0 {
         eprintln!(

@@ -15,7 +15,7 @@ mod uploads;
 mod vault;
 mod workers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use super::secrets::SecretBox;
 use super::store::{Caller, SqliteStore, Store, TokenId, TokenKind, UploadedNode};
 use super::switchboard::Switchboard;
 use super::ws_token::WsTokenSigner;
-use crate::core::{Executors, IDLE_FOR, Lanes, Runner};
+use crate::core::{AccountId, Executors, IDLE_FOR, Lanes, Runner};
 use crate::metrics::Metrics;
 use crate::sandbox::SandboxConfig;
 pub(crate) use catalog::AccountLimits;
@@ -94,13 +94,17 @@ pub enum OpenError {
     Secrets(#[from] SecretsError),
 }
 
-/// How the uploaded nodes were loaded when the hub started.
+/// How the uploaded nodes were loaded again when the hub started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Restored {
     /// Loaded from the compile cache.
     pub cached: usize,
     /// Compiled anew (the artifact was missing or unusable).
     pub compiled: usize,
+    /// Not loaded (logged); their uploads stay recorded.
+    pub failed: usize,
+    /// Still loading.
+    pub pending: usize,
 }
 
 /// The hub: its state and everything it does.
@@ -122,7 +126,10 @@ pub struct Hub {
     compiles: Arc<tokio::sync::Semaphore>,
     /// Runs the uploaded nodes the hub runs itself.
     runner: Runner,
-    restored: Restored,
+    /// Uploads read from the store at start-up and not loaded yet: an
+    /// event for one waits until it is.
+    restoring: Mutex<HashSet<(AccountId, String)>>,
+    restored: tokio::sync::watch::Sender<Restored>,
     secrets: SecretBox,
     callers: Mutex<HashMap<String, (Caller, Instant)>>,
     token_recheck: Duration,
@@ -136,10 +143,13 @@ impl Hub {
         Self::with_store(config, Arc::new(store)).await
     }
 
-    /// The hub on `store`. Uploaded nodes are loaded again before this
-    /// returns: from the compile cache in milliseconds each, or compiled
-    /// anew when the artifact is gone (after a node-host upgrade). One that
-    /// cannot be loaded is logged and skipped; its upload stays recorded.
+    /// The hub on `store`. Uploaded nodes are loaded again in the
+    /// background, never before this returns: loading runs the guest's
+    /// `info`, and a hub must listen whatever its tenants uploaded. Each
+    /// comes from the compile cache in milliseconds, or is compiled anew
+    /// when the artifact is gone (after a node-host upgrade); an event for a
+    /// node not loaded yet waits for it. One that cannot be loaded is logged
+    /// and skipped; its upload stays recorded.
     pub(crate) async fn with_store(
         config: &HubConfig,
         store: Arc<dyn Store>,
@@ -152,16 +162,18 @@ impl Hub {
             },
         )?;
         let uploaded = store.all_uploaded().await?;
-        let (catalog, restored) = tokio::task::spawn_blocking(move || {
-            let restored = restore_uploads(&catalog, uploaded);
-            (catalog, restored)
-        })
-        .await
-        .expect("restoring uploads does not panic");
+        let restoring = uploaded
+            .iter()
+            .map(|(account, record)| (*account, record.name.clone()))
+            .collect();
+        let (restored, _) = tokio::sync::watch::channel(Restored {
+            pending: uploaded.len(),
+            ..Restored::default()
+        });
         let secrets = SecretBox::open(config.data_dir.as_deref())?;
         let metrics = Metrics::new("hub");
         let executors = Executors::new("node-host-event", MAX_RUNNING, Some(IDLE_FOR));
-        Ok(Arc::new(Self {
+        let hub = Arc::new(Self {
             store,
             registry: Mutex::default(),
             switchboard: Switchboard::default(),
@@ -175,17 +187,124 @@ impl Hub {
             keepalive: config.keepalive,
             compile_lanes: Lanes::default(),
             compiles: Arc::new(tokio::sync::Semaphore::new(COMPILES_AT_ONCE)),
+            restoring: Mutex::new(restoring),
             restored,
             secrets,
             callers: Mutex::default(),
             token_recheck: config.token_recheck,
-        }))
+        });
+        tokio::spawn(hub.clone().restore(uploaded));
+        Ok(hub)
     }
 
-    /// The uploaded nodes loaded at start-up: from the compile cache, and
-    /// compiled anew.
+    /// How far loading the uploads again has come.
     pub fn restored(&self) -> Restored {
-        self.restored
+        *self.restored.borrow()
+    }
+
+    /// Waits until every upload is loaded again (or failed to).
+    pub async fn restore_finished(&self) -> Restored {
+        let mut progress = self.restored.subscribe();
+        let finished = progress
+            .wait_for(|restored| restored.pending == 0)
+            .await
+            .map(|restored| *restored);
+        finished.unwrap_or_else(|_| self.restored())
+    }
+
+    /// Loads `uploaded` again, as many at once as compiles may run, and
+    /// installs each unless an upload replaced it meanwhile.
+    async fn restore(self: Arc<Self>, uploaded: Vec<(AccountId, UploadedNode)>) {
+        let mut loading = tokio::task::JoinSet::new();
+        for (account, record) in uploaded {
+            let place = self.compiles.clone().acquire_owned().await;
+            let hub = self.clone();
+            loading.spawn_blocking(move || {
+                let _place = place;
+                let loaded = hub
+                    .catalog
+                    .blobs()
+                    .get(&record.sha256)
+                    .map_err(|err| err.to_string())
+                    .and_then(|bytes| hub.catalog.load(&bytes).map_err(|err| err.to_string()));
+                hub.restored_one(account, record, loaded);
+            });
+        }
+        while loading.join_next().await.is_some() {}
+        let restored = self.restored();
+        tracing::info!(?restored, "loaded the uploaded nodes again");
+    }
+
+    /// Installs one restored node and counts it.
+    fn restored_one(
+        &self,
+        account: AccountId,
+        record: UploadedNode,
+        loaded: Result<(crate::sandbox::NodeComponent, bool), String>,
+    ) {
+        let key = (account, record.name.clone());
+        let outcome = match loaded {
+            Ok((component, compiled)) => {
+                let sha256 = record.sha256.clone();
+                let installed = InstalledNode {
+                    component: Arc::new(component),
+                    record,
+                };
+                if self.catalog.install_if_absent(account, installed) {
+                    self.announce(&sha256);
+                }
+                Ok(compiled)
+            }
+            Err(err) => {
+                tracing::error!(
+                    account,
+                    node = %record.name,
+                    "cannot load the uploaded node, skipping it: {err}"
+                );
+                Err(())
+            }
+        };
+        self.restoring
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&key);
+        self.restored.send_modify(|restored| {
+            restored.pending -= 1;
+            match outcome {
+                Ok(true) => restored.compiled += 1,
+                Ok(false) => restored.cached += 1,
+                Err(()) => restored.failed += 1,
+            }
+        });
+    }
+
+    /// The account's uploaded node `name`; while it is being loaded again
+    /// after a restart, waits for it until `deadline`.
+    pub(crate) async fn node_when_loaded(
+        &self,
+        account: AccountId,
+        name: &str,
+        deadline: Instant,
+    ) -> Option<Arc<InstalledNode>> {
+        let mut progress = self.restored.subscribe();
+        loop {
+            if let Some(node) = self.catalog.get(account, name) {
+                return Some(node);
+            }
+            let key = (account, name.to_owned());
+            let restoring = self
+                .restoring
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .contains(&key);
+            if !restoring {
+                return None;
+            }
+            let changed = tokio::time::timeout_at(deadline.into(), progress.changed()).await;
+            if !matches!(changed, Ok(Ok(()))) {
+                return self.catalog.get(account, name);
+            }
+        }
     }
 
     /// The hub's store.
@@ -280,39 +399,4 @@ pub(crate) fn require_write(caller: &Caller) -> Result<(), HubError> {
         true => Err(HubError::ReadOnlyToken),
         false => Ok(()),
     }
-}
-
-/// Loads every recorded upload into `catalog`; one that cannot be loaded is
-/// logged and skipped (its record stays).
-fn restore_uploads(catalog: &Catalog, uploaded: Vec<(i64, UploadedNode)>) -> Restored {
-    let mut restored = Restored::default();
-    for (account, record) in uploaded {
-        let loaded = catalog
-            .blobs()
-            .get(&record.sha256)
-            .map_err(|err| err.to_string())
-            .and_then(|bytes| catalog.load(&bytes).map_err(|err| err.to_string()));
-        match loaded {
-            Ok((component, was_compiled)) => {
-                if was_compiled {
-                    restored.compiled += 1;
-                } else {
-                    restored.cached += 1;
-                }
-                catalog.install(
-                    account,
-                    InstalledNode {
-                        component: Arc::new(component),
-                        record,
-                    },
-                );
-            }
-            Err(err) => tracing::error!(
-                account,
-                node = %record.name,
-                "cannot load the uploaded node, skipping it: {err}"
-            ),
-        }
-    }
-    restored
 }

@@ -163,7 +163,7 @@ pub async fn node_logs(
     Path(name): Path<String>,
     Account(caller): Account,
 ) -> Result<axum::Json<Json>, HubError> {
-    hub.node_logs(&caller, &name).map(axum::Json)
+    hub.node_logs(&caller, &name).await.map(axum::Json)
 }
 
 #[derive(serde::Deserialize)]

@@ -273,6 +273,19 @@ impl Catalog {
         listed
     }
 
+    /// Installs `node` unless the account already has a node of its name
+    /// (an upload made while the hub was loading its uploads again wins);
+    /// true when installed.
+    pub fn install_if_absent(&self, account: AccountId, node: InstalledNode) -> bool {
+        let mut nodes = self.nodes();
+        let key = (account, node.record.name.clone());
+        if nodes.contains_key(&key) {
+            return false;
+        }
+        nodes.insert(key, Arc::new(node));
+        true
+    }
+
     /// Installs `node` for `account`, returning the version it replaced.
     pub fn install(&self, account: AccountId, node: InstalledNode) -> Option<Arc<InstalledNode>> {
         self.nodes()

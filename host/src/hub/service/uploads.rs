@@ -279,7 +279,10 @@ impl Hub {
             return Err(UploadStatus::Failed(
                 "quota_exceeded".into(),
                 format!(
-                    "this upload would give the account {nodes} nodes of {bytes} bytes in all;                      its quota is {} nodes and {} bytes: delete a node first (DELETE                      /api/nodes/NAME), or ask the hub's operator to raise the quota                      (`node-host hub --quota-nodes N --quota-bytes SIZE`)",
+                    "this upload would give the account {nodes} nodes of {bytes} bytes in all; \
+                     its quota is {} nodes and {} bytes: delete a node first (DELETE \
+                     /api/nodes/NAME), or ask the hub's operator to raise the quota \
+                     (`node-host hub --quota-nodes N --quota-bytes SIZE`)",
                     quota.nodes, quota.bytes
                 ),
             ));
@@ -316,7 +319,7 @@ impl Hub {
         caller: &Caller,
         name: &str,
     ) -> Result<Json, HubError> {
-        let node = self.installed(caller, name)?;
+        let node = self.installed(caller, name).await?;
         let limits = self.account_limits(caller.account).await?;
         let mut shown = node.to_json();
         shown["limits"] = limits.to_json();
@@ -334,6 +337,7 @@ impl Hub {
         name: &str,
     ) -> Result<Json, HubError> {
         require_write(caller)?;
+        self.installed(caller, name).await?;
         let removed = self
             .catalog
             .remove(caller.account, name)
@@ -347,15 +351,18 @@ impl Hub {
 
     /// What the recent events of the caller's node `name` printed and
     /// logged, oldest first.
-    pub(crate) fn node_logs(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
-        self.installed(caller, name)?;
+    pub(crate) async fn node_logs(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+        self.installed(caller, name).await?;
         let events = self.catalog.logs(caller.account, name);
         Ok(json!({"node": name, "events": events}))
     }
 
-    fn installed(&self, caller: &Caller, name: &str) -> Result<Arc<InstalledNode>, HubError> {
-        self.catalog
-            .get(caller.account, name)
+    /// The caller's uploaded node `name`, waiting up to the upload wait for
+    /// it while the hub loads its uploads again after a restart.
+    async fn installed(&self, caller: &Caller, name: &str) -> Result<Arc<InstalledNode>, HubError> {
+        let deadline = Instant::now() + self.upload_wait;
+        self.node_when_loaded(caller.account, name, deadline)
+            .await
             .ok_or_else(|| unknown(name))
     }
 

@@ -115,13 +115,14 @@ impl Hub {
             }
             Some(ms) => Duration::from_millis(ms).min(EXECUTE_TIMEOUT),
         };
-        if let Some(node) = self.catalog.get(caller.account, name) {
+        let deadline = Instant::now() + timeout;
+        if let Some(node) = self.node_when_loaded(caller.account, name, deadline).await {
             let event = core::Event {
                 id: uuid::Uuid::new_v4().to_string(),
                 account: caller.account,
                 node: name.to_owned(),
                 inputs: inputs_from_json(request.inputs),
-                deadline: Some(Instant::now() + timeout),
+                deadline: Some(deadline),
             };
             return self.execute_uploaded(node, event, timeout).await;
         }
