@@ -759,12 +759,18 @@ fn a_restarting_hub_listens_before_it_loads_its_uploads_again() {
     assert_eq!(health.status().as_u16(), 200);
     // An event for the node waits until it is loaded, then runs.
     let (status, answer) = execute(&hub.url, &token, "slow-info", json!({"inputs": {}}));
-    assert_eq!((status, &answer["outputs"]["ready"]), (200, &json!(true)), "{answer}");
+    assert_eq!(
+        (status, &answer["outputs"]["ready"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
     node_host_e2e::eventually(Duration::from_secs(30), "the restore line", || {
         hub.service.stderr().contains("loaded 1 uploaded nodes")
     });
     assert!(
-        hub.service.stderr().contains("loading 1 uploaded nodes in the background"),
+        hub.service
+            .stderr()
+            .contains("loading 1 uploaded nodes in the background"),
         "{}",
         hub.service.stderr()
     );

@@ -560,3 +560,41 @@ fn clients_beyond_the_connection_limit_wait_for_a_place() {
     );
     drop(second);
 }
+
+#[test]
+fn a_worker_message_over_16_mib_ends_its_connection_not_the_hub() {
+    let hub = Hub::start("ws-message-limit");
+    let token = hub.token("alice", false);
+    let mut worker = RawWorker::connect(&hub, &token);
+    let huge = format!(
+        r#"{{"node":"hello","outputs":{{"greeting":"{}"}},"uuid":"x"}}"#,
+        "a".repeat(17 << 20)
+    );
+    // The hub may stop reading before the whole message is written.
+    let _ = worker.socket.send(Message::text(huge));
+    let ended = loop {
+        match worker.socket.read() {
+            Ok(Message::Close(_)) | Err(_) => break true,
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(other) => panic!("unexpected frame {other:?}"),
+        }
+    };
+    assert!(ended);
+    let (status, answer) = execute(&hub.url, &token, "hello", json!({"inputs": {}}));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (503, Some("no_worker")),
+        "{answer}"
+    );
+    // A worker within the limit still connects and serves.
+    let mut again = RawWorker::connect(&hub, &token);
+    let url = hub.url.clone();
+    let reader = hub.token("alice", true);
+    let caller = std::thread::spawn(move || execute(&url, &reader, "hello", json!({"inputs": {}})));
+    let event = again.next_event();
+    again.send(
+        &json!({"node": "hello", "outputs": {"greeting": "g", "shout": "s"}, "uuid": event["uuid"]})
+            .to_string(),
+    );
+    assert_eq!(caller.join().unwrap().0, 200);
+}

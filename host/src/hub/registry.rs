@@ -12,6 +12,9 @@ use crate::protocol::hurozo::{ListedNode, Registration};
 /// A registration lapses this long after its last refresh (Hurozo: 10 minutes).
 pub const REGISTRATION_TTL: Duration = Duration::from_secs(600);
 
+/// Live registrations one account may hold.
+pub const MAX_REGISTRATIONS: usize = 1_000;
+
 #[derive(Debug, Clone)]
 struct Entry {
     registration: Registration,
@@ -26,15 +29,30 @@ pub struct Registry {
 
 impl Registry {
     /// Records or refreshes `registration` for `account`; a node's inputs and
-    /// outputs are replaced by the newest registration.
-    pub fn register(&mut self, account: i64, registration: Registration, now: Instant) {
-        self.accounts.entry(account).or_default().insert(
+    /// outputs are replaced by the newest registration. A new name beyond
+    /// `max` live registrations is refused (`Err` holds how many there are).
+    pub fn register(
+        &mut self,
+        account: i64,
+        registration: Registration,
+        now: Instant,
+        max: usize,
+    ) -> Result<(), usize> {
+        let nodes = self.accounts.entry(account).or_default();
+        if !nodes.contains_key(&registration.name) && nodes.len() >= max {
+            nodes.retain(|_, entry| live(entry, now));
+            if nodes.len() >= max {
+                return Err(nodes.len());
+            }
+        }
+        nodes.insert(
             registration.name.clone(),
             Entry {
                 registration,
                 refreshed: now,
             },
         );
+        Ok(())
     }
 
     /// The live registration of `name` in `account`.
@@ -85,8 +103,10 @@ mod tests {
     fn registrations_are_per_account_and_refreshable() {
         let mut registry = Registry::default();
         let now = Instant::now();
-        registry.register(1, hello(&["greeting"]), now);
-        registry.register(1, hello(&["greeting", "shout"]), now);
+        registry.register(1, hello(&["greeting"]), now, 10).unwrap();
+        registry
+            .register(1, hello(&["greeting", "shout"]), now, 10)
+            .unwrap();
         assert_eq!(registry.get(1, "hello", now).unwrap().outputs.len(), 2);
         assert!(registry.get(2, "hello", now).is_none());
         assert_eq!(registry.list(1, now).len(), 1);
@@ -97,10 +117,14 @@ mod tests {
     fn registrations_expire_ten_minutes_after_the_last_refresh() {
         let mut registry = Registry::default();
         let start = Instant::now();
-        registry.register(1, hello(&["greeting"]), start);
+        registry
+            .register(1, hello(&["greeting"]), start, 10)
+            .unwrap();
         let later = start + Duration::from_secs(599);
         assert!(registry.get(1, "hello", later).is_some());
-        registry.register(1, hello(&["greeting"]), later);
+        registry
+            .register(1, hello(&["greeting"]), later, 10)
+            .unwrap();
         assert!(
             registry
                 .get(1, "hello", later + Duration::from_secs(599))
@@ -109,5 +133,25 @@ mod tests {
         let expired = later + REGISTRATION_TTL;
         assert!(registry.get(1, "hello", expired).is_none());
         assert!(registry.list(1, expired).is_empty());
+    }
+
+    #[test]
+    fn an_account_holds_at_most_max_live_registrations() {
+        let mut registry = Registry::default();
+        let start = Instant::now();
+        let named = |name: &str| Registration {
+            name: name.into(),
+            ..hello(&["greeting"])
+        };
+        registry.register(1, named("a"), start, 2).unwrap();
+        registry.register(1, named("b"), start, 2).unwrap();
+        assert_eq!(registry.register(1, named("c"), start, 2), Err(2));
+        // Refreshing a held name, and another account, are not refused.
+        registry.register(1, named("a"), start, 2).unwrap();
+        registry.register(2, named("c"), start, 2).unwrap();
+        // Once the old ones lapse there is room again.
+        let expired = start + REGISTRATION_TTL;
+        registry.register(1, named("c"), expired, 2).unwrap();
+        assert_eq!(registry.list(1, expired).len(), 1);
     }
 }

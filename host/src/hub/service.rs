@@ -13,7 +13,7 @@ mod error;
 mod hosted_workers;
 mod uploads;
 mod vault;
-mod workers;
+pub(crate) mod workers;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

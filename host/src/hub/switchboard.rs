@@ -183,6 +183,15 @@ impl Switchboard {
         (id, inbox)
     }
 
+    /// The connections `account` holds open.
+    pub fn links_of(&self, account: i64) -> usize {
+        self.lock()
+            .links
+            .values()
+            .filter(|link| link.account == account)
+            .count()
+    }
+
     /// Removes a connection; callers waiting on it get [`Answer::WorkerLost`].
     pub fn disconnect(&self, id: LinkId) {
         let mut inner = self.lock();

@@ -23,7 +23,9 @@ pub fn status(err: &HubError) -> StatusCode {
         HubError::NameTaken(_) => StatusCode::CONFLICT,
         HubError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         HubError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        HubError::QueueFull(_) | HubError::CompileQueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+        HubError::QueueFull(_) | HubError::CompileQueueFull(_) | HubError::AccountLimit(_) => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         HubError::NoWorker(_) | HubError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         HubError::NodeFailed { .. } | HubError::WorkerLost(_) => StatusCode::BAD_GATEWAY,
         HubError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,

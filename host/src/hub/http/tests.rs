@@ -226,6 +226,56 @@ async fn a_revoked_worker_token_is_refused() {
 }
 
 #[tokio::test]
+async fn an_account_holds_a_bounded_number_of_registrations_and_connections() {
+    use crate::hub::registry::MAX_REGISTRATIONS;
+    use crate::hub::service::workers::MAX_CONNECTIONS_PER_ACCOUNT;
+    let t = hub().await;
+    for n in 0..MAX_REGISTRATIONS {
+        t.register(&t.alice, &format!("node-{n}"), "out").await;
+    }
+    let registration = json!({"name": "one-more", "outputs": ["out"]}).to_string();
+    let uri = "/api/remote_nodes/register";
+    refused(
+        t.send(Method::POST, uri, &t.alice, registration.clone())
+            .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "quota_exceeded",
+    );
+    // A refresh of a held name, and another account, still register.
+    t.register(&t.alice, "node-0", "out").await;
+    let (status, registered) = t.send(Method::POST, uri, &t.bob, registration).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, alice_registered) = t
+        .send(
+            Method::POST,
+            uri,
+            &t.alice,
+            json!({"name": "node-1", "outputs": ["out"]}).to_string(),
+        )
+        .await;
+    let query = |registered: &Json| format!("auth={}", registered["token"].as_str().unwrap());
+    let alice = t.hub.authenticate(Some(&t.alice)).await.unwrap().account;
+    let links: Vec<_> = (0..MAX_CONNECTIONS_PER_ACCOUNT)
+        .map(|_| t.hub.worker_connected(alice, Default::default()))
+        .collect();
+    let refused_link = t.hub.accept_worker(Some(&query(&alice_registered))).await;
+    assert!(
+        matches!(&refused_link, Err(err) if err.code() == "quota_exceeded"),
+        "{refused_link:?}"
+    );
+    assert!(t.hub.accept_worker(Some(&query(&registered))).await.is_ok());
+    let (first, _) = &links[0];
+    t.hub.disconnected(*first, "worker");
+    assert!(
+        t.hub
+            .accept_worker(Some(&query(&alice_registered)))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
 async fn every_account_route_refuses_a_missing_or_unknown_token() {
     let t = hub().await;
     let routes = [

@@ -16,6 +16,12 @@ use super::auth::HostedWorker;
 use crate::hub::service::{Hub, HubError, WorkerClaims};
 use crate::hub::store::{TokenId, TokenKind};
 
+/// The largest message a worker may send (a reply with its outputs and
+/// logs): 16 times the default output limit. A bigger one ends the
+/// connection; bounded so that no worker makes the hub buffer and parse
+/// tens of MiB at once.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
 /// A worker's connect URL with a valid token. Checked before the upgrade.
 pub struct Claims(WorkerClaims);
 
@@ -33,6 +39,9 @@ pub async fn worker(
     Claims(claims): Claims,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let upgrade = upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
         let (link, outbox) = hub.worker_connected(claims.account, claims.nodes);
         let token = (TokenKind::Api, claims.api_token);
@@ -50,6 +59,9 @@ pub async fn hosted_worker(
     HostedWorker(token): HostedWorker,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let upgrade = upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
         let (link, outbox, hello) = hub.hosted_worker_connected();
         let token = (TokenKind::Worker, token);

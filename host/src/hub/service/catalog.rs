@@ -172,6 +172,10 @@ impl AccountLimits {
     }
 }
 
+/// Settled uploads whose status (`GET /api/uploads/SHA256`) an account
+/// keeps; older ones are forgotten (404 `unknown_upload`).
+pub const KEPT_UPLOAD_STATUSES: usize = 100;
+
 /// The uploaded nodes of every account, their uploads and their logs.
 pub struct Catalog {
     blobs: Arc<dyn Blobs>,
@@ -179,7 +183,8 @@ pub struct Catalog {
     sandbox_config: SandboxConfig,
     sandbox: OnceLock<Result<Sandbox, String>>,
     nodes: Mutex<HashMap<(AccountId, String), Arc<InstalledNode>>>,
-    uploads: Mutex<HashMap<(AccountId, String), UploadStatus>>,
+    /// Where each upload stands, with the order it was set in.
+    uploads: Mutex<HashMap<(AccountId, String), (UploadStatus, u64)>>,
     logs: Mutex<HashMap<(AccountId, String), NodeLog>>,
 }
 
@@ -250,7 +255,9 @@ impl Catalog {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<(AccountId, String), UploadStatus>> {
+    fn uploads(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(AccountId, String), (UploadStatus, u64)>> {
         self.uploads
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -361,18 +368,44 @@ impl Catalog {
 
     /// Where the account's upload of `sha256` stands.
     pub fn upload_status(&self, account: AccountId, sha256: &str) -> Option<UploadStatus> {
-        self.uploads().get(&(account, sha256.to_owned())).cloned()
+        self.uploads()
+            .get(&(account, sha256.to_owned()))
+            .map(|(status, _)| status.clone())
     }
 
     /// Records where the account's upload of `sha256` stands; returns the
-    /// status it had.
+    /// status it had. Of the uploads that are settled (ready or refused),
+    /// each account keeps the newest [`KEPT_UPLOAD_STATUSES`].
     pub fn set_upload_status(
         &self,
         account: AccountId,
         sha256: &str,
         status: UploadStatus,
     ) -> Option<UploadStatus> {
-        self.uploads().insert((account, sha256.to_owned()), status)
+        let mut uploads = self.uploads();
+        let order = uploads
+            .values()
+            .map(|(_, order)| order + 1)
+            .max()
+            .unwrap_or(0);
+        let settled = status != UploadStatus::Compiling;
+        let had = uploads.insert((account, sha256.to_owned()), (status, order));
+        if settled {
+            let mut kept: Vec<(u64, String)> = uploads
+                .iter()
+                .filter(|((owner, _), (status, _))| {
+                    *owner == account && *status != UploadStatus::Compiling
+                })
+                .map(|((_, sha256), (_, order))| (*order, sha256.clone()))
+                .collect();
+            if kept.len() > KEPT_UPLOAD_STATUSES {
+                kept.sort_unstable();
+                for (_, sha256) in &kept[..kept.len() - KEPT_UPLOAD_STATUSES] {
+                    uploads.remove(&(account, sha256.clone()));
+                }
+            }
+        }
+        had.map(|(status, _)| status)
     }
 }
 
@@ -411,6 +444,36 @@ mod tests {
         assert!(catalog.logs(2, "hello").is_empty(), "another account's");
         catalog.forget_logs(1, "hello");
         assert!(catalog.logs(1, "hello").is_empty());
+    }
+
+    #[test]
+    fn an_account_keeps_the_newest_settled_upload_statuses() {
+        let catalog = Catalog::open(None, SandboxConfig::default()).unwrap();
+        catalog.set_upload_status(1, "compiling", UploadStatus::Compiling);
+        for n in 0..KEPT_UPLOAD_STATUSES + 5 {
+            let sha256 = format!("sha{n}");
+            catalog.set_upload_status(1, &sha256, UploadStatus::Compiling);
+            catalog.set_upload_status(1, &sha256, UploadStatus::Ready(format!("node{n}")));
+        }
+        catalog.set_upload_status(2, "other", UploadStatus::Ready("x".into()));
+        assert_eq!(
+            catalog.upload_status(1, "sha0"),
+            None,
+            "the oldest is forgotten"
+        );
+        assert_eq!(catalog.upload_status(1, "sha4"), None);
+        assert!(catalog.upload_status(1, "sha5").is_some());
+        let newest = format!("sha{}", KEPT_UPLOAD_STATUSES + 4);
+        assert!(catalog.upload_status(1, &newest).is_some());
+        assert_eq!(
+            catalog.upload_status(1, "compiling"),
+            Some(UploadStatus::Compiling),
+            "an upload in progress is never forgotten"
+        );
+        assert!(
+            catalog.upload_status(2, "other").is_some(),
+            "nor another account's"
+        );
     }
 
     #[test]

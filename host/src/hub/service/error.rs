@@ -79,6 +79,10 @@ pub enum HubError {
     /// The hub has too many events in flight.
     #[error("the hub has too many events in flight; retry shortly")]
     Busy,
+    /// The account holds as many of something (connections, registrations)
+    /// as it may: the message says what and how to get under.
+    #[error("{0}")]
+    AccountLimit(String),
     /// The node ran and failed: its own code.
     #[error("node `{node}` failed: {}", failure.message)]
     NodeFailed {
@@ -131,6 +135,7 @@ impl HubError {
             HubError::QueueFull(_) | HubError::CompileQueueFull(_) => "queue_full",
             HubError::NoWorker(_) => "no_worker",
             HubError::Busy => "busy",
+            HubError::AccountLimit(_) => "quota_exceeded",
             HubError::NodeFailed { failure, .. } => &failure.code,
             HubError::WorkerLost(_) => "worker_lost",
             HubError::Timeout { .. } => "timeout",

@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 
 use super::{Hub, HubError, require_write};
 use crate::core::{self, AccountId};
+use crate::hub::registry::MAX_REGISTRATIONS;
 use crate::hub::store::{Caller, TokenId, TokenKind};
 use crate::hub::switchboard::{Answer, DispatchError, LinkId};
 use crate::hub::ws_token::WsClaims;
@@ -20,6 +21,9 @@ use crate::sandbox::value::inputs_from_json;
 /// How long an execute waits for the worker's reply when the caller does not
 /// say: Hurozo's 600 s, which is also the most a caller may ask for.
 pub const EXECUTE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Worker connections one account may hold open.
+pub const MAX_CONNECTIONS_PER_ACCOUNT: usize = 1_000;
 
 /// What a worker's connect URL proves.
 #[derive(Debug)]
@@ -72,9 +76,22 @@ impl Hub {
             inputs: registration.inputs.clone(),
             outputs: registration.outputs.clone(),
         };
-        tracing::info!(account = %caller.account_name, node = %registration.name, "registered");
+        let name = registration.name.clone();
         self.registry()
-            .register(caller.account, registration, Instant::now());
+            .register(
+                caller.account,
+                registration,
+                Instant::now(),
+                MAX_REGISTRATIONS,
+            )
+            .map_err(|held| {
+                HubError::AccountLimit(format!(
+                    "this account has {held} live registrations, as many as it may; a \
+                     registration lapses 10 minutes after its last refresh, so stop the \
+                     workers of nodes no longer needed"
+                ))
+            })?;
+        tracing::info!(account = %caller.account_name, node = %name, "registered");
         Ok(reply)
     }
 
@@ -217,6 +234,13 @@ impl Hub {
             .signer
             .verify(&token, SystemTime::now())
             .map_err(|err| HubError::InvalidWsToken(err.to_string()))?;
+        let open = self.switchboard.links_of(claims.account);
+        if open >= MAX_CONNECTIONS_PER_ACCOUNT {
+            return Err(HubError::AccountLimit(format!(
+                "this account has {open} worker connections open, as many as it may; close \
+                 some (one `node-host run` serves many nodes on one connection)"
+            )));
+        }
         if !self.token_live(TokenKind::Api, claims.api_token).await {
             return Err(HubError::InvalidWsToken(
                 "the API token that registered was revoked or has expired; \
