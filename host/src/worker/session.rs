@@ -76,6 +76,12 @@ pub trait ControlPlane: Send + Sync {
     /// Acts on one text frame; true when it started an event, whose reply
     /// it then sends exactly once with [`Outbox::reply`].
     fn receive(&self, text: &str, outbox: &Outbox) -> bool;
+
+    /// How often a ping goes out; a peer silent for two periods while the
+    /// session reads is gone ([`KEEPALIVE`]: the hub pings as often).
+    fn keepalive(&self) -> Duration {
+        KEEPALIVE
+    }
 }
 
 /// A frame for the peer.
@@ -208,7 +214,8 @@ async fn serve<P: ControlPlane>(
     let outbox = Outbox(sender);
     let capacity = plane.capacity().unwrap_or(usize::MAX);
     let mut in_flight = 0usize;
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    let period = plane.keepalive();
+    let mut keepalive = tokio::time::interval(period);
     let mut last_heard = Instant::now();
     loop {
         tokio::select! {
@@ -253,7 +260,13 @@ async fn serve<P: ControlPlane>(
                 }
             }
             _ = keepalive.tick() => {
-                if last_heard.elapsed() > 2 * KEEPALIVE {
+                // At capacity the session does not read, so it cannot hear
+                // the peer: silence counts only while it reads (a dead peer
+                // then shows as a failed send).
+                if in_flight >= capacity {
+                    last_heard = Instant::now();
+                }
+                if last_heard.elapsed() > 2 * period {
                     return SessionEnd::Lost(format!("{} stopped answering pings", plane.peer()));
                 }
                 if let Err(err) = sink.send(Message::Ping(Default::default())).await {
@@ -350,6 +363,74 @@ mod tests {
             redact("ws://127.0.0.1:1/api/hosted/ws"),
             "ws://127.0.0.1:1/api/hosted/ws"
         );
+    }
+
+    /// A plane that takes one event at a time and answers it after `hold`.
+    struct Slow {
+        url: String,
+        hold: Duration,
+    }
+
+    impl ControlPlane for Slow {
+        type Refusal = String;
+
+        fn peer(&self) -> &'static str {
+            "the test server"
+        }
+
+        async fn connect_request(&self) -> Result<ConnectRequest, Failed<String>> {
+            request(&url::Url::parse(&self.url).unwrap(), &[]).map_err(Failed::Refused)
+        }
+
+        fn capacity(&self) -> Option<usize> {
+            Some(1)
+        }
+
+        fn receive(&self, text: &str, outbox: &Outbox) -> bool {
+            let (outbox, reply, hold) = (outbox.clone(), format!("done {text}"), self.hold);
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                outbox.reply(reply);
+            });
+            true
+        }
+
+        fn keepalive(&self) -> Duration {
+            Duration::from_millis(50)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_at_capacity_keeps_its_connection_through_long_events() {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plane = Slow {
+            url: format!("ws://{}/", listener.local_addr().unwrap()),
+            // Ten keepalive periods: the session cannot read (it is at
+            // capacity), so it hears nothing of the server meanwhile.
+            hold: Duration::from_millis(500),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+            socket.send(Message::text("event")).await.unwrap();
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+                    Ok(Some(Ok(Message::Text(text)))) => return text.to_string(),
+                    Ok(Some(Ok(_))) => {}
+                    other => panic!("the session dropped the connection: {other:?}"),
+                }
+            }
+        });
+        let session = tokio::spawn(async move { run(&plane, Duration::ZERO, stopped, None).await });
+        let reply = server.await.unwrap();
+        assert_eq!(
+            reply, "done event",
+            "the reply came on the first connection"
+        );
+        stop.send(true).unwrap();
+        session.await.unwrap().unwrap();
     }
 
     #[test]
