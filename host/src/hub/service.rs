@@ -124,6 +124,10 @@ pub struct Hub {
     compile_lanes: Lanes,
     /// Compiles at once across all accounts.
     compiles: Arc<tokio::sync::Semaphore>,
+    /// Held while a component file is stored and its node recorded, or
+    /// checked for users and removed: one account's delete never removes
+    /// the file another account's upload of the same bytes just stored.
+    component_files: tokio::sync::Mutex<()>,
     /// Runs the uploaded nodes the hub runs itself.
     runner: Runner,
     /// Uploads read from the store at start-up and not loaded yet: an
@@ -187,6 +191,7 @@ impl Hub {
             keepalive: config.keepalive,
             compile_lanes: Lanes::default(),
             compiles: Arc::new(tokio::sync::Semaphore::new(COMPILES_AT_ONCE)),
+            component_files: tokio::sync::Mutex::new(()),
             restoring: Mutex::new(restoring),
             restored,
             secrets,

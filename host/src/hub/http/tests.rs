@@ -929,3 +929,34 @@ async fn the_callers_timeout_is_the_sandboxs_deadline_when_it_comes_first() {
     let (_, logs) = t.get("/api/nodes/spin-loop/logs", &t.alice).await;
     assert_eq!(logs["events"][0]["outcome"], "deadline", "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_shared_by_two_accounts_survives_one_deleting_it() {
+    let dir = temp_dir("shared-blob");
+    let t = hub_in(Some(dir.clone())).await;
+    let sha256 = crate::sandbox::sha256_hex(&wasm("hello"));
+    for round in 0..30 {
+        upload(&t.hub, &t.alice, "hello").await;
+        // Alice deletes the last node using the component while Bob uploads it.
+        let (deleted, uploaded) = tokio::join!(
+            t.delete("/api/nodes/hello", &t.alice),
+            call(
+                &t.hub,
+                Method::POST,
+                "/api/nodes",
+                Some(&t.bob),
+                wasm("hello")
+            ),
+        );
+        assert_eq!(deleted.0, StatusCode::OK, "{}", deleted.1);
+        assert!(uploaded.0.is_success(), "{}", uploaded.1);
+        assert_eq!(
+            files_of(&dir.join("components"), &sha256).len(),
+            1,
+            "round {round}: Bob's node lost its component"
+        );
+        let (status, _) = t.delete("/api/nodes/hello", &t.bob).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

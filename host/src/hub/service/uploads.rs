@@ -223,7 +223,9 @@ impl Hub {
                 ),
             );
         }
-        // Stored only now that it is a node this hub runs.
+        // Stored only now that it is a node this hub runs; storing, recording
+        // and installing are one step for `forget_component`.
+        let files = self.component_files.lock().await;
         let stored = {
             let (blobs, sha256) = (self.catalog.blobs().clone(), sha256.to_owned());
             tokio::task::spawn_blocking(move || blobs.put(&sha256, &bytes)).await
@@ -253,6 +255,7 @@ impl Hub {
                 record,
             },
         );
+        drop(files);
         self.announce(sha256);
         if let Some(old) = replaced {
             tracing::info!(account, node = %name, old = %old.record.sha256, new = %sha256, "replaced an uploaded node");
@@ -290,8 +293,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Removes a component file nothing uses any more.
+    /// Removes a component file nothing uses any more. Checking and removing
+    /// are one step against an upload of the same bytes storing them.
     async fn forget_component(&self, sha256: &str) {
+        let _files = self.component_files.lock().await;
         let used =
             self.catalog.in_use(sha256) || self.store.sha256_in_use(sha256).await.unwrap_or(true);
         if !used {
