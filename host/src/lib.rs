@@ -30,6 +30,9 @@
 #[doc(hidden)]
 pub mod cli;
 mod core;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 mod metrics;
 mod protocol;

@@ -1,0 +1,4 @@
+//! See `node_host::fuzzing::hub_frame`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| node_host::fuzzing::hub_frame(data));
