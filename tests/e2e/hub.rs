@@ -598,3 +598,31 @@ fn a_worker_message_over_16_mib_ends_its_connection_not_the_hub() {
     );
     assert_eq!(caller.join().unwrap().0, 200);
 }
+
+#[test]
+fn a_worker_cut_off_mid_reply_fails_its_caller_at_once() {
+    use std::io::Write as _;
+    let hub = Hub::start("cut-mid-reply");
+    let token = hub.token("alice", false);
+    let mut worker = RawWorker::connect(&hub, &token);
+    let caller = node_host_e2e::execute_in_background(&hub.url, &token, "hello", json!({"inputs": {}}));
+    let _event = worker.next_event();
+    // Half a frame: a masked text frame that announces 100 bytes, 10 of
+    // them, then the connection ends.
+    let MaybeTlsStream::Plain(stream) = worker.socket.get_mut() else {
+        unreachable!("a ws:// connection");
+    };
+    stream.write_all(&[0x81, 0x80 | 100, 1, 2, 3, 4]).unwrap();
+    stream.write_all(&[b'x'; 10]).unwrap();
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    let cut = std::time::Instant::now();
+    let (status, answer) = caller.join().unwrap();
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("worker_lost")),
+        "{answer}"
+    );
+    assert!(cut.elapsed() < Duration::from_secs(5), "{:?}", cut.elapsed());
+    let health = http().get(format!("{}/healthz", hub.url)).send().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}

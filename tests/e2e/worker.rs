@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use node_host_e2e::{
-    Hub, START_BOUND, Service, eventually, execute, execute_in_background, guest, metric,
+    Hub, START_BOUND, Service, eventually, execute, execute_in_background, guest, http, metric,
     node_host, run, start_worker,
 };
 use serde_json::{Value, json};
@@ -455,5 +455,51 @@ fn a_stopped_worker_is_dropped_when_it_stops_answering_pings() {
         stopped.elapsed() < Duration::from_secs(20),
         "{:?}",
         stopped.elapsed()
+    );
+}
+
+#[test]
+fn a_hub_killed_under_load_fails_its_callers_and_its_worker_comes_back() {
+    let hub = Hub::start("hub-killed");
+    let token = hub.token("alice", false);
+    let _worker = start_worker(&hub.url, &token, &["sleeper", "hello"], &["--timeout", "60s"]);
+    // Ten callers, each waiting on an event the worker holds for 3 s.
+    let callers: Vec<_> = (0..10)
+        .map(|_| {
+            let (url, token) = (hub.url.clone(), token.clone());
+            std::thread::spawn(move || {
+                http()
+                    .post(format!("{url}/api/remote_nodes/sleeper/execute"))
+                    .bearer_auth(token)
+                    .json(&json!({"inputs": {"millis": 3000}}))
+                    .send()
+                    .map(|response| response.status().as_u16())
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(10), "the ten events are in flight", || {
+        metric(&hub.metrics, "node_host_hub_in_flight") >= 10.0
+    });
+    let (data, addr) = (hub.data.clone(), hub.addr().to_owned());
+    hub.service.signal("KILL");
+    for caller in callers {
+        let answered = caller.join().unwrap();
+        assert!(answered.is_err(), "a caller of a killed hub gets an error: {answered:?}");
+    }
+    drop(hub);
+
+    let hub = Hub::start_at(&data, &addr);
+    eventually(Duration::from_secs(30), "the worker serves the new hub", || {
+        execute(&hub.url, &token, "hello", json!({"inputs": {}})).0 == 200
+    });
+    // The held events finish on the worker; their replies belong to the
+    // dead hub's connection and reach no one, never the new hub.
+    std::thread::sleep(Duration::from_millis(3500));
+    let sleepers = r#"node_host_hub_events_total{node="sleeper",outcome="ok"}"#;
+    assert_eq!(metric(&hub.metrics, sleepers), 0.0);
+    assert_eq!(metric(&hub.metrics, "node_host_hub_in_flight"), 0.0);
+    assert_eq!(
+        execute(&hub.url, &token, "sleeper", json!({"inputs": {"millis": 1}})).0,
+        200
     );
 }

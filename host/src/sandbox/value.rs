@@ -134,6 +134,17 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn floats_inside_json_reach_the_node_unchanged() {
+        // Found by fuzzing (fuzz/seeds/json_values/float-roundtrip): the
+        // array travels as `json` text, parsed and written again.
+        let input: Json = serde_json::from_str("[ 1e-039, 0]").unwrap();
+        let once = to_json(&from_json(input)).unwrap();
+        let twice = to_json(&from_json(once.clone())).unwrap();
+        assert_eq!(once, twice);
+        assert_eq!(once.to_string(), "[1e-39,0]");
+    }
+
+    #[test]
     fn scalars_round_trip() {
         for json in [
             json!(null),
