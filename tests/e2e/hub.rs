@@ -605,7 +605,8 @@ fn a_worker_cut_off_mid_reply_fails_its_caller_at_once() {
     let hub = Hub::start("cut-mid-reply");
     let token = hub.token("alice", false);
     let mut worker = RawWorker::connect(&hub, &token);
-    let caller = node_host_e2e::execute_in_background(&hub.url, &token, "hello", json!({"inputs": {}}));
+    let caller =
+        node_host_e2e::execute_in_background(&hub.url, &token, "hello", json!({"inputs": {}}));
     let _event = worker.next_event();
     // Half a frame: a masked text frame that announces 100 bytes, 10 of
     // them, then the connection ends.
@@ -622,7 +623,11 @@ fn a_worker_cut_off_mid_reply_fails_its_caller_at_once() {
         (502, Some("worker_lost")),
         "{answer}"
     );
-    assert!(cut.elapsed() < Duration::from_secs(5), "{:?}", cut.elapsed());
+    assert!(
+        cut.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        cut.elapsed()
+    );
     let health = http().get(format!("{}/healthz", hub.url)).send().unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }

@@ -462,7 +462,12 @@ fn a_stopped_worker_is_dropped_when_it_stops_answering_pings() {
 fn a_hub_killed_under_load_fails_its_callers_and_its_worker_comes_back() {
     let hub = Hub::start("hub-killed");
     let token = hub.token("alice", false);
-    let _worker = start_worker(&hub.url, &token, &["sleeper", "hello"], &["--timeout", "60s"]);
+    let _worker = start_worker(
+        &hub.url,
+        &token,
+        &["sleeper", "hello"],
+        &["--timeout", "60s"],
+    );
     // Ten callers, each waiting on an event the worker holds for 3 s.
     let callers: Vec<_> = (0..10)
         .map(|_| {
@@ -477,21 +482,28 @@ fn a_hub_killed_under_load_fails_its_callers_and_its_worker_comes_back() {
             })
         })
         .collect();
-    eventually(Duration::from_secs(10), "the ten events are in flight", || {
-        metric(&hub.metrics, "node_host_hub_in_flight") >= 10.0
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the ten events are in flight",
+        || metric(&hub.metrics, "node_host_hub_in_flight") >= 10.0,
+    );
     let (data, addr) = (hub.data.clone(), hub.addr().to_owned());
     hub.service.signal("KILL");
     for caller in callers {
         let answered = caller.join().unwrap();
-        assert!(answered.is_err(), "a caller of a killed hub gets an error: {answered:?}");
+        assert!(
+            answered.is_err(),
+            "a caller of a killed hub gets an error: {answered:?}"
+        );
     }
     drop(hub);
 
     let hub = Hub::start_at(&data, &addr);
-    eventually(Duration::from_secs(30), "the worker serves the new hub", || {
-        execute(&hub.url, &token, "hello", json!({"inputs": {}})).0 == 200
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the worker serves the new hub",
+        || execute(&hub.url, &token, "hello", json!({"inputs": {}})).0 == 200,
+    );
     // The held events finish on the worker; their replies belong to the
     // dead hub's connection and reach no one, never the new hub.
     std::thread::sleep(Duration::from_millis(3500));
@@ -499,7 +511,26 @@ fn a_hub_killed_under_load_fails_its_callers_and_its_worker_comes_back() {
     assert_eq!(metric(&hub.metrics, sleepers), 0.0);
     assert_eq!(metric(&hub.metrics, "node_host_hub_in_flight"), 0.0);
     assert_eq!(
-        execute(&hub.url, &token, "sleeper", json!({"inputs": {"millis": 1}})).0,
+        execute(
+            &hub.url,
+            &token,
+            "sleeper",
+            json!({"inputs": {"millis": 1}})
+        )
+        .0,
         200
     );
+}
+
+#[test]
+fn a_short_soak_of_good_and_adversarial_events_leaks_nothing() {
+    // The soak binary (tests/src/bin/soak.rs) at 3,000 events; its full
+    // 100,000-event run is in BENCHMARKS.md.
+    let soak = node_host_e2e::node_host_binary().with_file_name("soak");
+    let done = node_host_e2e::run_bounded(
+        std::process::Command::new(soak).args(["--events", "3000"]),
+        Duration::from_secs(300),
+    );
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    assert!(done.stdout.contains("soak: passed"), "{}", done.stdout);
 }

@@ -11,10 +11,14 @@ pub const COMMAND_BOUND: Duration = Duration::from_secs(120);
 /// The `node-host` binary next to this test binary's `deps/` directory.
 pub fn node_host_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binaries live in <target>/<profile>/deps");
+    // Tests and benches live in <target>/<profile>/deps, binaries (the soak)
+    // in <target>/<profile>.
+    let dir = exe.parent().expect("an executable's directory");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().expect("<target>/<profile>")
+    } else {
+        dir
+    };
     let binary = profile_dir.join("node-host");
     assert!(
         binary.is_file(),

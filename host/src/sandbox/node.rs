@@ -189,7 +189,19 @@ impl NodeComponent {
                     true => limits.fuel - store.get_fuel().unwrap_or(0),
                     false => 0,
                 };
+                // Outputs that come at or after the deadline are late: a
+                // guest woken from a wait at the deadline (waits are clamped
+                // to it) may finish before the next epoch tick stops it, and
+                // its event must end the same way as one that was stopped.
+                let late = store
+                    .data()
+                    .deadline
+                    .is_some_and(|ends| Instant::now() >= ends);
                 let result = match called {
+                    Ok(Ok(_)) if late => Err(Failure::new(
+                        ErrorCode::Deadline,
+                        "the event ran past its deadline".to_owned(),
+                    )),
                     Ok(Ok(outputs)) => self.check_outputs(outputs, limits),
                     Ok(Err(node_error)) => Err(Failure::new(
                         ErrorCode::GuestError,

@@ -20,29 +20,63 @@ use std::time::{Duration, Instant};
 use node_host_e2e::{Hub, metric, start_worker};
 use serde_json::{Value, json};
 
-/// One kind of event: its node, its inputs and the code it must end with
-/// (`None`: outputs).
+/// One kind of event: its node, its inputs, how many of each round of the
+/// mix, and the codes it may end with (none: outputs). An adversarial node
+/// may also end at its deadline: on two shared cores a busy machine can
+/// reach the deadline before the fuel, memory or output limit.
 struct Case {
     node: &'static str,
     inputs: Value,
+    weight: usize,
     expect: &'static [&'static str],
 }
 
 fn cases() -> Vec<Case> {
     let ok: &[&str] = &[];
+    let case = |node, inputs, weight, expect| Case {
+        node,
+        inputs,
+        weight,
+        expect,
+    };
     vec![
-        Case { node: "hello", inputs: json!({"name": "Ada"}), expect: ok },
-        Case { node: "echo", inputs: json!({"value": "x"}), expect: ok },
-        Case { node: "stdout-flood", inputs: json!({"bytes": 65536}), expect: ok },
-        Case { node: "spin-loop", inputs: json!({}), expect: &["out_of_fuel"] },
-        Case { node: "sleeper", inputs: json!({}), expect: &["deadline"] },
-        Case { node: "memory-bomb", inputs: json!({}), expect: &["memory_limit"] },
-        Case { node: "deep-recursion", inputs: json!({}), expect: &["stack_overflow"] },
-        Case { node: "panic", inputs: json!({}), expect: &["trap"] },
-        Case { node: "big-output", inputs: json!({}), expect: &["output_too_large"] },
-        Case { node: "node-error", inputs: json!({}), expect: &["refused", "guest_error"] },
-        Case { node: "hello", inputs: json!({}), expect: ok },
+        case("hello", json!({"name": "Ada"}), 100, ok),
+        case("echo", json!({"a": "x"}), 50, ok),
+        case("stdout-flood", json!({"bytes": 65536}), 30, ok),
+        case("spin-loop", json!({}), 30, &["out_of_fuel", "deadline"]),
+        case("memory-bomb", json!({}), 30, &["memory_limit", "deadline"]),
+        case(
+            "deep-recursion",
+            json!({}),
+            30,
+            &["stack_overflow", "deadline"],
+        ),
+        case("panic", json!({}), 30, &["trap", "deadline"]),
+        case(
+            "big-output",
+            json!({"bytes": 131072}),
+            30,
+            &["output_too_large", "deadline"],
+        ),
+        case("node-error", json!({}), 30, &["guest_error", "refused"]),
+        // Asleep in the host until the deadline: it holds a place that long.
+        case("sleeper", json!({}), 1, &["deadline"]),
     ]
+}
+
+/// The mix: each case as many times as its weight, in a fixed order.
+fn mix() -> Vec<Case> {
+    cases()
+        .into_iter()
+        .flat_map(|case| {
+            (0..case.weight).map(move |_| Case {
+                node: case.node,
+                inputs: case.inputs.clone(),
+                weight: 1,
+                expect: case.expect,
+            })
+        })
+        .collect()
 }
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
@@ -92,7 +126,7 @@ fn send(
     range: std::ops::Range<usize>,
     callers: usize,
 ) -> (Vec<Duration>, BTreeMap<String, usize>, Vec<String>) {
-    let cases = Arc::new(cases());
+    let cases = Arc::new(mix());
     let next = Arc::new(AtomicUsize::new(range.start));
     let outcomes = Arc::new(Mutex::new(BTreeMap::new()));
     let wrong = Arc::new(Mutex::new(Vec::new()));
@@ -160,7 +194,12 @@ fn send(
 
 /// The sum of a counter family's samples on a metrics page.
 fn counted(url: &str, family: &str) -> f64 {
-    let text = node_host_e2e::http().get(url).send().unwrap().text().unwrap();
+    let text = node_host_e2e::http()
+        .get(url)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     text.lines()
         .filter(|line| line.starts_with(family))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
@@ -171,7 +210,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let events = arg(&args, "--events", 100_000);
     let callers = arg(&args, "--callers", 32);
-    let warm_up = (events / 20).max(cases().len());
+    let warm_up = (events / 20).max(mix().len());
     let names: Vec<&str> = {
         let mut names: Vec<&str> = cases().iter().map(|case| case.node).collect();
         names.sort_unstable();
@@ -181,19 +220,37 @@ fn main() {
 
     let hub = Hub::start("soak");
     let token = hub.token("soak", false);
-    let mut worker = start_worker(
+    let worker = start_worker(
         &hub.url,
         &token,
         &names,
         &[
-            "--timeout", "30ms", "--fuel", "20000000", "--memory", "16MiB",
-            "--max-output", "64KiB", "--concurrency", "32", "--metrics", "127.0.0.1:0",
+            "--timeout",
+            "200ms",
+            "--fuel",
+            "20000000",
+            "--memory",
+            "16MiB",
+            "--max-output",
+            "64KiB",
+            "--concurrency",
+            "4",
+            "--metrics",
+            "127.0.0.1:0",
         ],
     );
-    let worker_metrics = worker.wait_for_line("metrics at", Duration::from_secs(10));
-    let worker_metrics = worker_metrics.split_whitespace().last().unwrap().to_owned();
+    let worker_metrics = worker
+        .seen
+        .iter()
+        .find(|line| line.contains("metrics at"))
+        .and_then(|line| line.split_whitespace().last())
+        .expect("the worker printed its metrics address")
+        .to_owned();
 
-    eprintln!("soak: {warm_up} events to warm up, then {} more, {callers} callers", events - warm_up);
+    eprintln!(
+        "soak: {warm_up} events to warm up, then {} more, {callers} callers",
+        events - warm_up
+    );
     let (_, _, wrong) = send(&hub, &token, 0..warm_up, callers);
     let hub_pid = hub.service.pid();
     let worker_pid = worker.pid();
@@ -211,7 +268,12 @@ fn main() {
         failures.push(format!(
             "{} events ended wrongly, e.g. {}",
             wrong_after.len(),
-            wrong_after.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            wrong_after
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
     let hub_counted = counted(&hub.metrics, "node_host_hub_events_total");
@@ -230,7 +292,10 @@ fn main() {
             failures.push(format!("the {who} still has {left} events in flight"));
         }
     }
-    for (who, warm, end) in [("hub", hub_warm, hub_end), ("worker", worker_warm, worker_end)] {
+    for (who, warm, end) in [
+        ("hub", hub_warm, hub_end),
+        ("worker", worker_warm, worker_end),
+    ] {
         if end.rss as f64 > warm.rss as f64 * 1.10 {
             failures.push(format!(
                 "the {who}'s resident memory grew from {} to {} MiB",
@@ -248,9 +313,20 @@ fn main() {
 
     let measured = events - warm_up;
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    println!("soak: {measured} events in {elapsed:.1?} ({:.0}/s), {callers} callers", measured as f64 / elapsed.as_secs_f64());
-    println!("  latency p50 {:.2?}  p99 {:.2?}  max {:.2?}", at(0.5), at(0.99), at(1.0));
-    for (who, warm, end) in [("hub", hub_warm, hub_end), ("worker", worker_warm, worker_end)] {
+    println!(
+        "soak: {measured} events in {elapsed:.1?} ({:.0}/s), {callers} callers",
+        measured as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  latency p50 {:.2?}  p99 {:.2?}  max {:.2?}",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    for (who, warm, end) in [
+        ("hub", hub_warm, hub_end),
+        ("worker", worker_warm, worker_end),
+    ] {
         println!(
             "  {who:6} RSS {} -> {} MiB, open files {} -> {}, CPU {:.1} µs/event",
             warm.rss >> 20,
@@ -263,6 +339,7 @@ fn main() {
     for (outcome, count) in &outcomes {
         println!("  {count:>7}  {outcome}");
     }
+    let mut worker = worker;
     worker.signal("TERM");
     let _ = worker.wait_exit(Duration::from_secs(30));
     if failures.is_empty() {
