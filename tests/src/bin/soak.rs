@@ -3,13 +3,16 @@
 //!
 //! ```text
 //! cargo run --release -p node-host-e2e --bin soak -- [--events 100000] [--callers 32]
+//!     [--no-rss-check]
 //! ```
 //!
 //! Every event must be answered exactly once, with outputs or the error
 //! code its node earns (each worker counts each event once: their metrics
 //! must add up to the events sent); after the run, the hub and the worker
 //! hold no event in flight, their open files are as many as after warm-up,
-//! and their resident memory is within 10% of it. Exits 1 naming what
+//! and their resident memory is within 10% of it (`--no-rss-check` skips
+//! that for short runs, where instance pools and allocator arenas are
+//! still growing to their working size). Exits 1 naming what
 //! failed; prints throughput, latency and each process's CPU per event.
 
 use std::collections::BTreeMap;
@@ -210,6 +213,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let events = arg(&args, "--events", 100_000);
     let callers = arg(&args, "--callers", 32);
+    let check_rss = !args.iter().any(|arg| arg == "--no-rss-check");
     let warm_up = (events / 20).max(mix().len());
     let names: Vec<&str> = {
         let mut names: Vec<&str> = cases().iter().map(|case| case.node).collect();
@@ -296,7 +300,7 @@ fn main() {
         ("hub", hub_warm, hub_end),
         ("worker", worker_warm, worker_end),
     ] {
-        if end.rss as f64 > warm.rss as f64 * 1.10 {
+        if check_rss && end.rss as f64 > warm.rss as f64 * 1.10 {
             failures.push(format!(
                 "the {who}'s resident memory grew from {} to {} MiB",
                 warm.rss >> 20,
