@@ -425,6 +425,24 @@ pub fn execute_in_background(
     std::thread::spawn(move || execute(&backend, &token, &node, body))
 }
 
+/// Asserts that `caller`, an execute whose worker went away at `since`, was
+/// answered 502 `worker_lost` within `bound` of it (far below any timeout:
+/// the hub noticed).
+#[track_caller]
+pub fn assert_worker_lost(
+    caller: std::thread::JoinHandle<(u16, serde_json::Value)>,
+    since: Instant,
+    bound: Duration,
+) {
+    let (status, answer) = caller.join().expect("the caller thread");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("worker_lost")),
+        "{answer}"
+    );
+    assert!(since.elapsed() < bound, "{:?}", since.elapsed());
+}
+
 /// The value of the sample `name` (with its labels, if any) on the
 /// Prometheus page at `url`; 0 if the page does not have it.
 pub fn metric(url: &str, name: &str) -> f64 {
