@@ -166,6 +166,29 @@ fn a_sleep_in_the_host_obeyed() {
 }
 
 #[test]
+fn a_preview1_sleep_through_the_adapter_obeyed_and_violated() {
+    // The C sleeper sleeps with wasi-libc's nanosleep: poll_oneoff in the
+    // componentize adapter, then the host's clock.
+    let outcome = run("sleeper-c", &[("millis", int(20))], &Limits::default());
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    assert!(
+        outcome.duration >= Duration::from_millis(20),
+        "{:?}",
+        outcome.duration
+    );
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let outcome = run("sleeper-c", &[], &limits);
+    let took = started.elapsed();
+    assert_eq!(code(&outcome), ErrorCode::Deadline);
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
 fn a_sleep_in_the_host_violated_ends_at_the_deadline() {
     // A guest parked in a host call is beyond fuel and epochs: the wait
     // itself must end by the deadline.
