@@ -10,6 +10,7 @@ mod hub;
 mod inspect;
 mod new;
 mod run;
+mod serve;
 mod upload;
 
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ enum Command {
     Call(call::CallArgs),
     /// Serve a Hurozo-compatible backend, or manage its API tokens.
     Hub(hub::HubArgs),
+    /// Serve a node to another platform's protocol (Juturna's gRPC).
+    Serve(serve::ServeArgs),
     /// Show a component's node info and imports, and whether this host accepts it.
     Inspect(inspect::InspectArgs),
     /// Wrap a WASI preview 1 core module (a C node) into a node component.
@@ -86,7 +89,10 @@ enum Command {
 pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_) | Command::Hub(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Hub(_) | Command::Serve(_)
+    ) {
         die_quietly_on_closed_stdout();
     }
     match run(cli) {
@@ -117,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => call::run(args, sandbox),
         Command::Inspect(args) => inspect::run(args, sandbox()?),
         Command::Hub(args) => hub::run(args, base_config(&cli)),
+        Command::Serve(args) => serve::run(args, sandbox()?),
         Command::Componentize(args) => componentize::run(args, sandbox()?),
         Command::New(args) => new::run(args),
         Command::Upload(args) => upload::run(args),

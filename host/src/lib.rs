@@ -34,6 +34,7 @@ mod core;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hub;
+pub mod juturna;
 mod metrics;
 mod protocol;
 pub mod sandbox;

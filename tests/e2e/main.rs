@@ -8,6 +8,7 @@ mod hosted_workers;
 mod hub;
 mod hurozo;
 mod inspect;
+mod juturna;
 mod languages;
 mod new;
 mod worker;
