@@ -191,7 +191,12 @@ fn failures_of_hosted_events_carry_their_codes() {
         let done = hub.upload(&token, name);
         assert_eq!(done.code, Some(0), "{done:#?}");
     }
-    let set = account_set(&hub, "alice", &["--timeout", "300ms"]);
+    // Fuel enough that only the deadline stops the spin, however fast the machine.
+    let set = account_set(
+        &hub,
+        "alice",
+        &["--timeout", "300ms", "--fuel", "9000000000000000000"],
+    );
     assert_eq!(set.code, Some(0), "{set:#?}");
     assert!(set.stdout.contains("\"timeout_ms\": 300"), "{}", set.stdout);
     let (status, answer) = execute(&hub.url, &token, "spin-loop", json!({}));

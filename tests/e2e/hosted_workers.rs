@@ -122,6 +122,10 @@ fn hosted_workers_run_uploaded_nodes_and_the_hub_takes_over_when_they_go() {
             "alice",
             "--timeout",
             "300ms",
+            // Fuel enough that only the deadline stops the spin, however
+            // fast the machine.
+            "--fuel",
+            "9000000000000000000",
             "--data",
         ])
         .arg(&hub.data));
