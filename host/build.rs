@@ -11,6 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
+        // Maps in key order (Juturna's `timers`), so that an envelope
+        // encodes to the same bytes every time, as protobuf's deterministic
+        // serialisation does.
+        .btree_map(".")
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

@@ -218,6 +218,63 @@ pub fn component(data: &[u8]) {
     );
 }
 
+/// A gRPC request body as Juturna's Warp sends it: bytes that decode as an
+/// envelope are answered by the real service over `hello`, a reply that
+/// names its request or a status with a reason, never a panic.
+pub fn juturna_envelope(data: &[u8]) {
+    use crate::juturna::proto::messaging::ProtoEnvelope;
+    use crate::juturna::proto::messaging::messaging_service_server::MessagingService as _;
+    use crate::juturna::{Messaging, Served};
+    use prost::Message as _;
+    static SERVICE: OnceLock<(tokio::runtime::Runtime, Messaging)> = OnceLock::new();
+    let Ok(envelope) = ProtoEnvelope::decode(data) else {
+        return;
+    };
+    let (runtime, messaging) = SERVICE.get_or_init(|| {
+        let sandbox = Sandbox::new(SandboxConfig {
+            pooling: false,
+            cache_dir: None,
+            ..SandboxConfig::default()
+        })
+        .expect("a sandbox");
+        let hello = std::fs::read(example("hello")).expect(
+            "guest-examples/dist/hello.wasm: build the guests first (guest-examples/rust/build)",
+        );
+        let node = Arc::new(sandbox.load(&hello).expect("hello loads"));
+        let served = Served {
+            node,
+            limits: Limits {
+                timeout: Duration::from_millis(500),
+                ..Limits::default()
+            },
+            pipe_name: "fuzz".into(),
+            default_config: serde_json::Map::new(),
+            concurrency: 1,
+        };
+        let metrics = Metrics::with_requests("fuzz");
+        let runner = Runner::new(Executors::new("fuzz-event", 1, None), metrics.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        (runtime, Messaging::new(served, runner, metrics))
+    });
+    let id = envelope.id.clone();
+    let answer = runtime.block_on(messaging.send_and_receive(tonic::Request::new(envelope)));
+    match answer {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            assert_eq!(reply.response_to, id);
+            assert_eq!(reply.sender, "fuzz");
+            assert!(reply.message.and_then(|message| message.payload).is_some());
+        }
+        Err(status) => {
+            assert_ne!(status.code(), tonic::Code::Unknown, "{status:?}");
+            assert!(!status.message().is_empty(), "{status:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each entry point on a few inputs, so the targets cannot rot unbuilt.
@@ -242,7 +299,32 @@ mod tests {
             super::http_request(input);
             super::json_values(input);
             super::component(input);
+            super::juturna_envelope(input);
         }
         super::component(&std::fs::read(super::example("spin-loop")).unwrap());
+    }
+
+    #[test]
+    fn a_juturna_envelope_is_answered_or_refused_with_a_reason() {
+        use crate::juturna::payload::{any, proto_of};
+        use crate::juturna::proto::messaging::ProtoEnvelope;
+        use crate::juturna::proto::payloads::{ObjectProtoPayload, ProtoMessage};
+        use prost::Message as _;
+        let object = |name: &str| ObjectProtoPayload {
+            data: Some(prost_types::Struct {
+                fields: [("name".to_owned(), proto_of(name.into()))].into(),
+            }),
+        };
+        let envelope = |sender: &str| ProtoEnvelope {
+            id: "e1".into(),
+            sender: sender.into(),
+            message: Some(ProtoMessage {
+                payload: Some(any("ObjectProtoPayload", &object("Ada"))),
+                ..ProtoMessage::default()
+            }),
+            ..ProtoEnvelope::default()
+        };
+        super::juturna_envelope(&envelope("warp").encode_to_vec());
+        super::juturna_envelope(&envelope("").encode_to_vec());
     }
 }

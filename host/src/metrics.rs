@@ -41,6 +41,11 @@ struct NodeLabel {
     node: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: &'static str,
+}
+
 /// One process's metrics; cheap to clone (every field is shared).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -50,6 +55,7 @@ pub struct Metrics {
     in_flight: Gauge,
     fuel: Family<NodeLabel, Counter<u64, AtomicU64>>,
     connections: Gauge,
+    requests: Option<Family<CodeLabel, Counter>>,
     nodes: Arc<LabelValues>,
     outcomes: Arc<LabelValues>,
 }
@@ -121,8 +127,34 @@ impl Metrics {
             in_flight,
             fuel,
             connections,
+            requests: None,
             nodes: Arc::default(),
             outcomes: Arc::default(),
+        }
+    }
+
+    /// [`new`](Self::new) plus requests answered by a server, by status
+    /// code (`node_host_<component>_requests_total{code="OK"}`): those turned
+    /// away before they became events among them.
+    pub fn with_requests(component: &str) -> Self {
+        let mut metrics = Self::new(component);
+        let requests = Family::<CodeLabel, Counter>::default();
+        Arc::get_mut(&mut metrics.registry)
+            .expect("a new registry has one owner")
+            .register(
+                "requests",
+                "Requests answered, by status code",
+                requests.clone(),
+            );
+        metrics.requests = Some(requests);
+        metrics
+    }
+
+    /// A request answered with status `code`; a no-op without
+    /// [`with_requests`](Self::with_requests).
+    pub fn request(&self, code: &'static str) {
+        if let Some(requests) = &self.requests {
+            requests.get_or_create(&CodeLabel { code }).inc();
         }
     }
 
@@ -239,6 +271,26 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn requests_are_counted_by_code_where_asked_for() {
+        let metrics = Metrics::with_requests("juturna");
+        metrics.request("OK");
+        metrics.request("OK");
+        metrics.request("UNAVAILABLE");
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"node_host_juturna_requests_total{code="OK"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"node_host_juturna_requests_total{code="UNAVAILABLE"} 1"#),
+            "{text}"
+        );
+        let plain = Metrics::new("worker");
+        plain.request("OK");
+        assert!(!plain.render().contains("requests"));
     }
 
     #[test]

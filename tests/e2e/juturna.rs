@@ -1,6 +1,6 @@
 //! `node-host serve juturna` as a Juturna pipeline's Warp node calls it:
 //! `MessagingService/SendAndReceive` over gRPC, from node-host's generated
-//! client (the tests with Juturna's own Python client are still to come).
+//! client. `juturna_python.rs` drives it with Juturna's own.
 
 use std::time::{Duration, Instant};
 
@@ -8,9 +8,10 @@ use node_host::juturna::payload::{any, json_of_struct, proto_of};
 use node_host::juturna::proto::messaging::ProtoEnvelope;
 use node_host::juturna::proto::messaging::messaging_service_client::MessagingServiceClient;
 use node_host::juturna::proto::payloads::{
-    BytesProtoPayload, ImageProtoPayload, ObjectProtoPayload, ProtoMessage,
+    BatchProto, BytesProtoPayload, ImageProtoPayload, ObjectProtoPayload, ProtoMessage,
+    VideoProtoPayload,
 };
-use node_host_e2e::{START_BOUND, Service, guest, node_host};
+use node_host_e2e::{START_BOUND, Service, guest, http, node_host};
 use prost::Message as _;
 use serde_json::{Value, json};
 use tonic::Code;
@@ -83,6 +84,15 @@ fn send(url: &str, request: ProtoEnvelope) -> Result<ProtoEnvelope, tonic::Statu
             .await
             .map(tonic::Response::into_inner)
     })
+}
+
+/// A connection to `url`.
+async fn channel(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connects")
 }
 
 fn reply_object(reply: &ProtoEnvelope) -> Value {
@@ -197,10 +207,13 @@ fn bad_requests_get_a_clear_status_and_the_service_goes_on() {
         Code::InvalidArgument
     );
 
-    let video = any("VideoProtoPayload", &ObjectProtoPayload::default());
-    assert_eq!(
-        send(&url, envelope("warp", video, 5)).unwrap_err().code(),
-        Code::Unimplemented
+    let compressed = any("CompressedProtoPayload", &ObjectProtoPayload::default());
+    let status = send(&url, envelope("warp", compressed, 5)).unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(
+        status.message().contains("CompressedProtoPayload"),
+        "{}",
+        status.message()
     );
 
     assert!(send(&url, envelope("warp", object(json!({"name": "Ada"})), 5)).is_ok());
@@ -255,4 +268,236 @@ fn requests_beyond_the_concurrency_are_refused_as_resource_exhausted() {
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(holding.join().unwrap().is_ok());
     assert!(send(&url, envelope("warp", object(json!({"millis": 1})), 10)).is_ok());
+}
+
+#[test]
+fn a_video_reaches_the_node_as_its_frames_bytes() {
+    let (_service, url) = serve("reverse", &[]);
+    let frame = |bytes: &[u8]| ImageProtoPayload {
+        image_data: bytes.to_vec(),
+        dtype: "uint8".into(),
+        width: 2,
+        height: 1,
+        depth: 1,
+        ..Default::default()
+    };
+    let video = VideoProtoPayload {
+        frames: vec![frame(&[1, 2]), frame(&[3, 4])],
+        frames_per_second: 25.0,
+        codec: "raw".into(),
+        ..Default::default()
+    };
+    let reply = send(&url, envelope("warp", any("VideoProtoPayload", &video), 5)).unwrap();
+    let payload = reply.message.unwrap().payload.unwrap();
+    assert_eq!(
+        BytesProtoPayload::decode(payload.value.as_slice())
+            .unwrap()
+            .cnt,
+        [4, 3, 2, 1]
+    );
+}
+
+#[test]
+fn a_batch_runs_each_message_alone_and_is_answered_as_a_batch() {
+    let (_service, url) = serve("hello", &[]);
+    let message = |id: i32, payload| ProtoMessage {
+        creator: format!("source-{id}"),
+        id,
+        payload: Some(payload),
+        ..Default::default()
+    };
+    let batch = BatchProto {
+        messages: vec![
+            message(1, object(json!({"name": "Ada"}))),
+            message(2, object(json!({"name": "Bo"}))),
+            message(3, object(json!({"name": "Cy"}))),
+        ],
+    };
+    let reply = send(&url, envelope("warp", any("BatchProto", &batch), 5)).unwrap();
+    assert_eq!(reply.request_type, "Batch");
+    let payload = reply.message.as_ref().unwrap().payload.clone().unwrap();
+    assert!(
+        payload.type_url.ends_with("BatchProto"),
+        "{}",
+        payload.type_url
+    );
+    let answered = BatchProto::decode(payload.value.as_slice()).unwrap();
+    let greetings: Vec<(i32, String, Value)> = answered
+        .messages
+        .iter()
+        .map(|message| {
+            let object = message.payload.as_ref().unwrap();
+            let object = ObjectProtoPayload::decode(object.value.as_slice()).unwrap();
+            let outputs = json_of_struct(object.data.unwrap());
+            (
+                message.id,
+                message.creator.clone(),
+                outputs["greeting"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        greetings,
+        [
+            (1, "source-1".to_owned(), json!("Hello Ada")),
+            (2, "source-2".to_owned(), json!("Hello Bo")),
+            (3, "source-3".to_owned(), json!("Hello Cy")),
+        ]
+    );
+
+    // One message the node refuses fails the batch and says which.
+    let batch = BatchProto {
+        messages: vec![
+            message(1, object(json!({"name": "Ada"}))),
+            message(2, object(json!({"nope": 1}))),
+        ],
+    };
+    let status = send(&url, envelope("warp", any("BatchProto", &batch), 5)).unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("batch message 1: invalid_input"),
+        "{}",
+        status.message()
+    );
+    let nested = BatchProto {
+        messages: vec![message(1, any("BatchProto", &BatchProto::default()))],
+    };
+    let status = send(&url, envelope("warp", any("BatchProto", &nested), 5)).unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[test]
+fn an_oversize_message_is_refused_and_the_service_goes_on() {
+    let (_service, url) = serve("reverse", &[]);
+    let big = vec![7u8; node_host::juturna::MAX_MESSAGE + 1];
+    let bytes = any(
+        "BytesProtoPayload",
+        &BytesProtoPayload {
+            size: big.len() as i64,
+            cnt: big,
+        },
+    );
+    let status = runtime().block_on(async {
+        let mut client = MessagingServiceClient::connect(url.clone())
+            .await
+            .expect("connects")
+            .max_encoding_message_size(usize::MAX);
+        client
+            .send_and_receive(envelope("warp", bytes, 5))
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let small = any(
+        "BytesProtoPayload",
+        &BytesProtoPayload {
+            cnt: vec![1, 2],
+            size: 2,
+        },
+    );
+    assert!(send(&url, envelope("warp", small, 5)).is_ok());
+}
+
+#[test]
+fn health_and_metrics_answer() {
+    let mut service = Service::start(
+        node_host()
+            .args(["serve", "juturna"])
+            .arg(guest("hello"))
+            .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]),
+    );
+    let metrics_line = service.wait_for_line("metrics at", START_BOUND);
+    let metrics_url = metrics_line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .expect("the metrics address")
+        .to_owned();
+    let line = service.wait_for_line("serving", START_BOUND);
+    let address = line
+        .split_whitespace()
+        .find(|word| word.starts_with("127.0.0.1:"))
+        .expect("the address it serves at");
+    let url = format!("http://{address}");
+    let status = runtime().block_on(async {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let mut client = HealthClient::new(channel(&url).await);
+        let mut status = Vec::new();
+        for service in ["", "juturna.proto.messaging.MessagingService"] {
+            let answer = client
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("health answers")
+                .into_inner();
+            status.push(answer.status);
+        }
+        status
+    });
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(status, [serving, serving]);
+
+    send(&url, envelope("warp", object(json!({"name": "Ada"})), 5)).unwrap();
+    send(&url, envelope("", object(json!({"name": "Ada"})), 5)).unwrap_err();
+    send(&url, envelope("warp", object(json!({"nope": 1})), 5)).unwrap_err();
+    let text = http().get(&metrics_url).send().unwrap().text().unwrap();
+    for line in [
+        r#"node_host_juturna_requests_total{code="OK"} 1"#,
+        r#"node_host_juturna_requests_total{code="INVALID_ARGUMENT"} 2"#,
+        r#"node_host_juturna_events_total{node="hello",outcome="ok"} 1"#,
+        r#"node_host_juturna_events_total{node="hello",outcome="invalid_input"} 1"#,
+        "node_host_juturna_event_seconds_count 2",
+        "node_host_juturna_in_flight 0",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}
+
+#[test]
+fn sigterm_drains_requests_in_hand_and_turns_new_ones_away() {
+    let (mut service, url) = serve("sleeper", &["--timeout", "60s", "--grace", "20s"]);
+    let in_hand = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            send(&url, envelope("warp", object(json!({"millis": 1500})), 10))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    // One connection opened before the stop, used after it.
+    let (refused, health) = runtime().block_on(async {
+        let mut client = MessagingServiceClient::connect(url.clone())
+            .await
+            .expect("connects");
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&url).await);
+        service.signal("TERM");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let refused = client
+            .send_and_receive(envelope("warp", object(json!({"millis": 1})), 10))
+            .await
+            .unwrap_err();
+        let health = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|answer| answer.into_inner().status);
+        (refused, health)
+    });
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("shutting down"),
+        "{}",
+        refused.message()
+    );
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    assert_eq!(health.ok(), Some(not_serving));
+    let finished = in_hand
+        .join()
+        .unwrap()
+        .expect("the request in hand finishes");
+    assert!(reply_object(&finished)["slept"].as_i64().unwrap() >= 1500);
+    assert_eq!(service.wait_exit(Duration::from_secs(15)), Some(0));
 }

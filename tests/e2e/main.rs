@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `node-host` binary on the real guest examples,
-//! the real hub over loopback, and the real Hurozo Python worker.
+//! the real hub over loopback, the real Hurozo Python worker and Juturna's
+//! real Warp node and pipeline.
 
 mod call;
 mod files;
@@ -9,6 +10,7 @@ mod hub;
 mod hurozo;
 mod inspect;
 mod juturna;
+mod juturna_python;
 mod languages;
 mod new;
 mod worker;

@@ -727,23 +727,54 @@ pub mod load {
         watch: &[u32],
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static,
     ) -> Measured {
+        let request = Arc::new(request);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .unwrap();
+        measure_calls(concurrency, pause, seconds, watch, move || {
+            let (client, request) = (client.clone(), request.clone());
+            async move {
+                match request(&client).send().await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        let _ = response.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                }
+            }
+        })
+    }
+
+    /// Makes the call `call` makes (true when it succeeded) from
+    /// `concurrency` callers in a loop for `seconds` (after a warm-up of a
+    /// fifth of that, at least 0.5 s), each waiting `pause` before each
+    /// call, recording each latency and the CPU time the processes `watch`
+    /// use meanwhile. Runs on a runtime of its own, one thread.
+    pub fn measure_calls<Call>(
+        concurrency: usize,
+        pause: Duration,
+        seconds: f64,
+        watch: &[u32],
+        call: impl Fn() -> Call + Send + Sync + 'static,
+    ) -> Measured
+    where
+        Call: std::future::Future<Output = bool> + Send + 'static,
+    {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let request = Arc::new(request);
+        let call = Arc::new(call);
         runtime.block_on(async {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(concurrency)
-                .build()
-                .unwrap();
             let warm_up = Duration::from_secs_f64((seconds / 5.0).max(0.5));
             let run_for = Duration::from_secs_f64(seconds);
             let recording = Arc::new(AtomicBool::new(false));
             let stop = Arc::new(AtomicBool::new(false));
             let tasks: Vec<_> = (0..concurrency)
                 .map(|_| {
-                    let (client, request) = (client.clone(), request.clone());
+                    let call = call.clone();
                     let (recording, stop) = (recording.clone(), stop.clone());
                     tokio::spawn(async move {
                         let mut latencies = Vec::new();
@@ -753,15 +784,7 @@ pub mod load {
                                 tokio::time::sleep(pause).await;
                             }
                             let started = Instant::now();
-                            let response = request(&client).send().await;
-                            let ok = match response {
-                                Ok(response) => {
-                                    let ok = response.status().is_success();
-                                    let _ = response.bytes().await;
-                                    ok
-                                }
-                                Err(_) => false,
-                            };
+                            let ok = call().await;
                             if recording.load(Ordering::Relaxed) {
                                 if ok {
                                     latencies.push(started.elapsed());

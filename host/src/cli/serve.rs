@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::args::LimitArgs;
+use super::args::{LimitArgs, parse_duration};
 use super::{CompileProgress, EXIT_USAGE, read_component};
 use crate::core::{Executors, Runner};
 use crate::juturna::{self, Messaging, Served};
@@ -27,17 +28,23 @@ enum Platform {
     /// a fresh sandbox.
     ///
     /// An Object payload's keys become the node's inputs (whole numbers come
-    /// back as integers); a Bytes payload is the input `data`; Audio and
-    /// Image payloads give `data` and their fields. The reply is an Object
-    /// payload of the outputs, or Bytes when the node returns one bytes
-    /// output. A node that declares an input `configuration` gets the
-    /// request's configuration (or --config's) there as JSON.
+    /// back as integers); a Bytes payload is the input `data`; Audio, Image
+    /// and Video payloads give `data` and their fields; a Batch runs each of
+    /// its messages in a sandbox of its own and is answered as a Batch. The
+    /// reply is an Object payload of the outputs, or Bytes when the node
+    /// returns one bytes output. A node that declares an input
+    /// `configuration` gets the request's configuration (or --config's)
+    /// there as JSON. The gRPC health service answers on the same port.
     #[command(after_help = "\
 Examples:
   node-host serve juturna hello.wasm
-  node-host serve juturna hello.wasm --listen 0.0.0.0:50051 --concurrency 16
+  node-host serve juturna hello.wasm --listen 0.0.0.0:50051 --concurrency 16 --metrics 127.0.0.1:9464
   # in the Juturna pipeline: \"warped\": true,
-  #   \"warp_configuration\": {\"grpc_host\": \"localhost\", \"grpc_port\": 50051}")]
+  #   \"warp_configuration\": {\"grpc_host\": \"localhost\", \"grpc_port\": 50051}
+
+Stop with Ctrl-C or SIGTERM: new requests get UNAVAILABLE, those in hand finish (up to
+--grace), then it exits 0. Exit codes: 0 stopped; 1 an error such as a port in use;
+2 a usage error or a file that is not a node.")]
     Juturna(JuturnaArgs),
 }
 
@@ -64,6 +71,15 @@ struct JuturnaArgs {
     /// [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
+
+    /// After Ctrl-C or SIGTERM, how long requests in hand may finish.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    grace: Duration,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464):
+    /// requests by status code, events by outcome, latency, in flight.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 
     #[command(flatten, next_help_heading = "Limits of every request")]
     limits: LimitArgs,
@@ -138,9 +154,13 @@ pub(super) fn run(args: &ServeArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode
             .filter_map(|listener| listener.local_addr().ok())
             .map(|addr| addr.to_string())
             .collect();
+        let metrics = crate::metrics::Metrics::with_requests("juturna");
+        if let Some(addr) = args.metrics {
+            super::serve_metrics(addr, metrics.clone()).await?;
+        }
         let runner = Runner::new(
             Executors::new("node-host-event", concurrency, Some(crate::core::IDLE_FOR)),
-            crate::metrics::Metrics::new("juturna"),
+            metrics.clone(),
         );
         println!(
             "node-host: serving {} to Juturna at {} (Ctrl-C to stop)",
@@ -149,8 +169,9 @@ pub(super) fn run(args: &ServeArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode
         );
         juturna::serve(
             listeners,
-            Messaging::new(served, runner),
+            Messaging::new(served, runner, metrics),
             super::wait_for_signal(),
+            args.grace,
         )
         .await
         .context("serving gRPC")?;

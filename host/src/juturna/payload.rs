@@ -6,6 +6,8 @@
 //! | `BytesProtoPayload` | `data`: the bytes |
 //! | `AudioProtoPayload` | `data` (the samples' bytes), `dtype`, `shape`, `sampling_rate`, `channels`, `start`, `end` |
 //! | `ImageProtoPayload` | `data` (the pixels' bytes), `dtype`, `width`, `height`, `depth`, `pixel_format`, `timestamp` |
+//! | `VideoProtoPayload` | `data` (every frame's pixels, one after another), `frames` (JSON: per frame `size` in bytes, `dtype`, `width`, `height`, `depth`, `pixel_format`, `timestamp`), `frames_per_second`, `start`, `end`, `codec` |
+//! | `BatchProto` | each message on its own, in a sandbox of its own (see the service) |
 //!
 //! Outputs go back as a `BytesProtoPayload` when the node returned exactly
 //! one output and it is bytes, else as an `ObjectProtoPayload` of every
@@ -16,7 +18,8 @@ use prost_types::{Any, Struct, value::Kind};
 use serde_json::{Map, Number, Value as Json};
 
 use super::proto::payloads::{
-    AudioProtoPayload, BytesProtoPayload, ImageProtoPayload, ObjectProtoPayload,
+    AudioProtoPayload, BatchProto, BytesProtoPayload, ImageProtoPayload, ObjectProtoPayload,
+    VideoProtoPayload,
 };
 use crate::sandbox::value::{from_json, to_json};
 use crate::sandbox::{NamedValue, Value};
@@ -28,11 +31,18 @@ pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/juturna.proto.payloads.";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
     /// The message carries no payload.
-    #[error("the message has no payload; send an Object, Bytes, Audio or Image payload")]
+    #[error(
+        "the message has no payload; send an Object, Bytes, Audio, Image, Video or Batch payload"
+    )]
     Missing,
-    /// A payload type node-host does not take (yet).
-    #[error("payload type `{0}` is not supported; send an Object, Bytes, Audio or Image payload")]
+    /// A payload type node-host does not take.
+    #[error(
+        "payload type `{0}` is not supported; send an Object, Bytes, Audio, Image, Video or Batch payload"
+    )]
     Unsupported(String),
+    /// A Batch inside a Batch: each message of a Batch runs alone.
+    #[error("a Batch message holds a Batch; send its messages in the outer Batch")]
+    NestedBatch,
     /// The payload's bytes do not decode as its type says.
     #[error("the {0} payload does not decode: {1}")]
     Malformed(&'static str, String),
@@ -92,7 +102,42 @@ pub fn inputs(payload: Option<&Any>) -> Result<Vec<NamedValue>, PayloadError> {
                 named("timestamp", Value::Float(image.timestamp)),
             ]
         }
+        "VideoProtoPayload" => {
+            let video = VideoProtoPayload::decode(bytes).map_err(malformed("Video"))?;
+            let mut data = Vec::new();
+            let mut frames = Vec::with_capacity(video.frames.len());
+            for frame in video.frames {
+                frames.push(serde_json::json!({
+                    "size": frame.image_data.len(),
+                    "dtype": frame.dtype,
+                    "width": frame.width,
+                    "height": frame.height,
+                    "depth": frame.depth,
+                    "pixel_format": frame.pixel_format,
+                    "timestamp": frame.timestamp,
+                }));
+                data.extend_from_slice(&frame.image_data);
+            }
+            vec![
+                named("data", Value::Bytes(data)),
+                named("frames", Value::Json(Json::Array(frames).to_string())),
+                named("frames_per_second", Value::Float(video.frames_per_second)),
+                named("start", Value::Float(video.start)),
+                named("end", Value::Float(video.end)),
+                named("codec", Value::Text(video.codec)),
+            ]
+        }
+        "BatchProto" => return Err(PayloadError::NestedBatch),
         other => return Err(PayloadError::Unsupported(other.to_owned())),
+    })
+}
+
+/// The messages of a Batch payload; `None` when `payload` is another type.
+pub fn batch(payload: Option<&Any>) -> Option<Result<BatchProto, PayloadError>> {
+    let payload = payload?;
+    (payload.type_url == format!("{TYPE_URL_PREFIX}BatchProto")).then(|| {
+        BatchProto::decode(payload.value.as_slice())
+            .map_err(|err| PayloadError::Malformed("Batch", err.to_string()))
     })
 }
 
@@ -264,6 +309,56 @@ mod tests {
             got.iter()
                 .any(|input| input.name == "width" && matches!(input.value, Value::Integer(2)))
         );
+    }
+
+    #[test]
+    fn a_video_gives_its_frames_bytes_in_order_and_their_fields() {
+        let frame = |bytes: &[u8], timestamp| ImageProtoPayload {
+            image_data: bytes.to_vec(),
+            dtype: "uint8".into(),
+            width: 2,
+            height: 1,
+            depth: 1,
+            pixel_format: "gray".into(),
+            timestamp,
+        };
+        let video = VideoProtoPayload {
+            frames: vec![frame(&[1, 2], 0.0), frame(&[3, 4], 0.04)],
+            frames_per_second: 25.0,
+            start: 1.0,
+            end: 1.08,
+            codec: "raw".into(),
+        };
+        let got = inputs(Some(&any("VideoProtoPayload", &video))).unwrap();
+        let by_name: std::collections::HashMap<_, _> = got
+            .iter()
+            .map(|input| (input.name.as_str(), &input.value))
+            .collect();
+        assert!(matches!(by_name["data"], Value::Bytes(b) if b == &[1, 2, 3, 4]));
+        let Value::Json(frames) = by_name["frames"] else {
+            panic!("frames as JSON")
+        };
+        let frames: Json = serde_json::from_str(frames).unwrap();
+        assert_eq!(frames[1]["size"], 2);
+        assert_eq!(frames[1]["timestamp"], 0.04);
+        assert_eq!(frames[0]["pixel_format"], "gray");
+        assert!(matches!(by_name["frames_per_second"], Value::Float(f) if *f == 25.0));
+        assert!(matches!(by_name["codec"], Value::Text(c) if c == "raw"));
+    }
+
+    #[test]
+    fn a_batch_is_told_apart_and_cannot_nest() {
+        let hello = object(json!({"name": "Ada"}));
+        assert!(batch(Some(&hello)).is_none());
+        let messages = BatchProto {
+            messages: vec![super::super::proto::payloads::ProtoMessage {
+                payload: Some(hello),
+                ..Default::default()
+            }],
+        };
+        let packed = any("BatchProto", &messages);
+        assert_eq!(batch(Some(&packed)).unwrap().unwrap().messages.len(), 1);
+        assert_eq!(inputs(Some(&packed)), Err(PayloadError::NestedBatch));
     }
 
     #[test]
