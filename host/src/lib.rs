@@ -7,6 +7,8 @@
 //!  cli            node-host run | call | hub | upload | …  (parses, wires, prints)
 //!  worker         control planes that push events: ControlPlane + one session loop
 //!                 (Hurozo worker, hosted worker); registration, backoff, drain
+//!  exosphere      a runtime that pulls states from an Exosphere state manager
+//!  juturna        a gRPC server Juturna pipelines call (MessagingService)
 //!  hub            http (routes, auth, WebSockets) -> service::Hub (what the hub does)
 //!                 -> store::Store (SQLite) + store::Blobs (a directory)
 //!  protocol       wire types only (Hurozo, the hosted-worker protocol), no I/O;
@@ -23,13 +25,14 @@
 //! events over a WebSocket); a new database is a new `hub::store::Store`.
 //! `metrics` is shared by the worker and the hub.
 //!
-//! The public API is [`sandbox`], [`worker`] and [`hub::service`] (with
+//! The public API is [`sandbox`], [`worker`], [`exosphere`], [`juturna`] and [`hub::service`] (with
 //! [`hub::serve`] to put it on HTTP); `cli` is public only for the
 //! `node-host` binary.
 
 #[doc(hidden)]
 pub mod cli;
 mod core;
+pub mod exosphere;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;

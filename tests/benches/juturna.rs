@@ -12,7 +12,7 @@
 //! nodes"): ≥ 5× the reference's requests/s at concurrency 16, p50 ≤ the
 //! reference's at concurrency 1.
 //!
-//! Run: `NODE_HOST_JUTURNA_PYTHON=$(tests/juturna/setup-venv target/juturna-venv)
+//! Run: `NODE_HOST_JUTURNA_PYTHON=$(tests/setup-venv tests/juturna/requirements.txt target/juturna-venv)
 //! cargo bench -p node-host-e2e --bench juturna [-- --seconds 5 --rounds 3]`
 
 use std::path::{Path, PathBuf};
@@ -175,7 +175,7 @@ fn main() {
         .map_or(3, |value| value.parse().expect("--rounds takes a number"));
     let python: PathBuf = std::env::var_os("NODE_HOST_JUTURNA_PYTHON")
         .expect(
-            "set NODE_HOST_JUTURNA_PYTHON to the python that `tests/juturna/setup-venv DIR` prints",
+            "set NODE_HOST_JUTURNA_PYTHON to the python that `tests/setup-venv tests/juturna/requirements.txt DIR` prints",
         )
         .into();
 

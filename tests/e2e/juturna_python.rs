@@ -1,5 +1,5 @@
 //! node-host's Juturna service against Juturna's own Python code (juturna
-//! 2.1.1 with its Warp node, in the virtualenv `tests/juturna/setup-venv`
+//! 2.1.1 with its Warp node, in the virtualenv `tests/setup-venv`
 //! makes): the real Warp client on every payload, the real pipeline with a
 //! `"warped": true` node, and envelopes byte for byte against the package's
 //! generated classes.
@@ -25,7 +25,7 @@ fn juturna_python() -> PathBuf {
         .map(PathBuf::from)
         .expect(
             "NODE_HOST_JUTURNA_PYTHON is not set: run ./run-tests, or set it to the python that \
-             `tests/juturna/setup-venv DIR` prints",
+             `tests/setup-venv tests/juturna/requirements.txt DIR` prints",
         );
     assert!(python.is_file(), "{} does not exist", python.display());
     python

@@ -1,8 +1,9 @@
 //! End-to-end tests: the real `node-host` binary on the real guest examples,
 //! the real hub over loopback, the real Hurozo Python worker and Juturna's
-//! real Warp node and pipeline.
+//! real Warp node and pipeline, and Exosphere's own runtime.
 
 mod call;
+mod exosphere;
 mod files;
 mod hosted;
 mod hosted_workers;

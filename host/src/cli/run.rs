@@ -12,6 +12,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::args::{LimitArgs, parse_backend, parse_duration, token_from_env};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component, wait_for_signal};
+use crate::exosphere::{RuntimeConfig, RuntimeError};
 use crate::hub::{self, Hub, HubConfig};
 use crate::sandbox::{NodeComponent, Sandbox, SandboxConfig};
 use crate::worker::hosted::{HostedConfig, HostedWorker};
@@ -26,6 +27,8 @@ Examples:
       serve two nodes to a Hurozo backend
   NODE_HOST_WORKER_TOKEN=nhw_... node-host run --hosted --backend http://hub.internal:8765
       run the nodes accounts uploaded to a node-host hub (a hosted worker)
+  EXOSPHERE_API_KEY=... node-host run hello.wasm --exosphere http://localhost:8000 --namespace demo --name rt1
+      be an Exosphere runtime: pull the nodes' states from a state manager
 
 Stop with Ctrl-C or SIGTERM: events in flight finish (up to --grace), then it exits 0.
 Exit codes: 0 stopped; 1 the backend refused the token or a node; 2 a usage error or a
@@ -74,6 +77,62 @@ pub(super) struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
+    /// Be an Exosphere runtime: register the nodes with the state manager at
+    /// URL [default: $EXOSPHERE_STATE_MANAGER_URI], pull their states and
+    /// run each in a fresh sandbox. Needs --namespace and --name.
+    #[arg(
+        long,
+        value_name = "URL",
+        num_args = 0..=1,
+        value_parser = parse_backend,
+        conflicts_with_all = ["backend", "hosted", "hub_listen"],
+        requires_all = ["namespace", "runtime_name"],
+        help_heading = "Exosphere"
+    )]
+    exosphere: Option<Option<url::Url>>,
+
+    /// The Exosphere namespace the nodes are registered in.
+    #[arg(
+        long,
+        value_name = "NS",
+        requires = "exosphere",
+        help_heading = "Exosphere"
+    )]
+    namespace: Option<String>,
+
+    /// The Exosphere runtime's name.
+    #[arg(
+        long = "name",
+        value_name = "RUNTIME",
+        requires = "exosphere",
+        help_heading = "Exosphere"
+    )]
+    runtime_name: Option<String>,
+
+    /// The state manager's API key, sent as x-api-key.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "EXOSPHERE_API_KEY",
+        hide_env_values = true,
+        help_heading = "Exosphere"
+    )]
+    key: Option<String>,
+
+    /// States held at once; a poll asks for no more than the room left.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::exosphere::DEFAULT_BATCH_SIZE,
+        value_parser = clap::value_parser!(u16).range(1..),
+        help_heading = "Exosphere"
+    )]
+    batch_size: u16,
+
+    /// The wait after a poll that found no state.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, help_heading = "Exosphere")]
+    poll_interval: Duration,
+
     /// Where the embedded hub listens when there is no --backend
     /// [default: 127.0.0.1:8765, or a free port if that one is taken].
     #[arg(long, value_name = "ADDR", conflicts_with = "backend")]
@@ -109,7 +168,82 @@ pub(super) fn run(
             }
         }
     }
+    if let Some(url) = &args.exosphere {
+        return runtime()?.block_on(serve_exosphere(args, url.clone(), nodes));
+    }
     runtime()?.block_on(serve(args, nodes, hub_sandbox))
+}
+
+/// `run --exosphere`: an Exosphere runtime.
+async fn serve_exosphere(
+    args: &RunArgs,
+    url: Option<url::Url>,
+    nodes: Vec<Arc<NodeComponent>>,
+) -> anyhow::Result<ExitCode> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let from_env = std::env::var("EXOSPHERE_STATE_MANAGER_URI").context(
+                "--exosphere needs the state manager's URL: pass --exosphere URL or set \
+                 EXOSPHERE_STATE_MANAGER_URI",
+            )?;
+            parse_backend(&from_env)
+                .map_err(anyhow::Error::msg)
+                .context("EXOSPHERE_STATE_MANAGER_URI")?
+        }
+    };
+    let key = args.key.clone().context(
+        "--exosphere needs the state manager's API key: pass --key or set EXOSPHERE_API_KEY",
+    )?;
+    let config = RuntimeConfig {
+        state_manager: url.clone(),
+        namespace: args
+            .namespace
+            .clone()
+            .context("--exosphere needs --namespace")?,
+        name: args
+            .runtime_name
+            .clone()
+            .context("--exosphere needs --name")?,
+        key,
+        batch_size: usize::from(args.batch_size),
+        concurrency: args
+            .concurrency
+            .map_or_else(crate::worker::default_concurrency, usize::from),
+        poll_interval: args.poll_interval,
+        grace: args.grace,
+        limits: args.limits.limits(),
+    };
+    let names: Vec<String> = nodes.iter().map(|node| node.name().to_owned()).collect();
+    let namespace = config.namespace.clone();
+    let runtime = crate::exosphere::Runtime::new(config, nodes)?;
+    if let Some(addr) = args.metrics {
+        super::serve_metrics(addr, runtime.metrics()).await?;
+    }
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop));
+    let (ready, is_ready) = oneshot::channel();
+    let running = tokio::spawn(runtime.run(stopped, Some(ready)));
+    if is_ready.await.is_ok() {
+        println!(
+            "node-host: Exosphere runtime for {} in namespace {namespace} at {url} (Ctrl-C to stop)",
+            names.join(", ")
+        );
+    }
+    match running.await.context("the runtime task failed")? {
+        Ok(()) => {
+            eprintln!("node-host: stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err @ RuntimeError::Refused { .. }) => {
+            eprintln!(
+                "node-host: error: {err}\n  what to do: check --key / EXOSPHERE_API_KEY and \
+                 --namespace; the state manager must accept this key for the namespace"
+            );
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

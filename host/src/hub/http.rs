@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod exosphere;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -41,5 +42,6 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/hosted/components/{sha256}", get(routes::component))
         .route("/api/hosted/ws", get(ws::hosted_worker))
         .route("/healthz", get(routes::healthz))
-        .with_state(hub)
+        .with_state(hub.clone())
+        .merge(exosphere::router(hub))
 }

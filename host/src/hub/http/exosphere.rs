@@ -1,0 +1,353 @@
+//! The hub as an Exosphere state manager: `/v0/namespace/{ns}/…`, the
+//! routes the `exospherehost` SDK's runtime and `StateManager` client call,
+//! with the reference's bodies, statuses and `{"detail": …}` errors.
+//!
+//! `x-api-key` is a hub API token, and its namespaces are its account's:
+//! two accounts using the same namespace name never see each other's nodes,
+//! graphs or states (the reference has one global secret). The rules are
+//! [`crate::exosphere::manager`]'s; this layer only parses, locks and answers.
+//! States live in the hub's memory (not yet in its store): a hub restart
+//! forgets runs in progress.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+
+use crate::core::AccountId;
+use crate::exosphere::manager::{GraphSpec, Manager, Refusal, RegisteredNode};
+use crate::hub::service::Hub;
+
+/// The hub and every account's state manager.
+#[derive(Debug, Clone)]
+struct Exosphere {
+    hub: Arc<Hub>,
+    managers: Arc<Mutex<HashMap<AccountId, Manager>>>,
+}
+
+/// The routes, on their own state.
+pub fn router(hub: Arc<Hub>) -> Router {
+    let state = Exosphere {
+        hub,
+        managers: Arc::default(),
+    };
+    Router::new()
+        .route("/v0/namespace/{ns}/nodes/", put(register))
+        .route("/v0/namespace/{ns}/states/enqueue", post(enqueue))
+        .route("/v0/namespace/{ns}/state/{id}/secrets", get(secrets))
+        .route("/v0/namespace/{ns}/state/{id}/executed", post(executed))
+        .route("/v0/namespace/{ns}/state/{id}/errored", post(errored))
+        .route("/v0/namespace/{ns}/state/{id}/prune", post(prune))
+        .route(
+            "/v0/namespace/{ns}/state/{id}/re-enqueue-after",
+            post(requeue),
+        )
+        .route("/v0/namespace/{ns}/graph/{g}", put(upsert_graph).get(graph))
+        .route("/v0/namespace/{ns}/graph/{g}/trigger", post(trigger))
+        .route(
+            "/v0/namespace/{ns}/states/run/{run_id}/graph",
+            get(run_states),
+        )
+        .with_state(state)
+}
+
+/// An answer in the reference's shape: JSON, errors as `{"detail": …}`.
+type Answer = Result<axum::Json<Json>, Detail>;
+
+/// An error answer: a status and `{"detail": …}`.
+#[derive(Debug)]
+struct Detail {
+    status: StatusCode,
+    detail: String,
+}
+
+impl IntoResponse for Detail {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "detail": self.detail }))).into_response()
+    }
+}
+
+fn detail(status: StatusCode, detail: impl Into<String>) -> Detail {
+    Detail {
+        status,
+        detail: detail.into(),
+    }
+}
+
+fn refused(refusal: Refusal) -> Detail {
+    detail(
+        StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+        refusal.detail,
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Detail> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the request body is not as expected: {err}"),
+        )
+    })
+}
+
+impl Exosphere {
+    /// Runs `work` on the state manager of the account whose token is the
+    /// request's `x-api-key`.
+    async fn with<T>(
+        &self,
+        headers: &HeaderMap,
+        work: impl FnOnce(&mut Manager) -> Result<T, Refusal>,
+    ) -> Result<T, Detail> {
+        let key = headers
+            .get("x-api-key")
+            .and_then(|key| key.to_str().ok())
+            .unwrap_or_default();
+        let caller = self
+            .hub
+            .authenticate(Some(key))
+            .await
+            .map_err(|_| detail(StatusCode::UNAUTHORIZED, "Invalid API key"))?;
+        let mut managers = self
+            .managers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        work(managers.entry(caller.account).or_default()).map_err(refused)
+    }
+}
+
+#[derive(Deserialize)]
+struct Registration {
+    runtime_name: String,
+    nodes: Vec<RegisteredNode>,
+}
+
+async fn register(
+    State(exo): State<Exosphere>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    let registration: Registration = body(&bytes)?;
+    let names = exo
+        .with(&headers, |manager| {
+            Ok(manager.register(&ns, registration.nodes))
+        })
+        .await?;
+    Ok(axum::Json(json!({
+        "runtime_name": registration.runtime_name,
+        "registered_nodes": names.iter().map(|name| json!({"name": name})).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct EnqueueBody {
+    nodes: Vec<String>,
+    batch_size: usize,
+}
+
+async fn enqueue(
+    State(exo): State<Exosphere>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    let request: EnqueueBody = body(&bytes)?;
+    let states = exo
+        .with(&headers, |manager| {
+            Ok(manager.enqueue(&ns, &request.nodes, request.batch_size.min(1_000), now_ms()))
+        })
+        .await?;
+    Ok(axum::Json(json!({
+        "count": states.len(),
+        "namespace": ns,
+        "status": "QUEUED",
+        "states": states,
+    })))
+}
+
+async fn secrets(
+    State(exo): State<Exosphere>,
+    Path((ns, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    exo.with(&headers, |manager| manager.secrets(&ns, &id))
+        .await
+        .map(axum::Json)
+}
+
+#[derive(Deserialize)]
+struct ExecutedBody {
+    #[serde(default)]
+    outputs: Vec<Map<String, Json>>,
+}
+
+async fn executed(
+    State(exo): State<Exosphere>,
+    Path((ns, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    let request: ExecutedBody = body(&bytes)?;
+    exo.with(&headers, |manager| {
+        manager.executed(&ns, &id, request.outputs, now_ms())
+    })
+    .await
+    .map(axum::Json)
+}
+
+#[derive(Deserialize)]
+struct ErroredBody {
+    error: String,
+}
+
+async fn errored(
+    State(exo): State<Exosphere>,
+    Path((ns, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    let request: ErroredBody = body(&bytes)?;
+    let random: f64 = rand::random();
+    exo.with(&headers, |manager| {
+        manager.errored(&ns, &id, request.error, random, now_ms())
+    })
+    .await
+    .map(axum::Json)
+}
+
+#[derive(Deserialize)]
+struct PruneBody {
+    #[serde(default)]
+    data: Map<String, Json>,
+}
+
+async fn prune(
+    State(exo): State<Exosphere>,
+    Path((ns, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    let request: PruneBody = body(&bytes)?;
+    exo.with(&headers, |manager| {
+        manager.prune(&ns, &id, request.data, now_ms())
+    })
+    .await
+    .map(axum::Json)
+}
+
+#[derive(Deserialize)]
+struct RequeueBody {
+    enqueue_after: u64,
+}
+
+async fn requeue(
+    State(exo): State<Exosphere>,
+    Path((ns, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    let request: RequeueBody = body(&bytes)?;
+    if request.enqueue_after == 0 {
+        return Err(detail(
+            StatusCode::BAD_REQUEST,
+            "enqueue_after must be above 0",
+        ));
+    }
+    exo.with(&headers, |manager| {
+        manager.requeue(&ns, &id, request.enqueue_after, now_ms())
+    })
+    .await
+    .map(axum::Json)
+}
+
+async fn upsert_graph(
+    State(exo): State<Exosphere>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<(StatusCode, axum::Json<Json>), Detail> {
+    let spec: GraphSpec = body(&bytes)?;
+    exo.with(&headers, |manager| {
+        manager.upsert_graph(&ns, &name, spec, now_ms())
+    })
+    .await
+    .map(|graph| (StatusCode::CREATED, axum::Json(graph)))
+}
+
+async fn graph(
+    State(exo): State<Exosphere>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    exo.with(&headers, |manager| {
+        manager.graph(&ns, &name).ok_or_else(|| Refusal {
+            status: 404,
+            detail: format!("Graph template not found: {name}"),
+        })
+    })
+    .await
+    .map(axum::Json)
+}
+
+#[derive(Deserialize)]
+struct TriggerBody {
+    #[serde(default)]
+    inputs: BTreeMap<String, String>,
+    #[serde(default)]
+    store: BTreeMap<String, String>,
+    #[serde(default)]
+    start_delay: u64,
+}
+
+async fn trigger(
+    State(exo): State<Exosphere>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    let request: TriggerBody = if bytes.is_empty() {
+        TriggerBody {
+            inputs: BTreeMap::new(),
+            store: BTreeMap::new(),
+            start_delay: 0,
+        }
+    } else {
+        body(&bytes)?
+    };
+    exo.with(&headers, |manager| {
+        manager.trigger(
+            &ns,
+            &name,
+            request.inputs,
+            request.store,
+            request.start_delay,
+            now_ms(),
+        )
+    })
+    .await
+    .map(axum::Json)
+}
+
+async fn run_states(
+    State(exo): State<Exosphere>,
+    Path((ns, run_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    exo.with(&headers, |manager| manager.run_states(&ns, &run_id))
+        .await
+        .map(axum::Json)
+}
