@@ -47,6 +47,7 @@ fn fixture() -> &'static Fixture {
                 quota: UploadQuota::default(),
                 keepalive: KEEPALIVE,
                 token_recheck: TOKEN_RECHECK,
+                exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
             })
             .await
             .expect("an in-memory hub");

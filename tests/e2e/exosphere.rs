@@ -616,3 +616,99 @@ fn node_hosts_runtime_runs_a_workflow_on_the_hub() {
     runtime.signal("TERM");
     assert_eq!(runtime.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn a_dead_runtimes_state_is_handed_out_again_and_reported_once() {
+    let hub = Hub::start_with("exosphere-lease", &["--exosphere-lease", "1s"]);
+    let key = hub.token("alice", false);
+    let start_runtime = || {
+        let mut command = node_host();
+        command
+            .arg("run")
+            .arg(guest("hello"))
+            .args(["--exosphere", &hub.url, "--namespace", NAMESPACE])
+            .args(["--name", "rt", "--poll-interval", "100ms"])
+            .env("EXOSPHERE_API_KEY", &key);
+        let mut runtime = Service::start(&mut command);
+        runtime.wait_for_line("Exosphere runtime", START_BOUND);
+        runtime
+    };
+    // Registered, then gone.
+    let mut runtime = start_runtime();
+    runtime.signal("TERM");
+    assert_eq!(runtime.wait_exit(Duration::from_secs(10)), Some(0));
+    let api = |path: &str| format!("{}/v0/namespace/{NAMESPACE}{path}", hub.url);
+    let graph = json!({"nodes": [{"node_name": "hello", "namespace": NAMESPACE,
+        "identifier": "greet", "inputs": {"name": "Ada"}}]});
+    let stored: Value = http()
+        .put(api("/graph/one"))
+        .header("x-api-key", &key)
+        .json(&graph)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
+    let triggered: Value = http()
+        .post(api("/graph/one/trigger"))
+        .header("x-api-key", &key)
+        .json(&json!({}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let run_id = triggered["run_id"].as_str().unwrap().to_owned();
+    // A runtime takes the state and dies without a word.
+    let taken: Value = http()
+        .post(api("/states/enqueue"))
+        .header("x-api-key", &key)
+        .json(&json!({"nodes": ["hello"], "batch_size": 1}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let lost = taken["states"][0]["state_id"].as_str().unwrap().to_owned();
+    // A live runtime gets it once the lease has passed, and finishes it.
+    let mut runtime = start_runtime();
+    let started = Instant::now();
+    let states = loop {
+        let states = run_states(&hub, &key, &run_id);
+        if !of(&states, "greet", "SUCCESS").is_empty() {
+            break states;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never handed out again: {states:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not before the lease passed"
+    );
+    let done = of(&states, "greet", "SUCCESS");
+    assert_eq!(done.len(), 1, "{states:#?}");
+    assert_ne!(done[0]["id"], lost.as_str());
+    assert_eq!(done[0]["outputs"]["greeting"], "Hello Ada");
+    assert_eq!(
+        of(&states, "greet", "LEASE_EXPIRED").len(),
+        1,
+        "{states:#?}"
+    );
+    // The dead runtime's late report is refused, and changes nothing.
+    let late = http()
+        .post(api(&format!("/state/{lost}/executed")))
+        .header("x-api-key", &key)
+        .json(&json!({"outputs": [{"greeting": "late"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(late.status(), 409);
+    let detail = late.json::<Value>().unwrap()["detail"].to_string();
+    assert!(detail.contains("lease"), "{detail}");
+    assert_eq!(
+        of(&run_states(&hub, &key, &run_id), "greet", "SUCCESS").len(),
+        1
+    );
+    runtime.signal("TERM");
+    assert_eq!(runtime.wait_exit(Duration::from_secs(10)), Some(0));
+}

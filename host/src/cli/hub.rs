@@ -94,6 +94,12 @@ pub(super) struct HubArgs {
     /// it opened are closed, within this period. For tests.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, hide = true)]
     token_recheck: Duration,
+
+    /// How long an Exosphere state handed to a runtime is held for it; a
+    /// runtime that reports nothing in that time is taken for dead and the
+    /// state is handed out again.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    exosphere_lease: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -508,6 +514,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         },
         keepalive: args.ping_every,
         token_recheck: args.token_recheck,
+        exosphere_lease: args.exosphere_lease,
     }))?;
     let restoring = state.restored().pending;
     if restoring > 0 {

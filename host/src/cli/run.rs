@@ -377,6 +377,7 @@ async fn start_embedded_hub(
         quota: crate::hub::service::UploadQuota::default(),
         keepalive: crate::hub::service::KEEPALIVE,
         token_recheck: crate::hub::service::TOKEN_RECHECK,
+        exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
     })
     .await?;
     let token = state

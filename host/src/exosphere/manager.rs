@@ -267,6 +267,9 @@ pub struct Manager {
     runs: BTreeMap<String, Run>,
     /// `unites` nodes already made, by run and identifier.
     united: BTreeSet<(String, String)>,
+    /// Handed-out states by the end of their lease, soonest first (an
+    /// entry whose state has moved on since is skipped).
+    leases: BTreeSet<(u64, String)>,
     next_id: u64,
 }
 
@@ -280,6 +283,7 @@ impl Default for Manager {
             created: VecDeque::new(),
             runs: BTreeMap::new(),
             united: BTreeSet::new(),
+            leases: BTreeSet::new(),
             next_id: 1,
         }
     }
@@ -301,6 +305,14 @@ pub struct HandedOut {
 }
 
 impl Manager {
+    /// A state manager whose handed-out states are held `lease_ms`.
+    pub fn with_lease(lease_ms: u64) -> Self {
+        Self {
+            lease: lease_ms,
+            ..Self::default()
+        }
+    }
+
     fn id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}{:016x}", self.next_id ^ 0x5eed_0000_0000)
@@ -632,6 +644,7 @@ impl Manager {
             {
                 state.status = Status::Queued;
                 state.lease_until = now + self.lease;
+                self.leases.insert((state.lease_until, state.id.clone()));
                 handed.push(HandedOut {
                     state_id: state.id.clone(),
                     node_name: state.node_name.clone(),
@@ -648,12 +661,20 @@ impl Manager {
     }
 
     fn expire_leases(&mut self, now: u64) {
-        let expired: Vec<String> = self
-            .states
-            .values()
-            .filter(|state| state.status == Status::Queued && state.lease_until <= now)
-            .map(|state| state.id.clone())
-            .collect();
+        let mut expired = Vec::new();
+        while let Some((until, id)) = self.leases.first().cloned() {
+            if until > now {
+                break;
+            }
+            self.leases.pop_first();
+            if self
+                .states
+                .get(&id)
+                .is_some_and(|state| state.status == Status::Queued && state.lease_until == until)
+            {
+                expired.push(id);
+            }
+        }
         for id in expired {
             let old = self.states.get_mut(&id).expect("listed");
             old.status = Status::LeaseExpired;

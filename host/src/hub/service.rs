@@ -81,7 +81,14 @@ pub struct HubConfig {
     /// [`TOKEN_RECHECK`]): a revoked or expired token is refused, and the
     /// WebSockets opened with it are closed, within this period.
     pub token_recheck: Duration,
+    /// How long an Exosphere state handed to a runtime is held for it
+    /// (usually [`EXOSPHERE_LEASE`]); then it is handed out again.
+    pub exosphere_lease: Duration,
 }
+
+/// How long an Exosphere state handed to a runtime is held for it.
+pub const EXOSPHERE_LEASE: Duration =
+    Duration::from_millis(crate::exosphere::manager::DEFAULT_LEASE_MS);
 
 /// Why the hub cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +144,7 @@ pub struct Hub {
     secrets: SecretBox,
     callers: Mutex<HashMap<String, (Caller, Instant)>>,
     token_recheck: Duration,
+    exosphere_lease: Duration,
 }
 
 impl Hub {
@@ -197,9 +205,15 @@ impl Hub {
             secrets,
             callers: Mutex::default(),
             token_recheck: config.token_recheck,
+            exosphere_lease: config.exosphere_lease,
         });
         tokio::spawn(hub.clone().restore(uploaded));
         Ok(hub)
+    }
+
+    /// How long an Exosphere state handed to a runtime is held for it.
+    pub fn exosphere_lease(&self) -> Duration {
+        self.exosphere_lease
     }
 
     /// How far loading the uploads again has come.

@@ -125,7 +125,11 @@ impl Exosphere {
             .managers
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        work(managers.entry(caller.account).or_default()).map_err(refused)
+        let lease = self.hub.exosphere_lease().as_millis() as u64;
+        let manager = managers
+            .entry(caller.account)
+            .or_insert_with(|| Manager::with_lease(lease));
+        work(manager).map_err(refused)
     }
 }
 

@@ -35,6 +35,7 @@ fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
         quota: UploadQuota::default(),
         keepalive: crate::hub::service::KEEPALIVE,
         token_recheck: crate::hub::service::TOKEN_RECHECK,
+        exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
     }
 }
 
@@ -164,6 +165,7 @@ async fn a_revoked_or_expired_token_is_refused_within_the_recheck_period() {
     use crate::hub::store::{TokenKind, unix_seconds};
     let t = hub_with(HubConfig {
         token_recheck: Duration::from_millis(100),
+        exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
         ..config(None)
     })
     .await;
@@ -192,6 +194,7 @@ async fn a_revoked_or_expired_token_is_refused_within_the_recheck_period() {
     // inside the recheck period.
     let t = hub_with(HubConfig {
         token_recheck: Duration::from_secs(3600),
+        exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
         ..config(None)
     })
     .await;
