@@ -712,3 +712,77 @@ fn a_dead_runtimes_state_is_handed_out_again_and_reported_once() {
     runtime.signal("TERM");
     assert_eq!(runtime.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn the_hub_runs_the_states_of_uploaded_nodes_itself() {
+    let hub = Hub::start("exosphere-uploaded");
+    let key = hub.token("alice", false);
+    hub.upload(&key, "splitter").expect_success();
+    hub.upload(&key, "hello").expect_success();
+    let api = |path: &str| format!("{}/v0/namespace/{NAMESPACE}{path}", hub.url);
+    let graph = json!({
+        "nodes": [
+            {"node_name": "splitter", "namespace": NAMESPACE, "identifier": "split",
+             "inputs": {"text": "${{ store.names }}"}, "next_nodes": ["greet"]},
+            {"node_name": "hello", "namespace": NAMESPACE, "identifier": "greet",
+             "inputs": {"name": "${{ split.outputs.item }}"}},
+        ],
+        "store_config": {"required_keys": ["names"]},
+    });
+    let stored: Value = http()
+        .put(api("/graph/greetings"))
+        .header("x-api-key", &key)
+        .json(&graph)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
+    let triggered: Value = http()
+        .post(api("/graph/greetings/trigger"))
+        .header("x-api-key", &key)
+        .json(&json!({"store": {"names": "Ada, Bo"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let run_id = triggered["run_id"].as_str().unwrap().to_owned();
+    // No runtime anywhere: the hub runs both nodes, fan-out included.
+    let started = Instant::now();
+    let states = loop {
+        let states = run_states(&hub, &key, &run_id);
+        if of(&states, "greet", "SUCCESS").len() == 2 {
+            break states;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the hub did not run the states: {states:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut greetings: Vec<&str> = of(&states, "greet", "SUCCESS")
+        .iter()
+        .map(|state| state["outputs"]["greeting"].as_str().unwrap())
+        .collect();
+    greetings.sort();
+    assert_eq!(greetings, ["Hello Ada", "Hello Bo"]);
+    let runs: Value = http()
+        .get(api("/runs/1/10"))
+        .header("x-api-key", &key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(runs["runs"][0]["run_id"], run_id.as_str(), "{runs:#}");
+    assert_eq!(runs["runs"][0]["status"], "SUCCESS", "{runs:#}");
+    assert_eq!(runs["runs"][0]["success_count"], 4, "{runs:#}");
+    // The uploaded nodes' events are the account's, as any execute's.
+    let logs: Value = http()
+        .get(format!("{}/api/nodes/hello/logs", hub.url))
+        .bearer_auth(&key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(logs["events"].as_array().map(Vec::len), Some(2), "{logs}");
+}

@@ -660,6 +660,51 @@ impl Manager {
         handed
     }
 
+    /// Hands out due states of `nodes` in any namespace, up to `limit`,
+    /// leased as [`enqueue`](Self::enqueue) does: the hub's own runs of its
+    /// uploaded nodes, which every namespace of the account shares.
+    pub fn take_due(
+        &mut self,
+        nodes: &BTreeSet<String>,
+        limit: usize,
+        now: u64,
+    ) -> Vec<(String, HandedOut)> {
+        let namespaces: BTreeSet<String> = self
+            .created
+            .iter()
+            .filter_map(|id| self.states.get(id))
+            .filter(|state| nodes.contains(&state.node_name))
+            .map(|state| state.namespace.clone())
+            .collect();
+        let names: Vec<String> = nodes.iter().cloned().collect();
+        let mut taken = Vec::new();
+        for namespace in namespaces {
+            let room = limit.saturating_sub(taken.len());
+            if room == 0 {
+                break;
+            }
+            for state in self.enqueue(&namespace, &names, room, now) {
+                taken.push((namespace.clone(), state));
+            }
+        }
+        taken
+    }
+
+    /// When the next state of `nodes` that waits (a retry's delay, a
+    /// re-enqueue-after) comes due, if one does.
+    pub fn next_due(&self, nodes: &BTreeSet<String>, now: u64) -> Option<u64> {
+        self.created
+            .iter()
+            .filter_map(|id| self.states.get(id))
+            .filter(|state| {
+                state.status == Status::Created
+                    && nodes.contains(&state.node_name)
+                    && state.enqueue_after > now
+            })
+            .map(|state| state.enqueue_after)
+            .min()
+    }
+
     fn expire_leases(&mut self, now: u64) {
         let mut expired = Vec::new();
         while let Some((until, id)) = self.leases.first().cloned() {
@@ -996,6 +1041,56 @@ impl Manager {
             .get(&(state.namespace.clone(), state.graph.clone()))
             .ok_or_else(|| refuse(404, format!("Graph {} not found", state.graph)))?;
         Ok(json!({"secrets": graph.spec.secrets}))
+    }
+
+    /// `GET /runs/{page}/{size}`: the namespace's runs, newest first, with
+    /// counts of their states; `page` counts from 1.
+    pub fn runs(&self, namespace: &str, page: usize, size: usize) -> Json {
+        let mut runs: Vec<(&String, &Run)> = self
+            .runs
+            .iter()
+            .filter(|(_, run)| run.namespace == namespace)
+            .collect();
+        runs.sort_by(|a, b| b.1.created_at.cmp(&a.1.created_at).then(b.0.cmp(a.0)));
+        let total = runs.len();
+        let size = size.clamp(1, 1_000);
+        let listed: Vec<Json> = runs
+            .into_iter()
+            .skip(page.saturating_sub(1).saturating_mul(size))
+            .take(size)
+            .map(|(run_id, run)| {
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for state in self.states.values().filter(|state| &state.run_id == run_id) {
+                    let bucket = match state.status {
+                        Status::Success | Status::Pruned => "success_count",
+                        Status::Errored | Status::NextCreatedError => "errored_count",
+                        Status::RetryCreated | Status::LeaseExpired => "retried_count",
+                        Status::Created | Status::Queued | Status::Executed => "pending_count",
+                    };
+                    *counts.entry(bucket).or_default() += 1;
+                }
+                let count = |name| counts.get(name).copied().unwrap_or(0);
+                let status = if count("pending_count") > 0 {
+                    "PENDING"
+                } else if count("errored_count") > 0 {
+                    "FAILED"
+                } else {
+                    "SUCCESS"
+                };
+                json!({
+                    "run_id": run_id,
+                    "graph_name": run.graph,
+                    "created_at": run.created_at,
+                    "status": status,
+                    "success_count": count("success_count"),
+                    "pending_count": count("pending_count"),
+                    "errored_count": count("errored_count"),
+                    "retried_count": count("retried_count"),
+                    "total_count": counts.values().sum::<usize>(),
+                })
+            })
+            .collect();
+        json!({"namespace": namespace, "total": total, "page": page, "size": size, "runs": listed})
     }
 
     /// `GET /states/run/{run_id}/graph`: the run's states.

@@ -211,6 +211,15 @@ impl Hub {
         Ok(hub)
     }
 
+    /// The info of every node the account uploaded and the hub has loaded.
+    pub fn uploaded_infos(&self, account: AccountId) -> Vec<crate::sandbox::NodeInfo> {
+        self.catalog
+            .list(account)
+            .iter()
+            .map(|node| node.component.info().clone())
+            .collect()
+    }
+
     /// How long an Exosphere state handed to a runtime is held for it.
     pub fn exosphere_lease(&self) -> Duration {
         self.exosphere_lease

@@ -6,10 +6,12 @@
 //! two accounts using the same namespace name never see each other's nodes,
 //! graphs or states (the reference has one global secret). The rules are
 //! [`crate::exosphere::manager`]'s; this layer only parses, locks and answers.
-//! States live in the hub's memory (not yet in its store): a hub restart
-//! forgets runs in progress.
+//! States of the account's uploaded nodes are run by the hub itself, on its
+//! own runner, as they come due: they need no runtime. States live in the
+//! hub's memory (not yet in its store): a hub restart forgets runs in
+//! progress.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,7 +26,12 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::core::AccountId;
 use crate::exosphere::manager::{GraphSpec, Manager, Refusal, RegisteredNode};
-use crate::hub::service::Hub;
+use crate::hub::service::{Hub, HubError};
+use crate::hub::store::Caller;
+use crate::protocol::exosphere::{NodeRegistration, Report};
+use crate::protocol::hurozo::ExecuteRequest;
+use crate::sandbox::Value;
+use crate::sandbox::value::from_json;
 
 /// The hub and every account's state manager.
 #[derive(Debug, Clone)]
@@ -56,6 +63,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
             "/v0/namespace/{ns}/states/run/{run_id}/graph",
             get(run_states),
         )
+        .route("/v0/namespace/{ns}/runs/{page}/{size}", get(runs))
         .with_state(state)
 }
 
@@ -105,22 +113,24 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Detail> {
 }
 
 impl Exosphere {
-    /// Runs `work` on the state manager of the account whose token is the
-    /// request's `x-api-key`.
-    async fn with<T>(
-        &self,
-        headers: &HeaderMap,
-        work: impl FnOnce(&mut Manager) -> Result<T, Refusal>,
-    ) -> Result<T, Detail> {
+    /// The account whose token is the request's `x-api-key`.
+    async fn caller(&self, headers: &HeaderMap) -> Result<Caller, Detail> {
         let key = headers
             .get("x-api-key")
             .and_then(|key| key.to_str().ok())
             .unwrap_or_default();
-        let caller = self
-            .hub
+        self.hub
             .authenticate(Some(key))
             .await
-            .map_err(|_| detail(StatusCode::UNAUTHORIZED, "Invalid API key"))?;
+            .map_err(|_| detail(StatusCode::UNAUTHORIZED, "Invalid API key"))
+    }
+
+    /// Runs `work` on `caller`'s state manager.
+    fn with<T>(
+        &self,
+        caller: &Caller,
+        work: impl FnOnce(&mut Manager) -> Result<T, Refusal>,
+    ) -> Result<T, Detail> {
         let mut managers = self
             .managers
             .lock()
@@ -131,7 +141,79 @@ impl Exosphere {
             .or_insert_with(|| Manager::with_lease(lease));
         work(manager).map_err(refused)
     }
+
+    /// Runs the due states of the account's uploaded nodes on the hub's own
+    /// runner, in the background: they need no runtime.
+    fn drive(&self, caller: &Caller) {
+        let uploaded: BTreeSet<String> = self
+            .hub
+            .uploaded_infos(caller.account)
+            .into_iter()
+            .map(|info| info.name)
+            .collect();
+        if uploaded.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let Ok((due, next)) = self.with(caller, |manager| {
+            Ok((
+                manager.take_due(&uploaded, HUB_RUN_BATCH, now),
+                manager.next_due(&uploaded, now),
+            ))
+        }) else {
+            return;
+        };
+        if let Some(at) = next {
+            let (exo, caller) = (self.clone(), caller.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(at.saturating_sub(now))).await;
+                exo.drive(&caller);
+            });
+        }
+        for (namespace, state) in due {
+            let (exo, caller) = (self.clone(), caller.clone());
+            tokio::spawn(async move {
+                let request = ExecuteRequest {
+                    inputs: state.inputs,
+                    timeout_ms: None,
+                };
+                let report = match exo.hub.execute(&caller, &state.node_name, request).await {
+                    Ok(answer) => {
+                        let outputs: Vec<(String, Value)> = answer
+                            .outputs
+                            .into_iter()
+                            .map(|(name, value)| (name, from_json(value)))
+                            .collect();
+                        Report::of_result(Ok(&outputs))
+                    }
+                    Err(HubError::NodeFailed { failure, .. }) => {
+                        Report::of_result(Err((&failure.code, &failure.message)))
+                    }
+                    Err(err) => Report::Errored(format!("{}: {err}", err.code())),
+                };
+                let id = &state.state_id;
+                let now = now_ms();
+                let random: f64 = rand::random();
+                let reported = exo.with(&caller, |manager| match report {
+                    Report::Executed(sets) => manager.executed(&namespace, id, sets, now),
+                    Report::Errored(error) => manager.errored(&namespace, id, error, random, now),
+                    Report::Prune(data) => manager.prune(&namespace, id, data, now),
+                    Report::Requeue(ms) => manager.requeue(&namespace, id, ms, now),
+                });
+                if let Err(refused) = reported {
+                    tracing::warn!(
+                        "the hub's own run of state `{id}` could not be recorded: {}",
+                        refused.detail
+                    );
+                }
+                exo.drive(&caller);
+            });
+        }
+    }
 }
+
+/// States of uploaded nodes the hub takes at once per account.
+const HUB_RUN_BATCH: usize = 64;
 
 #[derive(Deserialize)]
 struct Registration {
@@ -146,11 +228,10 @@ async fn register(
     bytes: Bytes,
 ) -> Answer {
     let registration: Registration = body(&bytes)?;
-    let names = exo
-        .with(&headers, |manager| {
-            Ok(manager.register(&ns, registration.nodes))
-        })
-        .await?;
+    let caller = exo.caller(&headers).await?;
+    let names = exo.with(&caller, |manager| {
+        Ok(manager.register(&ns, registration.nodes))
+    })?;
     Ok(axum::Json(json!({
         "runtime_name": registration.runtime_name,
         "registered_nodes": names.iter().map(|name| json!({"name": name})).collect::<Vec<_>>(),
@@ -170,11 +251,10 @@ async fn enqueue(
     bytes: Bytes,
 ) -> Answer {
     let request: EnqueueBody = body(&bytes)?;
-    let states = exo
-        .with(&headers, |manager| {
-            Ok(manager.enqueue(&ns, &request.nodes, request.batch_size.min(1_000), now_ms()))
-        })
-        .await?;
+    let caller = exo.caller(&headers).await?;
+    let states = exo.with(&caller, |manager| {
+        Ok(manager.enqueue(&ns, &request.nodes, request.batch_size.min(1_000), now_ms()))
+    })?;
     Ok(axum::Json(json!({
         "count": states.len(),
         "namespace": ns,
@@ -188,8 +268,8 @@ async fn secrets(
     Path((ns, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    exo.with(&headers, |manager| manager.secrets(&ns, &id))
-        .await
+    let caller = exo.caller(&headers).await?;
+    exo.with(&caller, |manager| manager.secrets(&ns, &id))
         .map(axum::Json)
 }
 
@@ -206,11 +286,12 @@ async fn executed(
     bytes: Bytes,
 ) -> Answer {
     let request: ExecutedBody = body(&bytes)?;
-    exo.with(&headers, |manager| {
+    let caller = exo.caller(&headers).await?;
+    let answer = exo.with(&caller, |manager| {
         manager.executed(&ns, &id, request.outputs, now_ms())
-    })
-    .await
-    .map(axum::Json)
+    })?;
+    exo.drive(&caller);
+    Ok(axum::Json(answer))
 }
 
 #[derive(Deserialize)]
@@ -226,11 +307,12 @@ async fn errored(
 ) -> Answer {
     let request: ErroredBody = body(&bytes)?;
     let random: f64 = rand::random();
-    exo.with(&headers, |manager| {
+    let caller = exo.caller(&headers).await?;
+    let answer = exo.with(&caller, |manager| {
         manager.errored(&ns, &id, request.error, random, now_ms())
-    })
-    .await
-    .map(axum::Json)
+    })?;
+    exo.drive(&caller);
+    Ok(axum::Json(answer))
 }
 
 #[derive(Deserialize)]
@@ -246,11 +328,12 @@ async fn prune(
     bytes: Bytes,
 ) -> Answer {
     let request: PruneBody = body(&bytes)?;
-    exo.with(&headers, |manager| {
+    let caller = exo.caller(&headers).await?;
+    let answer = exo.with(&caller, |manager| {
         manager.prune(&ns, &id, request.data, now_ms())
-    })
-    .await
-    .map(axum::Json)
+    })?;
+    exo.drive(&caller);
+    Ok(axum::Json(answer))
 }
 
 #[derive(Deserialize)]
@@ -271,11 +354,12 @@ async fn requeue(
             "enqueue_after must be above 0",
         ));
     }
-    exo.with(&headers, |manager| {
+    let caller = exo.caller(&headers).await?;
+    let answer = exo.with(&caller, |manager| {
         manager.requeue(&ns, &id, request.enqueue_after, now_ms())
-    })
-    .await
-    .map(axum::Json)
+    })?;
+    exo.drive(&caller);
+    Ok(axum::Json(answer))
 }
 
 async fn upsert_graph(
@@ -285,10 +369,35 @@ async fn upsert_graph(
     bytes: Bytes,
 ) -> Result<(StatusCode, axum::Json<Json>), Detail> {
     let spec: GraphSpec = body(&bytes)?;
-    exo.with(&headers, |manager| {
+    let caller = exo.caller(&headers).await?;
+    // The account's uploaded nodes are registered in every namespace its
+    // graphs name: the hub runs them itself.
+    let namespaces: BTreeSet<String> = spec
+        .nodes
+        .iter()
+        .map(|node| node.namespace.clone())
+        .chain([ns.clone()])
+        .collect();
+    let uploaded = exo.hub.uploaded_infos(caller.account);
+    exo.with(&caller, |manager| {
+        for namespace in &namespaces {
+            let nodes = uploaded
+                .iter()
+                .map(|info| {
+                    let registration = NodeRegistration::of(info, namespace);
+                    RegisteredNode {
+                        name: registration.name,
+                        namespace: registration.namespace,
+                        inputs_schema: registration.inputs_schema,
+                        outputs_schema: registration.outputs_schema,
+                        secrets: registration.secrets,
+                    }
+                })
+                .collect();
+            manager.register(namespace, nodes);
+        }
         manager.upsert_graph(&ns, &name, spec, now_ms())
     })
-    .await
     .map(|graph| (StatusCode::CREATED, axum::Json(graph)))
 }
 
@@ -297,13 +406,13 @@ async fn graph(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    exo.with(&headers, |manager| {
+    let caller = exo.caller(&headers).await?;
+    exo.with(&caller, |manager| {
         manager.graph(&ns, &name).ok_or_else(|| Refusal {
             status: 404,
             detail: format!("Graph template not found: {name}"),
         })
     })
-    .await
     .map(axum::Json)
 }
 
@@ -332,7 +441,8 @@ async fn trigger(
     } else {
         body(&bytes)?
     };
-    exo.with(&headers, |manager| {
+    let caller = exo.caller(&headers).await?;
+    let answer = exo.with(&caller, |manager| {
         manager.trigger(
             &ns,
             &name,
@@ -341,9 +451,9 @@ async fn trigger(
             request.start_delay,
             now_ms(),
         )
-    })
-    .await
-    .map(axum::Json)
+    })?;
+    exo.drive(&caller);
+    Ok(axum::Json(answer))
 }
 
 async fn run_states(
@@ -351,7 +461,17 @@ async fn run_states(
     Path((ns, run_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    exo.with(&headers, |manager| manager.run_states(&ns, &run_id))
-        .await
+    let caller = exo.caller(&headers).await?;
+    exo.with(&caller, |manager| manager.run_states(&ns, &run_id))
+        .map(axum::Json)
+}
+
+async fn runs(
+    State(exo): State<Exosphere>,
+    Path((ns, page, size)): Path<(String, usize, usize)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = exo.caller(&headers).await?;
+    exo.with(&caller, |manager| Ok(manager.runs(&ns, page, size)))
         .map(axum::Json)
 }
