@@ -786,3 +786,75 @@ fn the_hub_runs_the_states_of_uploaded_nodes_itself() {
         .unwrap();
     assert_eq!(logs["events"].as_array().map(Vec::len), Some(2), "{logs}");
 }
+
+#[test]
+fn runs_survive_a_hub_restart() {
+    let mut hub = Hub::start("exosphere-restart");
+    let key = hub.token("alice", false);
+    let post = |hub: &Hub, path: &str, body: Value| -> (u16, Value) {
+        let response = http()
+            .post(format!("{}/v0/namespace/{NAMESPACE}{path}", hub.url))
+            .header("x-api-key", &key)
+            .json(&body)
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.json().unwrap())
+    };
+    // A runtime registers `hello` (as the SDK does) and takes the state.
+    let registered = http()
+        .put(format!("{}/v0/namespace/{NAMESPACE}/nodes/", hub.url))
+        .header("x-api-key", &key)
+        .json(
+            &json!({"runtime_name": "rt", "runtime_namespace": NAMESPACE, "nodes": [{
+            "name": "hello", "namespace": NAMESPACE, "inputs_schema": {}, "outputs_schema": {},
+            "secrets": []}]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(registered.status(), 200);
+    let graph = json!({"nodes": [
+        {"node_name": "hello", "namespace": NAMESPACE, "identifier": "a",
+         "inputs": {"name": "Ada"}, "next_nodes": ["b"]},
+        {"node_name": "hello", "namespace": NAMESPACE, "identifier": "b",
+         "inputs": {"name": "${{ a.outputs.shout }}"}},
+    ]});
+    let stored = http()
+        .put(format!("{}/v0/namespace/{NAMESPACE}/graph/two", hub.url))
+        .header("x-api-key", &key)
+        .json(&graph)
+        .send()
+        .unwrap();
+    assert_eq!(stored.status(), 201);
+    let (_, triggered) = post(&hub, "/graph/two/trigger", json!({}));
+    let run_id = triggered["run_id"].as_str().unwrap().to_owned();
+    let (_, taken) = post(
+        &hub,
+        "/states/enqueue",
+        json!({"nodes": ["hello"], "batch_size": 4}),
+    );
+    let first = taken["states"][0]["state_id"].as_str().unwrap().to_owned();
+
+    let data = hub.data.clone();
+    hub.service.signal("TERM");
+    hub.service.wait_exit(Duration::from_secs(30));
+    drop(hub);
+    let hub = Hub::start_at(&data, "127.0.0.1:0");
+
+    // The state is still the runtime's: its report is taken, and the run
+    // goes on from the saved graph and outputs.
+    let (status, answer) = post(
+        &hub,
+        &format!("/state/{first}/executed"),
+        json!({"outputs": [{"greeting": "Hello Ada", "shout": "HELLO ADA"}]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (_, next) = post(
+        &hub,
+        "/states/enqueue",
+        json!({"nodes": ["hello"], "batch_size": 4}),
+    );
+    assert_eq!(next["states"][0]["inputs"]["name"], "HELLO ADA", "{next}");
+    let states = run_states(&hub, &key, &run_id);
+    assert_eq!(of(&states, "a", "SUCCESS").len(), 1, "{states:#?}");
+    assert_eq!(of(&states, "b", "QUEUED").len(), 1, "{states:#?}");
+}

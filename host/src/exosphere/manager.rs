@@ -216,7 +216,7 @@ pub struct GraphSpec {
 }
 
 /// A stored graph.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Graph {
     spec: GraphSpec,
     errors: Vec<String>,
@@ -225,7 +225,7 @@ struct Graph {
 }
 
 /// One state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
     id: String,
     namespace: String,
@@ -246,7 +246,7 @@ struct State {
 }
 
 /// One run of a graph.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Run {
     namespace: String,
     graph: String,
@@ -270,7 +270,62 @@ pub struct Manager {
     /// Handed-out states by the end of their lease, soonest first (an
     /// entry whose state has moved on since is skipped).
     leases: BTreeSet<(u64, String)>,
-    next_id: u64,
+    /// Records changed since [`take_changes`](Manager::take_changes).
+    dirty: BTreeSet<(Kind, String)>,
+}
+
+/// What a saved record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// A registered node; key `[namespace, name]` as JSON.
+    Node,
+    /// A graph; key `[namespace, name]` as JSON.
+    Graph,
+    /// A run; key its id.
+    Run,
+    /// A state; key its id.
+    State,
+    /// A join made; key `[run, what]` as JSON.
+    United,
+}
+
+impl Kind {
+    /// Its name in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Node => "node",
+            Kind::Graph => "graph",
+            Kind::Run => "run",
+            Kind::State => "state",
+            Kind::United => "united",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "node" => Kind::Node,
+            "graph" => Kind::Graph,
+            "run" => Kind::Run,
+            "state" => Kind::State,
+            "united" => Kind::United,
+            _ => return None,
+        })
+    }
+}
+
+/// A record to save: its kind, key and body (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// What it is.
+    pub kind: Kind,
+    /// Which one.
+    pub key: String,
+    /// Its JSON.
+    pub body: String,
+}
+
+fn pair_key(a: &str, b: &str) -> String {
+    serde_json::to_string(&(a, b)).expect("strings are JSON")
 }
 
 impl Default for Manager {
@@ -284,7 +339,7 @@ impl Default for Manager {
             runs: BTreeMap::new(),
             united: BTreeSet::new(),
             leases: BTreeSet::new(),
-            next_id: 1,
+            dirty: BTreeSet::new(),
         }
     }
 }
@@ -314,8 +369,115 @@ impl Manager {
     }
 
     fn id(&mut self, prefix: &str) -> String {
-        self.next_id += 1;
-        format!("{prefix}{:016x}", self.next_id ^ 0x5eed_0000_0000)
+        format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+    }
+
+    fn touch(&mut self, id: &str) {
+        self.dirty.insert((Kind::State, id.to_owned()));
+    }
+
+    /// Every record changed since the last call, as it is now.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|(kind, key)| {
+                let body = match kind {
+                    Kind::State => serde_json::to_string(self.states.get(&key)?),
+                    Kind::Run => serde_json::to_string(self.runs.get(&key)?),
+                    Kind::Node | Kind::Graph => {
+                        let (namespace, name): (String, String) =
+                            serde_json::from_str(&key).ok()?;
+                        let key = (namespace, name);
+                        match kind {
+                            Kind::Node => serde_json::to_string(self.nodes.get(&key)?),
+                            _ => serde_json::to_string(self.graphs.get(&key)?),
+                        }
+                    }
+                    Kind::United => Ok("true".to_owned()),
+                };
+                Some(Change {
+                    kind,
+                    key,
+                    body: body.expect("the records are JSON"),
+                })
+            })
+            .collect()
+    }
+
+    /// Marks `changes` as not saved yet (their save failed).
+    pub fn unsaved(&mut self, changes: &[Change]) {
+        self.dirty.extend(
+            changes
+                .iter()
+                .map(|change| (change.kind, change.key.clone())),
+        );
+    }
+
+    /// A state manager rebuilt from saved records (`(kind, key, body)`);
+    /// records that do not parse are skipped and counted.
+    pub fn restore(lease_ms: u64, records: Vec<(String, String, String)>) -> (Self, usize) {
+        let mut manager = Self::with_lease(lease_ms);
+        let mut skipped = 0;
+        for (kind, key, body) in records {
+            let restored = match Kind::parse(&kind) {
+                Some(Kind::State) => serde_json::from_str::<State>(&body)
+                    .map(|state| {
+                        manager.states.insert(key, state);
+                    })
+                    .is_ok(),
+                Some(Kind::Run) => serde_json::from_str::<Run>(&body)
+                    .map(|run| {
+                        manager.runs.insert(key, run);
+                    })
+                    .is_ok(),
+                Some(Kind::Node) => match (
+                    serde_json::from_str::<(String, String)>(&key),
+                    serde_json::from_str::<RegisteredNode>(&body),
+                ) {
+                    (Ok(key), Ok(node)) => {
+                        manager.nodes.insert(key, node);
+                        true
+                    }
+                    _ => false,
+                },
+                Some(Kind::Graph) => match (
+                    serde_json::from_str::<(String, String)>(&key),
+                    serde_json::from_str::<Graph>(&body),
+                ) {
+                    (Ok(key), Ok(graph)) => {
+                        manager.graphs.insert(key, graph);
+                        true
+                    }
+                    _ => false,
+                },
+                Some(Kind::United) => match serde_json::from_str::<(String, String)>(&key) {
+                    Ok(key) => {
+                        manager.united.insert(key);
+                        true
+                    }
+                    Err(_) => false,
+                },
+                None => false,
+            };
+            if !restored {
+                skipped += 1;
+            }
+        }
+        let mut waiting: Vec<&State> = manager
+            .states
+            .values()
+            .filter(|state| state.status == Status::Created)
+            .collect();
+        waiting.sort_by(|a, b| (a.enqueue_after, &a.id).cmp(&(b.enqueue_after, &b.id)));
+        manager.created = waiting.iter().map(|state| state.id.clone()).collect();
+        manager.leases = manager
+            .states
+            .values()
+            .filter(|state| state.status == Status::Queued)
+            .map(|state| (state.lease_until, state.id.clone()))
+            .collect();
+        (manager, skipped)
     }
 
     /// `PUT /nodes/`: a runtime registers its nodes.
@@ -323,6 +485,8 @@ impl Manager {
         let mut names = Vec::new();
         for node in nodes {
             names.push(node.name.clone());
+            self.dirty
+                .insert((Kind::Node, pair_key(namespace, &node.name)));
             self.nodes
                 .insert((namespace.to_owned(), node.name.clone()), node);
         }
@@ -368,6 +532,7 @@ impl Manager {
         }
         let errors = self.validate(namespace, &spec);
         let key = (namespace.to_owned(), name.to_owned());
+        self.dirty.insert((Kind::Graph, pair_key(namespace, name)));
         let created_at = self.graphs.get(&key).map_or(now, |graph| graph.created_at);
         self.graphs.insert(
             key,
@@ -553,6 +718,7 @@ impl Manager {
             .expect("a valid graph has a root")
             .clone();
         let run_id = self.id("run-");
+        self.dirty.insert((Kind::Run, run_id.clone()));
         self.runs.insert(
             run_id.clone(),
             Run {
@@ -593,6 +759,7 @@ impl Manager {
         enqueue_after: u64,
     ) -> String {
         let id = self.id("state-");
+        self.touch(&id);
         self.states.insert(
             id.clone(),
             State {
@@ -645,6 +812,7 @@ impl Manager {
                 state.status = Status::Queued;
                 state.lease_until = now + self.lease;
                 self.leases.insert((state.lease_until, state.id.clone()));
+                self.dirty.insert((Kind::State, state.id.clone()));
                 handed.push(HandedOut {
                     state_id: state.id.clone(),
                     node_name: state.node_name.clone(),
@@ -721,6 +889,7 @@ impl Manager {
             }
         }
         for id in expired {
+            self.touch(&id);
             let old = self.states.get_mut(&id).expect("listed");
             old.status = Status::LeaseExpired;
             old.error = Some("its lease passed without a report; handed out again".into());
@@ -749,6 +918,7 @@ impl Manager {
     /// The state `id` of `namespace`, queued to a runtime whose lease holds.
     fn queued(&mut self, namespace: &str, id: &str, now: u64) -> Result<&mut State, Refusal> {
         self.expire_leases(now);
+        self.touch(id);
         let state = self
             .states
             .get_mut(id)
@@ -789,6 +959,7 @@ impl Manager {
             let mut clone = original.clone();
             clone.id = clone_id.clone();
             clone.outputs = set;
+            self.touch(&clone_id);
             self.states.insert(clone_id.clone(), clone);
             executed.push(clone_id);
         }
@@ -848,6 +1019,7 @@ impl Manager {
                 Err(err) => error = Some(err),
             }
         }
+        self.touch(id);
         let state = self.states.get_mut(id).expect("known");
         match error {
             None => state.status = Status::Success,
@@ -922,6 +1094,7 @@ impl Manager {
                 let mut parents = self.states[&anchor_id].parents.clone();
                 parents.insert(unites.identifier.clone(), anchor_id.clone());
                 if let Ok(inputs) = render(&node.inputs, &parents, &self.states, &run.store) {
+                    self.dirty.insert((Kind::United, pair_key(&key.0, &key.1)));
                     self.united.insert(key);
                     self.create_state(
                         &run.namespace,
@@ -1418,6 +1591,61 @@ mod tests {
             statuses.iter().all(|status| *status == "SUCCESS"),
             "{states}"
         );
+    }
+
+    /// The saved records of `manager`, as the store gives them back.
+    fn saved(manager: &mut Manager, records: &mut BTreeMap<(String, String), String>) {
+        for change in manager.take_changes() {
+            records.insert((change.kind.as_str().to_owned(), change.key), change.body);
+        }
+    }
+
+    #[test]
+    fn a_run_goes_on_after_a_restart_from_the_saved_records() {
+        let mut records = BTreeMap::new();
+        let mut manager = manager();
+        manager
+            .trigger(
+                "ns",
+                "g",
+                BTreeMap::new(),
+                [("greeting".to_owned(), "hi".to_owned())].into(),
+                0,
+                10,
+            )
+            .unwrap();
+        let start = manager.enqueue("ns", &["start".into()], 16, 10);
+        let word = Map::from_iter([("word".to_owned(), Json::from("hi"))]);
+        manager
+            .executed("ns", &start[0].state_id, vec![word], 11)
+            .unwrap();
+        let split = manager.enqueue("ns", &["split".into()], 16, 12);
+        saved(&mut manager, &mut records);
+        assert!(manager.take_changes().is_empty(), "nothing changed since");
+
+        let rows = records
+            .iter()
+            .map(|((kind, key), body)| (kind.clone(), key.clone(), body.clone()))
+            .collect();
+        let (mut restarted, skipped) = Manager::restore(DEFAULT_LEASE_MS, rows);
+        assert_eq!(skipped, 0);
+        // The state handed out before the restart is still its runtime's.
+        let sets = ["a", "b"]
+            .iter()
+            .map(|item| Map::from_iter([("item".to_owned(), Json::from(*item))]))
+            .collect();
+        restarted
+            .executed("ns", &split[0].state_id, sets, 13)
+            .unwrap();
+        let echoes = restarted.enqueue("ns", &["echo".into()], 16, 14);
+        assert_eq!(echoes.len(), 2);
+        for echo in &echoes {
+            restarted
+                .executed("ns", &echo.state_id, vec![Map::new()], 15)
+                .unwrap();
+        }
+        assert_eq!(restarted.enqueue("ns", &["join".into()], 16, 16).len(), 1);
+        assert!(restarted.graph("ns", "g").is_some());
     }
 
     #[test]

@@ -108,6 +108,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The key that signs WebSocket tokens, made on first use and kept, so
     /// tokens stay valid across a restart of the hub.
     async fn signing_key(&self) -> Result<[u8; 32], StoreError>;
+
+    /// Saves `account`'s Exosphere state-manager records, each replacing
+    /// the one of the same kind and key, all or none.
+    async fn save_exosphere(
+        &self,
+        account: AccountId,
+        records: Vec<ExosphereRecord>,
+    ) -> Result<(), StoreError>;
+
+    /// Every account's Exosphere records.
+    async fn exosphere_records(&self) -> Result<Vec<(AccountId, ExosphereRecord)>, StoreError>;
+}
+
+/// One saved record of an Exosphere state manager (a node, graph, run or
+/// state), its body JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExosphereRecord {
+    /// `node`, `graph`, `run`, `state` or `united`.
+    pub kind: String,
+    /// Which one.
+    pub key: String,
+    /// Its JSON.
+    pub body: String,
 }
 
 /// Prefix of every API token, so a leaked one is recognisable in logs and

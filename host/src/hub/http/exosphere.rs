@@ -7,9 +7,9 @@
 //! graphs or states (the reference has one global secret). The rules are
 //! [`crate::exosphere::manager`]'s; this layer only parses, locks and answers.
 //! States of the account's uploaded nodes are run by the hub itself, on its
-//! own runner, as they come due: they need no runtime. States live in the
-//! hub's memory (not yet in its store): a hub restart forgets runs in
-//! progress.
+//! own runner, as they come due: they need no runtime. Every change is
+//! saved in the hub's store before the request that made it is answered,
+//! and loaded again on the first request after a restart.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,7 @@ use serde_json::{Map, Value as Json, json};
 use crate::core::AccountId;
 use crate::exosphere::manager::{GraphSpec, Manager, Refusal, RegisteredNode};
 use crate::hub::service::{Hub, HubError};
-use crate::hub::store::Caller;
+use crate::hub::store::{Caller, ExosphereRecord};
 use crate::protocol::exosphere::{NodeRegistration, Report};
 use crate::protocol::hurozo::ExecuteRequest;
 use crate::sandbox::Value;
@@ -38,6 +38,10 @@ use crate::sandbox::value::from_json;
 struct Exosphere {
     hub: Arc<Hub>,
     managers: Arc<Mutex<HashMap<AccountId, Manager>>>,
+    /// Set once the saved records are loaded (on the first request).
+    loaded: Arc<tokio::sync::OnceCell<()>>,
+    /// Held while changes are taken and saved, so saves land in order.
+    saving: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The routes, on their own state.
@@ -45,6 +49,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
     let state = Exosphere {
         hub,
         managers: Arc::default(),
+        loaded: Arc::default(),
+        saving: Arc::default(),
     };
     Router::new()
         .route("/v0/namespace/{ns}/nodes/", put(register))
@@ -119,10 +125,79 @@ impl Exosphere {
             .get("x-api-key")
             .and_then(|key| key.to_str().ok())
             .unwrap_or_default();
-        self.hub
+        let caller = self
+            .hub
             .authenticate(Some(key))
             .await
-            .map_err(|_| detail(StatusCode::UNAUTHORIZED, "Invalid API key"))
+            .map_err(|_| detail(StatusCode::UNAUTHORIZED, "Invalid API key"))?;
+        self.loaded.get_or_init(|| self.load()).await;
+        Ok(caller)
+    }
+
+    /// Rebuilds every account's state manager from the store.
+    async fn load(&self) {
+        let records = match self.hub.store().exosphere_records().await {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::error!(
+                    "cannot read the saved Exosphere records; starting without them: {err}"
+                );
+                return;
+            }
+        };
+        let mut by_account: HashMap<AccountId, Vec<(String, String, String)>> = HashMap::new();
+        for (account, record) in records {
+            by_account
+                .entry(account)
+                .or_default()
+                .push((record.kind, record.key, record.body));
+        }
+        let lease = self.hub.exosphere_lease().as_millis() as u64;
+        let mut managers = self
+            .managers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for (account, rows) in by_account {
+            let (manager, skipped) = Manager::restore(lease, rows);
+            if skipped > 0 {
+                tracing::warn!(
+                    "{skipped} saved Exosphere records of account {account} could not be read"
+                );
+            }
+            managers.insert(account, manager);
+        }
+    }
+
+    /// Saves what changed in `caller`'s state manager; what cannot be saved
+    /// now is kept for the next save.
+    async fn save(&self, caller: &Caller) {
+        let _in_order = self.saving.lock().await;
+        let Ok(changes) = self.with(caller, |manager| Ok(manager.take_changes())) else {
+            return;
+        };
+        if changes.is_empty() {
+            return;
+        }
+        let records = changes
+            .iter()
+            .map(|change| ExosphereRecord {
+                kind: change.kind.as_str().to_owned(),
+                key: change.key.clone(),
+                body: change.body.clone(),
+            })
+            .collect();
+        if let Err(err) = self
+            .hub
+            .store()
+            .save_exosphere(caller.account, records)
+            .await
+        {
+            tracing::warn!("saving Exosphere records failed (kept for the next save): {err}");
+            let _ = self.with(caller, |manager| {
+                manager.unsaved(&changes);
+                Ok(())
+            });
+        }
     }
 
     /// Runs `work` on `caller`'s state manager.
@@ -145,6 +220,11 @@ impl Exosphere {
     /// Runs the due states of the account's uploaded nodes on the hub's own
     /// runner, in the background: they need no runtime.
     fn drive(&self, caller: &Caller) {
+        let (exo, caller) = (self.clone(), caller.clone());
+        tokio::spawn(async move { exo.drive_now(&caller).await });
+    }
+
+    async fn drive_now(&self, caller: &Caller) {
         let uploaded: BTreeSet<String> = self
             .hub
             .uploaded_infos(caller.account)
@@ -163,6 +243,7 @@ impl Exosphere {
         }) else {
             return;
         };
+        self.save(caller).await;
         if let Some(at) = next {
             let (exo, caller) = (self.clone(), caller.clone());
             tokio::spawn(async move {
@@ -206,6 +287,7 @@ impl Exosphere {
                         refused.detail
                     );
                 }
+                exo.save(&caller).await;
                 exo.drive(&caller);
             });
         }
@@ -232,6 +314,7 @@ async fn register(
     let names = exo.with(&caller, |manager| {
         Ok(manager.register(&ns, registration.nodes))
     })?;
+    exo.save(&caller).await;
     Ok(axum::Json(json!({
         "runtime_name": registration.runtime_name,
         "registered_nodes": names.iter().map(|name| json!({"name": name})).collect::<Vec<_>>(),
@@ -255,6 +338,7 @@ async fn enqueue(
     let states = exo.with(&caller, |manager| {
         Ok(manager.enqueue(&ns, &request.nodes, request.batch_size.min(1_000), now_ms()))
     })?;
+    exo.save(&caller).await;
     Ok(axum::Json(json!({
         "count": states.len(),
         "namespace": ns,
@@ -290,6 +374,7 @@ async fn executed(
     let answer = exo.with(&caller, |manager| {
         manager.executed(&ns, &id, request.outputs, now_ms())
     })?;
+    exo.save(&caller).await;
     exo.drive(&caller);
     Ok(axum::Json(answer))
 }
@@ -311,6 +396,7 @@ async fn errored(
     let answer = exo.with(&caller, |manager| {
         manager.errored(&ns, &id, request.error, random, now_ms())
     })?;
+    exo.save(&caller).await;
     exo.drive(&caller);
     Ok(axum::Json(answer))
 }
@@ -332,6 +418,7 @@ async fn prune(
     let answer = exo.with(&caller, |manager| {
         manager.prune(&ns, &id, request.data, now_ms())
     })?;
+    exo.save(&caller).await;
     exo.drive(&caller);
     Ok(axum::Json(answer))
 }
@@ -358,6 +445,7 @@ async fn requeue(
     let answer = exo.with(&caller, |manager| {
         manager.requeue(&ns, &id, request.enqueue_after, now_ms())
     })?;
+    exo.save(&caller).await;
     exo.drive(&caller);
     Ok(axum::Json(answer))
 }
@@ -379,7 +467,7 @@ async fn upsert_graph(
         .chain([ns.clone()])
         .collect();
     let uploaded = exo.hub.uploaded_infos(caller.account);
-    exo.with(&caller, |manager| {
+    let graph = exo.with(&caller, |manager| {
         for namespace in &namespaces {
             let nodes = uploaded
                 .iter()
@@ -397,8 +485,9 @@ async fn upsert_graph(
             manager.register(namespace, nodes);
         }
         manager.upsert_graph(&ns, &name, spec, now_ms())
-    })
-    .map(|graph| (StatusCode::CREATED, axum::Json(graph)))
+    })?;
+    exo.save(&caller).await;
+    Ok((StatusCode::CREATED, axum::Json(graph)))
 }
 
 async fn graph(
@@ -452,6 +541,7 @@ async fn trigger(
             now_ms(),
         )
     })?;
+    exo.save(&caller).await;
     exo.drive(&caller);
     Ok(axum::Json(answer))
 }

@@ -15,8 +15,9 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    Caller, Issued, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind,
-    TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, unix_seconds, valid_account_name,
+    Caller, ExosphereRecord, Issued, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX,
+    TokenId, TokenKind, TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, unix_seconds,
+    valid_account_name,
 };
 use crate::core::AccountId;
 
@@ -88,6 +89,15 @@ const MIGRATIONS: &[&str] = &[
 ",
     "
     ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+",
+    "
+    CREATE TABLE exosphere_records (
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (account_id, kind, key)
+    );
 ",
 ];
 
@@ -243,6 +253,19 @@ impl Store for SqliteStore {
 
     async fn signing_key(&self) -> Result<[u8; 32], StoreError> {
         self.with(Database::signing_key).await
+    }
+
+    async fn save_exosphere(
+        &self,
+        account: AccountId,
+        records: Vec<ExosphereRecord>,
+    ) -> Result<(), StoreError> {
+        self.with(move |db| db.save_exosphere(account, &records))
+            .await
+    }
+
+    async fn exosphere_records(&self) -> Result<Vec<(AccountId, ExosphereRecord)>, StoreError> {
+        self.with(|db| db.exosphere_records()).await
     }
 }
 
@@ -627,6 +650,51 @@ impl Database {
             .map_err(sql("list secrets"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("read secret name"))
+    }
+
+    /// Replaces `account`'s Exosphere records, in one transaction.
+    fn save_exosphere(
+        &mut self,
+        account: i64,
+        records: &[ExosphereRecord],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction().map_err(sql("begin Exosphere save"))?;
+        {
+            let mut statement = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO exosphere_records (account_id, kind, key, body)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql("prepare Exosphere save"))?;
+            for record in records {
+                statement
+                    .execute(params![account, record.kind, record.key, record.body])
+                    .map_err(sql("save an Exosphere record"))?;
+            }
+        }
+        tx.commit().map_err(sql("commit Exosphere save"))
+    }
+
+    /// Every account's Exosphere records.
+    fn exosphere_records(&mut self) -> Result<Vec<(i64, ExosphereRecord)>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare("SELECT account_id, kind, key, body FROM exosphere_records")
+            .map_err(sql("prepare Exosphere listing"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    ExosphereRecord {
+                        kind: row.get(1)?,
+                        key: row.get(2)?,
+                        body: row.get(3)?,
+                    },
+                ))
+            })
+            .map_err(sql("list Exosphere records"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read an Exosphere record"))
     }
 
     /// The key that signs WebSocket tokens, made on first use and kept, so

@@ -2,8 +2,8 @@
 //! own tests call [`run`] on a fresh, empty store.
 
 use super::{
-    LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, TokenKind, UploadedNode,
-    WORKER_TOKEN_PREFIX, unix_seconds,
+    ExosphereRecord, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX, TokenKind,
+    UploadedNode, WORKER_TOKEN_PREFIX, unix_seconds,
 };
 
 /// Runs every shared test on `store`, which must be empty.
@@ -15,6 +15,44 @@ pub async fn run(store: &dyn Store) {
     uploads_and_limits_are_per_account(store).await;
     secrets_are_per_account(store).await;
     the_signing_key_is_kept(store).await;
+    exosphere_records_replace_by_kind_and_key(store).await;
+}
+
+async fn exosphere_records_replace_by_kind_and_key(store: &dyn Store) {
+    let alice = store.account_id("alice").await.unwrap();
+    let bob = store.account_id("bob").await.unwrap();
+    let record = |kind: &str, key: &str, body: &str| ExosphereRecord {
+        kind: kind.into(),
+        key: key.into(),
+        body: body.into(),
+    };
+    store
+        .save_exosphere(
+            alice,
+            vec![
+                record("state", "s1", "{\"v\":1}"),
+                record("run", "r1", "{}"),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .save_exosphere(alice, vec![record("state", "s1", "{\"v\":2}")])
+        .await
+        .unwrap();
+    store
+        .save_exosphere(bob, vec![record("state", "s1", "{\"bob\":true}")])
+        .await
+        .unwrap();
+    let mut records = store.exosphere_records().await.unwrap();
+    records.sort_by(|a, b| (a.0, &a.1.kind, &a.1.key).cmp(&(b.0, &b.1.kind, &b.1.key)));
+    let alices: Vec<_> = records
+        .iter()
+        .filter(|(account, _)| *account == alice)
+        .collect();
+    assert_eq!(alices.len(), 2);
+    assert!(alices.contains(&&(alice, record("state", "s1", "{\"v\":2}"))));
+    assert!(records.contains(&(bob, record("state", "s1", "{\"bob\":true}"))));
 }
 
 async fn tokens_authenticate_their_account_only(store: &dyn Store) {
