@@ -518,6 +518,15 @@ fn the_sdk_runs_a_whole_workflow_on_the_hub() {
     let done = of(states, "flaky", "SUCCESS");
     assert_eq!(done.len(), 2, "{answer:#}");
     assert!(done.iter().all(|state| state["retry_count"] == 1));
+    // The graph's secret is one of the account's sealed secrets now.
+    let secrets: Value = http()
+        .get(format!("{}/api/secrets", hub.url))
+        .bearer_auth(&key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(secrets["secrets"][0]["name"], "suffix", "{secrets}");
     // Another account sees nothing of it.
     let mallory = hub.token("mallory", false);
     let run_id = answer["run_id"].as_str().unwrap();
@@ -552,10 +561,11 @@ fn node_hosts_runtime_runs_a_workflow_on_the_hub() {
     let hub = Hub::start("exosphere-node-host-flow");
     let key = hub.token("alice", false);
     let mut command = node_host();
+    // A Rust node and a Python one, in one runtime.
     command
         .arg("run")
         .arg(guest("splitter"))
-        .arg(guest("hello"))
+        .arg(guest("hello-python"))
         .args(["--exosphere", &hub.url, "--namespace", NAMESPACE])
         .args(["--name", "rt", "--poll-interval", "100ms"])
         .env("EXOSPHERE_API_KEY", &key);
@@ -566,7 +576,7 @@ fn node_hosts_runtime_runs_a_workflow_on_the_hub() {
         "nodes": [
             {"node_name": "splitter", "namespace": NAMESPACE, "identifier": "split",
              "inputs": {"text": "${{ store.names }}"}, "next_nodes": ["greet"]},
-            {"node_name": "hello", "namespace": NAMESPACE, "identifier": "greet",
+            {"node_name": "hello-python", "namespace": NAMESPACE, "identifier": "greet",
              "inputs": {"name": "${{ split.outputs.item }}"}},
         ],
         "store_config": {"required_keys": ["names"]},

@@ -1202,8 +1202,9 @@ impl Manager {
         Ok(json!({"status": "CREATED", "enqueue_after": now + after}))
     }
 
-    /// `GET /state/{id}/secrets`: the secrets of the state's graph.
-    pub fn secrets(&self, namespace: &str, id: &str) -> Result<Json, Refusal> {
+    /// The names of the secrets of the state's graph (`GET
+    /// /state/{id}/secrets`; the values are the caller's to fill in).
+    pub fn secret_names(&self, namespace: &str, id: &str) -> Result<Vec<String>, Refusal> {
         let state = self
             .states
             .get(id)
@@ -1213,7 +1214,7 @@ impl Manager {
             .graphs
             .get(&(state.namespace.clone(), state.graph.clone()))
             .ok_or_else(|| refuse(404, format!("Graph {} not found", state.graph)))?;
-        Ok(json!({"secrets": graph.spec.secrets}))
+        Ok(graph.spec.secrets.keys().cloned().collect())
     }
 
     /// `GET /runs/{page}/{size}`: the namespace's runs, newest first, with

@@ -353,8 +353,14 @@ async fn secrets(
     headers: HeaderMap,
 ) -> Answer {
     let caller = exo.caller(&headers).await?;
-    exo.with(&caller, |manager| manager.secrets(&ns, &id))
-        .map(axum::Json)
+    let names = exo.with(&caller, |manager| manager.secret_names(&ns, &id))?;
+    let values = exo
+        .hub
+        .secret_values(caller.account, &names)
+        .await
+        .map_err(|err| detail(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
+    let values: BTreeMap<String, String> = values.into_iter().collect();
+    Ok(axum::Json(json!({ "secrets": values })))
 }
 
 #[derive(Deserialize)]
@@ -456,8 +462,19 @@ async fn upsert_graph(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<(StatusCode, axum::Json<Json>), Detail> {
-    let spec: GraphSpec = body(&bytes)?;
+    let mut spec: GraphSpec = body(&bytes)?;
     let caller = exo.caller(&headers).await?;
+    // The graph's secrets go to the account's sealed secrets; the graph
+    // keeps their names (an empty value keeps the one already stored).
+    for (name, value) in &mut spec.secrets {
+        if !value.is_empty() {
+            exo.hub
+                .put_secret(&caller, name, value)
+                .await
+                .map_err(|err| detail(StatusCode::BAD_REQUEST, err.to_string()))?;
+        }
+        value.clear();
+    }
     // The account's uploaded nodes are registered in every namespace its
     // graphs name: the hub runs them itself.
     let namespaces: BTreeSet<String> = spec

@@ -58,6 +58,29 @@ impl Hub {
         Ok(json!({ "secrets": secrets }))
     }
 
+    /// The values of those of `names` that `account` has set.
+    pub(crate) async fn secret_values(
+        &self,
+        account: AccountId,
+        names: &[String],
+    ) -> Result<HashMap<String, String>, HubError> {
+        let mut values = HashMap::new();
+        for name in names {
+            let Some(sealed) = self.store.secret(account, name).await? else {
+                continue;
+            };
+            let value = self
+                .secrets
+                .open_value(account, name, &sealed)
+                .map_err(|err| {
+                    tracing::error!("{err}");
+                    HubError::SecretUnavailable(err.to_string())
+                })?;
+            values.insert(name.clone(), value);
+        }
+        Ok(values)
+    }
+
     /// The values of the secrets `info` declares that `account` has set.
     pub(super) async fn declared_secrets(
         &self,
