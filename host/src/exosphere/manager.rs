@@ -22,6 +22,10 @@ use serde_json::{Map, Value as Json, json};
 /// How long a handed-out state is held for its runtime by default.
 pub const DEFAULT_LEASE_MS: u64 = 300_000;
 
+/// Finished runs an account keeps by default; beyond, the oldest finished
+/// run goes, with its states.
+pub const DEFAULT_KEEP_RUNS: usize = 10_000;
+
 /// A state's status, as the reference names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -259,6 +263,12 @@ struct Run {
 pub struct Manager {
     /// How long a handed-out state is held for its runtime.
     pub lease: u64,
+    /// Finished runs kept; beyond, the oldest go with their states.
+    pub keep_runs: usize,
+    /// The states of each run.
+    by_run: HashMap<String, BTreeSet<String>>,
+    /// Finished runs, oldest first.
+    finished: VecDeque<String>,
     nodes: BTreeMap<(String, String), RegisteredNode>,
     graphs: BTreeMap<(String, String), Graph>,
     states: HashMap<String, State>,
@@ -320,8 +330,12 @@ pub struct Change {
     pub kind: Kind,
     /// Which one.
     pub key: String,
-    /// Its JSON.
-    pub body: String,
+    /// Its JSON; `None` when it is gone (a retired run's).
+    pub body: Option<String>,
+}
+
+fn to_body<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("the records are JSON")
 }
 
 fn pair_key(a: &str, b: &str) -> String {
@@ -332,6 +346,9 @@ impl Default for Manager {
     fn default() -> Self {
         Self {
             lease: DEFAULT_LEASE_MS,
+            keep_runs: DEFAULT_KEEP_RUNS,
+            by_run: HashMap::new(),
+            finished: VecDeque::new(),
             nodes: BTreeMap::new(),
             graphs: BTreeMap::new(),
             states: HashMap::new(),
@@ -381,26 +398,18 @@ impl Manager {
         let dirty = std::mem::take(&mut self.dirty);
         dirty
             .into_iter()
-            .filter_map(|(kind, key)| {
+            .map(|(kind, key)| {
+                let pair = || serde_json::from_str::<(String, String)>(&key).ok();
                 let body = match kind {
-                    Kind::State => serde_json::to_string(self.states.get(&key)?),
-                    Kind::Run => serde_json::to_string(self.runs.get(&key)?),
-                    Kind::Node | Kind::Graph => {
-                        let (namespace, name): (String, String) =
-                            serde_json::from_str(&key).ok()?;
-                        let key = (namespace, name);
-                        match kind {
-                            Kind::Node => serde_json::to_string(self.nodes.get(&key)?),
-                            _ => serde_json::to_string(self.graphs.get(&key)?),
-                        }
-                    }
-                    Kind::United => Ok("true".to_owned()),
+                    Kind::State => self.states.get(&key).map(to_body),
+                    Kind::Run => self.runs.get(&key).map(to_body),
+                    Kind::Node => pair().and_then(|pair| self.nodes.get(&pair).map(to_body)),
+                    Kind::Graph => pair().and_then(|pair| self.graphs.get(&pair).map(to_body)),
+                    Kind::United => pair()
+                        .filter(|pair| self.united.contains(pair))
+                        .map(|_| "true".to_owned()),
                 };
-                Some(Change {
-                    kind,
-                    key,
-                    body: body.expect("the records are JSON"),
-                })
+                Change { kind, key, body }
             })
             .collect()
     }
@@ -477,6 +486,21 @@ impl Manager {
             .filter(|state| state.status == Status::Queued)
             .map(|state| (state.lease_until, state.id.clone()))
             .collect();
+        for state in manager.states.values() {
+            manager
+                .by_run
+                .entry(state.run_id.clone())
+                .or_default()
+                .insert(state.id.clone());
+        }
+        let mut finished: Vec<(u64, String)> = manager
+            .runs
+            .iter()
+            .filter(|(id, _)| manager.run_finished(id))
+            .map(|(id, run)| (run.created_at, id.clone()))
+            .collect();
+        finished.sort();
+        manager.finished = finished.into_iter().map(|(_, id)| id).collect();
         (manager, skipped)
     }
 
@@ -760,6 +784,10 @@ impl Manager {
     ) -> String {
         let id = self.id("state-");
         self.touch(&id);
+        self.by_run
+            .entry(run_id.to_owned())
+            .or_default()
+            .insert(id.clone());
         self.states.insert(
             id.clone(),
             State {
@@ -873,6 +901,56 @@ impl Manager {
             .min()
     }
 
+    /// The states of run `run_id`.
+    fn states_of<'a>(&'a self, run_id: &str) -> impl Iterator<Item = &'a State> + 'a {
+        self.by_run
+            .get(run_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.states.get(id))
+    }
+
+    /// Whether no state of the run waits, runs or is being followed up.
+    fn run_finished(&self, run_id: &str) -> bool {
+        self.states_of(run_id).all(|state| {
+            !matches!(
+                state.status,
+                Status::Created | Status::Queued | Status::Executed
+            )
+        })
+    }
+
+    /// Notes run `run_id` as finished if it is, and lets the oldest
+    /// finished runs go beyond [`keep_runs`](Self::keep_runs).
+    fn retire(&mut self, run_id: &str) {
+        if self.finished.iter().any(|id| id == run_id) || !self.run_finished(run_id) {
+            return;
+        }
+        self.finished.push_back(run_id.to_owned());
+        while self.finished.len() > self.keep_runs {
+            let Some(old) = self.finished.pop_front() else {
+                break;
+            };
+            for id in self.by_run.remove(&old).unwrap_or_default() {
+                self.states.remove(&id);
+                self.dirty.insert((Kind::State, id));
+            }
+            self.runs.remove(&old);
+            self.dirty.insert((Kind::Run, old.clone()));
+            let joins: Vec<(String, String)> = self
+                .united
+                .iter()
+                .filter(|(run, _)| *run == old)
+                .cloned()
+                .collect();
+            for join in joins {
+                self.dirty
+                    .insert((Kind::United, pair_key(&join.0, &join.1)));
+                self.united.remove(&join);
+            }
+        }
+    }
+
     fn expire_leases(&mut self, now: u64) {
         let mut expired = Vec::new();
         while let Some((until, id)) = self.leases.first().cloned() {
@@ -918,12 +996,15 @@ impl Manager {
     /// The state `id` of `namespace`, queued to a runtime whose lease holds.
     fn queued(&mut self, namespace: &str, id: &str, now: u64) -> Result<&mut State, Refusal> {
         self.expire_leases(now);
-        self.touch(id);
-        let state = self
+        if !self
             .states
-            .get_mut(id)
-            .filter(|state| state.namespace == namespace)
-            .ok_or_else(|| refuse(404, format!("State {id} not found")))?;
+            .get(id)
+            .is_some_and(|state| state.namespace == namespace)
+        {
+            return Err(refuse(404, format!("State {id} not found")));
+        }
+        self.touch(id);
+        let state = self.states.get_mut(id).expect("just found");
         match state.status {
             Status::Queued => Ok(state),
             Status::LeaseExpired => Err(refuse(
@@ -960,6 +1041,10 @@ impl Manager {
             clone.id = clone_id.clone();
             clone.outputs = set;
             self.touch(&clone_id);
+            self.by_run
+                .entry(clone.run_id.clone())
+                .or_default()
+                .insert(clone_id.clone());
             self.states.insert(clone_id.clone(), clone);
             executed.push(clone_id);
         }
@@ -1030,6 +1115,7 @@ impl Manager {
         }
         let run_id = state.run_id.clone();
         self.unite(&run_id, &graph, now);
+        self.retire(&run_id);
     }
 
     /// Makes every `unites` node of the run whose branches are done: once
@@ -1045,12 +1131,9 @@ impl Manager {
                 continue;
             };
             let anchors: Vec<String> = self
-                .states
-                .values()
+                .states_of(run_id)
                 .filter(|state| {
-                    state.run_id == run_id
-                        && state.identifier == unites.identifier
-                        && state.status == Status::Success
+                    state.identifier == unites.identifier && state.status == Status::Success
                 })
                 .map(|state| state.id.clone())
                 .collect();
@@ -1063,12 +1146,8 @@ impl Manager {
                     continue;
                 }
                 let descendants: Vec<&State> = self
-                    .states
-                    .values()
-                    .filter(|state| {
-                        state.run_id == run_id
-                            && state.parents.get(&unites.identifier) == Some(&anchor_id)
-                    })
+                    .states_of(run_id)
+                    .filter(|state| state.parents.get(&unites.identifier) == Some(&anchor_id))
                     .collect();
                 let done = if unites.strategy == "ALL_DONE" {
                     descendants.iter().all(|state| {
@@ -1162,6 +1241,7 @@ impl Manager {
         {
             self.unite(&state.run_id, &graph, now);
         }
+        self.retire(&state.run_id);
         Ok(json!({"status": "ERRORED", "retry_created": retry}))
     }
 
@@ -1183,6 +1263,7 @@ impl Manager {
         if let Some(graph) = self.graphs.get(&graph).cloned() {
             self.unite(&run_id, &graph, now);
         }
+        self.retire(&run_id);
         Ok(json!({"status": "PRUNED", "enqueue_after": 0}))
     }
 
@@ -1234,7 +1315,7 @@ impl Manager {
             .take(size)
             .map(|(run_id, run)| {
                 let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-                for state in self.states.values().filter(|state| &state.run_id == run_id) {
+                for state in self.states_of(run_id) {
                     let bucket = match state.status {
                         Status::Success | Status::Pruned => "success_count",
                         Status::Errored | Status::NextCreatedError => "errored_count",
@@ -1274,11 +1355,7 @@ impl Manager {
             .get(run_id)
             .filter(|run| run.namespace == namespace)
             .ok_or_else(|| refuse(404, format!("Run {run_id} not found")))?;
-        let mut states: Vec<&State> = self
-            .states
-            .values()
-            .filter(|state| state.run_id == run_id)
-            .collect();
+        let mut states: Vec<&State> = self.states_of(run_id).collect();
         states.sort_by(|a, b| a.id.cmp(&b.id));
         let states: Vec<Json> = states
             .into_iter()
@@ -1597,7 +1674,11 @@ mod tests {
     /// The saved records of `manager`, as the store gives them back.
     fn saved(manager: &mut Manager, records: &mut BTreeMap<(String, String), String>) {
         for change in manager.take_changes() {
-            records.insert((change.kind.as_str().to_owned(), change.key), change.body);
+            let key = (change.kind.as_str().to_owned(), change.key);
+            match change.body {
+                Some(body) => records.insert(key, body),
+                None => records.remove(&key),
+            };
         }
     }
 
@@ -1647,6 +1728,43 @@ mod tests {
         }
         assert_eq!(restarted.enqueue("ns", &["join".into()], 16, 16).len(), 1);
         assert!(restarted.graph("ns", "g").is_some());
+    }
+
+    #[test]
+    fn the_oldest_finished_runs_go_beyond_the_kept_count() {
+        let mut manager = manager();
+        manager.keep_runs = 2;
+        let mut graph = spec(vec![graph_node("a", "split", json!({}), &[])]);
+        graph.store_config = None;
+        manager.upsert_graph("ns", "one", graph, 0).unwrap();
+        let mut runs = Vec::new();
+        for at in 0..4 {
+            let run = manager
+                .trigger("ns", "one", BTreeMap::new(), BTreeMap::new(), 0, at)
+                .unwrap();
+            runs.push(run["run_id"].as_str().unwrap().to_owned());
+        }
+        // A run still going is never dropped.
+        let states = manager.enqueue("ns", &["split".into()], 3, 10);
+        for state in &states {
+            manager
+                .executed("ns", &state.state_id, vec![Map::new()], 11)
+                .unwrap();
+        }
+        let changes = manager.take_changes();
+        assert_eq!(
+            manager.runs("ns", 1, 10)["total"],
+            3,
+            "two finished kept, one going"
+        );
+        assert_eq!(manager.run_states("ns", &runs[0]).unwrap_err().status, 404);
+        assert!(manager.run_states("ns", &runs[3]).is_ok(), "still going");
+        assert!(
+            changes.iter().any(|change| change.kind == Kind::Run
+                && change.key == runs[0]
+                && change.body.is_none()),
+            "the dropped run is deleted from the store"
+        );
     }
 
     #[test]

@@ -110,7 +110,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn signing_key(&self) -> Result<[u8; 32], StoreError>;
 
     /// Saves `account`'s Exosphere state-manager records, each replacing
-    /// the one of the same kind and key, all or none.
+    /// the one of the same kind and key (or deleting it, when it has no
+    /// body), all or none.
     async fn save_exosphere(
         &self,
         account: AccountId,
@@ -129,8 +130,8 @@ pub struct ExosphereRecord {
     pub kind: String,
     /// Which one.
     pub key: String,
-    /// Its JSON.
-    pub body: String,
+    /// Its JSON; `None` deletes the record.
+    pub body: Option<String>,
 }
 
 /// Prefix of every API token, so a leaked one is recognisable in logs and

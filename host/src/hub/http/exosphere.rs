@@ -147,10 +147,11 @@ impl Exosphere {
         };
         let mut by_account: HashMap<AccountId, Vec<(String, String, String)>> = HashMap::new();
         for (account, record) in records {
-            by_account
-                .entry(account)
-                .or_default()
-                .push((record.kind, record.key, record.body));
+            by_account.entry(account).or_default().push((
+                record.kind,
+                record.key,
+                record.body.unwrap_or_default(),
+            ));
         }
         let lease = self.hub.exosphere_lease().as_millis() as u64;
         let mut managers = self

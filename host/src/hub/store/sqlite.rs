@@ -666,10 +666,20 @@ impl Database {
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(sql("prepare Exosphere save"))?;
+            let mut delete = tx
+                .prepare_cached(
+                    "DELETE FROM exosphere_records WHERE account_id = ?1 AND kind = ?2 AND key = ?3",
+                )
+                .map_err(sql("prepare Exosphere delete"))?;
             for record in records {
-                statement
-                    .execute(params![account, record.kind, record.key, record.body])
-                    .map_err(sql("save an Exosphere record"))?;
+                match &record.body {
+                    Some(body) => statement
+                        .execute(params![account, record.kind, record.key, body])
+                        .map_err(sql("save an Exosphere record"))?,
+                    None => delete
+                        .execute(params![account, record.kind, record.key])
+                        .map_err(sql("delete an Exosphere record"))?,
+                };
             }
         }
         tx.commit().map_err(sql("commit Exosphere save"))
@@ -688,7 +698,7 @@ impl Database {
                     ExosphereRecord {
                         kind: row.get(1)?,
                         key: row.get(2)?,
-                        body: row.get(3)?,
+                        body: Some(row.get(3)?),
                     },
                 ))
             })

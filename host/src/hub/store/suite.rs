@@ -24,7 +24,7 @@ async fn exosphere_records_replace_by_kind_and_key(store: &dyn Store) {
     let record = |kind: &str, key: &str, body: &str| ExosphereRecord {
         kind: kind.into(),
         key: key.into(),
-        body: body.into(),
+        body: Some(body.into()),
     };
     store
         .save_exosphere(
@@ -44,13 +44,24 @@ async fn exosphere_records_replace_by_kind_and_key(store: &dyn Store) {
         .save_exosphere(bob, vec![record("state", "s1", "{\"bob\":true}")])
         .await
         .unwrap();
+    store
+        .save_exosphere(
+            alice,
+            vec![ExosphereRecord {
+                kind: "run".into(),
+                key: "r1".into(),
+                body: None,
+            }],
+        )
+        .await
+        .unwrap();
     let mut records = store.exosphere_records().await.unwrap();
     records.sort_by(|a, b| (a.0, &a.1.kind, &a.1.key).cmp(&(b.0, &b.1.kind, &b.1.key)));
     let alices: Vec<_> = records
         .iter()
         .filter(|(account, _)| *account == alice)
         .collect();
-    assert_eq!(alices.len(), 2);
+    assert_eq!(alices.len(), 1, "the run was deleted");
     assert!(alices.contains(&&(alice, record("state", "s1", "{\"v\":2}"))));
     assert!(records.contains(&(bob, record("state", "s1", "{\"bob\":true}"))));
 }
