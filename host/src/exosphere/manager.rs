@@ -996,10 +996,10 @@ impl Manager {
     /// The state `id` of `namespace`, queued to a runtime whose lease holds.
     fn queued(&mut self, namespace: &str, id: &str, now: u64) -> Result<&mut State, Refusal> {
         self.expire_leases(now);
-        if !self
+        if self
             .states
             .get(id)
-            .is_some_and(|state| state.namespace == namespace)
+            .is_none_or(|state| state.namespace != namespace)
         {
             return Err(refuse(404, format!("State {id} not found")));
         }
