@@ -399,6 +399,18 @@ fn a_refused_key_is_fatal_with_a_clear_message() {
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(out.stderr.contains("401"), "{}", out.stderr);
     assert!(out.stderr.contains("--key"), "{}", out.stderr);
+    let twice = run(node_host()
+        .arg("run")
+        .arg(guest("hello"))
+        .arg(guest("hello"))
+        .args(["--exosphere", &manager.url, "--namespace", NAMESPACE])
+        .args(["--name", "rt", "--key", KEY]));
+    assert_ne!(twice.code, Some(0), "{twice:#?}");
+    assert!(
+        twice.stderr.contains("both named `hello`"),
+        "{}",
+        twice.stderr
+    );
     let missing = run(node_host()
         .arg("run")
         .arg(guest("hello"))
