@@ -123,11 +123,7 @@ fn round(
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args
-        .iter()
-        .position(|arg| arg == "--runs")
-        .and_then(|at| args.get(at + 1))
-        .map_or(500, |value| value.parse().expect("--runs takes a number"));
+    let runs = node_host_e2e::load::count_arg(&args, "--runs", 500);
     let python = std::env::var_os("NODE_HOST_EXOSPHERE_PYTHON").expect(
         "set NODE_HOST_EXOSPHERE_PYTHON to the python that `tests/setup-venv tests/exosphere/requirements.txt DIR` prints",
     );

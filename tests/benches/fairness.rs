@@ -31,31 +31,10 @@ fn row(label: &str, measured: &Measured) {
     );
 }
 
-/// Every round's samples as one.
-fn pooled(rounds: &[Measured]) -> Measured {
-    let mut latencies: Vec<Duration> = rounds
-        .iter()
-        .flat_map(|round| round.latencies.iter().copied())
-        .collect();
-    latencies.sort();
-    Measured {
-        events: latencies.len(),
-        errors: rounds.iter().map(|round| round.errors).sum(),
-        elapsed: rounds.iter().map(|round| round.elapsed).sum(),
-        latencies,
-        // This bench watches no process's CPU time.
-        cpu: Vec::new(),
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds = node_host_e2e::load::seconds_arg(&args);
-    let rounds: usize = args
-        .iter()
-        .position(|arg| arg == "--rounds")
-        .and_then(|at| args.get(at + 1))
-        .map_or(3, |value| value.parse().expect("--rounds takes a number"));
+    let rounds = node_host_e2e::load::count_arg(&args, "--rounds", 3);
     let hub = Hub::start("bench-fairness");
     let alice = hub.token("alice", false);
     let mallory = hub.token("mallory", false);
@@ -105,7 +84,7 @@ fn main() {
         // Mallory's running and queued loops end within their deadline.
         std::thread::sleep(Duration::from_secs(4));
     }
-    let (alone, flooded) = (pooled(&alone), pooled(&flooded));
+    let (alone, flooded) = (Measured::pooled(&alone), Measured::pooled(&flooded));
     row("alone, all rounds", &alone);
     row("while flooded, all rounds", &flooded);
     println!(

@@ -146,33 +146,10 @@ fn measure(url: &str, concurrency: usize, seconds: f64, server: u32) -> Measured
     })
 }
 
-/// Every round's samples as one.
-fn pooled(rounds: &[Measured]) -> Measured {
-    let mut latencies: Vec<Duration> = rounds
-        .iter()
-        .flat_map(|round| round.latencies.iter().copied())
-        .collect();
-    latencies.sort();
-    let width = rounds.first().map_or(0, |round| round.cpu.len());
-    Measured {
-        events: latencies.len(),
-        errors: rounds.iter().map(|round| round.errors).sum(),
-        elapsed: rounds.iter().map(|round| round.elapsed).sum(),
-        latencies,
-        cpu: (0..width)
-            .map(|at| rounds.iter().map(|round| round.cpu[at]).sum())
-            .collect(),
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds = node_host_e2e::load::seconds_arg(&args);
-    let rounds: usize = args
-        .iter()
-        .position(|arg| arg == "--rounds")
-        .and_then(|at| args.get(at + 1))
-        .map_or(3, |value| value.parse().expect("--rounds takes a number"));
+    let rounds = node_host_e2e::load::count_arg(&args, "--rounds", 3);
     let python: PathBuf = std::env::var_os("NODE_HOST_JUTURNA_PYTHON")
         .expect(
             "set NODE_HOST_JUTURNA_PYTHON to the python that `tests/setup-venv tests/juturna/requirements.txt DIR` prints",
@@ -213,8 +190,8 @@ fn main() {
                 reference.pid(),
             ));
         }
-        let node_host = pooled(&node_host_rounds);
-        let reference = pooled(&reference_rounds);
+        let node_host = Measured::pooled(&node_host_rounds);
+        let reference = Measured::pooled(&reference_rounds);
         for (name, measured) in [("node-host", &node_host), ("juturna remotize", &reference)] {
             let cpu = measured.cpu_per_event();
             println!(

@@ -426,14 +426,10 @@ fn a_refused_key_is_fatal_with_a_clear_message() {
 }
 
 fn exosphere_python() -> PathBuf {
-    let python = std::env::var_os("NODE_HOST_EXOSPHERE_PYTHON")
-        .map(PathBuf::from)
-        .expect(
-            "NODE_HOST_EXOSPHERE_PYTHON is not set: run ./run-tests, or set it to the python that \
-             `tests/setup-venv tests/exosphere/requirements.txt DIR` prints",
-        );
-    assert!(python.is_file(), "{} does not exist", python.display());
-    python
+    node_host_e2e::python_from_env(
+        "NODE_HOST_EXOSPHERE_PYTHON",
+        "tests/exosphere/requirements.txt",
+    )
 }
 
 #[test]
@@ -496,6 +492,58 @@ fn of<'a>(states: &'a [Value], identifier: &str, status: &str) -> Vec<&'a Value>
         .iter()
         .filter(|state| state["identifier"] == identifier && state["status"] == status)
         .collect()
+}
+
+/// Stores `graph` as `name` in the tests' namespace; asserts it is valid.
+fn put_graph(hub: &Hub, key: &str, name: &str, graph: &Value) {
+    let stored: Value = http()
+        .put(format!("{}/v0/namespace/{NAMESPACE}/graph/{name}", hub.url))
+        .header("x-api-key", key)
+        .json(graph)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
+}
+
+/// Triggers graph `name` with `body`; the run's id.
+fn trigger(hub: &Hub, key: &str, name: &str, body: &Value) -> String {
+    let triggered: Value = http()
+        .post(format!(
+            "{}/v0/namespace/{NAMESPACE}/graph/{name}/trigger",
+            hub.url
+        ))
+        .header("x-api-key", key)
+        .json(body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    triggered["run_id"].as_str().expect("a run id").to_owned()
+}
+
+/// The run's states once `count` states of `identifier` succeeded (within
+/// a bound).
+fn wait_for_success(
+    hub: &Hub,
+    key: &str,
+    run_id: &str,
+    identifier: &str,
+    count: usize,
+) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let states = run_states(hub, key, run_id);
+        if of(&states, identifier, "SUCCESS").len() >= count {
+            return states;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{count} states of `{identifier}` never succeeded: {states:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -593,42 +641,14 @@ fn node_hosts_runtime_runs_a_workflow_on_the_hub() {
         ],
         "store_config": {"required_keys": ["names"]},
     });
-    let stored: Value = http()
-        .put(format!(
-            "{}/v0/namespace/{NAMESPACE}/graph/greetings",
-            hub.url
-        ))
-        .header("x-api-key", &key)
-        .json(&graph)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
-    let triggered: Value = http()
-        .post(format!(
-            "{}/v0/namespace/{NAMESPACE}/graph/greetings/trigger",
-            hub.url
-        ))
-        .header("x-api-key", &key)
-        .json(&json!({"store": {"names": "Ada,Bo,Cy"}}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let run_id = triggered["run_id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    let states = loop {
-        let states = run_states(&hub, &key, &run_id);
-        if of(&states, "greet", "SUCCESS").len() == 3 {
-            break states;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the run did not finish: {states:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    put_graph(&hub, &key, "greetings", &graph);
+    let run_id = trigger(
+        &hub,
+        &key,
+        "greetings",
+        &json!({"store": {"names": "Ada,Bo,Cy"}}),
+    );
+    let states = wait_for_success(&hub, &key, &run_id, "greet", 3);
     let mut greetings: Vec<&str> = of(&states, "greet", "SUCCESS")
         .iter()
         .map(|state| state["outputs"]["greeting"].as_str().unwrap())
@@ -662,24 +682,8 @@ fn a_dead_runtimes_state_is_handed_out_again_and_reported_once() {
     let api = |path: &str| format!("{}/v0/namespace/{NAMESPACE}{path}", hub.url);
     let graph = json!({"nodes": [{"node_name": "hello", "namespace": NAMESPACE,
         "identifier": "greet", "inputs": {"name": "Ada"}}]});
-    let stored: Value = http()
-        .put(api("/graph/one"))
-        .header("x-api-key", &key)
-        .json(&graph)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
-    let triggered: Value = http()
-        .post(api("/graph/one/trigger"))
-        .header("x-api-key", &key)
-        .json(&json!({}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let run_id = triggered["run_id"].as_str().unwrap().to_owned();
+    put_graph(&hub, &key, "one", &graph);
+    let run_id = trigger(&hub, &key, "one", &json!({}));
     // A runtime takes the state and dies without a word.
     let taken: Value = http()
         .post(api("/states/enqueue"))
@@ -693,17 +697,7 @@ fn a_dead_runtimes_state_is_handed_out_again_and_reported_once() {
     // A live runtime gets it once the lease has passed, and finishes it.
     let mut runtime = start_runtime();
     let started = Instant::now();
-    let states = loop {
-        let states = run_states(&hub, &key, &run_id);
-        if !of(&states, "greet", "SUCCESS").is_empty() {
-            break states;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never handed out again: {states:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let states = wait_for_success(&hub, &key, &run_id, "greet", 1);
     assert!(
         started.elapsed() >= Duration::from_millis(500),
         "not before the lease passed"
@@ -751,37 +745,15 @@ fn the_hub_runs_the_states_of_uploaded_nodes_itself() {
         ],
         "store_config": {"required_keys": ["names"]},
     });
-    let stored: Value = http()
-        .put(api("/graph/greetings"))
-        .header("x-api-key", &key)
-        .json(&graph)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
-    let triggered: Value = http()
-        .post(api("/graph/greetings/trigger"))
-        .header("x-api-key", &key)
-        .json(&json!({"store": {"names": "Ada, Bo"}}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let run_id = triggered["run_id"].as_str().unwrap().to_owned();
+    put_graph(&hub, &key, "greetings", &graph);
+    let run_id = trigger(
+        &hub,
+        &key,
+        "greetings",
+        &json!({"store": {"names": "Ada, Bo"}}),
+    );
     // No runtime anywhere: the hub runs both nodes, fan-out included.
-    let started = Instant::now();
-    let states = loop {
-        let states = run_states(&hub, &key, &run_id);
-        if of(&states, "greet", "SUCCESS").len() == 2 {
-            break states;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the hub did not run the states: {states:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let states = wait_for_success(&hub, &key, &run_id, "greet", 2);
     let mut greetings: Vec<&str> = of(&states, "greet", "SUCCESS")
         .iter()
         .map(|state| state["outputs"]["greeting"].as_str().unwrap())
@@ -879,4 +851,56 @@ fn runs_survive_a_hub_restart() {
     let states = run_states(&hub, &key, &run_id);
     assert_eq!(of(&states, "a", "SUCCESS").len(), 1, "{states:#?}");
     assert_eq!(of(&states, "b", "QUEUED").len(), 1, "{states:#?}");
+}
+
+#[test]
+fn a_runtime_killed_mid_state_leaves_it_to_another_which_runs_it_once() {
+    // The lease outlasts the node's run (1 s), as it must: a state still
+    // running when its lease passes is handed out again.
+    let hub = Hub::start_with("exosphere-killed", &["--exosphere-lease", "2s"]);
+    let key = hub.token("alice", false);
+    let start_runtime = || {
+        let mut command = node_host();
+        command
+            .arg("run")
+            .arg(guest("sleeper"))
+            .args(["--exosphere", &hub.url, "--namespace", NAMESPACE])
+            .args([
+                "--name",
+                "rt",
+                "--poll-interval",
+                "100ms",
+                "--timeout",
+                "60s",
+            ])
+            .env("EXOSPHERE_API_KEY", &key);
+        let mut runtime = Service::start(&mut command);
+        runtime.wait_for_line("Exosphere runtime", START_BOUND);
+        runtime
+    };
+    let first = start_runtime();
+    let graph = json!({"nodes": [{"node_name": "sleeper", "namespace": NAMESPACE,
+        "identifier": "nap", "inputs": {"millis": "1000"}}]});
+    put_graph(&hub, &key, "nap", &graph);
+    let run_id = trigger(&hub, &key, "nap", &json!({}));
+    node_host_e2e::eventually(
+        Duration::from_secs(10),
+        "the first runtime takes the state",
+        || of(&run_states(&hub, &key, &run_id), "nap", "QUEUED").len() == 1,
+    );
+    first.signal("KILL");
+    let _second = start_runtime();
+    wait_for_success(&hub, &key, &run_id, "nap", 1);
+    // Give a late duplicate the time to show, were there one.
+    std::thread::sleep(Duration::from_millis(300));
+    let states = run_states(&hub, &key, &run_id);
+    let done = of(&states, "nap", "SUCCESS");
+    assert_eq!(done.len(), 1, "run once: {states:#?}");
+    let slept: u64 = done[0]["outputs"]["slept"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(slept >= 1000, "{slept}");
+    assert_eq!(of(&states, "nap", "LEASE_EXPIRED").len(), 1, "{states:#?}");
 }

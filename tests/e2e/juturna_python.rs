@@ -21,14 +21,7 @@ use serde_json::{Value, json};
 
 /// The virtualenv's python, from `NODE_HOST_JUTURNA_PYTHON`.
 fn juturna_python() -> PathBuf {
-    let python = std::env::var_os("NODE_HOST_JUTURNA_PYTHON")
-        .map(PathBuf::from)
-        .expect(
-            "NODE_HOST_JUTURNA_PYTHON is not set: run ./run-tests, or set it to the python that \
-             `tests/setup-venv tests/juturna/requirements.txt DIR` prints",
-        );
-    assert!(python.is_file(), "{} does not exist", python.display());
-    python
+    node_host_e2e::python_from_env("NODE_HOST_JUTURNA_PYTHON", "tests/juturna/requirements.txt")
 }
 
 fn script(name: &str) -> PathBuf {

@@ -53,6 +53,19 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// The python of a virtualenv that `tests/setup-venv REQUIREMENTS DIR`
+/// made, from the environment variable `var` (which `./run-tests` sets).
+pub fn python_from_env(var: &str, requirements: &str) -> PathBuf {
+    let python = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "{var} is not set: run ./run-tests, or set it to the python that \
+             `tests/setup-venv {requirements} DIR` prints"
+        )
+    });
+    assert!(python.is_file(), "{} does not exist", python.display());
+    python
+}
+
 /// A scratch directory for one test, removed and recreated.
 pub fn scratch_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("node-host-e2e-{}-{test}", std::process::id()));
@@ -473,6 +486,18 @@ pub mod load {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
+    /// The value of `--NAME N` among a bench's arguments, or `default`.
+    pub fn count_arg(args: &[String], name: &str, default: usize) -> usize {
+        args.iter()
+            .position(|arg| arg == name)
+            .and_then(|at| args.get(at + 1))
+            .map_or(default, |value| {
+                value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name} takes a number"))
+            })
+    }
+
     /// Where [`loopback_round_trips`] tells the copy of the program it starts
     /// to connect and echo.
     const ECHO_PEER: &str = "NODE_HOST_BENCH_ECHO_PEER";
@@ -630,6 +655,25 @@ pub mod load {
     }
 
     impl Measured {
+        /// Every round's samples and CPU times as one.
+        pub fn pooled(rounds: &[Measured]) -> Measured {
+            let mut latencies: Vec<Duration> = rounds
+                .iter()
+                .flat_map(|round| round.latencies.iter().copied())
+                .collect();
+            latencies.sort();
+            let width = rounds.first().map_or(0, |round| round.cpu.len());
+            Measured {
+                events: latencies.len(),
+                errors: rounds.iter().map(|round| round.errors).sum(),
+                elapsed: rounds.iter().map(|round| round.elapsed).sum(),
+                latencies,
+                cpu: (0..width)
+                    .map(|at| rounds.iter().map(|round| round.cpu[at]).sum())
+                    .collect(),
+            }
+        }
+
         /// Successful events per second.
         pub fn per_second(&self) -> f64 {
             self.events as f64 / self.elapsed.as_secs_f64()

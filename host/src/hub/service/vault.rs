@@ -87,21 +87,7 @@ impl Hub {
         account: AccountId,
         info: &NodeInfo,
     ) -> Result<HashMap<String, String>, HubError> {
-        let mut values = HashMap::new();
-        for name in &info.secrets {
-            let Some(sealed) = self.store.secret(account, name).await? else {
-                continue;
-            };
-            let value = self
-                .secrets
-                .open_value(account, name, &sealed)
-                .map_err(|err| {
-                    tracing::error!("{err}");
-                    HubError::SecretUnavailable(err.to_string())
-                })?;
-            values.insert(name.clone(), value);
-        }
-        Ok(values)
+        self.secret_values(account, &info.secrets).await
     }
 }
 
