@@ -12,6 +12,7 @@
 //! On stop it polls no more and reports what it has in hand before it
 //! returns, within the grace period.
 
+pub mod cron;
 pub mod manager;
 
 use std::collections::{BTreeMap, HashMap};

@@ -648,6 +648,11 @@ impl Manager {
         if namespace.is_empty() {
             errors.push("the namespace is empty".into());
         }
+        for trigger in spec.triggers.iter().flatten() {
+            if let Err(err) = cron_of(trigger) {
+                errors.push(err);
+            }
+        }
         let targets: BTreeSet<&str> = spec
             .nodes
             .iter()
@@ -695,6 +700,25 @@ impl Manager {
             }
         }
         errors
+    }
+
+    /// The valid graphs with a cron trigger that fires in the minute
+    /// starting `unix_minute` minutes after the epoch, as (namespace, name).
+    pub fn due_graphs(&self, unix_minute: u64) -> Vec<(String, String)> {
+        self.graphs
+            .iter()
+            .filter(|(_, graph)| graph.errors.is_empty())
+            .filter(|(_, graph)| {
+                graph
+                    .spec
+                    .triggers
+                    .iter()
+                    .flatten()
+                    .filter_map(|trigger| cron_of(trigger).ok())
+                    .any(|schedule| schedule.matches(unix_minute))
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// `POST /graph/{g}/trigger`: a new run, its root state made.
@@ -1382,6 +1406,19 @@ impl Manager {
     }
 }
 
+/// The schedule of a trigger: `{"type": "CRON", "value": {"expression": …}}`.
+fn cron_of(trigger: &Json) -> Result<super::cron::Schedule, String> {
+    if trigger["type"] != "CRON" {
+        return Err(format!(
+            "trigger {trigger} is not of type CRON, the only type there is"
+        ));
+    }
+    let expression = trigger["value"]["expression"]
+        .as_str()
+        .ok_or_else(|| format!("trigger {trigger} has no value.expression"))?;
+    super::cron::Schedule::parse(expression).map_err(|err| format!("trigger `{expression}`: {err}"))
+}
+
 /// Every node reachable from `root`, with the identifiers above it; or the
 /// identifier of a node on a cycle.
 fn ancestors<'a>(
@@ -1765,6 +1802,33 @@ mod tests {
                 && change.body.is_none()),
             "the dropped run is deleted from the store"
         );
+    }
+
+    #[test]
+    fn cron_triggers_are_checked_and_fire_in_their_minute() {
+        let mut manager = manager();
+        let mut graph = spec(vec![graph_node("a", "split", json!({}), &[])]);
+        graph.store_config = None;
+        graph.triggers = Some(vec![
+            json!({"type": "CRON", "value": {"expression": "*/10 * * * *"}}),
+        ]);
+        manager
+            .upsert_graph("ns", "every-ten", graph.clone(), 0)
+            .unwrap();
+        graph.triggers = Some(vec![
+            json!({"type": "CRON", "value": {"expression": "61 * * * *"}}),
+        ]);
+        let bad = manager.upsert_graph("ns", "bad", graph, 0).unwrap();
+        assert_eq!(bad["validation_status"], "INVALID");
+        assert!(
+            bad["validation_errors"].to_string().contains("minute `61`"),
+            "{bad}"
+        );
+        assert_eq!(
+            manager.due_graphs(30),
+            [("ns".to_owned(), "every-ten".to_owned())]
+        );
+        assert_eq!(manager.due_graphs(31), []);
     }
 
     #[test]

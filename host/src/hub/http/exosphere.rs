@@ -52,7 +52,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         loaded: Arc::default(),
         saving: Arc::default(),
     };
-    Router::new()
+    let router = Router::new()
         .route("/v0/namespace/{ns}/nodes/", put(register))
         .route("/v0/namespace/{ns}/states/enqueue", post(enqueue))
         .route("/v0/namespace/{ns}/state/{id}/secrets", get(secrets))
@@ -70,7 +70,13 @@ pub fn router(hub: Arc<Hub>) -> Router {
             get(run_states),
         )
         .route("/v0/namespace/{ns}/runs/{page}/{size}", get(runs))
-        .with_state(state)
+        .with_state(state.clone());
+    // Cron triggers fire from the hub's runtime; a router made outside one
+    // (a test of the routes alone) has none.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(state.cron_loop());
+    }
+    router
 }
 
 /// An answer in the reference's shape: JSON, errors as `{"detail": …}`.
@@ -216,6 +222,65 @@ impl Exosphere {
             .entry(caller.account)
             .or_insert_with(|| Manager::with_lease(lease));
         work(manager).map_err(refused)
+    }
+
+    /// Fires the graphs' cron triggers at the start of every minute.
+    async fn cron_loop(self) {
+        loop {
+            let now = now_ms();
+            let next_minute = (now / 60_000 + 1) * 60_000;
+            tokio::time::sleep(std::time::Duration::from_millis(next_minute - now)).await;
+            self.loaded.get_or_init(|| self.load()).await;
+            self.fire_cron(next_minute / 60_000).await;
+        }
+    }
+
+    /// Starts a run of every graph whose cron trigger fires in `unix_minute`.
+    async fn fire_cron(&self, unix_minute: u64) {
+        let due: Vec<(AccountId, String, String)> = {
+            let managers = self
+                .managers
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            managers
+                .iter()
+                .flat_map(|(account, manager)| {
+                    manager
+                        .due_graphs(unix_minute)
+                        .into_iter()
+                        .map(|(namespace, graph)| (*account, namespace, graph))
+                })
+                .collect()
+        };
+        for (account, namespace, graph) in due {
+            // The account's own runs, started by the hub, not by a token.
+            let caller = Caller {
+                token: 0,
+                expires_at: None,
+                account,
+                account_name: "cron".into(),
+                read_only: false,
+            };
+            let started = self.with(&caller, |manager| {
+                manager.trigger(
+                    &namespace,
+                    &graph,
+                    BTreeMap::new(),
+                    BTreeMap::new(),
+                    0,
+                    now_ms(),
+                )
+            });
+            match started {
+                Ok(run) => tracing::info!("cron started run {} of graph `{graph}`", run["run_id"]),
+                Err(refused) => tracing::warn!(
+                    "cron could not start graph `{graph}` of namespace `{namespace}`: {}",
+                    refused.detail
+                ),
+            }
+            self.save(&caller).await;
+            self.drive(&caller);
+        }
     }
 
     /// Runs the due states of the account's uploaded nodes on the hub's own

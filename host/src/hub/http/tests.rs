@@ -963,3 +963,61 @@ async fn a_component_shared_by_two_accounts_survives_one_deleting_it() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn exosphere_cron_triggers_start_runs_at_their_minute() {
+    let Hubbed { hub, alice, .. } = hub_in(None).await;
+    let app = router(hub);
+    let call = |method: &str, path: &str, body: serde_json::Value| {
+        Request::builder()
+            .method(method)
+            .uri(format!("/v0/namespace/ns{path}"))
+            .header("x-api-key", &alice)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let registered = app
+        .clone()
+        .oneshot(call(
+            "PUT",
+            "/nodes/",
+            serde_json::json!({"runtime_name": "rt", "nodes": [{"name": "n", "namespace": "ns",
+                "inputs_schema": {}, "outputs_schema": {}, "secrets": []}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::OK);
+    let graph = serde_json::json!({
+        "nodes": [{"node_name": "n", "namespace": "ns", "identifier": "a"}],
+        "triggers": [{"type": "CRON", "value": {"expression": "* * * * *"}}],
+    });
+    let stored = app
+        .clone()
+        .oneshot(call("PUT", "/graph/ticking", graph))
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), StatusCode::CREATED);
+    // The hub's cron loop fires at the next minute; wait for it (bounded).
+    let started = std::time::Instant::now();
+    loop {
+        let runs = app
+            .clone()
+            .oneshot(call("GET", "/runs/1/10", serde_json::Value::Null))
+            .await
+            .unwrap();
+        let bytes = axum::body::to_bytes(runs.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let runs: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        if runs["total"] == 1 {
+            assert_eq!(runs["runs"][0]["graph_name"], "ticking");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(75),
+            "no cron run within a minute: {runs}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
