@@ -145,6 +145,23 @@ pub struct Hub {
     callers: Mutex<HashMap<String, (Caller, Instant)>>,
     token_recheck: Duration,
     exosphere_lease: Duration,
+    /// The Exosphere state managers of the accounts: one per hub, however
+    /// many routers serve it.
+    exosphere: Arc<ExosphereState>,
+}
+
+/// What the hub keeps for its Exosphere state-manager API (the rules are
+/// `crate::exosphere::manager`'s; the routes are `http::exosphere`).
+#[derive(Debug, Default)]
+pub struct ExosphereState {
+    /// Every account's state manager.
+    pub managers: Mutex<HashMap<AccountId, crate::exosphere::manager::Manager>>,
+    /// Set once the saved records are loaded (on the first request).
+    pub loaded: tokio::sync::OnceCell<()>,
+    /// Held while changes are taken and saved, so saves land in order.
+    pub saving: tokio::sync::Mutex<()>,
+    /// Whether the cron loop runs.
+    pub cron_started: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -206,6 +223,7 @@ impl Hub {
             callers: Mutex::default(),
             token_recheck: config.token_recheck,
             exosphere_lease: config.exosphere_lease,
+            exosphere: Arc::default(),
         });
         tokio::spawn(hub.clone().restore(uploaded));
         Ok(hub)
@@ -218,6 +236,11 @@ impl Hub {
             .iter()
             .map(|node| node.component.info().clone())
             .collect()
+    }
+
+    /// The hub's Exosphere state managers.
+    pub fn exosphere(&self) -> Arc<ExosphereState> {
+        self.exosphere.clone()
     }
 
     /// How long an Exosphere state handed to a runtime is held for it.

@@ -12,7 +12,8 @@
 //! and loaded again on the first request after a restart.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -26,31 +27,25 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::core::AccountId;
 use crate::exosphere::manager::{GraphSpec, Manager, Refusal, RegisteredNode};
-use crate::hub::service::{Hub, HubError};
+use crate::hub::service::{ExosphereState, Hub, HubError};
 use crate::hub::store::{Caller, ExosphereRecord};
 use crate::protocol::exosphere::{NodeRegistration, Report};
 use crate::protocol::hurozo::ExecuteRequest;
 use crate::sandbox::Value;
 use crate::sandbox::value::from_json;
 
-/// The hub and every account's state manager.
+/// The hub and its state managers.
 #[derive(Debug, Clone)]
 struct Exosphere {
     hub: Arc<Hub>,
-    managers: Arc<Mutex<HashMap<AccountId, Manager>>>,
-    /// Set once the saved records are loaded (on the first request).
-    loaded: Arc<tokio::sync::OnceCell<()>>,
-    /// Held while changes are taken and saved, so saves land in order.
-    saving: Arc<tokio::sync::Mutex<()>>,
+    state: Arc<ExosphereState>,
 }
 
 /// The routes, on their own state.
 pub fn router(hub: Arc<Hub>) -> Router {
     let state = Exosphere {
+        state: hub.exosphere(),
         hub,
-        managers: Arc::default(),
-        loaded: Arc::default(),
-        saving: Arc::default(),
     };
     let router = Router::new()
         .route("/v0/namespace/{ns}/nodes/", put(register))
@@ -71,9 +66,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
         )
         .route("/v0/namespace/{ns}/runs/{page}/{size}", get(runs))
         .with_state(state.clone());
-    // Cron triggers fire from the hub's runtime; a router made outside one
-    // (a test of the routes alone) has none.
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+    // Cron triggers fire from the hub's runtime, once per hub; a router
+    // made outside one (a test of the routes alone) has none.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current()
+        && !state.state.cron_started.swap(true, Ordering::SeqCst)
+    {
         runtime.spawn(state.cron_loop());
     }
     router
@@ -136,7 +133,7 @@ impl Exosphere {
             .authenticate(Some(key))
             .await
             .map_err(|_| detail(StatusCode::UNAUTHORIZED, "Invalid API key"))?;
-        self.loaded.get_or_init(|| self.load()).await;
+        self.state.loaded.get_or_init(|| self.load()).await;
         Ok(caller)
     }
 
@@ -161,6 +158,7 @@ impl Exosphere {
         }
         let lease = self.hub.exosphere_lease().as_millis() as u64;
         let mut managers = self
+            .state
             .managers
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
@@ -178,7 +176,7 @@ impl Exosphere {
     /// Saves what changed in `caller`'s state manager; what cannot be saved
     /// now is kept for the next save.
     async fn save(&self, caller: &Caller) {
-        let _in_order = self.saving.lock().await;
+        let _in_order = self.state.saving.lock().await;
         let Ok(changes) = self.with(caller, |manager| Ok(manager.take_changes())) else {
             return;
         };
@@ -214,6 +212,7 @@ impl Exosphere {
         work: impl FnOnce(&mut Manager) -> Result<T, Refusal>,
     ) -> Result<T, Detail> {
         let mut managers = self
+            .state
             .managers
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
@@ -230,7 +229,7 @@ impl Exosphere {
             let now = now_ms();
             let next_minute = (now / 60_000 + 1) * 60_000;
             tokio::time::sleep(std::time::Duration::from_millis(next_minute - now)).await;
-            self.loaded.get_or_init(|| self.load()).await;
+            self.state.loaded.get_or_init(|| self.load()).await;
             self.fire_cron(next_minute / 60_000).await;
         }
     }
@@ -239,6 +238,7 @@ impl Exosphere {
     async fn fire_cron(&self, unix_minute: u64) {
         let due: Vec<(AccountId, String, String)> = {
             let managers = self
+                .state
                 .managers
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
