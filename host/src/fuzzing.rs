@@ -58,10 +58,9 @@ fn fixture() -> &'static Fixture {
                 .expect("a token")
                 .token;
             let caller = hub.authenticate(Some(&token)).await.expect("the token");
-            let hello = std::fs::read(example("hello")).expect(
-                "guest-examples/dist/hello.wasm: build the guests first (guest-examples/rust/build)",
-            );
-            hub.upload(&caller, hello.into()).await.expect("hello uploads");
+            hub.upload(&caller, hello_bytes().into())
+                .await
+                .expect("hello uploads");
             (hub, token)
         });
         Fixture {
@@ -70,6 +69,24 @@ fn fixture() -> &'static Fixture {
             token,
         }
     })
+}
+
+/// A sandbox for one input at a time: instances allocated on demand, no
+/// compile cache.
+fn bare_sandbox() -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        pooling: false,
+        cache_dir: None,
+        ..SandboxConfig::default()
+    })
+    .expect("a sandbox")
+}
+
+/// The `hello` example's component.
+fn hello_bytes() -> Vec<u8> {
+    std::fs::read(example("hello")).expect(
+        "guest-examples/dist/hello.wasm: build the guests first (guest-examples/rust/build)",
+    )
 }
 
 /// A guest example's component, `guest-examples/dist/<name>.wasm`.
@@ -179,12 +196,7 @@ pub fn json_values(data: &[u8]) {
 pub fn component(data: &[u8]) {
     static SANDBOX: OnceLock<(Sandbox, Runner)> = OnceLock::new();
     let (sandbox, runner) = SANDBOX.get_or_init(|| {
-        let sandbox = Sandbox::new(SandboxConfig {
-            pooling: false,
-            cache_dir: None,
-            ..SandboxConfig::default()
-        })
-        .expect("a sandbox");
+        let sandbox = bare_sandbox();
         let runner = Runner::new(Executors::new("fuzz-event", 1, None), Metrics::new("fuzz"));
         (sandbox, runner)
     });
@@ -232,15 +244,8 @@ pub fn juturna_envelope(data: &[u8]) {
         return;
     };
     let (runtime, messaging) = SERVICE.get_or_init(|| {
-        let sandbox = Sandbox::new(SandboxConfig {
-            pooling: false,
-            cache_dir: None,
-            ..SandboxConfig::default()
-        })
-        .expect("a sandbox");
-        let hello = std::fs::read(example("hello")).expect(
-            "guest-examples/dist/hello.wasm: build the guests first (guest-examples/rust/build)",
-        );
+        let sandbox = bare_sandbox();
+        let hello = hello_bytes();
         let node = Arc::new(sandbox.load(&hello).expect("hello loads"));
         let served = Served {
             node,

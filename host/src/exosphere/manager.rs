@@ -807,30 +807,50 @@ impl Manager {
         enqueue_after: u64,
     ) -> String {
         let id = self.id("state-");
+        self.add_waiting(State {
+            id,
+            namespace: namespace.to_owned(),
+            graph: graph.to_owned(),
+            run_id: run_id.to_owned(),
+            identifier: node.identifier.clone(),
+            node_name: node.node_name.clone(),
+            status: Status::Created,
+            inputs,
+            outputs: Map::new(),
+            error: None,
+            parents,
+            retry_count,
+            enqueue_after,
+            lease_until: 0,
+        })
+    }
+
+    /// A new waiting state like `old` (its retry, or `old` again after its
+    /// lease passed): the same node, inputs and parents, `retry_count`, due
+    /// at `enqueue_after`.
+    fn again(&mut self, old: &State, retry_count: u32, enqueue_after: u64) -> String {
+        let id = self.id("state-");
+        self.add_waiting(State {
+            id,
+            status: Status::Created,
+            outputs: Map::new(),
+            error: None,
+            retry_count,
+            enqueue_after,
+            lease_until: 0,
+            ..old.clone()
+        })
+    }
+
+    /// Records `state` as waiting to be handed out; its id.
+    fn add_waiting(&mut self, state: State) -> String {
+        let id = state.id.clone();
         self.touch(&id);
         self.by_run
-            .entry(run_id.to_owned())
+            .entry(state.run_id.clone())
             .or_default()
             .insert(id.clone());
-        self.states.insert(
-            id.clone(),
-            State {
-                id: id.clone(),
-                namespace: namespace.to_owned(),
-                graph: graph.to_owned(),
-                run_id: run_id.to_owned(),
-                identifier: node.identifier.clone(),
-                node_name: node.node_name.clone(),
-                status: Status::Created,
-                inputs,
-                outputs: Map::new(),
-                error: None,
-                parents,
-                retry_count,
-                enqueue_after,
-                lease_until: 0,
-            },
-        );
+        self.states.insert(id.clone(), state);
         self.created.push_back(id.clone());
         id
     }
@@ -996,24 +1016,7 @@ impl Manager {
             old.status = Status::LeaseExpired;
             old.error = Some("its lease passed without a report; handed out again".into());
             let old = old.clone();
-            let node = GraphNode {
-                node_name: old.node_name.clone(),
-                namespace: old.namespace.clone(),
-                identifier: old.identifier.clone(),
-                inputs: Map::new(),
-                next_nodes: None,
-                unites: None,
-            };
-            self.create_state(
-                &old.namespace,
-                &old.graph,
-                &old.run_id,
-                &node,
-                old.inputs.clone(),
-                old.parents.clone(),
-                old.retry_count,
-                now,
-            );
+            self.again(&old, old.retry_count, now);
         }
     }
 
@@ -1234,24 +1237,7 @@ impl Manager {
         let retry = state.retry_count < policy.max_retries;
         if retry {
             let delay = policy.delay_ms(state.retry_count + 1, random);
-            let node = GraphNode {
-                node_name: state.node_name.clone(),
-                namespace: state.namespace.clone(),
-                identifier: state.identifier.clone(),
-                inputs: Map::new(),
-                next_nodes: None,
-                unites: None,
-            };
-            self.create_state(
-                &state.namespace,
-                &state.graph,
-                &state.run_id,
-                &node,
-                state.inputs.clone(),
-                state.parents.clone(),
-                state.retry_count + 1,
-                now + delay,
-            );
+            self.again(&state, state.retry_count + 1, now + delay);
         }
         self.states.get_mut(id).expect("known").status = if retry {
             Status::RetryCreated
@@ -1637,20 +1623,19 @@ mod tests {
         manager
     }
 
+    /// Starts a run of graph `g` with `greeting` = `hi` at `now`; its id.
+    fn start_run(manager: &mut Manager, now: u64) -> String {
+        let store = [("greeting".to_owned(), "hi".to_owned())].into();
+        let run = manager
+            .trigger("ns", "g", BTreeMap::new(), store, 0, now)
+            .unwrap();
+        run["run_id"].as_str().unwrap().to_owned()
+    }
+
     #[test]
     fn a_run_flows_through_fan_out_templates_and_a_join() {
         let mut manager = manager();
-        let run = manager
-            .trigger(
-                "ns",
-                "g",
-                BTreeMap::new(),
-                [("greeting".to_owned(), "hi".to_owned())].into(),
-                0,
-                10,
-            )
-            .unwrap();
-        let run_id = run["run_id"].as_str().unwrap().to_owned();
+        let run_id = start_run(&mut manager, 10);
         let start = manager.enqueue("ns", &["start".into()], 16, 10);
         assert_eq!(start[0].inputs["word"], "hi");
         let word = Map::from_iter([("word".to_owned(), Json::from("hi"))]);
@@ -1723,16 +1708,7 @@ mod tests {
     fn a_run_goes_on_after_a_restart_from_the_saved_records() {
         let mut records = BTreeMap::new();
         let mut manager = manager();
-        manager
-            .trigger(
-                "ns",
-                "g",
-                BTreeMap::new(),
-                [("greeting".to_owned(), "hi".to_owned())].into(),
-                0,
-                10,
-            )
-            .unwrap();
+        start_run(&mut manager, 10);
         let start = manager.enqueue("ns", &["start".into()], 16, 10);
         let word = Map::from_iter([("word".to_owned(), Json::from("hi"))]);
         manager
@@ -1871,16 +1847,7 @@ mod tests {
     fn a_lease_that_passes_hands_the_state_out_again_and_refuses_the_late_report() {
         let mut manager = manager();
         manager.lease = 1_000;
-        manager
-            .trigger(
-                "ns",
-                "g",
-                BTreeMap::new(),
-                [("greeting".to_owned(), "hi".to_owned())].into(),
-                0,
-                0,
-            )
-            .unwrap();
+        start_run(&mut manager, 0);
         let first = manager.enqueue("ns", &["start".into()], 16, 0);
         assert_eq!(manager.enqueue("ns", &["start".into()], 16, 999), []);
         let second = manager.enqueue("ns", &["start".into()], 16, 1_000);
@@ -1960,16 +1927,7 @@ mod tests {
     #[test]
     fn prune_and_requeue_move_the_state() {
         let mut manager = manager();
-        manager
-            .trigger(
-                "ns",
-                "g",
-                BTreeMap::new(),
-                [("greeting".to_owned(), "hi".to_owned())].into(),
-                0,
-                0,
-            )
-            .unwrap();
+        start_run(&mut manager, 0);
         let split = manager.enqueue("ns", &["start".into()], 16, 0);
         manager.requeue("ns", &split[0].state_id, 1500, 10).unwrap();
         assert_eq!(manager.enqueue("ns", &["start".into()], 16, 1_509), []);

@@ -291,13 +291,8 @@ pub fn output_sets(outputs: &[(String, Value)]) -> Result<Vec<Map<String, Json>>
         if name == FAN_OUT || matches!(value, Value::Null) {
             continue;
         }
-        let text = match value {
-            Value::Text(text) => text.clone(),
-            other => to_json(other)
-                .map_err(|err| format!("output `{name}`: {err}"))?
-                .to_string(),
-        };
-        set.insert(name.clone(), Json::from(text));
+        let json = to_json(value).map_err(|err| format!("output `{name}`: {err}"))?;
+        set.insert(name.clone(), Json::from(string_of_json(json)));
     }
     Ok(vec![set])
 }
