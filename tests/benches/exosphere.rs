@@ -24,19 +24,6 @@ fn api(hub: &Hub, namespace: &str, path: &str) -> String {
     format!("{}/v0/namespace/{namespace}{path}", hub.url)
 }
 
-/// Stores `graph` as `name`, checks it is valid.
-fn put_graph(hub: &Hub, key: &str, namespace: &str, name: &str, graph: &Value) {
-    let stored: Value = http()
-        .put(api(hub, namespace, &format!("/graph/{name}")))
-        .header("x-api-key", key)
-        .json(graph)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
-}
-
 /// A chain of `length` hello nodes in `namespace`.
 fn chain(namespace: &str, length: usize) -> Value {
     let nodes: Vec<Value> = (0..length)
@@ -171,9 +158,9 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    put_graph(&hub, &key, "sdk", "three", &chain("sdk", 3));
-    put_graph(&hub, &key, "nodehost", "one", &chain("nodehost", 1));
-    put_graph(&hub, &key, "nodehost", "three", &chain("nodehost", 3));
+    hub.put_exosphere_graph(&key, "sdk", "three", &chain("sdk", 3));
+    hub.put_exosphere_graph(&key, "nodehost", "one", &chain("nodehost", 1));
+    hub.put_exosphere_graph(&key, "nodehost", "three", &chain("nodehost", 3));
 
     println!("| runtime | graph | runs | states/s | runtime CPU/state | hub CPU/state |");
     println!("|---|---|---|---|---|---|");

@@ -25,7 +25,7 @@ use node_host::juturna::proto::messaging::ProtoEnvelope;
 use node_host::juturna::proto::messaging::messaging_service_client::MessagingServiceClient;
 use node_host::juturna::proto::payloads::{ObjectProtoPayload, ProtoMessage};
 use node_host_e2e::load::{Measured, measure_calls};
-use node_host_e2e::{START_BOUND, Service, guest, node_host, repo_root, scratch_dir};
+use node_host_e2e::{START_BOUND, Service, repo_root, scratch_dir, serve_juturna};
 
 /// The request every call sends: `{"name": "Ada"}` from sender `bench`.
 fn hello_request() -> ProtoEnvelope {
@@ -156,18 +156,8 @@ fn main() {
         )
         .into();
 
-    let mut ours = Service::start(
-        node_host()
-            .args(["serve", "juturna"])
-            .arg(guest("hello"))
-            .args(["--listen", "127.0.0.1:0", "--concurrency", "16"]),
-    );
-    let line = ours.wait_for_line("serving", START_BOUND);
-    let address = line
-        .split_whitespace()
-        .find(|word| word.starts_with("127.0.0.1:"))
-        .expect("the address it serves at");
-    let ours_url = format!("http://{address}");
+    let (ours, port) = serve_juturna("hello", &["--concurrency", "16"]);
+    let ours_url = format!("http://127.0.0.1:{port}");
     let port = free_port();
     let reference = start_reference(&python, port);
     let reference_url = format!("http://127.0.0.1:{port}");

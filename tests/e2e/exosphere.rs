@@ -496,15 +496,31 @@ fn of<'a>(states: &'a [Value], identifier: &str, status: &str) -> Vec<&'a Value>
 
 /// Stores `graph` as `name` in the tests' namespace; asserts it is valid.
 fn put_graph(hub: &Hub, key: &str, name: &str, graph: &Value) {
-    let stored: Value = http()
-        .put(format!("{}/v0/namespace/{NAMESPACE}/graph/{name}", hub.url))
-        .header("x-api-key", key)
-        .json(graph)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
+    hub.put_exosphere_graph(key, NAMESPACE, name, graph);
+}
+
+/// `split` (the `splitter` node, on the store's `names`) fanning out to
+/// `greet` (the node `greeter`, greeting each item).
+fn greetings_graph(greeter: &str) -> Value {
+    json!({
+        "nodes": [
+            {"node_name": "splitter", "namespace": NAMESPACE, "identifier": "split",
+             "inputs": {"text": "${{ store.names }}"}, "next_nodes": ["greet"]},
+            {"node_name": greeter, "namespace": NAMESPACE, "identifier": "greet",
+             "inputs": {"name": "${{ split.outputs.item }}"}},
+        ],
+        "store_config": {"required_keys": ["names"]},
+    })
+}
+
+/// The greetings of the succeeded `greet` states, sorted.
+fn greetings(states: &[Value]) -> Vec<&str> {
+    let mut greetings: Vec<&str> = of(states, "greet", "SUCCESS")
+        .iter()
+        .map(|state| state["outputs"]["greeting"].as_str().unwrap())
+        .collect();
+    greetings.sort();
+    greetings
 }
 
 /// Triggers graph `name` with `body`; the run's id.
@@ -631,17 +647,7 @@ fn node_hosts_runtime_runs_a_workflow_on_the_hub() {
         .env("EXOSPHERE_API_KEY", &key);
     let mut runtime = Service::start(&mut command);
     runtime.wait_for_line("Exosphere runtime", START_BOUND);
-    let graph = json!({
-        "secrets": {},
-        "nodes": [
-            {"node_name": "splitter", "namespace": NAMESPACE, "identifier": "split",
-             "inputs": {"text": "${{ store.names }}"}, "next_nodes": ["greet"]},
-            {"node_name": "hello-python", "namespace": NAMESPACE, "identifier": "greet",
-             "inputs": {"name": "${{ split.outputs.item }}"}},
-        ],
-        "store_config": {"required_keys": ["names"]},
-    });
-    put_graph(&hub, &key, "greetings", &graph);
+    put_graph(&hub, &key, "greetings", &greetings_graph("hello-python"));
     let run_id = trigger(
         &hub,
         &key,
@@ -649,12 +655,7 @@ fn node_hosts_runtime_runs_a_workflow_on_the_hub() {
         &json!({"store": {"names": "Ada,Bo,Cy"}}),
     );
     let states = wait_for_success(&hub, &key, &run_id, "greet", 3);
-    let mut greetings: Vec<&str> = of(&states, "greet", "SUCCESS")
-        .iter()
-        .map(|state| state["outputs"]["greeting"].as_str().unwrap())
-        .collect();
-    greetings.sort();
-    assert_eq!(greetings, ["Hello Ada", "Hello Bo", "Hello Cy"]);
+    assert_eq!(greetings(&states), ["Hello Ada", "Hello Bo", "Hello Cy"]);
     runtime.signal("TERM");
     assert_eq!(runtime.wait_exit(Duration::from_secs(10)), Some(0));
 }
@@ -736,16 +737,7 @@ fn the_hub_runs_the_states_of_uploaded_nodes_itself() {
     hub.upload(&key, "splitter").expect_success();
     hub.upload(&key, "hello").expect_success();
     let api = |path: &str| format!("{}/v0/namespace/{NAMESPACE}{path}", hub.url);
-    let graph = json!({
-        "nodes": [
-            {"node_name": "splitter", "namespace": NAMESPACE, "identifier": "split",
-             "inputs": {"text": "${{ store.names }}"}, "next_nodes": ["greet"]},
-            {"node_name": "hello", "namespace": NAMESPACE, "identifier": "greet",
-             "inputs": {"name": "${{ split.outputs.item }}"}},
-        ],
-        "store_config": {"required_keys": ["names"]},
-    });
-    put_graph(&hub, &key, "greetings", &graph);
+    put_graph(&hub, &key, "greetings", &greetings_graph("hello"));
     let run_id = trigger(
         &hub,
         &key,
@@ -754,12 +746,7 @@ fn the_hub_runs_the_states_of_uploaded_nodes_itself() {
     );
     // No runtime anywhere: the hub runs both nodes, fan-out included.
     let states = wait_for_success(&hub, &key, &run_id, "greet", 2);
-    let mut greetings: Vec<&str> = of(&states, "greet", "SUCCESS")
-        .iter()
-        .map(|state| state["outputs"]["greeting"].as_str().unwrap())
-        .collect();
-    greetings.sort();
-    assert_eq!(greetings, ["Hello Ada", "Hello Bo"]);
+    assert_eq!(greetings(&states), ["Hello Ada", "Hello Bo"]);
     let runs: Value = http()
         .get(api("/runs/1/10"))
         .header("x-api-key", &key)

@@ -11,27 +11,17 @@ use node_host::juturna::proto::payloads::{
     BatchProto, BytesProtoPayload, ImageProtoPayload, ObjectProtoPayload, ProtoMessage,
     VideoProtoPayload,
 };
-use node_host_e2e::{START_BOUND, Service, guest, http, node_host};
+use node_host_e2e::{START_BOUND, Service, guest, http, juturna_port, node_host, serve_juturna};
 use prost::Message as _;
 use serde_json::{Value, json};
 use tonic::Code;
 
 /// `node-host serve juturna <guest>` on a port the OS picks.
 fn serve(name: &str, extra: &[&str]) -> (Service, String) {
-    let mut service = Service::start(
-        node_host()
-            .args(["serve", "juturna"])
-            .arg(guest(name))
-            .args(["--listen", "127.0.0.1:0", "--pipe-name", "remote-hello"])
-            .args(extra),
-    );
-    let line = service.wait_for_line("serving", START_BOUND);
-    let address = line
-        .split_whitespace()
-        .find(|word| word.starts_with("127.0.0.1:"))
-        .expect("the address it serves at")
-        .to_owned();
-    (service, format!("http://{address}"))
+    let mut args = vec!["--pipe-name", "remote-hello"];
+    args.extend_from_slice(extra);
+    let (service, port) = serve_juturna(name, &args);
+    (service, format!("http://127.0.0.1:{port}"))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -414,12 +404,7 @@ fn health_and_metrics_answer() {
         .find(|word| word.starts_with("http://"))
         .expect("the metrics address")
         .to_owned();
-    let line = service.wait_for_line("serving", START_BOUND);
-    let address = line
-        .split_whitespace()
-        .find(|word| word.starts_with("127.0.0.1:"))
-        .expect("the address it serves at");
-    let url = format!("http://{address}");
+    let url = format!("http://127.0.0.1:{}", juturna_port(&mut service));
     let status = runtime().block_on(async {
         use tonic_health::pb::HealthCheckRequest;
         use tonic_health::pb::health_client::HealthClient;

@@ -15,7 +15,7 @@ use node_host::juturna::proto::payloads::{
     AudioProtoPayload, BatchProto, BytesProtoPayload, ImageProtoPayload, ObjectProtoPayload,
     ProtoMessage, VideoProtoPayload,
 };
-use node_host_e2e::{START_BOUND, Service, guest, node_host, repo_root, run_bounded, scratch_dir};
+use node_host_e2e::{Service, repo_root, run_bounded, scratch_dir, serve_juturna};
 use prost::Message as _;
 use serde_json::{Value, json};
 
@@ -52,20 +52,7 @@ static INPUTS: AtomicUsize = AtomicUsize::new(0);
 
 /// `node-host serve juturna <guest>`; its port.
 fn serve(name: &str, extra: &[&str]) -> (Service, u16) {
-    let mut service = Service::start(
-        node_host()
-            .args(["serve", "juturna"])
-            .arg(guest(name))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra),
-    );
-    let line = service.wait_for_line("serving", START_BOUND);
-    let port = line
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("127.0.0.1:"))
-        .and_then(|port| port.parse().ok())
-        .expect("the port it serves at");
-    (service, port)
+    serve_juturna(name, extra)
 }
 
 /// Sends `cases` through the real Warp node with `timeout` seconds.

@@ -78,6 +78,17 @@ def error(err):
     return {"ok": False, "code": err.code().name, "details": err.details()}
 
 
+def send_payload(stub, envelope_id, payload, timeout):
+    """Sends `payload` from `warp` with Juturna's generated stub: (the reply,
+    None), or (None, the error result)."""
+    envelope = payloads_pb2.ProtoEnvelope(id=envelope_id, sender="warp", ttl=timeout)
+    envelope.message.payload.Pack(payload)
+    try:
+        return stub.SendAndReceive(envelope, timeout=timeout), None
+    except grpc.RpcError as err:
+        return None, error(err)
+
+
 def main():
     port, timeout = int(sys.argv[1]), int(sys.argv[2])
     cases = json.load(sys.stdin)
@@ -126,12 +137,9 @@ def main():
             for i, pixels in enumerate(frames):
                 image = ImagePayload(image=pixels, width=2, height=1, depth=1, pixel_format="gray", timestamp=i / 25)
                 video.frames.append(_image_to_proto(image))
-            envelope = payloads_pb2.ProtoEnvelope(id="video-1", sender="warp", ttl=timeout)
-            envelope.message.payload.Pack(video)
-            try:
-                reply = stub.SendAndReceive(envelope, timeout=timeout)
-            except grpc.RpcError as err:
-                results.append(error(err))
+            reply, failed = send_payload(stub, "video-1", video, timeout)
+            if failed:
+                results.append(failed)
                 continue
             answered = payloads_pb2.BytesProtoPayload()
             assert reply.message.payload.Unpack(answered), reply.message.payload.type_url
@@ -143,12 +151,9 @@ def main():
             for i, name in enumerate(case["names"]):
                 message = Message(creator="source", version=i, payload=ObjectPayload(name=name))
                 batch.messages.append(message_to_proto(message))
-            envelope = payloads_pb2.ProtoEnvelope(id="batch-1", sender="warp", ttl=timeout)
-            envelope.message.payload.Pack(batch)
-            try:
-                reply = stub.SendAndReceive(envelope, timeout=timeout)
-            except grpc.RpcError as err:
-                results.append(error(err))
+            reply, failed = send_payload(stub, "batch-1", batch, timeout)
+            if failed:
+                results.append(failed)
                 continue
             answered = payloads_pb2.BatchProto()
             assert reply.message.payload.Unpack(answered), reply.message.payload.type_url

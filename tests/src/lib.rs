@@ -53,6 +53,30 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// `node-host serve juturna <guest> --listen 127.0.0.1:0 <extra>`, once it
+/// serves; the port it serves at.
+pub fn serve_juturna(guest_name: &str, extra: &[&str]) -> (Service, u16) {
+    let mut service = Service::start(
+        node_host()
+            .args(["serve", "juturna"])
+            .arg(guest(guest_name))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra),
+    );
+    let port = juturna_port(&mut service);
+    (service, port)
+}
+
+/// The loopback port a `node-host serve juturna` serves at, from the line
+/// it prints once it does.
+pub fn juturna_port(service: &mut Service) -> u16 {
+    let line = service.wait_for_line("serving", START_BOUND);
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix("127.0.0.1:"))
+        .and_then(|port| port.parse().ok())
+        .expect("the port it serves at")
+}
+
 /// The python of a virtualenv that `tests/setup-venv REQUIREMENTS DIR`
 /// made, from the environment variable `var` (which `./run-tests` sets).
 pub fn python_from_env(var: &str, requirements: &str) -> PathBuf {
@@ -374,6 +398,28 @@ impl Hub {
         assert_eq!(done.code, Some(0), "{done:#?}");
         done.stdout.trim().to_owned()
     }
+
+    /// Stores the Exosphere graph `name` in `namespace` with the API key
+    /// `key`; asserts the hub found it valid.
+    pub fn put_exosphere_graph(
+        &self,
+        key: &str,
+        namespace: &str,
+        name: &str,
+        graph: &serde_json::Value,
+    ) {
+        let stored: serde_json::Value = http()
+            .put(format!(
+                "{}/v0/namespace/{namespace}/graph/{name}",
+                self.url
+            ))
+            .header("x-api-key", key)
+            .json(graph)
+            .send()
+            .and_then(reqwest::blocking::Response::json)
+            .expect("storing the graph");
+        assert_eq!(stored["validation_status"], "VALID", "{stored:#}");
+    }
 }
 
 /// Starts `node-host run` for `guests` against `backend`, and waits until
@@ -494,7 +540,7 @@ pub mod load {
             .map_or(default, |value| {
                 value
                     .parse()
-                    .unwrap_or_else(|_| panic!("{name} takes a number"))
+                    .unwrap_or_else(|_| panic!("{name} takes a number, not `{value}`"))
             })
     }
 

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use node_host_e2e::load::count_arg;
 use node_host_e2e::{Hub, metric, start_worker};
 use serde_json::{Value, json};
 
@@ -80,17 +81,6 @@ fn mix() -> Vec<Case> {
             })
         })
         .collect()
-}
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|arg| arg == name)
-        .and_then(|at| args.get(at + 1))
-        .map_or(default, |value| {
-            value
-                .parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, not `{value}`"))
-        })
 }
 
 /// What `/proc` says of a process: resident bytes, open files, CPU seconds.
@@ -211,8 +201,8 @@ fn counted(url: &str, family: &str) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let events = arg(&args, "--events", 100_000);
-    let callers = arg(&args, "--callers", 32);
+    let events = count_arg(&args, "--events", 100_000);
+    let callers = count_arg(&args, "--callers", 32);
     let check_rss = !args.iter().any(|arg| arg == "--no-rss-check");
     let warm_up = (events / 20).max(mix().len());
     let names: Vec<&str> = {
