@@ -51,10 +51,7 @@ pub enum PayloadError {
 /// The inputs a payload gives a node.
 pub fn inputs(payload: Option<&Any>) -> Result<Vec<NamedValue>, PayloadError> {
     let payload = payload.ok_or(PayloadError::Missing)?;
-    let name = payload
-        .type_url
-        .strip_prefix(TYPE_URL_PREFIX)
-        .unwrap_or(&payload.type_url);
+    let name = type_name(payload);
     let bytes = payload.value.as_slice();
     let malformed =
         |kind| move |err: prost::DecodeError| PayloadError::Malformed(kind, err.to_string());
@@ -135,16 +132,29 @@ pub fn inputs(payload: Option<&Any>) -> Result<Vec<NamedValue>, PayloadError> {
 /// The messages of a Batch payload; `None` when `payload` is another type.
 pub fn batch(payload: Option<&Any>) -> Option<Result<BatchProto, PayloadError>> {
     let payload = payload?;
-    (payload.type_url == format!("{TYPE_URL_PREFIX}BatchProto")).then(|| {
+    is(payload, "BatchProto").then(|| {
         BatchProto::decode(payload.value.as_slice())
             .map_err(|err| PayloadError::Malformed("Batch", err.to_string()))
     })
 }
 
+/// A payload's type: its name after Juturna's prefix, or the whole URL of
+/// another.
+fn type_name(payload: &Any) -> &str {
+    payload
+        .type_url
+        .strip_prefix(TYPE_URL_PREFIX)
+        .unwrap_or(&payload.type_url)
+}
+
+/// Whether `payload`'s type URL is Juturna's payload `name`.
+fn is(payload: &Any, name: &str) -> bool {
+    payload.type_url.strip_prefix(TYPE_URL_PREFIX) == Some(name)
+}
+
 /// True for an Object payload, whose keys the caller chose.
 pub fn is_object(payload: Option<&Any>) -> bool {
-    payload
-        .is_some_and(|payload| payload.type_url == format!("{TYPE_URL_PREFIX}ObjectProtoPayload"))
+    payload.is_some_and(|payload| type_name(payload) == "ObjectProtoPayload")
 }
 
 /// The payload of a node's outputs, and the Python class name Juturna
