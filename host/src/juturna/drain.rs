@@ -33,11 +33,6 @@ impl Drain {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Whether the drain has begun.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
     /// Requests in hand.
     pub fn in_hand(&self) -> usize {
         self.in_hand.load(Ordering::SeqCst)
