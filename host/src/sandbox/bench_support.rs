@@ -32,7 +32,7 @@ impl ReusedInstance {
             ..Limits::default()
         };
         let capture = CaptureStream::new(limits.capture_bytes);
-        let mut store = new_store(&node.sandbox, &limits, &capture, &capture, Vec::new());
+        let mut store = new_store(&node.sandbox, &limits, &capture, &capture, Vec::new(), None);
         let instance = node.pre.instantiate(&mut store).expect("instantiate");
         Self {
             store,
@@ -70,7 +70,7 @@ pub fn phases(node: &NodeComponent, inputs: &[NamedValue], limits: &Limits) -> P
     let t0 = Instant::now();
     let stdout = CaptureStream::new(limits.capture_bytes);
     let stderr = CaptureStream::new(limits.capture_bytes);
-    let mut store = new_store(&node.sandbox, limits, &stdout, &stderr, Vec::new());
+    let mut store = new_store(&node.sandbox, limits, &stdout, &stderr, Vec::new(), None);
     let t1 = Instant::now();
     let instance = node.pre.instantiate(&mut store).expect("instantiate");
     let t2 = Instant::now();

@@ -11,11 +11,14 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::RemoteNode;
 use super::cache::CompileCache;
 use super::capture::CapturedLog;
 use super::deadline_clock::{ClampedClock, DeadlineClock};
+use super::deadline_io::{BoundedIo, DeadlineIo};
+use super::http::EventHttp;
 use super::limits::MemoryLimiter;
 
 /// How often the epoch advances: the deadline overshoots by at most one tick.
@@ -124,6 +127,20 @@ pub(crate) struct EventState {
     pub(crate) secrets: Vec<(String, String)>,
     /// When the event ends; no wait on a clock outlasts it.
     pub(crate) deadline: Option<Instant>,
+    pub(crate) http_ctx: WasiHttpCtx,
+    /// The event's outbound HTTP (every request refused without a grant).
+    pub(crate) http: EventHttp,
+}
+
+impl WasiHttpView for EventState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.http.deadline = self.deadline;
+        WasiHttpCtxView {
+            hooks: &mut self.http,
+            table: &mut self.table,
+            ctx: &mut self.http_ctx,
+        }
+    }
 }
 
 impl WasiView for EventState {
@@ -212,12 +229,28 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|err| SandboxError::Engine(err.to_string()))?;
-        // The monotonic clock again, with every wait cut at the deadline.
+        // Outbound HTTP is linked for every node; only a node loaded with
+        // a grant may import it, and its hooks refuse every request that
+        // the grant does not allow.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+            .map_err(|err| SandboxError::Engine(err.to_string()))?;
+        // The monotonic clock, polling and streams again, with every wait
+        // cut at the deadline.
         linker.allow_shadowing(true);
         wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<
             EventState,
             DeadlineClock,
         >(&mut linker, |state| ClampedClock::of(state))
+        .map_err(|err| SandboxError::Engine(err.to_string()))?;
+        wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<EventState, DeadlineIo>(
+            &mut linker,
+            |state| BoundedIo::of(state),
+        )
+        .map_err(|err| SandboxError::Engine(err.to_string()))?;
+        wasmtime_wasi::p2::bindings::sync::io::streams::add_to_linker::<EventState, DeadlineIo>(
+            &mut linker,
+            |state| BoundedIo::of(state),
+        )
         .map_err(|err| SandboxError::Engine(err.to_string()))?;
         linker.allow_shadowing(false);
         RemoteNode::add_to_linker::<_, HasSelf<EventState>>(&mut linker, |state| state)

@@ -4,6 +4,8 @@
 //! Every way a file can be unfit is a distinct [`LoadError`] that names the
 //! problem, so a user who hands node-host the wrong file learns what to fix.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
@@ -14,6 +16,7 @@ use super::engine::{
     Sandbox,
 };
 use super::limits::DEFAULT_TABLE_ELEMENTS;
+use super::http::HttpAccess;
 use super::node::NodeComponent;
 use super::outcome::Failure;
 use super::preinit::{self, PreinitError};
@@ -28,7 +31,8 @@ pub const NODE_EXPORT: &str = "node-host:node/node@0.1.0";
 
 /// Interfaces a node may import. WASI 0.2 is linked whole, with nothing
 /// granted (no preopens, no environment, every socket address denied), so a
-/// guest built by an ordinary toolchain links; anything else is refused.
+/// guest built by an ordinary toolchain links; anything else is refused,
+/// but `wasi:http/` for a node loaded with an HTTP grant.
 const ALLOWED_IMPORT_PACKAGES: [&str; 7] = [
     "wasi:cli/",
     "wasi:clocks/",
@@ -74,6 +78,13 @@ pub enum LoadError {
          instead (no such limits; a fresh event costs more)"
     )]
     PoolLimit(String),
+    /// The component imports outbound HTTP but was loaded without a grant.
+    #[error(
+        "the component imports `{0}` (outbound HTTP), and it has no grant: allow the \
+         origins it calls with `--allow-http ORIGIN` (node-host run/call/serve) or \
+         `node-host grant NODE ORIGIN...` on a hub"
+    )]
+    HttpNotGranted(String),
     /// The component imports an interface node-host does not provide.
     #[error(
         "the component imports `{0}`, which node-host does not provide: nodes get WASI 0.2 \
@@ -109,6 +120,7 @@ impl LoadError {
             LoadError::Invalid(_) => "invalid_component",
             LoadError::PoolLimit(_) => "pool_limit",
             LoadError::DeniedImport(_) => "denied_import",
+            LoadError::HttpNotGranted(_) => "http_not_granted",
             LoadError::Unlinkable(_) => "unlinkable",
             LoadError::WrongWorld(_) => "wrong_world",
             LoadError::InfoFailed(_) => "info_failed",
@@ -154,6 +166,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// The package of outbound HTTP, allowed to nodes with a grant.
+const HTTP_PACKAGE: &str = "wasi:http/";
+
 /// True when node-host provides the import `name`.
 pub fn import_allowed(name: &str) -> bool {
     ALLOWED_IMPORT_PACKAGES
@@ -193,10 +208,22 @@ impl Sandbox {
         bytes: &[u8],
         on_compile: &mut dyn FnMut(),
     ) -> Result<NodeComponent, LoadError> {
+        self.load_with(bytes, None, on_compile)
+    }
+
+    /// Like [`load_with_progress`](Self::load_with_progress), granting the
+    /// node outbound HTTP through `http` (a node that imports `wasi:http`
+    /// loads only with a grant).
+    pub fn load_with(
+        &self,
+        bytes: &[u8],
+        http: Option<Arc<HttpAccess>>,
+        on_compile: &mut dyn FnMut(),
+    ) -> Result<NodeComponent, LoadError> {
         file_kind(bytes)?;
         let sha256 = sha256_hex(bytes);
         let component = self.compile(bytes, &sha256, on_compile)?;
-        self.link(component, sha256)
+        self.link(component, sha256, http)
     }
 
     /// Reports what a file is and whether this host accepts it as a node.
@@ -243,7 +270,7 @@ impl Sandbox {
             .exports(&self.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        match self.link(component, sha256) {
+        match self.link(component, sha256, None) {
             Ok(node) => inspection.info = Some(node.info().clone()),
             Err(err) => inspection.verdict = Err(err),
         }
@@ -313,13 +340,21 @@ impl Sandbox {
         })
     }
 
-    fn link(&self, component: Component, sha256: String) -> Result<NodeComponent, LoadError> {
+    fn link(
+        &self,
+        component: Component,
+        sha256: String,
+        http: Option<Arc<HttpAccess>>,
+    ) -> Result<NodeComponent, LoadError> {
         let ty = component.component_type();
-        if let Some((denied, _)) = ty
-            .imports(&self.engine)
-            .find(|(name, _)| !import_allowed(name))
-        {
-            return Err(LoadError::DeniedImport(denied.to_owned()));
+        for (name, _) in ty.imports(&self.engine) {
+            if name.starts_with(HTTP_PACKAGE) {
+                if http.is_none() {
+                    return Err(LoadError::HttpNotGranted(name.to_owned()));
+                }
+            } else if !import_allowed(name) {
+                return Err(LoadError::DeniedImport(name.to_owned()));
+            }
         }
         let instance_pre = self
             .linker
@@ -329,7 +364,7 @@ impl Sandbox {
             .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
         let info = NodeComponent::read_info(self, &pre).map_err(LoadError::InfoFailed)?;
         validate_info(&info).map_err(LoadError::InvalidInfo)?;
-        Ok(NodeComponent::new(self.clone(), pre, info, sha256))
+        Ok(NodeComponent::new(self.clone(), pre, info, sha256, http))
     }
 }
 

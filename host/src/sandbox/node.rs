@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::{RemoteNode, RemoteNodePre};
 use super::capture::{CaptureStream, CapturedLog};
 use super::engine::{EPOCH_TICK, EventState, READY_INSTANCES_IN_ALL, Sandbox};
+use super::http::{EventHttp, HttpAccess};
 use super::limits::{Limits, MemoryLimiter};
 use super::outcome::{ErrorCode, Failure, Outcome, Outputs};
 use super::value::{self, NamedValue, NodeInfo, Value};
@@ -32,6 +34,8 @@ pub struct NodeComponent {
     pub(crate) pre: RemoteNodePre<EventState>,
     info: NodeInfo,
     sha256: String,
+    /// What the node may reach over HTTP; `None` for a node not granted it.
+    http: Option<Arc<HttpAccess>>,
     /// Fresh instances made ahead of their events (see [`Self::make_ready`]).
     ready: Mutex<Vec<Ready>>,
 }
@@ -44,10 +48,15 @@ struct FreshStore {
 }
 
 impl FreshStore {
-    fn new(sandbox: &Sandbox, limits: &Limits, secrets: Vec<(String, String)>) -> Self {
+    fn new(
+        sandbox: &Sandbox,
+        limits: &Limits,
+        secrets: Vec<(String, String)>,
+        http: Option<&Arc<HttpAccess>>,
+    ) -> Self {
         let stdout = CaptureStream::new(limits.capture_bytes);
         let stderr = CaptureStream::new(limits.capture_bytes);
-        let store = new_store(sandbox, limits, &stdout, &stderr, secrets);
+        let store = new_store(sandbox, limits, &stdout, &stderr, secrets, http);
         Self {
             store,
             stdout,
@@ -107,12 +116,14 @@ impl NodeComponent {
         pre: RemoteNodePre<EventState>,
         info: NodeInfo,
         sha256: String,
+        http: Option<Arc<HttpAccess>>,
     ) -> Self {
         Self {
             sandbox,
             pre,
             info,
             sha256,
+            http,
             ready: Mutex::new(Vec::new()),
         }
     }
@@ -130,6 +141,11 @@ impl NodeComponent {
     /// The hex sha256 of the component's bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// What the node may reach over HTTP, if it was loaded with a grant.
+    pub fn http(&self) -> Option<&Arc<HttpAccess>> {
+        self.http.as_ref()
     }
 
     /// Runs one event in a fresh sandbox under `limits`.
@@ -163,8 +179,8 @@ impl NodeComponent {
         let started = Instant::now();
         // Kept until the outcome is delivered: see above.
         let mut kept = None;
-        let (result, fuel_used, log) = match self.check_inputs(inputs) {
-            Err(failure) => (Err(failure), 0, CapturedLog::default()),
+        let (result, fuel_used, log, http) = match self.check_inputs(inputs) {
+            Err(failure) => (Err(failure), 0, CapturedLog::default(), None),
             Ok(inputs) => {
                 let declared = self.declared_secrets(secrets);
                 let (sandbox, node) = match self.take_ready(limits, &declared) {
@@ -175,7 +191,8 @@ impl NodeComponent {
                         (sandbox, Ok(node))
                     }
                     None => {
-                        let mut sandbox = FreshStore::new(&self.sandbox, limits, declared);
+                        let mut sandbox =
+                            FreshStore::new(&self.sandbox, limits, declared, self.http.as_ref());
                         let node = self.pre.instantiate(&mut sandbox.store);
                         (sandbox, node)
                     }
@@ -209,8 +226,11 @@ impl NodeComponent {
                     )),
                     Err(err) => Err(classify(&err, store.data().limiter.refused_at(), stderr)),
                 };
+                let tally = &store.data().http.tally;
+                let result = result.map_err(|failure| blame_refusal(failure, tally.refusal()));
+                let http = store.data().http.granted().then(|| tally.usage());
                 let log = std::mem::take(&mut store.data_mut().log);
-                (result, fuel_used, log)
+                (result, fuel_used, log, http)
             }
         };
         let (stdout, stderr) = kept.as_ref().map_or_else(Default::default, |sandbox| {
@@ -223,6 +243,7 @@ impl NodeComponent {
             stdout,
             stderr,
             log,
+            http,
         });
         drop(kept);
         delivered
@@ -244,7 +265,8 @@ impl NodeComponent {
             return;
         };
         let declared = self.declared_secrets(secrets);
-        let mut sandbox = FreshStore::new(&self.sandbox, limits, declared.clone());
+        let mut sandbox =
+            FreshStore::new(&self.sandbox, limits, declared.clone(), self.http.as_ref());
         let Ok(node) = self.pre.instantiate(&mut sandbox.store) else {
             return;
         };
@@ -305,7 +327,7 @@ impl NodeComponent {
         let limits = Limits::default();
         let stderr = CaptureStream::new(limits.capture_bytes);
         let stdout = CaptureStream::new(limits.capture_bytes);
-        let mut store = new_store(sandbox, &limits, &stdout, &stderr, Vec::new());
+        let mut store = new_store(sandbox, &limits, &stdout, &stderr, Vec::new(), None);
         pre.instantiate(&mut store)
             .and_then(|node| node.node_host_node_node().call_info(&mut store))
             .map_err(|err| classify(&err, store.data().limiter.refused_at(), &stderr))
@@ -424,6 +446,7 @@ pub(crate) fn new_store(
     stdout: &CaptureStream,
     stderr: &CaptureStream,
     secrets: Vec<(String, String)>,
+    http: Option<&Arc<HttpAccess>>,
 ) -> Store<EventState> {
     let wasi = WasiCtxBuilder::new()
         .stdout(stdout.clone())
@@ -432,8 +455,14 @@ pub(crate) fn new_store(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build();
+    let http = match http {
+        Some(access) => EventHttp::new(Some(access.clone()), secrets.clone()),
+        None => EventHttp::default(),
+    };
     let state = EventState {
         wasi,
+        http,
+        http_ctx: WasiHttpCtx::new(),
         table: ResourceTable::new(),
         limiter: MemoryLimiter::new(limits.memory_bytes),
         log: CapturedLog::default(),
@@ -484,6 +513,23 @@ fn arm(store: &mut Store<EventState>, sandbox: &Sandbox, limits: &Limits) {
                 demote_at.unwrap_or(ends) - now,
             )))
         });
+    }
+}
+
+/// A failed event whose guest had a request refused by the host fails
+/// with the refusal's code: the guest most likely failed because of it
+/// (a guest that handled the refusal and succeeded keeps its outputs).
+fn blame_refusal(failure: Failure, refusal: Option<Failure>) -> Failure {
+    match refusal {
+        Some(refusal)
+            if matches!(failure.code, ErrorCode::GuestError | ErrorCode::Trap) =>
+        {
+            Failure::new(
+                refusal.code,
+                format!("{}; the node then failed: {}", refusal.message, failure.message),
+            )
+        }
+        _ => failure,
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::capture::{Captured, CapturedLog};
+use super::http::HttpUsage;
 use super::value::Value;
 
 /// Why an event failed. The string forms (`as_str`) are stable and part of
@@ -32,11 +33,17 @@ pub enum ErrorCode {
     MemoryLimit,
     /// The outputs are larger than the event allows.
     OutputTooLarge,
+    /// The node's outbound request was refused: an origin it is not
+    /// granted, or a private address (and the event then failed).
+    HttpDenied,
+    /// The node's outbound HTTP went past a limit of the event: requests,
+    /// requests at once, or body bytes (and the event then failed).
+    HttpLimit,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidOutput,
         ErrorCode::GuestError,
@@ -46,6 +53,8 @@ impl ErrorCode {
         ErrorCode::OutOfFuel,
         ErrorCode::MemoryLimit,
         ErrorCode::OutputTooLarge,
+        ErrorCode::HttpDenied,
+        ErrorCode::HttpLimit,
     ];
 
     /// The stable wire form, e.g. `out_of_fuel`.
@@ -60,6 +69,8 @@ impl ErrorCode {
             ErrorCode::OutOfFuel => "out_of_fuel",
             ErrorCode::MemoryLimit => "memory_limit",
             ErrorCode::OutputTooLarge => "output_too_large",
+            ErrorCode::HttpDenied => "http_denied",
+            ErrorCode::HttpLimit => "http_limit",
         }
     }
 
@@ -77,6 +88,10 @@ impl ErrorCode {
             ErrorCode::OutOfFuel => "raise the limit (--fuel) or make the node do less work",
             ErrorCode::MemoryLimit => "raise the limit (--memory) or make the node use less memory",
             ErrorCode::OutputTooLarge => "return less data, or raise the output limit",
+            ErrorCode::HttpDenied => {
+                "grant the node the origin it calls (--allow-http, or `node-host grant` on a hub)"
+            }
+            ErrorCode::HttpLimit => "make fewer or smaller requests, or raise the HTTP limits",
         }
     }
 }
@@ -132,4 +147,6 @@ pub struct Outcome {
     pub stderr: Captured,
     /// Lines the guest logged through `host.log`, up to the capture cap.
     pub log: CapturedLog,
+    /// The event's outbound HTTP, for a node granted it.
+    pub http: Option<HttpUsage>,
 }
