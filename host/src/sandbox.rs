@@ -25,6 +25,8 @@ mod node;
 mod outcome;
 mod preinit;
 pub(crate) mod priority;
+#[doc(hidden)]
+pub mod test_origin;
 pub mod value;
 
 pub use capture::{Captured, CapturedLog, Level, LogLine};

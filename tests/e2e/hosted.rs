@@ -274,7 +274,7 @@ fn uploads_are_checked_before_they_are_accepted() {
         ),
         (
             "denied import",
-            wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#)
+            wat::parse_str(r#"(component (import "wasi:keyvalue/store@0.2.0" (instance)))"#)
                 .unwrap(),
             422,
             "denied_import",

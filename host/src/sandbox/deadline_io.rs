@@ -55,9 +55,9 @@ impl<'a> BoundedIo<'a> {
 fn until<F: Future>(deadline: Option<Instant>, wait: F) -> Option<F::Output> {
     match deadline {
         None => Some(in_tokio(wait)),
-        Some(deadline) => in_tokio(async move {
-            tokio::time::timeout_at(deadline.into(), wait).await.ok()
-        }),
+        Some(deadline) => {
+            in_tokio(async move { tokio::time::timeout_at(deadline.into(), wait).await.ok() })
+        }
     }
 }
 
@@ -85,8 +85,11 @@ impl poll::HostPollable for BoundedIo<'_> {
 
     fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
         let table = &mut *self.table;
-        until(self.deadline, async_poll::HostPollable::block(table, pollable))
-            .unwrap_or_else(|| Err(past_deadline()))
+        until(
+            self.deadline,
+            async_poll::HostPollable::block(table, pollable),
+        )
+        .unwrap_or_else(|| Err(past_deadline()))
     }
 
     fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
@@ -103,7 +106,8 @@ impl streams::Host for BoundedIo<'_> {
 impl streams::HostOutputStream for BoundedIo<'_> {
     fn drop(&mut self, stream: Resource<DynOutputStream>) -> wasmtime::Result<()> {
         let table = &mut *self.table;
-        until(self.deadline, AsyncOutput::drop(table, stream)).unwrap_or_else(|| Err(past_deadline()))
+        until(self.deadline, AsyncOutput::drop(table, stream))
+            .unwrap_or_else(|| Err(past_deadline()))
     }
 
     fn check_write(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<u64> {
@@ -177,15 +181,19 @@ impl streams::HostOutputStream for BoundedIo<'_> {
         len: u64,
     ) -> StreamResult<u64> {
         let table = &mut *self.table;
-        until(self.deadline, AsyncOutput::blocking_splice(table, dst, src, len))
-            .unwrap_or_else(|| Err(stream_past_deadline()))
+        until(
+            self.deadline,
+            AsyncOutput::blocking_splice(table, dst, src, len),
+        )
+        .unwrap_or_else(|| Err(stream_past_deadline()))
     }
 }
 
 impl streams::HostInputStream for BoundedIo<'_> {
     fn drop(&mut self, stream: Resource<DynInputStream>) -> wasmtime::Result<()> {
         let table = &mut *self.table;
-        until(self.deadline, AsyncInput::drop(table, stream)).unwrap_or_else(|| Err(past_deadline()))
+        until(self.deadline, AsyncInput::drop(table, stream))
+            .unwrap_or_else(|| Err(past_deadline()))
     }
 
     fn read(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<Vec<u8>> {

@@ -15,8 +15,8 @@ use super::engine::{
     POOL_CORE_INSTANCES_PER_COMPONENT, POOL_MEMORIES_PER_COMPONENT, POOL_TABLES_PER_COMPONENT,
     Sandbox,
 };
-use super::limits::DEFAULT_TABLE_ELEMENTS;
 use super::http::HttpAccess;
+use super::limits::DEFAULT_TABLE_ELEMENTS;
 use super::node::NodeComponent;
 use super::outcome::Failure;
 use super::preinit::{self, PreinitError};
@@ -88,8 +88,8 @@ pub enum LoadError {
     /// The component imports an interface node-host does not provide.
     #[error(
         "the component imports `{0}`, which node-host does not provide: nodes get WASI 0.2 \
-         (cli, clocks, filesystem, io, random, sockets; with nothing granted) and \
-         `node-host:node/host`"
+         (cli, clocks, filesystem, io, random, sockets; with nothing granted), \
+         `node-host:node/host`, and `wasi:http` when granted outbound HTTP"
     )]
     DeniedImport(String),
     /// The imports are allowed, but their versions or types do not link.

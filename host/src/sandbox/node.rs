@@ -521,12 +521,13 @@ fn arm(store: &mut Store<EventState>, sandbox: &Sandbox, limits: &Limits) {
 /// (a guest that handled the refusal and succeeded keeps its outputs).
 fn blame_refusal(failure: Failure, refusal: Option<Failure>) -> Failure {
     match refusal {
-        Some(refusal)
-            if matches!(failure.code, ErrorCode::GuestError | ErrorCode::Trap) =>
-        {
+        Some(refusal) if matches!(failure.code, ErrorCode::GuestError | ErrorCode::Trap) => {
             Failure::new(
                 refusal.code,
-                format!("{}; the node then failed: {}", refusal.message, failure.message),
+                format!(
+                    "{}; the node then failed: {}",
+                    refusal.message, failure.message
+                ),
             )
         }
         _ => failure,

@@ -97,6 +97,23 @@ fn component_of_another_world() {
 fn component_importing_a_denied_interface() {
     let importer = wat::parse_str(
         r#"(component
+            (import "wasi:keyvalue/store@0.2.0" (instance
+                (export "open" (func))))
+        )"#,
+    )
+    .unwrap();
+    let err = load_error(&importer);
+    assert_eq!(
+        err,
+        LoadError::DeniedImport("wasi:keyvalue/store@0.2.0".into())
+    );
+    assert!(err.to_string().contains("wasi:keyvalue/store@0.2.0"));
+}
+
+#[test]
+fn component_importing_http_without_a_grant() {
+    let importer = wat::parse_str(
+        r#"(component
             (import "wasi:http/outgoing-handler@0.2.0" (instance
                 (export "handle" (func))))
         )"#,
@@ -105,9 +122,9 @@ fn component_importing_a_denied_interface() {
     let err = load_error(&importer);
     assert_eq!(
         err,
-        LoadError::DeniedImport("wasi:http/outgoing-handler@0.2.0".into())
+        LoadError::HttpNotGranted("wasi:http/outgoing-handler@0.2.0".into())
     );
-    assert!(err.to_string().contains("wasi:http/outgoing-handler@0.2.0"));
+    assert!(err.to_string().contains("--allow-http"), "{err}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! `guest-examples/` (run `guest-examples/build` first) and inline WAT.
 
 mod execute;
+mod http;
 mod limits;
 mod load;
 mod ready;

@@ -182,9 +182,8 @@ impl tower::Service<Name> for Resolver {
         let private_addresses = self.private_addresses;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let kept: Vec<SocketAddr> = resolved
                 .iter()
                 .copied()

@@ -232,7 +232,10 @@ impl EventHttp {
     }
 
     /// Every check a request must pass before it leaves.
-    fn admit(&self, request: &mut Request<WasiBody>) -> Result<(Arc<HttpAccess>, InFlight), Refusal> {
+    fn admit(
+        &self,
+        request: &mut Request<WasiBody>,
+    ) -> Result<(Arc<HttpAccess>, InFlight), Refusal> {
         let denied = |message: String| (Error::HttpRequestDenied, ErrorCode::HttpDenied, message);
         let Some(access) = &self.access else {
             return Err(denied(
@@ -254,7 +257,10 @@ impl EventHttp {
                     .into(),
             ));
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let host = host.to_ascii_lowercase();
         let port = authority.port_u16().unwrap_or(scheme.default_port());
         let shown = match authority.port_u16() {
@@ -457,7 +463,12 @@ async fn send(
 fn client_error(err: &hyper_util::client::legacy::Error, tally: &Tally) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cause) = source {
-        if let Some(prohibited) = cause.downcast_ref::<ProhibitedAddress>() {
+        // An io::Error's `source` skips the error it wraps: look inside.
+        let wrapped = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<ProhibitedAddress>());
+        if let Some(prohibited) = wrapped.or_else(|| cause.downcast_ref::<ProhibitedAddress>()) {
             tally.refuse(
                 ErrorCode::HttpDenied,
                 format!(
