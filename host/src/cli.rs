@@ -6,6 +6,7 @@
 mod args;
 mod call;
 mod componentize;
+mod grant;
 mod hub;
 mod inspect;
 mod new;
@@ -83,6 +84,8 @@ enum Command {
     New(new::NewArgs),
     /// Upload a component to a hub, which runs it as a hosted node of your account.
     Upload(upload::UploadArgs),
+    /// Show or set the origins an uploaded node may call over HTTP, on a hub.
+    Grant(grant::GrantArgs),
 }
 
 /// Entry point of the binary.
@@ -127,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Componentize(args) => componentize::run(args, sandbox()?),
         Command::New(args) => new::run(args),
         Command::Upload(args) => upload::run(args),
+        Command::Grant(args) => grant::run(args),
     }
 }
 

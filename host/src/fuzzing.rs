@@ -37,6 +37,7 @@ fn fixture() -> &'static Fixture {
             .expect("a runtime");
         let (hub, token) = runtime.block_on(async {
             let hub = Hub::open(&HubConfig {
+                outbound: Default::default(),
                 data_dir: None,
                 public_ws_url: None,
                 sandbox: SandboxConfig {

@@ -74,12 +74,8 @@ fn component_of_another_world() {
 #[test]
 fn component_importing_a_denied_interface() {
     let importer =
-        wat::parse_str(r#"(component (import "wasi:keyvalue/store@0.2.0" (instance)))"#)
-            .unwrap();
+        wat::parse_str(r#"(component (import "wasi:keyvalue/store@0.2.0" (instance)))"#).unwrap();
     let (stderr, error) = refused("denied", &importer);
     assert_eq!(error["code"], "denied_import");
-    assert!(
-        stderr.contains("wasi:keyvalue/store@0.2.0"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("wasi:keyvalue/store@0.2.0"), "{stderr}");
 }

@@ -2,12 +2,99 @@
 //! the argument groups several commands share.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
 
+use crate::sandbox::http::{
+    DEFAULT_HTTP_CONCURRENT, DEFAULT_HTTP_REQUESTS, HttpAccess, HttpLimits, Origin, Outbound,
+    OutboundSettings,
+};
 use crate::sandbox::value::{self, NamedValue, Value};
 use crate::sandbox::{DEFAULT_FUEL, Limits};
+
+/// Outbound HTTP for the nodes on the command line, as flags.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Let the nodes call this origin over HTTP(S): scheme://host[:port], with `*.` for any
+    /// subdomain and `:*` for any port (e.g. https://api.openai.com, https://*.example.org,
+    /// http://127.0.0.1:*). Repeat for more. Without it a node that imports wasi:http does not
+    /// load, and no request of any node leaves.
+    #[arg(long = "allow-http", value_name = "ORIGIN")]
+    pub allow: Vec<Origin>,
+
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
+
+    /// Requests one event may make.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HTTP_REQUESTS)]
+    pub http_requests: u32,
+
+    /// Requests one event may have open at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HTTP_CONCURRENT)]
+    pub http_concurrent: u32,
+
+    /// Bytes of each request body a node sends.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub http_request_bytes: usize,
+
+    /// Bytes of each response body a node reads.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    pub http_response_bytes: usize,
+}
+
+/// The operator's settings for nodes' outbound HTTP, as flags.
+#[derive(Debug, Clone, Args)]
+pub struct OutboundArgs {
+    /// Let nodes reach loopback, private and link-local addresses their grants name (refused
+    /// by default, also when an allowed name resolves to one).
+    #[arg(long)]
+    pub allow_private_addresses: bool,
+
+    /// Trust this PEM file's certificate authorities for nodes' HTTPS besides the webpki
+    /// roots (repeatable).
+    #[arg(long = "http-ca", value_name = "PEM")]
+    pub ca: Vec<PathBuf>,
+}
+
+impl OutboundArgs {
+    /// The settings the flags describe.
+    pub fn settings(&self) -> OutboundSettings {
+        OutboundSettings {
+            private_addresses: self.allow_private_addresses,
+            extra_roots: self.ca.clone(),
+        }
+    }
+}
+
+impl HttpArgs {
+    /// The limits of each event's requests.
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            requests: self.http_requests,
+            concurrent: self.http_concurrent,
+            request_bytes: self.http_request_bytes as u64,
+            response_bytes: self.http_response_bytes as u64,
+        }
+    }
+
+    /// What the command line's nodes may reach: `None` without --allow-http.
+    pub fn access(&self) -> anyhow::Result<Option<Arc<HttpAccess>>> {
+        if self.allow.is_empty() {
+            return Ok(None);
+        }
+        let outbound = Outbound::new(&self.outbound.settings()).context("--http-ca")?;
+        Ok(Some(HttpAccess::new(
+            &outbound,
+            "local",
+            vec![self.allow.clone()],
+            self.limits(),
+        )))
+    }
+}
 
 /// The limits of every event, as flags.
 #[derive(Debug, Clone, Args)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{LimitArgs, parse_backend, parse_input};
+use super::args::{HttpArgs, LimitArgs, parse_backend, parse_input};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component};
 use anyhow::Context as _;
 
@@ -57,6 +57,12 @@ pub(super) struct CallArgs {
     )]
     limits: LimitArgs,
 
+    #[command(
+        flatten,
+        next_help_heading = "Outbound HTTP (nodes that import wasi:http)"
+    )]
+    http: HttpArgs,
+
     /// Print failures as {"error":{"code","message"}} on stdout instead of a message on stderr.
     #[arg(long)]
     json: bool,
@@ -81,7 +87,8 @@ pub(super) fn run(
 
     let bytes = read_component(&component)?;
     let mut progress = CompileProgress::new(&component);
-    let node = match sandbox.load_with_progress(&bytes, &mut || progress.start()) {
+    let http = args.http.access()?;
+    let node = match sandbox.load_with(&bytes, http, &mut || progress.start()) {
         Ok(node) => node,
         Err(err) => {
             drop(progress);

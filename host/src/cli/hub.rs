@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::args::{parse_duration, parse_size};
+use super::args::{OutboundArgs, parse_duration, parse_size};
 use crate::hub::service::{AccountLimits, UploadQuota};
 use crate::hub::store::{
     LimitSettings, SqliteStore, Store as _, TokenId, TokenKind, TokenRecord, unix_seconds,
@@ -100,6 +100,9 @@ pub(super) struct HubArgs {
     /// state is handed out again.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     exosphere_lease: Duration,
+
+    #[command(flatten, next_help_heading = "Uploaded nodes' outbound HTTP")]
+    outbound: OutboundArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -209,6 +212,31 @@ Example:
         /// Events of the account waiting beyond those; more are refused with 429.
         #[arg(long, value_name = "N")]
         queue: Option<u64>,
+
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Show or change the origins an account's uploaded nodes may call
+    /// over HTTP: the upper bound of the grants the account gives its nodes
+    /// (`node-host grant`). Allows nothing until set.
+    ///
+    /// A running hub applies the change to the next event.
+    #[command(after_help = "\
+Examples:
+  node-host hub account http alice --allow https://api.openai.com --allow 'https://*.example.org'
+  node-host hub account http alice --clear")]
+    Http {
+        /// The account.
+        name: String,
+
+        /// An origin the account's nodes may be granted: scheme://host[:port], with `*.` for
+        /// any subdomain and `:*` for any port (repeatable; replaces the list).
+        #[arg(long = "allow", value_name = "ORIGIN", conflicts_with = "clear")]
+        allow: Vec<crate::sandbox::http::Origin>,
+
+        /// Allow nothing (every request of the account's nodes is refused).
+        #[arg(long)]
+        clear: bool,
 
         #[command(flatten)]
         data: DataArgs,
@@ -448,8 +476,16 @@ fn civil_date(days: i64) -> (i64, u32, u32) {
 
 fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
     let (name, data) = match action {
-        AccountAction::Set { name, data, .. } | AccountAction::Show { name, data } => (name, data),
+        AccountAction::Set { name, data, .. }
+        | AccountAction::Show { name, data }
+        | AccountAction::Http { name, data, .. } => (name, data),
     };
+    if let AccountAction::Http {
+        allow, clear, data, ..
+    } = action
+    {
+        return http_policy(name, allow, *clear, data);
+    }
     let dir = data.dir()?;
     let store = SqliteStore::open(Some(&dir))?;
     block_on(async {
@@ -488,6 +524,28 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
     })?
 }
 
+/// `hub account http`: shows or sets an account's outbound HTTP policy.
+fn http_policy(
+    name: &str,
+    allow: &[crate::sandbox::http::Origin],
+    clear: bool,
+    data: &DataArgs,
+) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(Some(&data.dir()?))?;
+    block_on(async {
+        let id = store.account_id(name).await?;
+        if clear {
+            store.set_http_origins(id, None, None).await?;
+        } else if !allow.is_empty() {
+            let origins = allow.iter().map(ToString::to_string).collect();
+            store.set_http_origins(id, None, Some(origins)).await?;
+        }
+        let policy = store.http_origins(id, None).await?.unwrap_or_default();
+        println!("{}", serde_json::json!({"account": name, "allow": policy}));
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })?
+}
+
 /// Runs `work` on a runtime of its own (the store is async).
 fn block_on<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -504,6 +562,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let state = runtime.block_on(Hub::open(&HubConfig {
+        outbound: args.outbound.settings(),
         data_dir: Some(dir.clone()),
         public_ws_url: args.public_ws_url.clone(),
         sandbox,

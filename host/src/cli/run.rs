@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::sync::{oneshot, watch};
 
-use super::args::{LimitArgs, parse_backend, parse_duration, token_from_env};
+use super::args::{HttpArgs, LimitArgs, parse_backend, parse_duration, token_from_env};
 use super::{CompileProgress, EXIT_FAILED, EXIT_USAGE, read_component, wait_for_signal};
 use crate::exosphere::{RuntimeConfig, RuntimeError};
 use crate::hub::{self, Hub, HubConfig};
@@ -140,6 +140,12 @@ pub(super) struct RunArgs {
 
     #[command(flatten, next_help_heading = "Limits of every event")]
     limits: LimitArgs,
+
+    #[command(
+        flatten,
+        next_help_heading = "Outbound HTTP (nodes that import wasi:http)"
+    )]
+    http: HttpArgs,
 }
 
 /// `sandbox` runs the nodes given on the command line; `hub_sandbox` is how an
@@ -152,11 +158,12 @@ pub(super) fn run(
     if args.hosted {
         return runtime()?.block_on(serve_hosted(args, sandbox));
     }
+    let http = args.http.access()?;
     let mut nodes = Vec::new();
     for path in &args.components {
         let bytes = read_component(path)?;
         let mut progress = CompileProgress::new(path);
-        match sandbox.load_with_progress(&bytes, &mut || progress.start()) {
+        match sandbox.load_with(&bytes, http.clone(), &mut || progress.start()) {
             Ok(node) => nodes.push(Arc::new(node)),
             Err(err) => {
                 drop(progress);
@@ -310,7 +317,9 @@ async fn serve(
             (backend.clone(), token, None)
         }
         None => {
-            let (backend, token, hub) = start_embedded_hub(args.hub_listen, hub_sandbox).await?;
+            let (backend, token, hub) =
+                start_embedded_hub(args.hub_listen, hub_sandbox, args.http.outbound.settings())
+                    .await?;
             (backend, token, Some(hub))
         }
     };
@@ -368,8 +377,10 @@ async fn serve(
 async fn start_embedded_hub(
     listen: Option<SocketAddr>,
     sandbox: SandboxConfig,
+    outbound: crate::sandbox::http::OutboundSettings,
 ) -> anyhow::Result<(url::Url, String, Arc<Hub>)> {
     let state = Hub::open(&HubConfig {
+        outbound,
         data_dir: None,
         public_ws_url: None,
         sandbox,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::args::{LimitArgs, parse_duration};
+use super::args::{HttpArgs, LimitArgs, parse_duration};
 use super::{CompileProgress, EXIT_USAGE, read_component};
 use crate::core::{Executors, Runner};
 use crate::juturna::{self, Messaging, Served};
@@ -83,6 +83,12 @@ struct JuturnaArgs {
 
     #[command(flatten, next_help_heading = "Limits of every request")]
     limits: LimitArgs,
+
+    #[command(
+        flatten,
+        next_help_heading = "Outbound HTTP (nodes that import wasi:http)"
+    )]
+    http: HttpArgs,
 }
 
 pub(super) fn run(args: &ServeArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode> {
@@ -103,7 +109,8 @@ pub(super) fn run(args: &ServeArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode
     };
     let bytes = read_component(&args.component)?;
     let mut progress = CompileProgress::new(&args.component);
-    let node = match sandbox.load_with_progress(&bytes, &mut || progress.start()) {
+    let http = args.http.access()?;
+    let node = match sandbox.load_with(&bytes, http, &mut || progress.start()) {
         Ok(node) => Arc::new(node),
         Err(err) => {
             drop(progress);

@@ -125,7 +125,7 @@ pub(super) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
 
 /// Sends a request and reads a JSON answer (a non-JSON body becomes an
 /// error object with the text).
-async fn send(
+pub(super) async fn send(
     request: reqwest::RequestBuilder,
     url: &url::Url,
 ) -> anyhow::Result<(StatusCode, Json)> {

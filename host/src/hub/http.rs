@@ -32,6 +32,12 @@ pub fn router(hub: Arc<Hub>) -> Router {
             get(routes::uploaded_node).delete(routes::delete_uploaded),
         )
         .route("/api/nodes/{name}/logs", get(routes::node_logs))
+        .route(
+            "/api/nodes/{name}/grant",
+            get(routes::http_grant)
+                .put(routes::put_http_grant)
+                .delete(routes::delete_http_grant),
+        )
         .route("/api/uploads/{sha256}", get(routes::upload_status))
         .route("/api/secrets", get(routes::secret_names))
         .route(

@@ -10,6 +10,7 @@
 
 pub(crate) mod catalog;
 mod error;
+mod grants;
 mod hosted_workers;
 mod uploads;
 mod vault;
@@ -28,6 +29,7 @@ use super::ws_token::WsTokenSigner;
 use crate::core::{AccountId, Executors, IDLE_FOR, Lanes, Runner};
 use crate::metrics::Metrics;
 use crate::sandbox::SandboxConfig;
+use crate::sandbox::http::{Outbound, OutboundError, OutboundSettings};
 pub(crate) use catalog::AccountLimits;
 pub use catalog::UPLOAD_READY_WAIT;
 use catalog::{Catalog, InstalledNode, MAX_RUNNING};
@@ -84,6 +86,8 @@ pub struct HubConfig {
     /// How long an Exosphere state handed to a runtime is held for it
     /// (usually [`EXOSPHERE_LEASE`]); then it is handed out again.
     pub exosphere_lease: Duration,
+    /// The operator's settings for uploaded nodes' outbound HTTP.
+    pub outbound: OutboundSettings,
 }
 
 /// How long an Exosphere state handed to a runtime is held for it.
@@ -99,6 +103,9 @@ pub enum OpenError {
     /// The secrets key.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// Outbound HTTP (a trusted CA file).
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
 }
 
 /// How the uploaded nodes were loaded again when the hub started.
@@ -148,6 +155,8 @@ pub struct Hub {
     /// The Exosphere state managers of the accounts: one per hub, however
     /// many routers serve it.
     exosphere: Arc<ExosphereState>,
+    /// Uploaded nodes' outbound HTTP: one pooled client per account.
+    outbound: Arc<Outbound>,
 }
 
 /// What the hub keeps for its Exosphere state-manager API (the rules are
@@ -200,6 +209,7 @@ impl Hub {
             ..Restored::default()
         });
         let secrets = SecretBox::open(config.data_dir.as_deref())?;
+        let outbound = Outbound::new(&config.outbound)?;
         let metrics = Metrics::new("hub");
         let executors = Executors::new("node-host-event", MAX_RUNNING, Some(IDLE_FOR));
         let hub = Arc::new(Self {
@@ -224,6 +234,7 @@ impl Hub {
             token_recheck: config.token_recheck,
             exosphere_lease: config.exosphere_lease,
             exosphere: Arc::default(),
+            outbound,
         });
         tokio::spawn(hub.clone().restore(uploaded));
         Ok(hub)
@@ -270,14 +281,30 @@ impl Hub {
         for (account, record) in uploaded {
             let place = self.compiles.clone().acquire_owned().await;
             let hub = self.clone();
-            loading.spawn_blocking(move || {
+            loading.spawn(async move {
                 let _place = place;
-                let loaded = hub
-                    .catalog
-                    .blobs()
-                    .get(&record.sha256)
-                    .map_err(|err| err.to_string())
-                    .and_then(|bytes| hub.catalog.load(&bytes).map_err(|err| err.to_string()));
+                let loader = hub.clone();
+                let sha256 = record.sha256.clone();
+                let loaded = tokio::task::spawn_blocking(move || {
+                    loader
+                        .catalog
+                        .blobs()
+                        .get(&sha256)
+                        .map_err(|err| err.to_string())
+                        .and_then(|bytes| {
+                            loader.catalog.load(&bytes).map_err(|err| err.to_string())
+                        })
+                })
+                .await
+                .unwrap_or_else(|err| Err(err.to_string()));
+                let loaded = match loaded {
+                    Ok((component, compiled)) => hub
+                        .with_granted_http(account, component)
+                        .await
+                        .map(|component| (component, compiled))
+                        .map_err(|(_, why)| why),
+                    Err(err) => Err(err),
+                };
                 hub.restored_one(account, record, loaded);
             });
         }

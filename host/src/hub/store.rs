@@ -105,6 +105,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The names of `account`'s secrets and when each was set, by name.
     async fn secret_names(&self, account: AccountId) -> Result<Vec<(String, i64)>, StoreError>;
 
+    /// The origins `account` may reach over HTTP: its policy (set by the
+    /// hub's operator) when `node` is `None`, else its grant to `node`.
+    /// `None` when none is set.
+    async fn http_origins(
+        &self,
+        account: AccountId,
+        node: Option<&str>,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Sets (or, with `None`, removes) what [`http_origins`](Self::http_origins)
+    /// returns; false when removing found nothing.
+    async fn set_http_origins(
+        &self,
+        account: AccountId,
+        node: Option<&str>,
+        origins: Option<Vec<String>>,
+    ) -> Result<bool, StoreError>;
+
     /// The key that signs WebSocket tokens, made on first use and kept, so
     /// tokens stay valid across a restart of the hub.
     async fn signing_key(&self) -> Result<[u8; 32], StoreError>;

@@ -4,8 +4,6 @@
 //! Every way a file can be unfit is a distinct [`LoadError`] that names the
 //! problem, so a user who hands node-host the wrong file learns what to fix.
 
-use std::sync::Arc;
-
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
@@ -15,7 +13,7 @@ use super::engine::{
     POOL_CORE_INSTANCES_PER_COMPONENT, POOL_MEMORIES_PER_COMPONENT, POOL_TABLES_PER_COMPONENT,
     Sandbox,
 };
-use super::http::HttpAccess;
+use super::http::HttpGrant;
 use super::limits::DEFAULT_TABLE_ELEMENTS;
 use super::node::NodeComponent;
 use super::outcome::Failure;
@@ -208,22 +206,21 @@ impl Sandbox {
         bytes: &[u8],
         on_compile: &mut dyn FnMut(),
     ) -> Result<NodeComponent, LoadError> {
-        self.load_with(bytes, None, on_compile)
+        self.load_with(bytes, HttpGrant::Refused, on_compile)
     }
 
-    /// Like [`load_with_progress`](Self::load_with_progress), granting the
-    /// node outbound HTTP through `http` (a node that imports `wasi:http`
-    /// loads only with a grant).
+    /// Like [`load_with_progress`](Self::load_with_progress), with what a
+    /// node that imports `wasi:http` may reach (see [`HttpGrant`]).
     pub fn load_with(
         &self,
         bytes: &[u8],
-        http: Option<Arc<HttpAccess>>,
+        http: impl Into<HttpGrant>,
         on_compile: &mut dyn FnMut(),
     ) -> Result<NodeComponent, LoadError> {
         file_kind(bytes)?;
         let sha256 = sha256_hex(bytes);
         let component = self.compile(bytes, &sha256, on_compile)?;
-        self.link(component, sha256, http)
+        self.link(component, sha256, http.into())
     }
 
     /// Reports what a file is and whether this host accepts it as a node.
@@ -270,7 +267,7 @@ impl Sandbox {
             .exports(&self.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        match self.link(component, sha256, None) {
+        match self.link(component, sha256, HttpGrant::Later) {
             Ok(node) => inspection.info = Some(node.info().clone()),
             Err(err) => inspection.verdict = Err(err),
         }
@@ -344,12 +341,14 @@ impl Sandbox {
         &self,
         component: Component,
         sha256: String,
-        http: Option<Arc<HttpAccess>>,
+        http: HttpGrant,
     ) -> Result<NodeComponent, LoadError> {
         let ty = component.component_type();
+        let mut imports_http = false;
         for (name, _) in ty.imports(&self.engine) {
             if name.starts_with(HTTP_PACKAGE) {
-                if http.is_none() {
+                imports_http = true;
+                if matches!(http, HttpGrant::Refused) {
                     return Err(LoadError::HttpNotGranted(name.to_owned()));
                 }
             } else if !import_allowed(name) {
@@ -364,7 +363,18 @@ impl Sandbox {
             .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
         let info = NodeComponent::read_info(self, &pre).map_err(LoadError::InfoFailed)?;
         validate_info(&info).map_err(LoadError::InvalidInfo)?;
-        Ok(NodeComponent::new(self.clone(), pre, info, sha256, http))
+        let access = match http {
+            HttpGrant::Given(access) => Some(access),
+            HttpGrant::Refused | HttpGrant::Later => None,
+        };
+        Ok(NodeComponent::new(
+            self.clone(),
+            pre,
+            info,
+            sha256,
+            imports_http,
+            access,
+        ))
     }
 }
 

@@ -34,6 +34,8 @@ pub struct NodeComponent {
     pub(crate) pre: RemoteNodePre<EventState>,
     info: NodeInfo,
     sha256: String,
+    /// True when the component imports `wasi:http`.
+    imports_http: bool,
     /// What the node may reach over HTTP; `None` for a node not granted it.
     http: Option<Arc<HttpAccess>>,
     /// Fresh instances made ahead of their events (see [`Self::make_ready`]).
@@ -116,6 +118,7 @@ impl NodeComponent {
         pre: RemoteNodePre<EventState>,
         info: NodeInfo,
         sha256: String,
+        imports_http: bool,
         http: Option<Arc<HttpAccess>>,
     ) -> Self {
         Self {
@@ -123,6 +126,7 @@ impl NodeComponent {
             pre,
             info,
             sha256,
+            imports_http,
             http,
             ready: Mutex::new(Vec::new()),
         }
@@ -146,6 +150,24 @@ impl NodeComponent {
     /// What the node may reach over HTTP, if it was loaded with a grant.
     pub fn http(&self) -> Option<&Arc<HttpAccess>> {
         self.http.as_ref()
+    }
+
+    /// True when the component imports `wasi:http` (outbound HTTP).
+    pub fn imports_http(&self) -> bool {
+        self.imports_http
+    }
+
+    /// The same node with this outbound HTTP access (`None`: every request
+    /// refused). Nothing is compiled or linked again.
+    pub fn with_http(&self, http: Option<Arc<HttpAccess>>) -> NodeComponent {
+        NodeComponent::new(
+            self.sandbox.clone(),
+            self.pre.clone(),
+            self.info.clone(),
+            self.sha256.clone(),
+            self.imports_http,
+            http,
+        )
     }
 
     /// Runs one event in a fresh sandbox under `limits`.

@@ -166,6 +166,47 @@ pub async fn node_logs(
     hub.node_logs(&caller, &name).await.map(axum::Json)
 }
 
+/// `GET /api/nodes/{name}/grant`: the origins the node may call.
+pub async fn http_grant(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.http_grant(&caller, &name).await.map(axum::Json)
+}
+
+#[derive(serde::Deserialize)]
+struct GrantBody {
+    allow: Vec<String>,
+}
+
+/// `PUT /api/nodes/{name}/grant` with `{"allow": ["https://…", …]}`.
+pub async fn put_http_grant(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+    body: Bytes,
+) -> Result<axum::Json<Json>, HubError> {
+    crate::hub::service::require_write(&caller)?;
+    let body: GrantBody = serde_json::from_slice(&body).map_err(|err| {
+        HubError::InvalidRequest(format!(
+            "the body must be {{\"allow\": [\"https://api.example.com\", …]}} ({err})"
+        ))
+    })?;
+    hub.set_http_grant(&caller, &name, body.allow)
+        .await
+        .map(axum::Json)
+}
+
+/// `DELETE /api/nodes/{name}/grant`.
+pub async fn delete_http_grant(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.delete_http_grant(&caller, &name).await.map(axum::Json)
+}
+
 #[derive(serde::Deserialize)]
 struct SecretBody {
     value: String,

@@ -28,6 +28,7 @@ struct Hubbed {
 
 fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
     HubConfig {
+        outbound: Default::default(),
         data_dir,
         public_ws_url: None,
         sandbox: SandboxConfig::default(),

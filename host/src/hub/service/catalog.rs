@@ -22,6 +22,7 @@ use serde_json::{Value as Json, json};
 use crate::core::{AccountId, LaneLimits};
 use crate::hub::store::{Blobs, FsBlobs, LimitSettings, UploadedNode};
 use crate::protocol::hosted::EventLogs;
+use crate::sandbox::http::HttpGrant;
 use crate::sandbox::value::info_to_json;
 use crate::sandbox::{
     DEFAULT_CAPTURE_BYTES, DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES,
@@ -245,7 +246,8 @@ impl Catalog {
             .sandbox()
             .map_err(|err| LoadError::Invalid(format!("the hub cannot run components: {err}")))?;
         let mut compiled = false;
-        let node = sandbox.load_with_progress(bytes, &mut || compiled = true)?;
+        // Outbound HTTP is granted by account once the node's name is known.
+        let node = sandbox.load_with(bytes, HttpGrant::Later, &mut || compiled = true)?;
         Ok((node, compiled))
     }
 

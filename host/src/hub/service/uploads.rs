@@ -206,6 +206,10 @@ impl Hub {
             Ok(Ok(Err(err))) => return UploadStatus::Failed(err.code().into(), err.to_string()),
             Ok(Ok(Ok((component, _)))) => component,
         };
+        let component = match self.with_granted_http(account, component).await {
+            Ok(component) => component,
+            Err((code, message)) => return UploadStatus::Failed(code, message),
+        };
         let name = component.name().to_owned();
         if let Err(refusal) = self.within_quota(account, &name, size) {
             return refusal;
@@ -451,7 +455,11 @@ impl Hub {
             finished => Ok(finished),
         };
         let wire_limits = EventLimits::of(&limits.event);
-        if let Some(finished) = self
+        // A node with outbound HTTP runs on the hub, which holds its grant
+        // and its account's connections (hosted workers hold neither).
+        if node.component.imports_http() {
+            self.refresh_http(account, &node).await?;
+        } else if let Some(finished) = self
             .run_remotely(&node, &event, wire_limits, &secrets)
             .await
         {

@@ -99,7 +99,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, kind, key)
     );
 ",
+    "
+    CREATE TABLE http_origins (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        origins TEXT NOT NULL,
+        PRIMARY KEY (account_id, node)
+    );
+",
 ];
+
+/// The `node` of an account's policy row in `http_origins` (node names are
+/// never empty).
+const POLICY_ROW: &str = "";
 
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Backend {
@@ -266,6 +278,26 @@ impl Store for SqliteStore {
 
     async fn exosphere_records(&self) -> Result<Vec<(AccountId, ExosphereRecord)>, StoreError> {
         self.with(|db| db.exosphere_records()).await
+    }
+
+    async fn http_origins(
+        &self,
+        account: AccountId,
+        node: Option<&str>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let node = node.unwrap_or(POLICY_ROW).to_owned();
+        self.with(move |db| db.http_origins(account, &node)).await
+    }
+
+    async fn set_http_origins(
+        &self,
+        account: AccountId,
+        node: Option<&str>,
+        origins: Option<Vec<String>>,
+    ) -> Result<bool, StoreError> {
+        let node = node.unwrap_or(POLICY_ROW).to_owned();
+        self.with(move |db| db.set_http_origins(account, &node, origins.as_deref()))
+            .await
     }
 }
 
@@ -608,6 +640,44 @@ impl Database {
             )
             .map_err(sql("store secret"))?;
         Ok(())
+    }
+
+    fn http_origins(&self, account: i64, node: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let text: Option<String> = self
+            .db
+            .prepare_cached("SELECT origins FROM http_origins WHERE account_id = ?1 AND node = ?2")
+            .map_err(sql("prepare http origins lookup"))?
+            .query_row(params![account, node], |row| row.get(0))
+            .optional()
+            .map_err(sql("look up http origins"))?;
+        text.map(|text| {
+            serde_json::from_str(&text).map_err(|err| StoreError::Backend {
+                what: "read http origins",
+                source: Box::new(err),
+            })
+        })
+        .transpose()
+    }
+
+    fn set_http_origins(
+        &self,
+        account: i64,
+        node: &str,
+        origins: Option<&[String]>,
+    ) -> Result<bool, StoreError> {
+        let changed = match origins {
+            Some(origins) => self.db.execute(
+                "INSERT INTO http_origins (account_id, node, origins) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account_id, node) DO UPDATE SET origins = excluded.origins",
+                params![account, node, serde_json::json!(origins).to_string()],
+            ),
+            None => self.db.execute(
+                "DELETE FROM http_origins WHERE account_id = ?1 AND node = ?2",
+                params![account, node],
+            ),
+        }
+        .map_err(sql("store http origins"))?;
+        Ok(changed > 0)
     }
 
     /// Forgets `account`'s secret `name`; false when there was none.

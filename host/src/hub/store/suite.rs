@@ -14,6 +14,7 @@ pub async fn run(store: &dyn Store) {
     account_names_are_checked(store).await;
     uploads_and_limits_are_per_account(store).await;
     secrets_are_per_account(store).await;
+    http_origins_are_per_account_and_node(store).await;
     the_signing_key_is_kept(store).await;
     exosphere_records_replace_by_kind_and_key(store).await;
 }
@@ -250,6 +251,58 @@ async fn secrets_are_per_account(store: &dyn Store) {
     assert!(!store.delete_secret(bob, "api-key").await.unwrap());
     assert!(store.delete_secret(alice, "api-key").await.unwrap());
     assert!(store.secret_names(alice).await.unwrap().is_empty());
+}
+
+async fn http_origins_are_per_account_and_node(store: &dyn Store) {
+    let alice = store.account_id("alice").await.unwrap();
+    let bob = store.account_id("bob").await.unwrap();
+    let policy = vec!["https://*.example.com".to_owned()];
+    let grant = vec!["https://api.example.com".to_owned()];
+    assert_eq!(store.http_origins(alice, None).await.unwrap(), None);
+    store
+        .set_http_origins(alice, None, Some(policy.clone()))
+        .await
+        .unwrap();
+    store
+        .set_http_origins(alice, Some("fetch"), Some(grant.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.http_origins(alice, None).await.unwrap(), Some(policy));
+    assert_eq!(
+        store.http_origins(alice, Some("fetch")).await.unwrap(),
+        Some(grant.clone())
+    );
+    assert_eq!(
+        store.http_origins(alice, Some("other")).await.unwrap(),
+        None
+    );
+    assert_eq!(store.http_origins(bob, None).await.unwrap(), None);
+    assert_eq!(store.http_origins(bob, Some("fetch")).await.unwrap(), None);
+    // Replaced, then removed.
+    store
+        .set_http_origins(alice, Some("fetch"), Some(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.http_origins(alice, Some("fetch")).await.unwrap(),
+        Some(Vec::new())
+    );
+    assert!(
+        !store
+            .set_http_origins(bob, Some("fetch"), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_http_origins(alice, Some("fetch"), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.http_origins(alice, Some("fetch")).await.unwrap(),
+        None
+    );
 }
 
 async fn the_signing_key_is_kept(store: &dyn Store) {

@@ -15,7 +15,7 @@ mod origin;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use http::header::CONTENT_LENGTH;
@@ -69,11 +69,33 @@ impl Default for HttpLimits {
     }
 }
 
+/// How loading treats a node that imports `wasi:http`.
+#[derive(Debug, Clone, Default)]
+pub enum HttpGrant {
+    /// Refuse to load it ([`LoadError::HttpNotGranted`](crate::sandbox::LoadError)).
+    #[default]
+    Refused,
+    /// Load it with every request refused, for a caller that decides on
+    /// the grant once it knows the node's name (see
+    /// [`NodeComponent::with_http`](crate::sandbox::NodeComponent::with_http)).
+    Later,
+    /// Load it with this access.
+    Given(Arc<HttpAccess>),
+}
+
+impl From<Option<Arc<HttpAccess>>> for HttpGrant {
+    fn from(access: Option<Arc<HttpAccess>>) -> Self {
+        access.map_or(HttpGrant::Refused, HttpGrant::Given)
+    }
+}
+
 /// What a loaded node may reach: allowed origins in one or more layers (a
 /// request must be allowed by every layer: an account's policy above a
 /// node's own grant), its limits, and its account's client.
 pub struct HttpAccess {
-    layers: Vec<Vec<Origin>>,
+    /// Replaced in place when a grant or policy changes, so nodes already
+    /// loaded (and their instances made ahead) follow at once.
+    layers: RwLock<Vec<Vec<Origin>>>,
     limits: HttpLimits,
     private_addresses: bool,
     client: Client,
@@ -98,7 +120,7 @@ impl HttpAccess {
         limits: HttpLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
-            layers,
+            layers: RwLock::new(layers),
             limits,
             private_addresses: outbound.private_addresses(),
             client: outbound.client(account),
@@ -110,10 +132,29 @@ impl HttpAccess {
         &self.limits
     }
 
+    /// Replaces the layers of allowed origins.
+    pub fn set_layers(&self, layers: Vec<Vec<Origin>>) {
+        *self
+            .layers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = layers;
+    }
+
+    /// The layers of allowed origins.
+    pub fn layers(&self) -> Vec<Vec<Origin>> {
+        self.layers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn allows(&self, scheme: Scheme, host: &str, port: u16) -> bool {
-        !self.layers.is_empty()
-            && self
-                .layers
+        let layers = self
+            .layers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        !layers.is_empty()
+            && layers
                 .iter()
                 .all(|layer| layer.iter().any(|origin| origin.allows(scheme, host, port)))
     }

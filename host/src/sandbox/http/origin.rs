@@ -175,6 +175,44 @@ impl Origin {
             }
     }
 
+    /// True when every request this `other` origin allows, this one allows
+    /// too (an account's policy covering a node's grant).
+    pub fn covers(&self, other: &Origin) -> bool {
+        if self.scheme != other.scheme {
+            return false;
+        }
+        let default = self.scheme.default_port();
+        let port_ok = match (self.port, other.port) {
+            (Port::Any, _) => true,
+            (_, Port::Any) => false,
+            (mine, theirs) => {
+                let number = |port| match port {
+                    Port::Exact(port) => port,
+                    _ => default,
+                };
+                number(mine) == number(theirs)
+            }
+        };
+        port_ok
+            && match (&self.host, &other.host) {
+                (Host::Exact(mine), Host::Exact(theirs)) => mine == theirs,
+                (Host::Exact(_), Host::Subdomains(_)) => false,
+                (Host::Subdomains(_), Host::Exact(theirs)) => self.subdomain_of_mine(theirs),
+                (Host::Subdomains(mine), Host::Subdomains(theirs)) => {
+                    theirs == mine || self.subdomain_of_mine(theirs)
+                }
+            }
+    }
+
+    fn subdomain_of_mine(&self, name: &str) -> bool {
+        match &self.host {
+            Host::Subdomains(parent) => name
+                .strip_suffix(parent.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            Host::Exact(_) => false,
+        }
+    }
+
     /// The address this origin names literally, if it is an IP address.
     pub fn ip(&self) -> Option<IpAddr> {
         match &self.host {
@@ -247,6 +285,33 @@ mod tests {
         let v6 = origin("http://[::1]:8080");
         assert!(v6.allows(Scheme::Http, "::1", 8080));
         assert_eq!(v6.to_string(), "http://[::1]:8080");
+    }
+
+    #[test]
+    fn a_policy_covers_the_grants_within_it() {
+        let covers = |policy: &str, grant: &str| origin(policy).covers(&origin(grant));
+        assert!(covers(
+            "https://api.example.com",
+            "https://api.example.com:443"
+        ));
+        assert!(covers("https://*.example.com", "https://a.example.com"));
+        assert!(covers("https://*.example.com", "https://*.a.example.com"));
+        assert!(covers(
+            "https://*.example.com:*",
+            "https://*.example.com:8443"
+        ));
+        assert!(covers("http://127.0.0.1:*", "http://127.0.0.1:8080"));
+        assert!(!covers("https://api.example.com", "https://*.example.com"));
+        assert!(!covers("https://*.example.com", "https://example.com"));
+        assert!(!covers("https://api.example.com", "http://api.example.com"));
+        assert!(!covers(
+            "https://api.example.com",
+            "https://api.example.com:*"
+        ));
+        assert!(!covers(
+            "https://api.example.com:8443",
+            "https://api.example.com"
+        ));
     }
 
     #[test]
