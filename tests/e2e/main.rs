@@ -7,6 +7,7 @@ mod exosphere;
 mod files;
 mod hosted;
 mod hosted_workers;
+mod http;
 mod hub;
 mod hurozo;
 mod inspect;

@@ -216,4 +216,13 @@ fn print_logs(outcome: &Outcome) {
         "fuel used: {fuel}, duration: {:.3} ms",
         outcome.duration.as_secs_f64() * 1e3
     );
+    if let Some(http) = &outcome.http {
+        eprintln!(
+            "http: {} requests, {} bytes out, {} bytes in, {:.3} ms waiting",
+            http.requests,
+            http.bytes_out,
+            http.bytes_in,
+            http.waiting_us as f64 / 1e3
+        );
+    }
 }

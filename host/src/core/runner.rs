@@ -87,6 +87,17 @@ impl Runner {
             } = event;
             let kept = node.execute_then(inputs, &terms.secrets, &terms.limits, |outcome| {
                 let (label, fuel) = (outcome_label(&outcome), outcome.fuel_used);
+                if let Some(http) = &outcome.http {
+                    tracing::info!(
+                        node = %name,
+                        outcome = label,
+                        requests = http.requests,
+                        bytes_out = http.bytes_out,
+                        bytes_in = http.bytes_in,
+                        waiting_us = http.waiting_us,
+                        "outbound HTTP of an event"
+                    );
+                }
                 let kept = deliver(outcome);
                 metrics.finished(&name, label, received.elapsed(), fuel);
                 kept

@@ -153,6 +153,9 @@ pub struct EventLogs {
     pub log: Vec<LogEntry>,
     /// True when something was cut off at the cap.
     pub truncated: bool,
+    /// Its outbound HTTP, for a node granted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::sandbox::http::HttpUsage>,
 }
 
 /// One log line of an event.
@@ -182,6 +185,7 @@ impl EventLogs {
             truncated: outcome.stdout.truncated
                 || outcome.stderr.truncated
                 || outcome.log.truncated,
+            http: outcome.http,
         }
     }
 

@@ -1022,3 +1022,141 @@ async fn exosphere_cron_triggers_start_runs_at_their_minute() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn outbound_http_is_granted_per_node_within_the_accounts_policy() {
+    let origin = crate::sandbox::test_origin::TestOrigin::start();
+    let mut opened = config(None);
+    opened.outbound.private_addresses = true;
+    let t = hub_with(opened).await;
+    let grant_uri = "/api/nodes/fetch/grant";
+    let allow = |origins: &[&str]| json!({ "allow": origins }).to_string();
+    let loopback = format!("http://127.0.0.1:{}", origin.addr().port());
+
+    // Not granted: the upload is refused, naming what to do.
+    let (status, body) = call(
+        &t.hub,
+        Method::POST,
+        "/api/nodes",
+        Some(&t.alice),
+        wasm("fetch"),
+    )
+    .await;
+    refused(
+        (status, body.clone()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "http_not_granted",
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("node-host grant fetch"),
+        "{body}"
+    );
+    // The account's policy allows nothing yet.
+    let outside = t
+        .send(Method::PUT, grant_uri, &t.alice, allow(&[&loopback]))
+        .await;
+    refused(
+        outside,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "origin_not_in_policy",
+    );
+    let alice = t.hub.store().account_id("alice").await.unwrap();
+    t.hub
+        .store()
+        .set_http_origins(alice, None, Some(vec!["http://127.0.0.1:*".into()]))
+        .await
+        .unwrap();
+    // Bad requests.
+    let bad = t
+        .send(Method::PUT, grant_uri, &t.alice, allow(&["ftp://x"]))
+        .await;
+    refused(bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_origin");
+    let bad = t.send(Method::PUT, grant_uri, &t.alice, "[]").await;
+    refused(bad, StatusCode::BAD_REQUEST, "invalid_request");
+    let read_only = t
+        .send(Method::PUT, grant_uri, &t.reader, allow(&[&loopback]))
+        .await;
+    refused(read_only, StatusCode::FORBIDDEN, "read_only_token");
+    // Granted before the upload, within the policy.
+    let (status, body) = t
+        .send(Method::PUT, grant_uri, &t.alice, allow(&[&loopback]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = t.get(grant_uri, &t.alice).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["allow"], json!([loopback]));
+    assert_eq!(body["policy"], json!(["http://127.0.0.1:*"]));
+    assert_eq!(upload(&t.hub, &t.alice, "fetch").await, "fetch");
+    let execute = |url: String| {
+        let body = json!({"inputs": {"url": url}}).to_string();
+        t.send(
+            Method::POST,
+            "/api/remote_nodes/fetch/execute",
+            &t.alice,
+            body,
+        )
+    };
+    let (status, body) = execute(origin.url("/hello")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outputs"]["body"], "hello from the origin");
+    // Another origin is refused.
+    let elsewhere = format!("http://127.0.0.2:{}/hello", origin.addr().port());
+    refused(
+        execute(elsewhere).await,
+        StatusCode::BAD_GATEWAY,
+        "http_denied",
+    );
+
+    // Bob's account has no policy: alice's grant is nothing to him.
+    let (status, body) = t.get(grant_uri, &t.bob).await;
+    assert_eq!((status, &body["allow"]), (StatusCode::OK, &json!([])));
+    let theirs = call(
+        &t.hub,
+        Method::POST,
+        "/api/nodes",
+        Some(&t.bob),
+        wasm("fetch"),
+    )
+    .await;
+    refused(theirs, StatusCode::UNPROCESSABLE_ENTITY, "http_not_granted");
+    let theirs = t
+        .send(Method::PUT, grant_uri, &t.bob, allow(&[&loopback]))
+        .await;
+    refused(
+        theirs,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "origin_not_in_policy",
+    );
+
+    // The operator narrows the policy: the next event follows it.
+    t.hub
+        .store()
+        .set_http_origins(alice, None, Some(vec!["https://api.example.com".into()]))
+        .await
+        .unwrap();
+    refused(
+        execute(origin.url("/hello")).await,
+        StatusCode::BAD_GATEWAY,
+        "http_denied",
+    );
+    t.hub
+        .store()
+        .set_http_origins(alice, None, Some(vec!["http://127.0.0.1:*".into()]))
+        .await
+        .unwrap();
+    assert_eq!(execute(origin.url("/hello")).await.0, StatusCode::OK);
+
+    // Revoked: every request is refused at once.
+    let (status, _) = t.delete(grant_uri, &t.alice).await;
+    assert_eq!(status, StatusCode::OK);
+    refused(
+        execute(origin.url("/hello")).await,
+        StatusCode::BAD_GATEWAY,
+        "http_denied",
+    );
+    let again = t.delete(grant_uri, &t.alice).await;
+    refused(again, StatusCode::NOT_FOUND, "unknown_node");
+}

@@ -161,7 +161,7 @@ impl HttpAccess {
 }
 
 /// One event's outbound HTTP, added up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HttpUsage {
     /// Requests the guest made (refused ones included).
     pub requests: u32,
