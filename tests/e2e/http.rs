@@ -215,3 +215,39 @@ fn a_hub_runs_an_uploaded_node_within_its_grant_and_its_accounts_policy() {
         "{answer}"
     );
 }
+
+#[test]
+fn every_language_calls_an_allowed_origin_with_a_host_filled_secret() {
+    let origin = TestOrigin::start();
+    for node in ["fetch", "fetch-python", "fetch-js"] {
+        let call = |inputs: &[String]| {
+            run(node_host()
+                .arg("call")
+                .arg(guest(node))
+                .args(inputs)
+                .args(["--secret", &format!("api-key={SECRET}")])
+                .args([
+                    "--allow-http",
+                    &loopback(&origin),
+                    "--allow-private-addresses",
+                ]))
+        };
+        let got = call(&[
+            format!("url={}", origin.url("/header/authorization")),
+            r#"headers:={"Authorization": "Bearer ${secret:api-key}"}"#.into(),
+        ]);
+        assert_eq!(got.code, Some(0), "{node}: {got:#?}");
+        assert_eq!(got.json()["status"], 200, "{node}");
+        assert_eq!(got.json()["body"], format!("Bearer {SECRET}"), "{node}");
+        let posted = call(&[
+            format!("url={}", origin.url("/sink")),
+            "method=POST".into(),
+            format!("body={}", "p".repeat(10_000)),
+        ]);
+        assert_eq!(posted.code, Some(0), "{node}: {posted:#?}");
+        assert_eq!(posted.json()["body"], "10000", "{node}");
+        let denied = call(&["url=http://127.0.0.2:9/".into(), "--json".into()]);
+        assert_eq!(denied.code, Some(1), "{node}: {denied:#?}");
+        assert_eq!(denied.json()["error"]["code"], "http_denied", "{node}");
+    }
+}
