@@ -20,7 +20,8 @@ fn new_project(dir: &Path, name: &str, lang: &str) {
     assert!(out.stdout.contains("./build"), "{}", out.stdout);
 }
 
-fn build_and_call(dir: &Path, name: &str, lang: &str) {
+/// Runs the project's `./build` (in a target directory per language).
+fn build(dir: &Path, lang: &str) {
     let target = node_host_binary()
         .parent()
         .and_then(Path::parent)
@@ -34,6 +35,10 @@ fn build_and_call(dir: &Path, name: &str, lang: &str) {
         BUILD_BOUND,
     );
     assert_eq!(built.code, Some(0), "{lang}: {built:#?}");
+}
+
+fn build_and_call(dir: &Path, name: &str, lang: &str) {
+    build(dir, lang);
     let called = run_bounded(
         node_host()
             .arg("call")
@@ -43,6 +48,44 @@ fn build_and_call(dir: &Path, name: &str, lang: &str) {
     );
     assert_eq!(called.code, Some(0), "{lang}: {called:#?}");
     assert_eq!(called.json(), json!({"greeting": "Hello Ada"}), "{lang}");
+}
+
+#[test]
+fn the_http_template_builds_and_calls_an_api_with_a_host_filled_secret() {
+    let origin = node_host::sandbox::test_origin::TestOrigin::start();
+    let scratch = scratch_dir("new-http");
+    for lang in ["rust", "python", "js"] {
+        let name = format!("my-{lang}-caller");
+        let dir = scratch.join(&name);
+        let out = run(node_host()
+            .args(["new", &name, "--lang", lang, "--template", "http", "--dir"])
+            .arg(&dir));
+        assert_eq!(out.code, Some(0), "{out:#?}");
+        assert!(out.stdout.contains("--allow-http"), "{}", out.stdout);
+        build(&dir, lang);
+        let called = run_bounded(
+            node_host()
+                .arg("call")
+                .arg(dir.join(format!("{name}.wasm")))
+                .arg(format!("url={}", origin.url("/header/authorization")))
+                .args(["--secret", "api-key=k3y", "--json"])
+                .args([
+                    "--allow-http",
+                    &format!("http://127.0.0.1:{}", origin.addr().port()),
+                ])
+                .arg("--allow-private-addresses"),
+            BUILD_BOUND,
+        );
+        assert_eq!(called.code, Some(0), "{lang}: {called:#?}");
+        assert_eq!(
+            called.json(),
+            json!({"status": 200, "body": "Bearer k3y"}),
+            "{lang}"
+        );
+    }
+    let out = run(node_host().args(["new", "no-c", "--lang", "c", "--template", "http"]));
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert!(out.stderr.contains("rust, python and js"), "{}", out.stderr);
 }
 
 #[test]

@@ -67,16 +67,17 @@ def send(url: str, method: str, headers: dict, body: bytes | None):
 
 
 def read_all(response) -> bytes:
+    # The body outlives its stream: a resource goes only after its children.
     incoming = response.consume()
-    stream = incoming.stream()
     chunks = []
-    while True:
-        try:
-            chunks.append(stream.blocking_read(65536))
-        except Err as err:
-            if isinstance(err.value, streams.StreamError_Closed):
-                break
-            raise
+    with incoming.stream() as stream:
+        while True:
+            try:
+                chunks.append(stream.blocking_read(65536))
+            except Err as err:
+                if isinstance(err.value, streams.StreamError_Closed):
+                    break
+                raise
     return b"".join(chunks)
 
 

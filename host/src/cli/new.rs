@@ -33,6 +33,10 @@ pub(super) struct NewArgs {
     #[arg(long, value_enum)]
     lang: Lang,
 
+    /// What the node does: `hello` greets; `http` calls an API with a secret.
+    #[arg(long, value_enum, default_value = "hello")]
+    template: Template,
+
     /// The directory to create [default: ./NAME]; it must not exist or be empty.
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
@@ -112,6 +116,81 @@ const JS: &[TemplateFile] = &[
     file(".gitignore", include_str!("../../templates/js/gitignore")),
 ];
 
+const RUST_HTTP: &[TemplateFile] = &[
+    file(
+        "Cargo.toml",
+        include_str!("../../templates/http/rust/Cargo.toml"),
+    ),
+    file(
+        "src/lib.rs",
+        include_str!("../../templates/http/rust/src/lib.rs"),
+    ),
+    script("build", include_str!("../../templates/http/rust/build")),
+    file(".gitignore", include_str!("../../templates/rust/gitignore")),
+];
+
+const PYTHON_HTTP: &[TemplateFile] = &[
+    file("app.py", include_str!("../../templates/http/python/app.py")),
+    file(
+        "README.md",
+        include_str!("../../templates/python/README.md"),
+    ),
+    script("build", include_str!("../../templates/http/python/build")),
+    file(
+        ".gitignore",
+        include_str!("../../templates/python/gitignore"),
+    ),
+];
+
+const JS_HTTP: &[TemplateFile] = &[
+    file("app.js", include_str!("../../templates/http/js/app.js")),
+    file(
+        "package.json",
+        include_str!("../../templates/js/package.json"),
+    ),
+    file(
+        "package-lock.json",
+        include_str!("../../templates/js/package-lock.json"),
+    ),
+    file("README.md", include_str!("../../templates/js/README.md")),
+    script("build", include_str!("../../templates/http/js/build")),
+    file(".gitignore", include_str!("../../templates/js/gitignore")),
+];
+
+/// The WIT of a node that calls out over HTTP: its world, and the WASI
+/// packages that world refers to.
+const HTTP_WIT: &[TemplateFile] = &[
+    file("wit/http.wit", include_str!("../../../wit/http.wit")),
+    file(
+        "wit/deps/http/http.wit",
+        include_str!("../../../wit/deps/http/http.wit"),
+    ),
+    file(
+        "wit/deps/io/io.wit",
+        include_str!("../../../wit/deps/io/io.wit"),
+    ),
+    file(
+        "wit/deps/clocks/clocks.wit",
+        include_str!("../../../wit/deps/clocks/clocks.wit"),
+    ),
+    file(
+        "wit/deps/random/random.wit",
+        include_str!("../../../wit/deps/random/random.wit"),
+    ),
+    file(
+        "wit/deps/cli/cli.wit",
+        include_str!("../../../wit/deps/cli/cli.wit"),
+    ),
+    file(
+        "wit/deps/filesystem/filesystem.wit",
+        include_str!("../../../wit/deps/filesystem/filesystem.wit"),
+    ),
+    file(
+        "wit/deps/sockets/sockets.wit",
+        include_str!("../../../wit/deps/sockets/sockets.wit"),
+    ),
+];
+
 const C: &[TemplateFile] = &[
     file("node.c", include_str!("../../templates/c/node.c")),
     file(
@@ -126,13 +205,28 @@ const C: &[TemplateFile] = &[
     file(".gitignore", include_str!("../../templates/c/gitignore")),
 ];
 
+/// What a new node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum Template {
+    /// Greets `name`: no grants needed.
+    Hello,
+    /// Calls an API over HTTP with a secret the host fills into a header
+    /// (Rust, Python and JavaScript); runs with `--allow-http ORIGIN`.
+    Http,
+}
+
 impl Lang {
-    fn files(self) -> &'static [TemplateFile] {
-        match self {
-            Lang::Rust => RUST,
-            Lang::Python => PYTHON,
-            Lang::Js => JS,
-            Lang::C => C,
+    /// The files of `template` in this language, if it has that template.
+    fn files(self, template: Template) -> Option<&'static [TemplateFile]> {
+        match (template, self) {
+            (Template::Hello, Lang::Rust) => Some(RUST),
+            (Template::Hello, Lang::Python) => Some(PYTHON),
+            (Template::Hello, Lang::Js) => Some(JS),
+            (Template::Hello, Lang::C) => Some(C),
+            (Template::Http, Lang::Rust) => Some(RUST_HTTP),
+            (Template::Http, Lang::Python) => Some(PYTHON_HTTP),
+            (Template::Http, Lang::Js) => Some(JS_HTTP),
+            (Template::Http, Lang::C) => None,
         }
     }
 }
@@ -156,10 +250,23 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(&args.name));
+    let files = args.lang.files(args.template).with_context(|| {
+        format!(
+            "`--template {}` exists for --lang rust, python and js, not for {} yet",
+            value_name(args.template),
+            value_name(args.lang)
+        )
+    })?;
     ensure_empty(&dir)?;
-    write_project(&dir, &args.name, args.lang)?;
+    write_project(&dir, &args.name, files, args.template)?;
+    let call = match args.template {
+        Template::Hello => "name=Ada".to_owned(),
+        Template::Http => "url=https://api.example.com/v1/things \\\n      \
+                           --allow-http https://api.example.com --secret api-key=KEY"
+            .to_owned(),
+    };
     println!(
-        "created {} ({:?} node `{}`)\n\nnext:\n  cd {} && ./build\n  node-host call {}.wasm name=Ada",
+        "created {} ({:?} node `{}`)\n\nnext:\n  cd {} && ./build\n  node-host call {}.wasm {call}",
         dir.display(),
         args.lang,
         args.name,
@@ -167,6 +274,13 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
         args.name
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How `value` is written on the command line.
+fn value_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |possible| possible.get_name().to_owned())
 }
 
 fn ensure_empty(dir: &Path) -> anyhow::Result<()> {
@@ -185,9 +299,18 @@ fn ensure_empty(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn write_project(dir: &Path, name: &str, lang: Lang) -> anyhow::Result<()> {
+fn write_project(
+    dir: &Path,
+    name: &str,
+    files: &[TemplateFile],
+    template: Template,
+) -> anyhow::Result<()> {
     let wit = file("wit/node.wit", NODE_WIT);
-    for template in lang.files().iter().chain([&wit]) {
+    let http_wit = match template {
+        Template::Hello => &[][..],
+        Template::Http => HTTP_WIT,
+    };
+    for template in files.iter().chain([&wit]).chain(http_wit) {
         let path = dir.join(template.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -238,8 +361,13 @@ mod tests {
 
     #[test]
     fn every_language_has_a_build_script_and_no_placeholder_left() {
-        for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::C] {
-            let files = lang.files();
+        let every = [Lang::Rust, Lang::Python, Lang::Js, Lang::C]
+            .into_iter()
+            .flat_map(|lang| [(lang, Template::Hello), (lang, Template::Http)]);
+        for (lang, template) in every {
+            let Some(files) = lang.files(template) else {
+                continue;
+            };
             assert!(
                 files.iter().any(|f| f.path == "build" && f.executable),
                 "{lang:?}"
