@@ -126,7 +126,7 @@ impl streams::HostOutputStream for BoundedIo<'_> {
         let table = &mut *self.table;
         until(
             self.deadline,
-            AsyncOutput::blocking_write_and_flush(table, stream, bytes.into()),
+            AsyncOutput::blocking_write_and_flush(table, stream, bytes),
         )
         .unwrap_or_else(|| Err(stream_past_deadline()))
     }

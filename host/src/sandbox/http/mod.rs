@@ -369,8 +369,7 @@ impl EventHttp {
                 ),
             ));
         }
-        self.fill_secrets(request)
-            .map_err(|message| denied(message))?;
+        self.fill_secrets(request).map_err(denied)?;
         Ok((access.clone(), in_flight))
     }
 
