@@ -32,8 +32,19 @@ impl ReusedInstance {
             ..Limits::default()
         };
         let capture = CaptureStream::new(limits.capture_bytes);
-        let mut store = new_store(&node.sandbox, &limits, &capture, &capture, Vec::new(), None);
-        let instance = node.pre.instantiate(&mut store).expect("instantiate");
+        let mut store = new_store(
+            &node.sandbox,
+            &node.sandbox.engine,
+            &limits,
+            &capture,
+            &capture,
+            Vec::new(),
+            None,
+        );
+        let super::node::Pre::Sync(pre) = &node.pre else {
+            panic!("a reused instance of a node with outbound HTTP is not measured");
+        };
+        let instance = pre.instantiate(&mut store).expect("instantiate");
         Self {
             store,
             node: instance,
@@ -70,9 +81,20 @@ pub fn phases(node: &NodeComponent, inputs: &[NamedValue], limits: &Limits) -> P
     let t0 = Instant::now();
     let stdout = CaptureStream::new(limits.capture_bytes);
     let stderr = CaptureStream::new(limits.capture_bytes);
-    let mut store = new_store(&node.sandbox, limits, &stdout, &stderr, Vec::new(), None);
+    let mut store = new_store(
+        &node.sandbox,
+        &node.sandbox.engine,
+        limits,
+        &stdout,
+        &stderr,
+        Vec::new(),
+        None,
+    );
     let t1 = Instant::now();
-    let instance = node.pre.instantiate(&mut store).expect("instantiate");
+    let super::node::Pre::Sync(pre) = &node.pre else {
+        panic!("the phases of a node with outbound HTTP are not measured");
+    };
+    let instance = pre.instantiate(&mut store).expect("instantiate");
     let t2 = Instant::now();
     let result = instance
         .node_host_node_node()

@@ -6,3 +6,19 @@ wasmtime::component::bindgen!({
     world: "remote-node",
     additional_derives: [PartialEq],
 });
+
+/// The same world with `execute` and `info` called asynchronously: nodes
+/// with outbound HTTP run on an async engine (see `engine::HttpEngine`).
+/// Its types and host imports are the ones above.
+pub mod calls_async {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "remote-node",
+        exports: { default: async },
+        with: {
+            "node-host:node/types": super::node_host::node::types,
+            "node-host:node/host": super::node_host::node::host,
+        },
+    });
+}

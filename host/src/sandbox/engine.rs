@@ -2,8 +2,8 @@
 //! linker every node is pre-linked against.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -134,7 +134,6 @@ pub(crate) struct EventState {
 
 impl WasiHttpView for EventState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        self.http.deadline = self.deadline;
         WasiHttpCtxView {
             hooks: &mut self.http,
             table: &mut self.table,
@@ -180,6 +179,58 @@ pub struct Sandbox {
     /// Instances made ahead by all nodes of this sandbox (see
     /// [`READY_INSTANCES_IN_ALL`]).
     pub(crate) ready_in_all: Arc<AtomicUsize>,
+    pub(crate) http_engine: Arc<OnceLock<Result<HttpEngine, String>>>,
+}
+
+/// The linker of nodes granted outbound HTTP, on the same engine: their
+/// events are called asynchronously, so that the guest, its requests, their
+/// connections and their bodies all run on one thread (the executor's own
+/// runtime, see `node::on_event_runtime`). The sync embedding of wasi:http
+/// hands every request and every wait to wasmtime-wasi's thread pool and
+/// back, and those wake-ups cost more than the request itself on a small
+/// machine (BENCHMARKS.md, "Outbound HTTP"). Every wait is an await here,
+/// so the event's deadline ends it by dropping the event's future: no wait
+/// needs a bound of its own.
+pub(crate) struct HttpEngine {
+    pub(crate) linker: Linker<EventState>,
+}
+
+impl HttpEngine {
+    fn new(engine: &Engine) -> Result<Self, SandboxError> {
+        let fail = |err: wasmtime::Error| SandboxError::Engine(err.to_string());
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fail)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fail)?;
+        RemoteNode::add_to_linker::<_, HasSelf<EventState>>(&mut linker, |state| state)
+            .map_err(fail)?;
+        Ok(Self { linker })
+    }
+}
+
+/// An engine for `config` (pooling allocator, falling back to on-demand
+/// allocation when the address space cannot be reserved); the flag says
+/// whether it pools.
+fn build_engine(
+    config: &SandboxConfig,
+    opt_level: OptLevel,
+) -> Result<(Engine, bool), SandboxError> {
+    let pooled = config
+        .pooling
+        .then(|| Engine::new(&engine_config(config, true, opt_level)));
+    match pooled {
+        Some(Ok(engine)) => Ok((engine, true)),
+        other => {
+            if let Some(Err(err)) = other {
+                tracing::warn!(
+                    "pooling allocator unavailable ({err}); falling back to on-demand \
+                     allocation, which makes every fresh sandbox slower"
+                );
+            }
+            let engine = Engine::new(&engine_config(config, false, opt_level))
+                .map_err(|err| SandboxError::Engine(err.to_string()))?;
+            Ok((engine, false))
+        }
+    }
 }
 
 impl Sandbox {
@@ -206,33 +257,12 @@ impl Sandbox {
     }
 
     fn with_opt_level(config: SandboxConfig, opt_level: OptLevel) -> Result<Self, SandboxError> {
-        let pooled = config
-            .pooling
-            .then(|| Engine::new(&engine_config(&config, true, opt_level)));
-        let (engine, pooling) = match pooled {
-            Some(Ok(engine)) => (engine, true),
-            other => {
-                if let Some(Err(err)) = other {
-                    tracing::warn!(
-                        "pooling allocator unavailable ({err}); falling back to on-demand \
-                         allocation, which makes every fresh sandbox slower"
-                    );
-                }
-                let engine = Engine::new(&engine_config(&config, false, opt_level))
-                    .map_err(|err| SandboxError::Engine(err.to_string()))?;
-                (engine, false)
-            }
-        };
+        let (engine, pooling) = build_engine(&config, opt_level)?;
         if config.epochs {
             start_epoch_ticker(&engine);
         }
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|err| SandboxError::Engine(err.to_string()))?;
-        // Outbound HTTP is linked for every node; only a node loaded with
-        // a grant may import it, and its hooks refuse every request that
-        // the grant does not allow.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
             .map_err(|err| SandboxError::Engine(err.to_string()))?;
         // The monotonic clock, polling and streams again, with every wait
         // cut at the deadline.
@@ -272,7 +302,16 @@ impl Sandbox {
             config,
             pooling,
             ready_in_all: Arc::default(),
+            http_engine: Arc::default(),
         })
+    }
+
+    /// The linker of nodes with outbound HTTP, made on first use.
+    pub(crate) fn http_engine(&self) -> Result<&HttpEngine, String> {
+        self.http_engine
+            .get_or_init(|| HttpEngine::new(&self.engine).map_err(|err| err.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// True when instances come from the pooling allocator.

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::bindings::RemoteNodePre;
+use super::bindings::calls_async::RemoteNodePre as AsyncPre;
 use super::cache::deserialize_private;
 use super::engine::{
     POOL_CORE_INSTANCES_PER_COMPONENT, POOL_MEMORIES_PER_COMPONENT, POOL_TABLES_PER_COMPONENT,
@@ -15,7 +16,7 @@ use super::engine::{
 };
 use super::http::HttpGrant;
 use super::limits::DEFAULT_TABLE_ELEMENTS;
-use super::node::NodeComponent;
+use super::node::{NodeComponent, Pre};
 use super::outcome::Failure;
 use super::preinit::{self, PreinitError};
 use super::value::NodeInfo;
@@ -218,9 +219,14 @@ impl Sandbox {
         on_compile: &mut dyn FnMut(),
     ) -> Result<NodeComponent, LoadError> {
         file_kind(bytes)?;
+        let http = http.into();
+        let calls_out = http_import(bytes);
+        if let (Some(import), HttpGrant::Refused) = (&calls_out, &http) {
+            return Err(LoadError::HttpNotGranted(import.clone()));
+        }
         let sha256 = sha256_hex(bytes);
-        let component = self.compile(bytes, &sha256, on_compile)?;
-        self.link(component, sha256, http.into())
+        let component = self.compile(bytes, &sha256, on_compile, calls_out.is_some())?;
+        self.link(component, sha256, http, calls_out.is_some())
     }
 
     /// Reports what a file is and whether this host accepts it as a node.
@@ -251,7 +257,8 @@ impl Sandbox {
                 return inspection;
             }
         }
-        let component = match self.compile(bytes, &sha256, on_compile) {
+        let calls_out = http_import(bytes).is_some();
+        let component = match self.compile(bytes, &sha256, on_compile, calls_out) {
             Ok(component) => component,
             Err(err) => {
                 inspection.verdict = Err(err);
@@ -259,38 +266,46 @@ impl Sandbox {
             }
         };
         let ty = component.component_type();
+        let engine = component.engine();
         inspection.imports = ty
-            .imports(&self.engine)
+            .imports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         inspection.exports = ty
-            .exports(&self.engine)
+            .exports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        match self.link(component, sha256, HttpGrant::Later) {
+        match self.link(component, sha256, HttpGrant::Later, calls_out) {
             Ok(node) => inspection.info = Some(node.info().clone()),
             Err(err) => inspection.verdict = Err(err),
         }
         inspection
     }
 
+    /// Compiles `bytes` (or takes the compile from the cache), on the
+    /// engine of nodes with outbound HTTP when `calls_out`.
     fn compile(
         &self,
         bytes: &[u8],
         sha256: &str,
         on_compile: &mut dyn FnMut(),
+        calls_out: bool,
     ) -> Result<Component, LoadError> {
+        let (engine, cache) = (&self.engine, &self.cache);
+        // Nodes with outbound HTTP are not pre-initialized (Wizer runs
+        // `info` through the sync linker, which has no wasi:http).
+        let preinitialize = self.config.preinitialize && !calls_out;
         // A pre-initialized compile is cached apart from a plain one.
-        let key = if self.config.preinitialize {
+        let key = if preinitialize {
             format!("{sha256}-preinit")
         } else {
             sha256.to_owned()
         };
-        if let Some(component) = self.cache.as_ref().and_then(|c| c.get(&self.engine, &key)) {
+        if let Some(component) = cache.as_ref().and_then(|c| c.get(engine, &key)) {
             return Ok(component);
         }
         on_compile();
-        let preinitialized = if self.config.preinitialize {
+        let preinitialized = if preinitialize {
             match preinit::preinitialize(self, bytes) {
                 Ok(snapshot) => Some(snapshot),
                 // Loading it as built would only call `info` again, into the
@@ -308,16 +323,15 @@ impl Sandbox {
         } else {
             None
         };
-        let artifact = self
-            .engine
+        let artifact = engine
             .precompile_component(preinitialized.as_deref().unwrap_or(bytes))
             .map_err(|err| LoadError::Invalid(format!("{err:#}")))?;
         // Loading the artifact checks it against the instance pool.
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = cache {
             match cache.put(&key, &artifact) {
                 // Loading the artifact from the cache maps it (see `get`).
                 Ok(()) => {
-                    if let Some(component) = cache.get(&self.engine, &key) {
+                    if let Some(component) = cache.get(engine, &key) {
                         return Ok(component);
                     }
                 }
@@ -327,7 +341,7 @@ impl Sandbox {
             }
         }
         // SAFETY: `artifact` was just produced by this engine.
-        unsafe { deserialize_private(&self.engine, &artifact) }.map_err(|err| {
+        unsafe { deserialize_private(engine, &artifact) }.map_err(|err| {
             let message = format!("{err:#}");
             if exceeds_pool(&message) {
                 LoadError::PoolLimit(message)
@@ -342,12 +356,11 @@ impl Sandbox {
         component: Component,
         sha256: String,
         http: HttpGrant,
+        calls_out: bool,
     ) -> Result<NodeComponent, LoadError> {
         let ty = component.component_type();
-        let mut imports_http = false;
-        for (name, _) in ty.imports(&self.engine) {
+        for (name, _) in ty.imports(component.engine()) {
             if name.starts_with(HTTP_PACKAGE) {
-                imports_http = true;
                 if matches!(http, HttpGrant::Refused) {
                     return Err(LoadError::HttpNotGranted(name.to_owned()));
                 }
@@ -355,26 +368,33 @@ impl Sandbox {
                 return Err(LoadError::DeniedImport(name.to_owned()));
             }
         }
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|err| LoadError::Unlinkable(format!("{err:#}")))?;
-        let pre = RemoteNodePre::new(instance_pre)
-            .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
+        let pre = if calls_out {
+            let engine = self.http_engine().map_err(LoadError::Invalid)?;
+            let instance_pre = engine
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|err| LoadError::Unlinkable(format!("{err:#}")))?;
+            Pre::Async(
+                AsyncPre::new(instance_pre)
+                    .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?,
+            )
+        } else {
+            let instance_pre = self
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|err| LoadError::Unlinkable(format!("{err:#}")))?;
+            Pre::Sync(
+                RemoteNodePre::new(instance_pre)
+                    .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?,
+            )
+        };
         let info = NodeComponent::read_info(self, &pre).map_err(LoadError::InfoFailed)?;
         validate_info(&info).map_err(LoadError::InvalidInfo)?;
         let access = match http {
             HttpGrant::Given(access) => Some(access),
             HttpGrant::Refused | HttpGrant::Later => None,
         };
-        Ok(NodeComponent::new(
-            self.clone(),
-            pre,
-            info,
-            sha256,
-            imports_http,
-            access,
-        ))
+        Ok(NodeComponent::new(self.clone(), pre, info, sha256, access))
     }
 }
 
@@ -388,6 +408,34 @@ pub(crate) fn exceeds_pool(message: &str) -> bool {
     ]
     .iter()
     .any(|needle| message.contains(needle))
+}
+
+/// The first `wasi:http` import of a component, read from its bytes (only
+/// its own imports, not those of the modules and components inside it):
+/// what decides the engine that compiles it.
+fn http_import(bytes: &[u8]) -> Option<String> {
+    // Depth 0 is the component itself; its nested modules and components
+    // raise it.
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload.ok()? {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => match depth.checked_sub(1) {
+                Some(outer) => depth = outer,
+                None => return None,
+            },
+            wasmparser::Payload::ComponentImportSection(imports) if depth == 0 => {
+                for import in imports.into_iter().flatten() {
+                    if import.name.name.starts_with(HTTP_PACKAGE) {
+                        return Some(import.name.name.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Hurozo's rule for node names: not blank, no `/`.

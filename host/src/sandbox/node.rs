@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
+use super::bindings::calls_async::RemoteNodePre as AsyncPre;
 use super::bindings::{RemoteNode, RemoteNodePre};
 use super::capture::{CaptureStream, CapturedLog};
 use super::engine::{EPOCH_TICK, EventState, READY_INSTANCES_IN_ALL, Sandbox};
@@ -31,15 +32,61 @@ pub const READY_INSTANCES: usize = 2;
 /// events. Cheap to share behind an `Arc`; `execute` takes `&self`.
 pub struct NodeComponent {
     pub(crate) sandbox: Sandbox,
-    pub(crate) pre: RemoteNodePre<EventState>,
+    pub(crate) pre: Pre,
     info: NodeInfo,
     sha256: String,
-    /// True when the component imports `wasi:http`.
-    imports_http: bool,
     /// What the node may reach over HTTP; `None` for a node not granted it.
     http: Option<Arc<HttpAccess>>,
     /// Fresh instances made ahead of their events (see [`Self::make_ready`]).
     ready: Mutex<Vec<Ready>>,
+}
+
+/// A node pre-linked on one of the sandbox's two engines.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// Most nodes: called synchronously on the executor thread.
+    Sync(RemoteNodePre<EventState>),
+    /// Nodes with outbound HTTP: called on the async engine, on the
+    /// executor thread's own runtime (see [`on_event_runtime`]).
+    Async(AsyncPre<EventState>),
+}
+
+impl Pre {
+    fn engine(&self) -> &Engine {
+        match self {
+            Pre::Sync(pre) => pre.engine(),
+            Pre::Async(pre) => pre.engine(),
+        }
+    }
+}
+
+thread_local! {
+    /// The runtime on which this thread runs its events of nodes with
+    /// outbound HTTP: the guest, its requests, their connections and their
+    /// bodies, with no hand-off to another thread.
+    static EVENT_RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for events with outbound HTTP");
+}
+
+/// Runs `call` (an event of a node with outbound HTTP) on this thread's
+/// runtime until it ends or `deadline` comes: at the deadline the call is
+/// dropped wherever it waits, and ends as `Trap::Interrupt` (`deadline`).
+fn on_event_runtime<T>(
+    deadline: Option<Instant>,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    EVENT_RUNTIME.with(|runtime| {
+        runtime.block_on(async move {
+            match deadline {
+                None => call.await,
+                Some(at) => tokio::time::timeout_at(at.into(), call)
+                    .await
+                    .unwrap_or_else(|_| Err(Trap::Interrupt.into())),
+            }
+        })
+    })
 }
 
 /// A new store for one event, and the streams that capture its output.
@@ -52,13 +99,14 @@ struct FreshStore {
 impl FreshStore {
     fn new(
         sandbox: &Sandbox,
+        engine: &Engine,
         limits: &Limits,
         secrets: Vec<(String, String)>,
         http: Option<&Arc<HttpAccess>>,
     ) -> Self {
         let stdout = CaptureStream::new(limits.capture_bytes);
         let stderr = CaptureStream::new(limits.capture_bytes);
-        let store = new_store(sandbox, limits, &stdout, &stderr, secrets, http);
+        let store = new_store(sandbox, engine, limits, &stdout, &stderr, secrets, http);
         Self {
             store,
             stdout,
@@ -115,10 +163,9 @@ impl std::fmt::Debug for NodeComponent {
 impl NodeComponent {
     pub(crate) fn new(
         sandbox: Sandbox,
-        pre: RemoteNodePre<EventState>,
+        pre: Pre,
         info: NodeInfo,
         sha256: String,
-        imports_http: bool,
         http: Option<Arc<HttpAccess>>,
     ) -> Self {
         Self {
@@ -126,7 +173,6 @@ impl NodeComponent {
             pre,
             info,
             sha256,
-            imports_http,
             http,
             ready: Mutex::new(Vec::new()),
         }
@@ -154,7 +200,7 @@ impl NodeComponent {
 
     /// True when the component imports `wasi:http` (outbound HTTP).
     pub fn imports_http(&self) -> bool {
-        self.imports_http
+        matches!(self.pre, Pre::Async(_))
     }
 
     /// The same node with this outbound HTTP access (`None`: every request
@@ -165,7 +211,6 @@ impl NodeComponent {
             self.pre.clone(),
             self.info.clone(),
             self.sha256.clone(),
-            self.imports_http,
             http,
         )
     }
@@ -205,25 +250,53 @@ impl NodeComponent {
             Err(failure) => (Err(failure), 0, CapturedLog::default(), None),
             Ok(inputs) => {
                 let declared = self.declared_secrets(secrets);
-                let (sandbox, node) = match self.take_ready(limits, &declared) {
-                    Some(Ready {
-                        mut sandbox, node, ..
-                    }) => {
-                        arm(&mut sandbox.store, &self.sandbox, limits);
-                        (sandbox, Ok(node))
+                let called = match &self.pre {
+                    Pre::Sync(pre) => {
+                        let (sandbox, node) = match self.take_ready(limits, &declared) {
+                            Some(Ready {
+                                mut sandbox, node, ..
+                            }) => {
+                                arm(&mut sandbox.store, &self.sandbox, limits);
+                                (sandbox, Ok(node))
+                            }
+                            None => {
+                                let mut sandbox = FreshStore::new(
+                                    &self.sandbox,
+                                    pre.engine(),
+                                    limits,
+                                    declared,
+                                    self.http.as_ref(),
+                                );
+                                let node = pre.instantiate(&mut sandbox.store);
+                                (sandbox, node)
+                            }
+                        };
+                        let FreshStore { store, .. } = kept.insert(sandbox);
+                        node.and_then(|node| {
+                            node.node_host_node_node()
+                                .call_execute(&mut *store, &inputs)
+                        })
                     }
-                    None => {
-                        let mut sandbox =
-                            FreshStore::new(&self.sandbox, limits, declared, self.http.as_ref());
-                        let node = self.pre.instantiate(&mut sandbox.store);
-                        (sandbox, node)
+                    Pre::Async(pre) => {
+                        let sandbox = FreshStore::new(
+                            &self.sandbox,
+                            pre.engine(),
+                            limits,
+                            declared,
+                            self.http.as_ref(),
+                        );
+                        let FreshStore { store, .. } = kept.insert(sandbox);
+                        let deadline = store.data().deadline;
+                        on_event_runtime(deadline, async {
+                            let node = pre.instantiate_async(&mut *store).await?;
+                            node.node_host_node_node()
+                                .call_execute(&mut *store, &inputs)
+                                .await
+                        })
                     }
                 };
-                let FreshStore { store, stderr, .. } = kept.insert(sandbox);
-                let called = node.and_then(|node| {
-                    node.node_host_node_node()
-                        .call_execute(&mut *store, &inputs)
-                });
+                let FreshStore { store, stderr, .. } =
+                    kept.as_mut().expect("the event's store was just made");
                 let fuel_used = match self.sandbox.config.fuel {
                     true => limits.fuel - store.get_fuel().unwrap_or(0),
                     false => 0,
@@ -267,7 +340,15 @@ impl NodeComponent {
             log,
             http,
         });
+        let open_requests = kept
+            .as_ref()
+            .is_some_and(|sandbox| sandbox.store.data().http.tally.any_open());
         drop(kept);
+        if open_requests {
+            // The event's tasks were aborted with its store: let them go now
+            // rather than at this thread's next event.
+            EVENT_RUNTIME.with(|runtime| runtime.block_on(tokio::task::yield_now()));
+        }
         delivered
     }
 
@@ -283,13 +364,22 @@ impl NodeComponent {
         if self.ready_lock().len() >= READY_INSTANCES {
             return;
         }
+        // Nodes with outbound HTTP are instantiated on the event's runtime.
+        let Pre::Sync(pre) = &self.pre else {
+            return;
+        };
         let Some(place) = ReadyPlace::take(&self.sandbox) else {
             return;
         };
         let declared = self.declared_secrets(secrets);
-        let mut sandbox =
-            FreshStore::new(&self.sandbox, limits, declared.clone(), self.http.as_ref());
-        let Ok(node) = self.pre.instantiate(&mut sandbox.store) else {
+        let mut sandbox = FreshStore::new(
+            &self.sandbox,
+            pre.engine(),
+            limits,
+            declared.clone(),
+            self.http.as_ref(),
+        );
+        let Ok(node) = pre.instantiate(&mut sandbox.store) else {
             return;
         };
         let mut ready = self.ready_lock();
@@ -342,17 +432,25 @@ impl NodeComponent {
     }
 
     /// Instantiates once and calls `info`, under the default limits.
-    pub(crate) fn read_info(
-        sandbox: &Sandbox,
-        pre: &RemoteNodePre<EventState>,
-    ) -> Result<NodeInfo, Failure> {
+    pub(crate) fn read_info(sandbox: &Sandbox, pre: &Pre) -> Result<NodeInfo, Failure> {
         let limits = Limits::default();
         let stderr = CaptureStream::new(limits.capture_bytes);
         let stdout = CaptureStream::new(limits.capture_bytes);
-        let mut store = new_store(sandbox, &limits, &stdout, &stderr, Vec::new(), None);
-        pre.instantiate(&mut store)
-            .and_then(|node| node.node_host_node_node().call_info(&mut store))
-            .map_err(|err| classify(&err, store.data().limiter.refused_at(), &stderr))
+        let engine = pre.engine();
+        let mut store = new_store(sandbox, engine, &limits, &stdout, &stderr, Vec::new(), None);
+        let info = match pre {
+            Pre::Sync(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|node| node.node_host_node_node().call_info(&mut store)),
+            Pre::Async(pre) => {
+                let deadline = store.data().deadline;
+                on_event_runtime(deadline, async {
+                    let node = pre.instantiate_async(&mut store).await?;
+                    node.node_host_node_node().call_info(&mut store).await
+                })
+            }
+        };
+        info.map_err(|err| classify(&err, store.data().limiter.refused_at(), &stderr))
     }
 
     /// Checks the caller's inputs against the declared ones and adds the
@@ -464,6 +562,7 @@ impl NodeComponent {
 
 pub(crate) fn new_store(
     sandbox: &Sandbox,
+    engine: &Engine,
     limits: &Limits,
     stdout: &CaptureStream,
     stderr: &CaptureStream,
@@ -492,7 +591,7 @@ pub(crate) fn new_store(
         secrets,
         deadline: None,
     };
-    let mut store = Store::new(&sandbox.engine, state);
+    let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
     arm(&mut store, sandbox, limits);
     store

@@ -65,7 +65,15 @@ pub fn preinitialize(sandbox: &Sandbox, bytes: &[u8]) -> Result<Vec<u8>, Preinit
     let limits = Limits::default();
     let stdout = CaptureStream::new(limits.capture_bytes);
     let stderr = CaptureStream::new(limits.capture_bytes);
-    let mut store = new_store(sandbox, &limits, &stdout, &stderr, Vec::new(), None);
+    let mut store = new_store(
+        sandbox,
+        &sandbox.engine,
+        &limits,
+        &stdout,
+        &stderr,
+        Vec::new(),
+        None,
+    );
     let instance = sandbox.linker.instantiate(&mut store, &component)?;
     let node = RemoteNode::new(&mut store, &instance)?;
     // The same limits and classification as the load's own `info` call

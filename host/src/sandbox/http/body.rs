@@ -1,36 +1,101 @@
 //! Request and response bodies that count their bytes into the event's
-//! tally and stop at its limits (and the response body at its deadline).
+//! tally and stop at their limits. Time needs no watch here: the whole
+//! event, its requests' tasks included, ends at its deadline.
 
-use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use wasmtime_wasi_http::{Error, WasiBody};
 
 use super::{InFlight, Tally};
 use crate::sandbox::outcome::ErrorCode;
 
 /// A guest's request body on its way out.
+///
+/// What the guest has written by the time the request leaves is gathered
+/// into one chunk first: a body the guest already finished (most bodies: a
+/// guest writes it right after `handle`, before it waits) then goes out
+/// with a `Content-Length`, in one write with the request's head, instead
+/// of chunked in several (each of which wakes the server). The rest, if the
+/// guest is still writing, follows as it comes.
 pub(crate) struct RequestBody {
-    inner: WasiBody,
+    /// Gathered bytes not yet sent.
+    gathered: Option<Bytes>,
+    /// A trailers frame met while gathering.
+    trailers: Option<Frame<Bytes>>,
+    /// What the guest has yet to write; `None` once it finished.
+    rest: Option<WasiBody>,
     sent: u64,
     limit: u64,
     tally: Arc<Tally>,
 }
 
 impl RequestBody {
-    pub(crate) fn new(inner: WasiBody, limit: u64, tally: Arc<Tally>) -> Self {
-        Self {
-            inner,
+    /// Gathers what `inner` holds already; fails (and records why) when
+    /// that is more than `limit` bytes.
+    pub(crate) fn gather(
+        mut inner: WasiBody,
+        limit: u64,
+        tally: Arc<Tally>,
+    ) -> Result<Self, Error> {
+        let mut body = Self {
+            gathered: None,
+            trailers: None,
+            rest: None,
             sent: 0,
             limit,
             tally,
+        };
+        let mut gathered = BytesMut::new();
+        loop {
+            match inner.frame().now_or_never() {
+                // Finished.
+                Some(None) => break,
+                Some(Some(Err(err))) => return Err(err),
+                Some(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        body.count(data.len())?;
+                        gathered.extend_from_slice(&data);
+                    }
+                    Err(trailers) => {
+                        body.trailers = Some(trailers);
+                        body.rest = Some(inner);
+                        break;
+                    }
+                },
+                // The guest is still writing.
+                None => {
+                    body.rest = Some(inner);
+                    break;
+                }
+            }
         }
+        body.gathered = Some(gathered.freeze());
+        Ok(body)
+    }
+
+    /// Counts `len` more bytes out; an error past the limit.
+    fn count(&mut self, len: usize) -> Result<(), Error> {
+        let len = len as u64;
+        self.sent += len;
+        self.tally.bytes_out.fetch_add(len, Ordering::Relaxed);
+        if self.sent > self.limit {
+            self.tally.refuse(
+                ErrorCode::HttpLimit,
+                format!(
+                    "a request body went past the limit of {} bytes per request",
+                    self.limit
+                ),
+            );
+            return Err(Error::HttpRequestBodySize(Some(self.sent)));
+        }
+        Ok(())
     }
 }
 
@@ -42,33 +107,50 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(gathered) = self.gathered.take().filter(|bytes| !bytes.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(gathered))));
+        }
+        if let Some(trailers) = self.trailers.take() {
+            return Poll::Ready(Some(Ok(trailers)));
+        }
+        let Some(rest) = &mut self.rest else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(Pin::new(rest).poll_frame(cx));
         if let Some(Ok(data)) = frame
             .as_ref()
             .map(|frame| frame.as_ref().map(Frame::data_ref))
             && let Some(data) = data
+            && let Err(err) = self.count(data.len())
         {
-            let len = data.len() as u64;
-            self.sent += len;
-            self.tally.bytes_out.fetch_add(len, Ordering::Relaxed);
-            if self.sent > self.limit {
-                let limit = self.limit;
-                self.tally.refuse(
-                    ErrorCode::HttpLimit,
-                    format!("a request body went past the limit of {limit} bytes per request"),
-                );
-                return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(self.sent)))));
-            }
+            return Poll::Ready(Some(Err(err)));
+        }
+        if frame.is_none() {
+            self.rest = None;
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.gathered.as_ref().is_none_or(Bytes::is_empty)
+            && self.trailers.is_none()
+            && self.rest.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let gathered = self.gathered.as_ref().map_or(0, |bytes| bytes.len() as u64);
+        match &self.rest {
+            None if self.trailers.is_none() => SizeHint::with_exact(gathered),
+            None => SizeHint::new(),
+            Some(rest) => {
+                let mut hint = rest.size_hint();
+                hint.set_lower(hint.lower() + gathered);
+                if let Some(upper) = hint.upper() {
+                    hint.set_upper(upper + gathered);
+                }
+                hint
+            }
+        }
     }
 }
 
@@ -77,7 +159,6 @@ pub(crate) struct ResponseBody {
     inner: hyper::body::Incoming,
     received: u64,
     limit: u64,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     tally: Arc<Tally>,
     /// Released (and the request's time added up) when the body ends or
     /// is dropped.
@@ -88,7 +169,6 @@ impl ResponseBody {
     pub(crate) fn new(
         inner: hyper::body::Incoming,
         limit: u64,
-        deadline: Option<Instant>,
         tally: Arc<Tally>,
         in_flight: InFlight,
     ) -> Self {
@@ -96,7 +176,6 @@ impl ResponseBody {
             inner,
             received: 0,
             limit,
-            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
             tally,
             in_flight: Some(in_flight),
         }
@@ -112,17 +191,7 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
-        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => frame,
-            Poll::Pending => {
-                if let Some(deadline) = &mut this.deadline {
-                    ready!(deadline.as_mut().poll(cx));
-                    this.in_flight = None;
-                    return Poll::Ready(Some(Err(Error::HttpResponseTimeout)));
-                }
-                return Poll::Pending;
-            }
-        };
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         let frame = match frame {
             None => {
                 this.in_flight = None;

@@ -3,12 +3,14 @@
 //! resolver drops private addresses. Connections are reused across the
 //! events of one account and never across accounts.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -62,11 +64,26 @@ pub enum OutboundError {
     Tls(String),
 }
 
-/// The process's outbound HTTP: the TLS setup and one client per account.
+/// The process's outbound HTTP: the TLS setup, and one client per account
+/// on each thread that runs events.
+///
+/// A client's connections are served by tasks on the runtime of the thread
+/// that opened them (each event runs on its executor thread's own runtime,
+/// see `node::on_event_runtime`), so connections are pooled per thread: a
+/// connection whose thread is busy elsewhere is never handed to another.
 pub struct Outbound {
+    id: u64,
     tls: rustls::ClientConfig,
     private_addresses: bool,
-    clients: Mutex<HashMap<String, Client>>,
+}
+
+/// Tells apart the [`Outbound`]s of a process in the per-thread pools.
+static NEXT_OUTBOUND: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's clients, by outbound and account; they go with the
+    /// thread (and its runtime, whose tasks serve their connections).
+    static CLIENTS: RefCell<HashMap<(u64, String), Client>> = RefCell::default();
 }
 
 impl std::fmt::Debug for Outbound {
@@ -98,9 +115,9 @@ impl Outbound {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Arc::new(Self {
+            id: NEXT_OUTBOUND.fetch_add(1, Ordering::Relaxed),
             tls,
             private_addresses: settings.private_addresses,
-            clients: Mutex::default(),
         }))
     }
 
@@ -109,16 +126,17 @@ impl Outbound {
         self.private_addresses
     }
 
-    /// The account's client (made on first use); its pool is the account's.
+    /// The account's client on this thread (made on first use); its pool
+    /// is the account's, never another's.
     pub(crate) fn client(&self, account: &str) -> Client {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        clients
-            .entry(account.to_owned())
-            .or_insert_with(|| self.new_client())
-            .clone()
+        CLIENTS.with_borrow_mut(|clients| {
+            if let Some(client) = clients.get(&(self.id, account.to_owned())) {
+                return client.clone();
+            }
+            let client = self.new_client();
+            clients.insert((self.id, account.to_owned()), client.clone());
+            client
+        })
     }
 
     fn new_client(&self) -> Client {

@@ -28,7 +28,7 @@ pub use client::{Outbound, OutboundError, OutboundSettings};
 pub use origin::{Origin, OriginError, Scheme};
 
 use self::body::{RequestBody, ResponseBody};
-use self::client::{Client, ProhibitedAddress};
+use self::client::ProhibitedAddress;
 use super::outcome::{ErrorCode, Failure};
 
 /// Requests one event may make, by default.
@@ -97,8 +97,8 @@ pub struct HttpAccess {
     /// loaded (and their instances made ahead) follow at once.
     layers: RwLock<Vec<Vec<Origin>>>,
     limits: HttpLimits,
-    private_addresses: bool,
-    client: Client,
+    outbound: Arc<Outbound>,
+    account: String,
 }
 
 impl std::fmt::Debug for HttpAccess {
@@ -114,7 +114,7 @@ impl HttpAccess {
     /// Access through `account`'s client: a request must match an origin
     /// of every layer.
     pub fn new(
-        outbound: &Outbound,
+        outbound: &Arc<Outbound>,
         account: &str,
         layers: Vec<Vec<Origin>>,
         limits: HttpLimits,
@@ -122,8 +122,8 @@ impl HttpAccess {
         Arc::new(Self {
             layers: RwLock::new(layers),
             limits,
-            private_addresses: outbound.private_addresses(),
-            client: outbound.client(account),
+            outbound: outbound.clone(),
+            account: account.to_owned(),
         })
     }
 
@@ -175,14 +175,35 @@ pub struct HttpUsage {
 }
 
 /// The live counters of one event, shared with its requests' tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Tally {
+    /// What the start times of requests are counted from.
+    base: Instant,
     requests: AtomicU32,
     in_flight: AtomicU32,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
+    /// Time of the requests that ended.
     waiting_nanos: AtomicU64,
+    /// The sum of the start times of the requests still open, so their
+    /// time so far is counted when the event ends before them.
+    open_since_nanos: AtomicU64,
     refusal: Mutex<Option<Failure>>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            base: Instant::now(),
+            requests: AtomicU32::default(),
+            in_flight: AtomicU32::default(),
+            bytes_out: AtomicU64::default(),
+            bytes_in: AtomicU64::default(),
+            waiting_nanos: AtomicU64::default(),
+            open_since_nanos: AtomicU64::default(),
+            refusal: Mutex::default(),
+        }
+    }
 }
 
 impl Tally {
@@ -204,11 +225,33 @@ impl Tally {
     }
 
     pub(crate) fn usage(&self) -> HttpUsage {
+        let open = u64::from(self.in_flight.load(Ordering::Acquire));
+        let so_far =
+            (open * self.nanos_now()).saturating_sub(self.open_since_nanos.load(Ordering::Acquire));
         HttpUsage {
             requests: self.requests.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            waiting_us: self.waiting_nanos.load(Ordering::Relaxed) / 1_000,
+            waiting_us: (self.waiting_nanos.load(Ordering::Relaxed) + so_far) / 1_000,
+        }
+    }
+
+    /// True while a request of the event is open.
+    pub(crate) fn any_open(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    fn nanos_now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Counts a request as open from now.
+    fn open(self: &Arc<Self>) -> InFlight {
+        let started = self.nanos_now();
+        self.open_since_nanos.fetch_add(started, Ordering::AcqRel);
+        InFlight {
+            tally: self.clone(),
+            started,
         }
     }
 }
@@ -217,14 +260,19 @@ impl Tally {
 /// and its time added to the tally when it ends.
 pub(crate) struct InFlight {
     tally: Arc<Tally>,
-    started: Instant,
+    /// Nanoseconds from the tally's base.
+    started: u64,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.tally.in_flight.fetch_sub(1, Ordering::AcqRel);
-        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.tally.waiting_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let tally = &self.tally;
+        let nanos = tally.nanos_now().saturating_sub(self.started);
+        tally.waiting_nanos.fetch_add(nanos, Ordering::Relaxed);
+        tally
+            .open_since_nanos
+            .fetch_sub(self.started, Ordering::AcqRel);
+        tally.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -236,8 +284,6 @@ pub(crate) struct EventHttp {
     access: Option<Arc<HttpAccess>>,
     /// The node's declared secrets, for `${secret:NAME}` in headers.
     secrets: Vec<(String, String)>,
-    /// When the event ends: set from the store before each call.
-    pub(crate) deadline: Option<Instant>,
     pub(crate) tally: Arc<Tally>,
 }
 
@@ -262,7 +308,6 @@ impl EventHttp {
         Self {
             access,
             secrets,
-            deadline: None,
             tally: Arc::default(),
         }
     }
@@ -316,7 +361,7 @@ impl EventHttp {
         }
         if let Ok(ip) = host.parse()
             && is_private(ip)
-            && !access.private_addresses
+            && !access.outbound.private_addresses()
         {
             return Err((
                 Error::DestinationIpProhibited,
@@ -340,10 +385,7 @@ impl EventHttp {
             ));
         }
         let open = self.tally.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        let in_flight = InFlight {
-            tally: self.tally.clone(),
-            started: Instant::now(),
-        };
+        let in_flight = self.tally.open();
         if open > limits.concurrent {
             return Err((
                 Error::ConnectionLimitReached,
@@ -431,9 +473,8 @@ impl WasiHttpHooks for EventHttp {
                 return Box::new(async move { Err(error) });
             }
         };
-        let deadline = self.deadline;
         let tally = self.tally.clone();
-        Box::new(send(access, request, options, deadline, tally, in_flight))
+        Box::new(send(access, request, options, tally, in_flight))
     }
 }
 
@@ -443,7 +484,6 @@ async fn send(
     access: Arc<HttpAccess>,
     request: Request<WasiBody>,
     options: Option<RequestOptions>,
-    deadline: Option<Instant>,
     tally: Arc<Tally>,
     in_flight: InFlight,
 ) -> Result<
@@ -455,22 +495,15 @@ async fn send(
 > {
     let limits = access.limits;
     let (parts, body) = request.into_parts();
-    let request = Request::from_parts(
-        parts,
-        RequestBody::new(body, limits.request_bytes, tally.clone()),
-    );
-    // The guest's own wait for the response head, if shorter.
-    let head_by = options
-        .and_then(|options| options.first_byte_timeout)
-        .map(|wait| Instant::now() + wait);
-    let head_by = match (head_by, deadline) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let sent = access.client.request(request);
+    let body = RequestBody::gather(body, limits.request_bytes, tally.clone())?;
+    let request = Request::from_parts(parts, body);
+    // The event's deadline ends the request with the event; the guest may
+    // ask to wait less for the response's head.
+    let head_by = options.and_then(|options| options.first_byte_timeout);
+    let sent = access.outbound.client(&access.account).request(request);
     let response = match head_by {
         None => sent.await,
-        Some(at) => match tokio::time::timeout_at(at.into(), sent).await {
+        Some(wait) => match tokio::time::timeout(wait, sent).await {
             Ok(response) => response,
             Err(_) => return Err(Error::HttpResponseTimeout),
         },
@@ -491,8 +524,7 @@ async fn send(
         return Err(Error::HttpResponseBodySize(Some(length)));
     }
     let response = response.map(|incoming| {
-        ResponseBody::new(incoming, limits.response_bytes, deadline, tally, in_flight)
-            .boxed_unsync()
+        ResponseBody::new(incoming, limits.response_bytes, tally, in_flight).boxed_unsync()
     });
     let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
     Ok((response, io))
