@@ -14,8 +14,8 @@
 //! Outputs: `status`, `body` (text) and `requests` (how many it made).
 
 use guest_kit::{
-    Guest, Level, NamedValue, NodeError, NodeInfo, Value, info, input, integer_input, log,
-    output, port, secret,
+    Guest, Level, NamedValue, NodeError, NodeInfo, Value, info, input, integer_input, log, output,
+    port, secret,
 };
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -155,7 +155,11 @@ impl Guest for Fetch {
             "Calls a URL over HTTP and returns the response",
             vec![
                 port("url", "The URL to call", true),
-                port("method", "GET, POST, PUT, DELETE or PATCH (default GET)", false),
+                port(
+                    "method",
+                    "GET, POST, PUT, DELETE or PATCH (default GET)",
+                    false,
+                ),
                 port("body", "Text to send as the request body", false),
                 port("headers", "A JSON object of request headers", false),
                 port("auth", "Send the api-key secret as a bearer token", false),
@@ -247,7 +251,12 @@ impl Guest for Fetch {
 
 /// `{"name": "value", …}` as header fields (values must be strings).
 fn parse_headers(json: &str) -> Result<Vec<(String, Vec<u8>)>, NodeError> {
-    let bad = || failed("bad_header", format!("headers must be an object of strings: {json}"));
+    let bad = || {
+        failed(
+            "bad_header",
+            format!("headers must be an object of strings: {json}"),
+        )
+    };
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(json).map_err(|_| bad())?;
     object

@@ -16,6 +16,49 @@ use wasmtime_wasi_http::{Error, WasiBody};
 use super::{InFlight, Tally};
 use crate::sandbox::outcome::ErrorCode;
 
+/// The bytes of one body, counted into the event's tally and held to a
+/// limit per body.
+struct Meter {
+    seen: u64,
+    limit: u64,
+    tally: Arc<Tally>,
+    way: Way,
+}
+
+/// Which way a body goes.
+#[derive(Clone, Copy)]
+enum Way {
+    /// A request body, out of the node.
+    Out,
+    /// A response body, into the node.
+    In,
+}
+
+impl Meter {
+    /// Counts `len` more bytes; past the limit, records the refusal and
+    /// answers the total so far.
+    fn count(&mut self, len: usize) -> Result<(), u64> {
+        let len = len as u64;
+        self.seen += len;
+        let (counter, what) = match self.way {
+            Way::Out => (&self.tally.bytes_out, "request"),
+            Way::In => (&self.tally.bytes_in, "response"),
+        };
+        counter.fetch_add(len, Ordering::Relaxed);
+        if self.seen > self.limit {
+            self.tally.refuse(
+                ErrorCode::HttpLimit,
+                format!(
+                    "a {what} body went past the limit of {} bytes per {what}",
+                    self.limit
+                ),
+            );
+            return Err(self.seen);
+        }
+        Ok(())
+    }
+}
+
 /// A guest's request body on its way out.
 ///
 /// What the guest has written by the time the request leaves is gathered
@@ -31,9 +74,7 @@ pub(crate) struct RequestBody {
     trailers: Option<Frame<Bytes>>,
     /// What the guest has yet to write; `None` once it finished.
     rest: Option<WasiBody>,
-    sent: u64,
-    limit: u64,
-    tally: Arc<Tally>,
+    meter: Meter,
 }
 
 impl RequestBody {
@@ -48,9 +89,12 @@ impl RequestBody {
             gathered: None,
             trailers: None,
             rest: None,
-            sent: 0,
-            limit,
-            tally,
+            meter: Meter {
+                seen: 0,
+                limit,
+                tally,
+                way: Way::Out,
+            },
         };
         let mut gathered = BytesMut::new();
         loop {
@@ -82,20 +126,9 @@ impl RequestBody {
 
     /// Counts `len` more bytes out; an error past the limit.
     fn count(&mut self, len: usize) -> Result<(), Error> {
-        let len = len as u64;
-        self.sent += len;
-        self.tally.bytes_out.fetch_add(len, Ordering::Relaxed);
-        if self.sent > self.limit {
-            self.tally.refuse(
-                ErrorCode::HttpLimit,
-                format!(
-                    "a request body went past the limit of {} bytes per request",
-                    self.limit
-                ),
-            );
-            return Err(Error::HttpRequestBodySize(Some(self.sent)));
-        }
-        Ok(())
+        self.meter
+            .count(len)
+            .map_err(|sent| Error::HttpRequestBodySize(Some(sent)))
     }
 }
 
@@ -157,9 +190,7 @@ impl Body for RequestBody {
 /// A response body on its way to the guest.
 pub(crate) struct ResponseBody {
     inner: hyper::body::Incoming,
-    received: u64,
-    limit: u64,
-    tally: Arc<Tally>,
+    meter: Meter,
     /// Released (and the request's time added up) when the body ends or
     /// is dropped.
     in_flight: Option<InFlight>,
@@ -174,9 +205,12 @@ impl ResponseBody {
     ) -> Self {
         Self {
             inner,
-            received: 0,
-            limit,
-            tally,
+            meter: Meter {
+                seen: 0,
+                limit,
+                tally,
+                way: Way::In,
+            },
             in_flight: Some(in_flight),
         }
     }
@@ -203,21 +237,11 @@ impl Body for ResponseBody {
             }
             Some(Ok(frame)) => frame,
         };
-        if let Some(data) = frame.data_ref() {
-            let len = data.len() as u64;
-            this.received += len;
-            this.tally.bytes_in.fetch_add(len, Ordering::Relaxed);
-            if this.received > this.limit {
-                this.in_flight = None;
-                this.tally.refuse(
-                    ErrorCode::HttpLimit,
-                    format!(
-                        "a response body went past the limit of {} bytes per response",
-                        this.limit
-                    ),
-                );
-                return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(this.received)))));
-            }
+        if let Some(data) = frame.data_ref()
+            && let Err(received) = this.meter.count(data.len())
+        {
+            this.in_flight = None;
+            return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(received)))));
         }
         Poll::Ready(Some(Ok(frame)))
     }

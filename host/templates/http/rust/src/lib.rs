@@ -14,7 +14,9 @@ wit_bindgen::generate!({ path: "wit", world: "remote-node" });
 use exports::node_host::node::node::Guest;
 use node_host::node::types::{NamedValue, NodeError, NodeInfo, Port, Value};
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme};
+use wasip2::http::types::{
+    Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
 use wasip2::io::streams::StreamError;
 
 struct Node;
@@ -41,18 +43,21 @@ fn get(url: &str) -> Result<IncomingResponse, NodeError> {
         .split_once("://")
         .ok_or_else(|| failed(format!("`{url}` is not an http(s) URL")))?;
     let (authority, path) = rest.find('/').map_or((rest, "/"), |at| rest.split_at(at));
-    let headers = Fields::from_list(&[(
-        "authorization".into(),
-        b"Bearer ${secret:api-key}".to_vec(),
-    )])
-    .map_err(|err| failed(format!("{err:?}")))?;
+    let headers =
+        Fields::from_list(&[("authorization".into(), b"Bearer ${secret:api-key}".to_vec())])
+            .map_err(|err| failed(format!("{err:?}")))?;
     let request = OutgoingRequest::new(headers);
     let _ = request.set_method(&Method::Get);
-    let _ = request.set_scheme(Some(&if scheme == "https" { Scheme::Https } else { Scheme::Http }));
+    let _ = request.set_scheme(Some(&if scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    }));
     let _ = request.set_authority(Some(authority));
     let _ = request.set_path_with_query(Some(path));
     let body = request.body().expect("a new request's body");
-    let response = outgoing_handler::handle(request, None).map_err(|err| failed(format!("{err:?}")))?;
+    let response =
+        outgoing_handler::handle(request, None).map_err(|err| failed(format!("{err:?}")))?;
     let _ = OutgoingBody::finish(body, None);
     response.subscribe().block();
     response
@@ -71,7 +76,9 @@ fn read_body(response: IncomingResponse) -> Result<Vec<u8>, NodeError> {
         match stream.blocking_read(64 << 10) {
             Ok(chunk) => bytes.extend_from_slice(&chunk),
             Err(StreamError::Closed) => return Ok(bytes),
-            Err(StreamError::LastOperationFailed(err)) => return Err(failed(err.to_debug_string())),
+            Err(StreamError::LastOperationFailed(err)) => {
+                return Err(failed(err.to_debug_string()));
+            }
         }
     }
 }
@@ -93,7 +100,11 @@ impl Guest for Node {
     }
 
     fn execute(inputs: Vec<NamedValue>) -> Result<Vec<NamedValue>, NodeError> {
-        let url = match inputs.iter().find(|input| input.name == "url").map(|input| &input.value) {
+        let url = match inputs
+            .iter()
+            .find(|input| input.name == "url")
+            .map(|input| &input.value)
+        {
             Some(Value::Text(url)) => url.clone(),
             _ => return Err(failed("url must be text".into())),
         };
