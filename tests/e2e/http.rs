@@ -149,6 +149,8 @@ fn a_hub_runs_an_uploaded_node_within_its_grant_and_its_accounts_policy() {
     );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["outputs"]["body"], "seen");
+    assert_eq!(answer["http"]["requests"], 1, "{answer}");
+    assert_eq!(answer["http"]["bytes_in"], 4, "{answer}");
     let logs: serde_json::Value = http()
         .get(format!("{}/api/nodes/fetch/logs", hub.url))
         .bearer_auth(&alice)

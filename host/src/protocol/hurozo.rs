@@ -243,6 +243,10 @@ pub struct ExecuteResponse {
     pub uuid: String,
     /// The outputs in the order the node registered them.
     pub outputs: Map<String, Json>,
+    /// The event's outbound HTTP, for an uploaded node granted it (a field
+    /// Hurozo's backend does not send; its clients read only the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::sandbox::http::HttpUsage>,
 }
 
 impl ExecuteResponse {
@@ -263,6 +267,7 @@ impl ExecuteResponse {
             node: node.to_owned(),
             uuid: uuid.to_owned(),
             outputs,
+            http: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::core::{AccountId, Event, EventFailure, Outcome, Terms, json_outputs};
 use crate::hub::store::{Caller, UploadedNode, unix_seconds};
 use crate::protocol::hosted::{EventLimits, EventLogs};
 use crate::protocol::hurozo::ExecuteResponse;
+use crate::sandbox::http::HttpUsage;
 use crate::sandbox::{file_kind, sha256_hex};
 
 /// Where an upload stands, as its answer says.
@@ -407,21 +408,25 @@ impl Hub {
                 what: "finish",
                 ms,
             })??;
+        let (finished, http) = finished;
         let returned = finished.map_err(|failure| HubError::NodeFailed {
             node: name.clone(),
             failure,
         })?;
-        Ok(ExecuteResponse::ordered(&name, &id, &outputs, returned))
+        let mut response = ExecuteResponse::ordered(&name, &id, &outputs, returned);
+        response.http = http;
+        Ok(response)
     }
 
     /// [`execute_uploaded`](Self::execute_uploaded) without the deadline
-    /// around it (`ms`: the caller's timeout, for its refusal).
+    /// around it (`ms`: the caller's timeout, for its refusal), with the
+    /// event's outbound HTTP when the hub ran it.
     async fn run_uploaded(
         self: &Arc<Self>,
         node: Arc<InstalledNode>,
         event: Event,
         ms: u128,
-    ) -> Result<Result<Map<String, Json>, EventFailure>, HubError> {
+    ) -> Result<(Result<Map<String, Json>, EventFailure>, Option<HttpUsage>), HubError> {
         let account = event.account;
         let mut limits = self.account_limits(account).await?;
         let secrets = self
@@ -463,7 +468,7 @@ impl Hub {
             .run_remotely(&node, &event, wire_limits, &secrets)
             .await
         {
-            return timed_out(finished);
+            return Ok((timed_out(finished)?, None));
         }
         let (name, id) = (event.node.clone(), event.id.clone());
         let terms = Terms {
@@ -481,7 +486,7 @@ impl Hub {
             .run(permit, event, node.component.clone(), terms, keep_logs)
             .await
             .map_err(|err| HubError::from_run(&node_name, ms, err))?;
-        timed_out(json_outputs(&outcome))
+        Ok((timed_out(json_outputs(&outcome))?, outcome.http))
     }
 
     /// Keeps what an event of the account's uploaded node `node` printed and
