@@ -75,7 +75,13 @@ const fn script(path: &'static str, contents: &'static str) -> TemplateFile {
     }
 }
 
-const RUST: &[TemplateFile] = &[
+/// The files of a Rust project whatever it does.
+const RUST: &[TemplateFile] = &[file(
+    ".gitignore",
+    include_str!("../../templates/rust/gitignore"),
+)];
+
+const RUST_HELLO: &[TemplateFile] = &[
     file(
         "Cargo.toml",
         include_str!("../../templates/rust/Cargo.toml"),
@@ -85,35 +91,6 @@ const RUST: &[TemplateFile] = &[
         include_str!("../../templates/rust/src/lib.rs"),
     ),
     script("build", include_str!("../../templates/rust/build")),
-    file(".gitignore", include_str!("../../templates/rust/gitignore")),
-];
-
-const PYTHON: &[TemplateFile] = &[
-    file("app.py", include_str!("../../templates/python/app.py")),
-    file(
-        "README.md",
-        include_str!("../../templates/python/README.md"),
-    ),
-    script("build", include_str!("../../templates/python/build")),
-    file(
-        ".gitignore",
-        include_str!("../../templates/python/gitignore"),
-    ),
-];
-
-const JS: &[TemplateFile] = &[
-    file("app.js", include_str!("../../templates/js/app.js")),
-    file(
-        "package.json",
-        include_str!("../../templates/js/package.json"),
-    ),
-    file(
-        "package-lock.json",
-        include_str!("../../templates/js/package-lock.json"),
-    ),
-    file("README.md", include_str!("../../templates/js/README.md")),
-    script("build", include_str!("../../templates/js/build")),
-    file(".gitignore", include_str!("../../templates/js/gitignore")),
 ];
 
 const RUST_HTTP: &[TemplateFile] = &[
@@ -126,24 +103,32 @@ const RUST_HTTP: &[TemplateFile] = &[
         include_str!("../../templates/http/rust/src/lib.rs"),
     ),
     script("build", include_str!("../../templates/http/rust/build")),
-    file(".gitignore", include_str!("../../templates/rust/gitignore")),
 ];
 
-const PYTHON_HTTP: &[TemplateFile] = &[
-    file("app.py", include_str!("../../templates/http/python/app.py")),
+/// The files of a Python project whatever it does.
+const PYTHON: &[TemplateFile] = &[
     file(
         "README.md",
         include_str!("../../templates/python/README.md"),
     ),
-    script("build", include_str!("../../templates/http/python/build")),
     file(
         ".gitignore",
         include_str!("../../templates/python/gitignore"),
     ),
 ];
 
-const JS_HTTP: &[TemplateFile] = &[
-    file("app.js", include_str!("../../templates/http/js/app.js")),
+const PYTHON_HELLO: &[TemplateFile] = &[
+    file("app.py", include_str!("../../templates/python/app.py")),
+    script("build", include_str!("../../templates/python/build")),
+];
+
+const PYTHON_HTTP: &[TemplateFile] = &[
+    file("app.py", include_str!("../../templates/http/python/app.py")),
+    script("build", include_str!("../../templates/http/python/build")),
+];
+
+/// The files of a JavaScript project whatever it does.
+const JS: &[TemplateFile] = &[
     file(
         "package.json",
         include_str!("../../templates/js/package.json"),
@@ -153,8 +138,17 @@ const JS_HTTP: &[TemplateFile] = &[
         include_str!("../../templates/js/package-lock.json"),
     ),
     file("README.md", include_str!("../../templates/js/README.md")),
-    script("build", include_str!("../../templates/http/js/build")),
     file(".gitignore", include_str!("../../templates/js/gitignore")),
+];
+
+const JS_HELLO: &[TemplateFile] = &[
+    file("app.js", include_str!("../../templates/js/app.js")),
+    script("build", include_str!("../../templates/js/build")),
+];
+
+const JS_HTTP: &[TemplateFile] = &[
+    file("app.js", include_str!("../../templates/http/js/app.js")),
+    script("build", include_str!("../../templates/http/js/build")),
 ];
 
 /// The WIT of a node that calls out over HTTP: its world, and the WASI
@@ -216,16 +210,17 @@ pub(super) enum Template {
 }
 
 impl Lang {
-    /// The files of `template` in this language, if it has that template.
-    fn files(self, template: Template) -> Option<&'static [TemplateFile]> {
+    /// The files of `template` in this language (its own, then those of
+    /// every project in the language), if it has that template.
+    fn files(self, template: Template) -> Option<[&'static [TemplateFile]; 2]> {
         match (template, self) {
-            (Template::Hello, Lang::Rust) => Some(RUST),
-            (Template::Hello, Lang::Python) => Some(PYTHON),
-            (Template::Hello, Lang::Js) => Some(JS),
-            (Template::Hello, Lang::C) => Some(C),
-            (Template::Http, Lang::Rust) => Some(RUST_HTTP),
-            (Template::Http, Lang::Python) => Some(PYTHON_HTTP),
-            (Template::Http, Lang::Js) => Some(JS_HTTP),
+            (Template::Hello, Lang::Rust) => Some([RUST_HELLO, RUST]),
+            (Template::Hello, Lang::Python) => Some([PYTHON_HELLO, PYTHON]),
+            (Template::Hello, Lang::Js) => Some([JS_HELLO, JS]),
+            (Template::Hello, Lang::C) => Some([C, &[]]),
+            (Template::Http, Lang::Rust) => Some([RUST_HTTP, RUST]),
+            (Template::Http, Lang::Python) => Some([PYTHON_HTTP, PYTHON]),
+            (Template::Http, Lang::Js) => Some([JS_HTTP, JS]),
             (Template::Http, Lang::C) => None,
         }
     }
@@ -302,7 +297,7 @@ fn ensure_empty(dir: &Path) -> anyhow::Result<()> {
 fn write_project(
     dir: &Path,
     name: &str,
-    files: &[TemplateFile],
+    [own, common]: [&[TemplateFile]; 2],
     template: Template,
 ) -> anyhow::Result<()> {
     let wit = file("wit/node.wit", NODE_WIT);
@@ -310,7 +305,7 @@ fn write_project(
         Template::Hello => &[][..],
         Template::Http => HTTP_WIT,
     };
-    for template in files.iter().chain([&wit]).chain(http_wit) {
+    for template in own.iter().chain(common).chain([&wit]).chain(http_wit) {
         let path = dir.join(template.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -368,6 +363,7 @@ mod tests {
             let Some(files) = lang.files(template) else {
                 continue;
             };
+            let files: Vec<&TemplateFile> = files.iter().copied().flatten().collect();
             assert!(
                 files.iter().any(|f| f.path == "build" && f.executable),
                 "{lang:?}"
