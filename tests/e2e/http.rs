@@ -3,6 +3,8 @@
 //! account granted its uploaded node, over loopback to an origin the test
 //! starts. Secrets given to nodes never show in what node-host prints.
 
+use std::time::Duration;
+
 use node_host::sandbox::test_origin::TestOrigin;
 use node_host_e2e::{Hub, execute, guest, http, node_host, run};
 use serde_json::json;
@@ -84,7 +86,7 @@ fn an_origin_not_allowed_fails_the_event_with_http_denied() {
 #[test]
 fn a_hub_runs_an_uploaded_node_within_its_grant_and_its_accounts_policy() {
     let origin = TestOrigin::start();
-    let hub = Hub::start_with("http-hub", &["--allow-private-addresses"]);
+    let mut hub = Hub::start_with("http-hub", &["--allow-private-addresses"]);
     let alice = hub.token("alice", false);
     let bob = hub.token("bob", false);
     let grant = |token: &str, origins: &[&str]| {
@@ -205,17 +207,33 @@ fn a_hub_runs_an_uploaded_node_within_its_grant_and_its_accounts_policy() {
         &alice,
     ]));
     assert_eq!(cleared.code, Some(0), "{cleared:#?}");
-    let (status, answer) = execute(
-        &hub.url,
-        &alice,
-        "fetch",
-        json!({"inputs": {"url": origin.url("/hello")}}),
-    );
+    let hello = json!({"inputs": {"url": origin.url("/hello")}});
+    let (status, answer) = execute(&hub.url, &alice, "fetch", hello.clone());
     assert_eq!(
         (status, answer["code"].as_str()),
         (502, Some("http_denied")),
         "{answer}"
     );
+
+    // Restarted, the hub loads the node again with every request refused,
+    // and a new grant applies at once.
+    let data = hub.data.clone();
+    hub.service.signal("TERM");
+    hub.service.wait_exit(Duration::from_secs(30));
+    drop(hub);
+    let hub = Hub::start_at_with(&data, "127.0.0.1:0", &["--allow-private-addresses"]);
+    let (status, answer) = execute(&hub.url, &alice, "fetch", hello.clone());
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (502, Some("http_denied")),
+        "{answer}"
+    );
+    let regranted = run(node_host()
+        .args(["grant", "fetch", &loopback(&origin)])
+        .args(["--backend", &hub.url, "--token", &alice]));
+    assert_eq!(regranted.code, Some(0), "{regranted:#?}");
+    let (status, answer) = execute(&hub.url, &alice, "fetch", hello);
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[test]

@@ -336,7 +336,8 @@ impl Hub {
         Self::start_at_with(data, listen, &[])
     }
 
-    fn start_at_with(data: &Path, listen: &str, flags: &[&str]) -> Self {
+    /// Starts a hub on `listen` with `data` and more `hub` flags.
+    pub fn start_at_with(data: &Path, listen: &str, flags: &[&str]) -> Self {
         let mut service = Service::start(
             node_host()
                 .args([

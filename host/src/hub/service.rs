@@ -299,7 +299,7 @@ impl Hub {
                 .unwrap_or_else(|err| Err(err.to_string()));
                 let loaded = match loaded {
                     Ok((component, compiled)) => hub
-                        .with_granted_http(account, component)
+                        .with_granted_http(account, component, grants::Loading::Restored)
                         .await
                         .map(|component| (component, compiled))
                         .map_err(|(_, why)| why),

@@ -15,6 +15,15 @@ use crate::hub::store::Caller;
 use crate::sandbox::NodeComponent;
 use crate::sandbox::http::{HttpAccess, HttpLimits, Origin};
 
+/// Why a node is being loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Loading {
+    /// A new upload.
+    Upload,
+    /// An upload loaded again after a restart.
+    Restored,
+}
+
 /// The origins stored as text, parsed (they were checked when set; one
 /// that no longer parses is dropped, never widened).
 fn parsed(stored: Option<Vec<String>>) -> Vec<Origin> {
@@ -49,12 +58,15 @@ impl Hub {
         )
     }
 
-    /// `component` with the outbound HTTP its account granted it; a node
-    /// that imports `wasi:http` without a grant is refused (code and why).
+    /// `component` with the outbound HTTP its account granted it. A node
+    /// that imports `wasi:http` without a grant is refused (code and why)
+    /// when `Upload`ed; one `Restored` after a restart keeps its place with
+    /// every request refused, as before the restart.
     pub(super) async fn with_granted_http(
         &self,
         account: AccountId,
         component: NodeComponent,
+        why: Loading,
     ) -> Result<NodeComponent, (String, String)> {
         if !component.imports_http() {
             return Ok(component);
@@ -62,6 +74,7 @@ impl Hub {
         let name = component.name().to_owned();
         match self.http_layers(account, &name).await {
             Err(err) => Err(("internal".into(), err.to_string())),
+            Ok(None) if why == Loading::Restored => Ok(component),
             Ok(None) => Err((
                 "http_not_granted".into(),
                 format!(

@@ -15,7 +15,7 @@ use serde_json::{Map, Value as Json, json};
 use super::catalog::{
     AccountLimits, COMPILE_TIME_LIMIT, InstalledNode, LoggedEvent, MAX_UPLOAD_BYTES, UploadStatus,
 };
-use super::{Hub, HubError, require_write};
+use super::{Hub, HubError, grants, require_write};
 use crate::core::LaneLimits;
 use crate::core::{AccountId, Event, EventFailure, Outcome, Terms, json_outputs};
 use crate::hub::store::{Caller, UploadedNode, unix_seconds};
@@ -207,7 +207,10 @@ impl Hub {
             Ok(Ok(Err(err))) => return UploadStatus::Failed(err.code().into(), err.to_string()),
             Ok(Ok(Ok((component, _)))) => component,
         };
-        let component = match self.with_granted_http(account, component).await {
+        let component = match self
+            .with_granted_http(account, component, grants::Loading::Upload)
+            .await
+        {
             Ok(component) => component,
             Err((code, message)) => return UploadStatus::Failed(code, message),
         };
