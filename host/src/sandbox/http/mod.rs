@@ -349,14 +349,16 @@ impl EventHttp {
             .trim_end_matches(']');
         let host = host.to_ascii_lowercase();
         let port = authority.port_u16().unwrap_or(scheme.default_port());
-        let shown = match authority.port_u16() {
-            Some(port) => format!("{}://{}:{port}", scheme_str(scheme), authority.host()),
-            None => format!("{}://{}", scheme_str(scheme), authority.host()),
+        // Only a refusal's message shows the origin: no string per request.
+        let shown = || match authority.port_u16() {
+            Some(port) => format!("{}://{}:{port}", scheme.as_str(), authority.host()),
+            None => format!("{}://{}", scheme.as_str(), authority.host()),
         };
         if !access.allows(scheme, &host, port) {
             return Err(denied(format!(
-                "{shown} is not an allowed origin of this node; grant it to the node \
-                 (and to its account's policy on a hub) to let it through"
+                "{} is not an allowed origin of this node; grant it to the node \
+                 (and to its account's policy on a hub) to let it through",
+                shown()
             )));
         }
         if let Ok(ip) = host.parse()
@@ -367,8 +369,9 @@ impl EventHttp {
                 Error::DestinationIpProhibited,
                 ErrorCode::HttpDenied,
                 format!(
-                    "{shown} is a private address; nodes reach private addresses only when \
-                     the operator starts node-host with --allow-private-addresses"
+                    "{} is a private address; nodes reach private addresses only when \
+                     the operator starts node-host with --allow-private-addresses",
+                    shown()
                 ),
             ));
         }
@@ -448,13 +451,6 @@ impl EventHttp {
             *value = new;
         }
         Ok(())
-    }
-}
-
-fn scheme_str(scheme: Scheme) -> &'static str {
-    match scheme {
-        Scheme::Http => "http",
-        Scheme::Https => "https",
     }
 }
 

@@ -31,7 +31,8 @@ impl Scheme {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Http => "http",
             Scheme::Https => "https",
