@@ -39,6 +39,8 @@ fn fixture() -> &'static Fixture {
             let hub = Hub::open(&HubConfig {
                 outbound: Default::default(),
                 data_dir: None,
+                database: None,
+                components_dir: None,
                 public_ws_url: None,
                 sandbox: SandboxConfig {
                     pooling: false,

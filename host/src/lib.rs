@@ -41,4 +41,6 @@ pub mod juturna;
 mod metrics;
 mod protocol;
 pub mod sandbox;
+#[doc(hidden)]
+pub mod testing;
 pub mod worker;

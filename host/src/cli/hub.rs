@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,7 +13,7 @@ use clap::{Args, Subcommand};
 use super::args::{OutboundArgs, parse_duration, parse_size};
 use crate::hub::service::{AccountLimits, UploadQuota};
 use crate::hub::store::{
-    LimitSettings, SqliteStore, Store as _, TokenId, TokenKind, TokenRecord, unix_seconds,
+    LimitSettings, PostgresStore, SqliteStore, Store, TokenId, TokenKind, TokenRecord, unix_seconds,
 };
 use crate::hub::{self, Hub, HubConfig};
 use crate::sandbox::SandboxConfig;
@@ -40,6 +41,12 @@ pub(super) struct HubArgs {
 
     #[command(flatten)]
     data: DataArgs,
+
+    /// Keep uploaded components in DIR instead of in --data: in a cluster,
+    /// a directory every hub mounts (compiled artifacts stay in each hub's
+    /// own --data).
+    #[arg(long, value_name = "DIR", env = "NODE_HOST_HUB_COMPONENTS")]
+    components: Option<PathBuf>,
 
     /// Serve Prometheus metrics at http://ADDR/metrics, on a listener of
     /// their own (e.g. 127.0.0.1:9464). They name every account's nodes:
@@ -111,9 +118,34 @@ struct DataArgs {
     /// [default: $XDG_DATA_HOME/node-host/hub or ~/.local/share/node-host/hub].
     #[arg(long, value_name = "DIR", env = "NODE_HOST_HUB_DATA")]
     data: Option<PathBuf>,
+
+    /// Keep accounts, tokens, uploads' records, limits and secrets in this
+    /// PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB)
+    /// instead of SQLite in --data: every hub of a cluster gives the same
+    /// one. Its tables are made or upgraded at start.
+    #[arg(long, value_name = "URL", env = "NODE_HOST_HUB_DATABASE")]
+    database: Option<String>,
 }
 
 impl DataArgs {
+    /// The hub's store: PostgreSQL at `--database`, else SQLite in the data
+    /// directory. Opened on the caller's runtime, which must outlive it.
+    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match &self.database {
+            Some(url) => Arc::new(PostgresStore::connect(url).await?),
+            None => Arc::new(SqliteStore::open(Some(&self.dir()?))?),
+        })
+    }
+
+    /// Where the store is, for messages (never the database URL: it may
+    /// hold a password).
+    fn shown(&self) -> anyhow::Result<String> {
+        Ok(match &self.database {
+            Some(_) => "the PostgreSQL database (--database)".to_owned(),
+            None => self.dir()?.display().to_string(),
+        })
+    }
+
     fn dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(dir) = &self.data {
             return Ok(dir.clone());
@@ -318,10 +350,11 @@ fn tokens(action: &TokenAction) -> anyhow::Result<ExitCode> {
             expires,
             data,
         } => {
-            let dir = data.dir()?;
-            let store = SqliteStore::open(Some(&dir))?;
             let expires_at = expires.map(|after| unix_seconds() + after.as_secs() as i64);
-            let issued = block_on(store.create_token(account, *read_only, expires_at))??;
+            let issued = block_on(async {
+                let store = data.open().await?;
+                anyhow::Ok(store.create_token(account, *read_only, expires_at).await?)
+            })??;
             println!("{}", issued.token);
             let kind = if *read_only { "read-only" } else { "write" };
             let until =
@@ -330,13 +363,13 @@ fn tokens(action: &TokenAction) -> anyhow::Result<ExitCode> {
                 "node-host: created {kind} token {} for account `{account}`{until} in {}; \
                  it is shown only now",
                 issued.id,
-                dir.display()
+                data.shown()?
             );
             Ok(ExitCode::SUCCESS)
         }
         TokenAction::List { account, data } => {
-            let store = SqliteStore::open(Some(&data.dir()?))?;
-            let mut records = block_on(store.tokens(TokenKind::Api))??;
+            let mut records =
+                block_on(async { anyhow::Ok(data.open().await?.tokens(TokenKind::Api).await?) })??;
             if let Some(account) = account {
                 records.retain(|record| record.account.as_deref() == Some(account.as_str()));
             }
@@ -350,20 +383,21 @@ fn tokens(action: &TokenAction) -> anyhow::Result<ExitCode> {
 fn worker_tokens(action: &WorkerTokenAction) -> anyhow::Result<ExitCode> {
     match action {
         WorkerTokenAction::Create { data } => {
-            let dir = data.dir()?;
-            let store = SqliteStore::open(Some(&dir))?;
-            let issued = block_on(store.create_worker_token())??;
+            let issued =
+                block_on(async { anyhow::Ok(data.open().await?.create_worker_token().await?) })??;
             println!("{}", issued.token);
             eprintln!(
                 "node-host: created hosted-worker token {} in {}; it is shown only now",
                 issued.id,
-                dir.display()
+                data.shown()?
             );
             Ok(ExitCode::SUCCESS)
         }
         WorkerTokenAction::List { data } => {
-            let store = SqliteStore::open(Some(&data.dir()?))?;
-            print_tokens(&block_on(store.tokens(TokenKind::Worker))??, false);
+            let records = block_on(async {
+                anyhow::Ok(data.open().await?.tokens(TokenKind::Worker).await?)
+            })??;
+            print_tokens(&records, false);
             Ok(ExitCode::SUCCESS)
         }
         WorkerTokenAction::Revoke { ids, data } => revoke(TokenKind::Worker, ids, data),
@@ -373,10 +407,17 @@ fn worker_tokens(action: &WorkerTokenAction) -> anyhow::Result<ExitCode> {
 /// Revokes every token in `ids`; an unknown id is an error, after the
 /// others are revoked.
 fn revoke(kind: TokenKind, ids: &[TokenId], data: &DataArgs) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(Some(&data.dir()?))?;
+    let revoked = block_on(async {
+        let store = data.open().await?;
+        let mut revoked = Vec::new();
+        for &id in ids {
+            revoked.push((id, store.revoke_token(kind, id).await?));
+        }
+        anyhow::Ok(revoked)
+    })??;
     let mut unknown = Vec::new();
-    for &id in ids {
-        if block_on(store.revoke_token(kind, id))?? {
+    for (id, found) in revoked {
+        if found {
             eprintln!(
                 "node-host: revoked token {id}; a running hub refuses it, and closes the \
                  connections opened with it, within {} s",
@@ -486,9 +527,8 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
     {
         return http_policy(name, allow, *clear, data);
     }
-    let dir = data.dir()?;
-    let store = SqliteStore::open(Some(&dir))?;
     block_on(async {
+        let store = data.open().await?;
         let id = store.account_id(name).await?;
         if let AccountAction::Set {
             fuel,
@@ -531,8 +571,8 @@ fn http_policy(
     clear: bool,
     data: &DataArgs,
 ) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(Some(&data.dir()?))?;
     block_on(async {
+        let store = data.open().await?;
         let id = store.account_id(name).await?;
         if clear {
             store.set_http_origins(id, None, None).await?;
@@ -564,6 +604,8 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
     let state = runtime.block_on(Hub::open(&HubConfig {
         outbound: args.outbound.settings(),
         data_dir: Some(dir.clone()),
+        database: args.data.database.clone(),
+        components_dir: args.components.clone(),
         public_ws_url: args.public_ws_url.clone(),
         sandbox,
         upload_wait: args.upload_wait,
@@ -598,8 +640,11 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
     }
     if runtime.block_on(state.store().account_count())? == 0 {
         eprintln!(
-            "node-host: the hub has no accounts yet; create a token with\n  node-host hub token create --account NAME --data {}",
-            dir.display()
+            "node-host: the hub has no accounts yet; create a token with\n  node-host hub token create --account NAME {}",
+            match args.data.database {
+                Some(_) => "--database URL".to_owned(),
+                None => format!("--data {}", dir.display()),
+            }
         );
     }
     runtime.block_on(async {
@@ -612,7 +657,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr()?;
         println!(
             "node-host: hub listening on http://{addr} (data in {})",
-            dir.display()
+            args.data.shown()?
         );
         let limits = hub::ServeLimits {
             max_connections: args.max_connections as usize,

@@ -382,6 +382,8 @@ async fn start_embedded_hub(
     let state = Hub::open(&HubConfig {
         outbound,
         data_dir: None,
+        database: None,
+        components_dir: None,
         public_ws_url: None,
         sandbox,
         upload_wait: crate::hub::service::UPLOAD_READY_WAIT,

@@ -9,6 +9,7 @@
 //! account's thing is simply unknown.
 
 pub(crate) mod catalog;
+mod cluster;
 mod error;
 mod grants;
 mod hosted_workers;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::registry::Registry;
 use super::secrets::SecretBox;
-use super::store::{Caller, SqliteStore, Store, TokenId, TokenKind, UploadedNode};
+use super::store::{Caller, PostgresStore, SqliteStore, Store, TokenId, TokenKind, UploadedNode};
 use super::switchboard::Switchboard;
 use super::ws_token::WsTokenSigner;
 use crate::core::{AccountId, Executors, IDLE_FOR, Lanes, Runner};
@@ -63,6 +64,13 @@ pub struct HubConfig {
     /// SQLite and the signing key live here; `None` keeps everything in
     /// memory for the life of the process (the embedded hub).
     pub data_dir: Option<PathBuf>,
+    /// The PostgreSQL database the hubs of a cluster share
+    /// (`postgres://…`), in place of SQLite in `data_dir`.
+    pub database: Option<String>,
+    /// Where uploaded components are kept, when not in `data_dir`: in a
+    /// cluster, a directory every hub mounts. Compiled artifacts stay each
+    /// hub's own, in `data_dir`.
+    pub components_dir: Option<PathBuf>,
     /// The WebSocket URL handed to workers, when the hub is reached through
     /// a proxy (e.g. `wss://hub.example.com/ws`). By default it is built
     /// from the `Host` header of the registration request.
@@ -157,6 +165,11 @@ pub struct Hub {
     exosphere: Arc<ExosphereState>,
     /// Uploaded nodes' outbound HTTP: one pooled client per account.
     outbound: Arc<Outbound>,
+    /// The store is shared with other hubs (PostgreSQL): uploads they take
+    /// are followed (`cluster`).
+    shared: bool,
+    /// Held while loading an upload another hub took.
+    following: tokio::sync::Mutex<()>,
 }
 
 /// What the hub keeps for its Exosphere state-manager API (the rules are
@@ -174,11 +187,15 @@ pub struct ExosphereState {
 }
 
 impl Hub {
-    /// Opens the hub's SQLite store (in `config.data_dir`, or in memory) and
-    /// its signing key; see [`with_store`](Self::with_store).
+    /// Opens the hub's store (PostgreSQL at `config.database`, else SQLite
+    /// in `config.data_dir`, or in memory) and its signing key; see
+    /// [`with_store`](Self::with_store).
     pub async fn open(config: &HubConfig) -> Result<Arc<Self>, OpenError> {
-        let store = SqliteStore::open(config.data_dir.as_deref())?;
-        Self::with_store(config, Arc::new(store)).await
+        let store: Arc<dyn Store> = match &config.database {
+            Some(url) => Arc::new(PostgresStore::connect(url).await?),
+            None => Arc::new(SqliteStore::open(config.data_dir.as_deref())?),
+        };
+        Self::with_store(config, store).await
     }
 
     /// The hub on `store`. Uploaded nodes are loaded again in the
@@ -193,12 +210,19 @@ impl Hub {
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>, OpenError> {
         let signer = WsTokenSigner::new(store.signing_key().await?);
-        let catalog = Catalog::open(config.data_dir.as_deref(), config.sandbox.clone()).map_err(
-            |source| StoreError::DataDir {
-                path: config.data_dir.clone().unwrap_or_default(),
-                source,
-            },
-        )?;
+        let catalog = Catalog::open(
+            config.data_dir.as_deref(),
+            config.components_dir.as_deref(),
+            config.sandbox.clone(),
+        )
+        .map_err(|source| StoreError::DataDir {
+            path: config
+                .components_dir
+                .clone()
+                .or_else(|| config.data_dir.clone())
+                .unwrap_or_default(),
+            source,
+        })?;
         let uploaded = store.all_uploaded().await?;
         let restoring = uploaded
             .iter()
@@ -235,8 +259,16 @@ impl Hub {
             exosphere_lease: config.exosphere_lease,
             exosphere: Arc::default(),
             outbound,
+            shared: config.database.is_some(),
+            following: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(hub.clone().restore(uploaded));
+        if hub.shared {
+            tokio::spawn(Self::follow_uploads(
+                Arc::downgrade(&hub),
+                config.token_recheck,
+            ));
+        }
         Ok(hub)
     }
 
@@ -357,9 +389,11 @@ impl Hub {
     }
 
     /// The account's uploaded node `name`; while it is being loaded again
-    /// after a restart, waits for it until `deadline`.
+    /// after a restart, waits for it until `deadline`. A hub of a cluster
+    /// that does not have it looks in the shared store (another hub may
+    /// have taken the upload).
     pub(crate) async fn node_when_loaded(
-        &self,
+        self: &Arc<Self>,
         account: AccountId,
         name: &str,
         deadline: Instant,
@@ -376,6 +410,12 @@ impl Hub {
                 .unwrap_or_else(|poison| poison.into_inner())
                 .contains(&key);
             if !restoring {
+                if self.shared {
+                    let _ =
+                        tokio::time::timeout_at(deadline.into(), self.follow_upload(account, name))
+                            .await;
+                    return self.catalog.get(account, name);
+                }
                 return None;
             }
             let changed = tokio::time::timeout_at(deadline.into(), progress.changed()).await;

@@ -4,12 +4,14 @@
 //! bytes live in [`blobs`]), each account's limits, and its secrets (sealed
 //! by `hub::secrets`, never stored in the clear).
 //!
-//! One implementation per database: [`sqlite`] today. Every implementation
+//! One implementation per database: [`sqlite`] (one hub, the default) and
+//! [`postgres`] (the hubs of a cluster share it). Every implementation
 //! passes the same suite of tests (`suite`). Registrations and connections
 //! are deliberately not here: workers refresh them every minute, so they
 //! live in memory and a restarted hub learns them again.
 
 pub mod blobs;
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -19,7 +21,12 @@ use std::path::PathBuf;
 use crate::core::AccountId;
 pub use crate::hub::secrets::Sealed;
 pub use blobs::{Blobs, FsBlobs};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest as _, Sha256};
 
 /// What the hub keeps. Every method may block on I/O and so is async;
 /// implementations never block an async thread.
@@ -71,6 +78,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Forgets the upload `name` of `account`; false when there was none.
     async fn delete_uploaded(&self, account: AccountId, name: &str) -> Result<bool, StoreError>;
+
+    /// `account`'s upload `name`, if any: how a hub of a cluster learns of
+    /// an upload another hub took.
+    async fn uploaded(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Option<UploadedNode>, StoreError>;
 
     /// Every account's uploads, for loading them at start-up.
     async fn all_uploaded(&self) -> Result<Vec<(AccountId, UploadedNode)>, StoreError>;
@@ -169,6 +184,27 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The database cannot be reached (down, restarting, unreachable): the
+    /// request may succeed later.
+    #[error(
+        "hub database unavailable: cannot {what}: {source}; the hub retries on the next \
+         request (check that the database is up and reachable)"
+    )]
+    Unavailable {
+        /// What the store was doing.
+        what: &'static str,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `--database` is not a database URL this hub understands.
+    #[error(
+        "invalid --database URL: {reason}; give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE \
+         (or leave it out for SQLite in the data directory)"
+    )]
+    InvalidDatabaseUrl {
+        /// What is wrong with it.
+        reason: String,
     },
     /// The database failed.
     #[error("hub database: cannot {what}: {source}")]
@@ -308,4 +344,21 @@ pub fn unix_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+/// Random bytes in a token: 256 bits, beyond guessing.
+const TOKEN_BYTES: usize = 32;
+
+/// A fresh token: `prefix` and 256 random bits, base64url.
+fn new_token(prefix: &str) -> String {
+    let random: [u8; TOKEN_BYTES] = rand::random();
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random))
+}
+
+/// Tokens carry 256 random bits, so one round of SHA-256 is enough to make
+/// a stolen database useless for logging in; a slow password hash would
+/// only slow every request down.
+fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }

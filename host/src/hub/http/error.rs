@@ -26,7 +26,9 @@ pub fn status(err: &HubError) -> StatusCode {
         HubError::QueueFull(_) | HubError::CompileQueueFull(_) | HubError::AccountLimit(_) => {
             StatusCode::TOO_MANY_REQUESTS
         }
-        HubError::NoWorker(_) | HubError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        HubError::NoWorker(_) | HubError::Busy | HubError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         HubError::NodeFailed { .. } | HubError::WorkerLost(_) => StatusCode::BAD_GATEWAY,
         HubError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         HubError::SecretUnavailable(_) | HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

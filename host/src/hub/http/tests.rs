@@ -30,6 +30,8 @@ fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
     HubConfig {
         outbound: Default::default(),
         data_dir,
+        database: None,
+        components_dir: None,
         public_ws_url: None,
         sandbox: SandboxConfig::default(),
         upload_wait: UPLOAD_READY_WAIT,

@@ -199,10 +199,18 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// Opens the component store under `data_dir` (`components/`, with
-    /// compiled artifacts in `compiled/`), or a temporary one.
-    pub fn open(data_dir: Option<&Path>, sandbox: SandboxConfig) -> std::io::Result<Self> {
-        let blobs = FsBlobs::open(data_dir.map(|dir| dir.join("components")).as_deref())?;
+    /// Opens the component store at `components_dir`, else under
+    /// `data_dir` (`components/`), else a temporary one; compiled artifacts
+    /// go in `data_dir` (`compiled/`), never in a shared directory.
+    pub fn open(
+        data_dir: Option<&Path>,
+        components_dir: Option<&Path>,
+        sandbox: SandboxConfig,
+    ) -> std::io::Result<Self> {
+        let components = components_dir
+            .map(Path::to_owned)
+            .or_else(|| data_dir.map(|dir| dir.join("components")));
+        let blobs = FsBlobs::open(components.as_deref())?;
         let compiled_dir = match data_dir {
             Some(dir) => dir.join("compiled"),
             None => blobs.dir().join("compiled"),
@@ -299,6 +307,46 @@ impl Catalog {
     pub fn install(&self, account: AccountId, node: InstalledNode) -> Option<Arc<InstalledNode>> {
         self.nodes()
             .insert((account, node.record.name.clone()), Arc::new(node))
+    }
+
+    /// Installs `node` only if the account's node of its name is still the
+    /// component `expected` (`None`: still absent); true when installed.
+    /// How a hub following another's upload never puts an older version
+    /// over one uploaded here meanwhile.
+    pub fn install_over(
+        &self,
+        account: AccountId,
+        node: InstalledNode,
+        expected: Option<&str>,
+    ) -> bool {
+        let mut nodes = self.nodes();
+        let key = (account, node.record.name.clone());
+        let current = nodes.get(&key).map(|node| node.record.sha256.as_str());
+        if current != expected {
+            return false;
+        }
+        nodes.insert(key, Arc::new(node));
+        true
+    }
+
+    /// Every installed node's account and name.
+    pub fn installed_names(&self) -> Vec<(AccountId, String)> {
+        self.nodes().keys().cloned().collect()
+    }
+
+    /// Removes the account's node `name` if it is still the component
+    /// `sha256`.
+    pub fn remove_if(&self, account: AccountId, name: &str, sha256: &str) -> bool {
+        let mut nodes = self.nodes();
+        let key = (account, name.to_owned());
+        if nodes
+            .get(&key)
+            .is_some_and(|node| node.record.sha256 == sha256)
+        {
+            nodes.remove(&key);
+            return true;
+        }
+        false
     }
 
     /// Removes the account's node `name`.
@@ -417,7 +465,7 @@ mod tests {
 
     #[test]
     fn logs_keep_the_newest_events_within_the_budget() {
-        let catalog = Catalog::open(None, SandboxConfig::default()).unwrap();
+        let catalog = Catalog::open(None, None, SandboxConfig::default()).unwrap();
         let event = |uuid: &str, bytes: usize| LoggedEvent {
             uuid: uuid.into(),
             finished_at: 0,
@@ -450,7 +498,7 @@ mod tests {
 
     #[test]
     fn an_account_keeps_the_newest_settled_upload_statuses() {
-        let catalog = Catalog::open(None, SandboxConfig::default()).unwrap();
+        let catalog = Catalog::open(None, None, SandboxConfig::default()).unwrap();
         catalog.set_upload_status(1, "compiling", UploadStatus::Compiling);
         for n in 0..KEPT_UPLOAD_STATUSES + 5 {
             let sha256 = format!("sha{n}");

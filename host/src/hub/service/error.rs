@@ -110,6 +110,10 @@ pub enum HubError {
     /// A declared secret cannot be decrypted: the secrets key changed.
     #[error("{0}")]
     SecretUnavailable(String),
+    /// Something the hub depends on (its database) cannot be reached for
+    /// now: the request may be retried.
+    #[error("{0}")]
+    Unavailable(String),
     /// The hub itself failed.
     #[error("the hub failed: {0}")]
     Internal(String),
@@ -140,6 +144,7 @@ impl HubError {
             HubError::WorkerLost(_) => "worker_lost",
             HubError::Timeout { .. } => "timeout",
             HubError::SecretUnavailable(_) => "secret_unavailable",
+            HubError::Unavailable(_) => "unavailable",
             HubError::Internal(_) => "internal",
         }
     }
@@ -175,6 +180,12 @@ impl HubError {
 
 impl From<super::super::store::StoreError> for HubError {
     fn from(err: super::super::store::StoreError) -> Self {
-        HubError::internal(err)
+        match err {
+            super::super::store::StoreError::Unavailable { .. } => {
+                tracing::warn!("hub: {err}");
+                HubError::Unavailable(err.to_string())
+            }
+            err => HubError::internal(err),
+        }
     }
 }

@@ -328,7 +328,7 @@ impl Hub {
     /// The caller's uploaded node `name`, the limits its events run under,
     /// the hosted workers that have it ready and the account's lane.
     pub(crate) async fn uploaded_node(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         name: &str,
     ) -> Result<Json, HubError> {
@@ -345,7 +345,7 @@ impl Hub {
     /// Deletes the caller's uploaded node `name`: events in flight finish;
     /// new ones are refused as unknown.
     pub(crate) async fn delete_uploaded(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         name: &str,
     ) -> Result<Json, HubError> {
@@ -364,7 +364,11 @@ impl Hub {
 
     /// What the recent events of the caller's node `name` printed and
     /// logged, oldest first.
-    pub(crate) async fn node_logs(&self, caller: &Caller, name: &str) -> Result<Json, HubError> {
+    pub(crate) async fn node_logs(
+        self: &Arc<Self>,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Json, HubError> {
         self.installed(caller, name).await?;
         let events = self.catalog.logs(caller.account, name);
         Ok(json!({"node": name, "events": events}))
@@ -372,7 +376,11 @@ impl Hub {
 
     /// The caller's uploaded node `name`, waiting up to the upload wait for
     /// it while the hub loads its uploads again after a restart.
-    async fn installed(&self, caller: &Caller, name: &str) -> Result<Arc<InstalledNode>, HubError> {
+    async fn installed(
+        self: &Arc<Self>,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Arc<InstalledNode>, HubError> {
         let deadline = Instant::now() + self.upload_wait;
         self.node_when_loaded(caller.account, name, deadline)
             .await

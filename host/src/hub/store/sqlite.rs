@@ -8,24 +8,18 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
-use sha2::{Digest as _, Sha256};
 
 use super::{
     Caller, ExosphereRecord, Issued, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX,
-    TokenId, TokenKind, TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, unix_seconds,
-    valid_account_name,
+    TokenId, TokenKind, TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash,
+    unix_seconds, valid_account_name,
 };
 use crate::core::AccountId;
 
 /// The database file inside the hub's data directory.
 pub const DATABASE_FILE: &str = "hub.sqlite3";
-
-/// Random bytes in an API token: 256 bits, beyond guessing.
-const TOKEN_BYTES: usize = 32;
 
 /// Schema versions, in order; entry `i` takes the schema from version `i`
 /// to `i + 1`. Never edit a released entry: append a new one.
@@ -214,6 +208,15 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.with(move |db| db.delete_uploaded(account, &name))
             .await
+    }
+
+    async fn uploaded(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Option<UploadedNode>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |db| db.uploaded(account, &name)).await
     }
 
     async fn all_uploaded(&self) -> Result<Vec<(AccountId, UploadedNode)>, StoreError> {
@@ -536,6 +539,26 @@ impl Database {
         Ok(deleted > 0)
     }
 
+    /// `account`'s upload `name`, if any.
+    fn uploaded(&self, account: i64, name: &str) -> Result<Option<UploadedNode>, StoreError> {
+        self.db
+            .prepare_cached(
+                "SELECT sha256, size, uploaded_at FROM uploaded_nodes
+                 WHERE account_id = ?1 AND name = ?2",
+            )
+            .map_err(sql("prepare upload lookup"))?
+            .query_row(params![account, name], |row| {
+                Ok(UploadedNode {
+                    name: name.to_owned(),
+                    sha256: row.get(0)?,
+                    size: row.get::<_, i64>(1)? as u64,
+                    uploaded_at: row.get(2)?,
+                })
+            })
+            .optional()
+            .map_err(sql("look up uploaded node"))
+    }
+
     /// Every account's uploads, for loading them at start-up.
     fn all_uploaded(&self) -> Result<Vec<(i64, UploadedNode)>, StoreError> {
         let mut statement = self
@@ -802,21 +825,6 @@ impl Database {
             .map_err(sql("store signing key"))?;
         Ok(key)
     }
-}
-
-/// A fresh token: `prefix` and 256 random bits, base64url.
-fn new_token(prefix: &str) -> String {
-    let mut random = [0u8; TOKEN_BYTES];
-    rand::rng().fill_bytes(&mut random);
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random))
-}
-
-/// Tokens carry 256 random bits, so one round of SHA-256 is enough to make
-/// a stolen database useless for logging in; a slow password hash would
-/// only slow every request down.
-fn token_hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Creates the data directory, or makes an existing one its owner's only

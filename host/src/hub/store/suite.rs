@@ -217,6 +217,12 @@ async fn uploads_and_limits_are_per_account(store: &dyn Store) {
         store.all_uploaded().await.unwrap(),
         vec![(alice, node("bb"))]
     );
+    assert_eq!(
+        store.uploaded(alice, "hello").await.unwrap(),
+        Some(node("bb"))
+    );
+    assert_eq!(store.uploaded(bob, "hello").await.unwrap(), None);
+    assert_eq!(store.uploaded(alice, "other").await.unwrap(), None);
     for change in [
         LimitSettings {
             fuel: Some(7),
