@@ -3,6 +3,7 @@
 //! real Warp node and pipeline, and Exosphere's own runtime.
 
 mod call;
+mod cluster;
 mod exosphere;
 mod files;
 mod hosted;

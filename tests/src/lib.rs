@@ -318,6 +318,8 @@ pub struct Hub {
     pub metrics: String,
     /// Its data directory.
     pub data: PathBuf,
+    /// Its `--database` (a cluster's PostgreSQL), if given.
+    pub database: Option<String>,
 }
 
 impl Hub {
@@ -363,11 +365,17 @@ impl Hub {
             .find(|word| word.starts_with("http://"))
             .expect("the listening line has a URL")
             .to_owned();
+        let database = flags
+            .iter()
+            .position(|flag| *flag == "--database")
+            .and_then(|at| flags.get(at + 1))
+            .map(|url| (*url).to_owned());
         Self {
             service,
             url,
             metrics,
             data: data.to_owned(),
+            database,
         }
     }
 
@@ -392,6 +400,9 @@ impl Hub {
         command
             .args(["hub", "token", "create", "--account", account, "--data"])
             .arg(&self.data);
+        if let Some(database) = &self.database {
+            command.args(["--database", database]);
+        }
         if read_only {
             command.arg("--read-only");
         }
@@ -921,4 +932,17 @@ pub mod load {
             }
         })
     }
+}
+
+/// A private PostgreSQL with one empty database for a cluster of hubs:
+/// the server (stopped when dropped) and the database's URL.
+pub fn cluster_database(name: &str) -> (node_host::testing::PostgresServer, String) {
+    let server = node_host::testing::PostgresServer::start().expect("a private PostgreSQL");
+    let url = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(server.create_database(name))
+        .expect("an empty database");
+    (server, url)
 }
