@@ -41,6 +41,7 @@ fn fixture() -> &'static Fixture {
                 data_dir: None,
                 database: None,
                 components_dir: None,
+                nats: None,
                 public_ws_url: None,
                 sandbox: SandboxConfig {
                     pooling: false,

@@ -246,3 +246,86 @@ fn postgres_user() -> io::Result<Option<(u32, u32)>> {
             )
         })
 }
+
+/// A private `nats-server` on 127.0.0.1 (core NATS; no JetStream).
+#[derive(Debug)]
+pub struct NatsServer {
+    dir: PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts one on a port the OS chose.
+    pub fn start() -> io::Result<Self> {
+        let mut server = Self {
+            dir: scratch_dir("nats")?,
+            port: 0,
+            child: None,
+        };
+        let mut last = None;
+        for _ in 0..5 {
+            server.port = free_port()?;
+            match server.start_again() {
+                Ok(()) => return Ok(server),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| failed("nats-server did not start".into())))
+    }
+
+    /// Starts the server again (on the same port) after [`stop`](Self::stop).
+    pub fn start_again(&mut self) -> io::Result<()> {
+        let program = on_path("nats-server")
+            .or_else(|| Some(PathBuf::from("/usr/bin/nats-server")).filter(|path| path.is_file()))
+            .ok_or_else(|| {
+                failed(
+                    "nats-server is not installed: install Debian's nats-server \
+                     (tests/install-tools does)"
+                        .into(),
+                )
+            })?;
+        let log = std::fs::File::create(self.dir.join("server.log"))?;
+        let mut child = Command::new(program)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                return Err(failed(format!("nats-server exited ({status}):\n{log}")));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                self.child = Some(child);
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(failed("nats-server did not listen within 10 s".into()))
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -114,3 +114,225 @@ fn a_database_outage_is_unavailable_and_heals_without_a_restart() {
         hello(&hub, &alice).0 == 200
     });
 }
+
+/// Hubs on one private PostgreSQL and one private NATS.
+struct Cluster {
+    _postgres: node_host::testing::PostgresServer,
+    nats: node_host::testing::NatsServer,
+    hubs: Vec<Hub>,
+}
+
+fn start_cluster(test: &str, hubs: usize) -> Cluster {
+    let (postgres, database) = cluster_database(test);
+    let nats = node_host::testing::NatsServer::start().expect("a private nats-server");
+    let shared = scratch_dir(&format!("{test}-components"));
+    let shared = shared.to_str().expect("a UTF-8 path");
+    let hubs = (0..hubs)
+        .map(|index| {
+            Hub::start_with(
+                &format!("{test}-{index}"),
+                &[
+                    "--database",
+                    &database,
+                    "--components",
+                    shared,
+                    "--nats",
+                    &nats.url(),
+                ],
+            )
+        })
+        .collect();
+    Cluster {
+        _postgres: postgres,
+        nats,
+        hubs,
+    }
+}
+
+/// Executes `hello` for `name` on `url` (5 s timeout): the status, and the
+/// answer.
+fn hello_named(url: &str, token: &str, name: &str) -> (u16, serde_json::Value) {
+    execute(
+        url,
+        token,
+        "hello",
+        json!({"inputs": {"name": name}, "timeout_ms": 5000}),
+    )
+}
+
+fn greeted(name: &str) -> serde_json::Value {
+    json!({"greeting": format!("Hello {name}"), "shout": format!("HELLO {}", name.to_uppercase())})
+}
+
+fn worker_events(worker: &node_host_e2e::Service) -> f64 {
+    node_host_e2e::metric(
+        &worker.metrics_url(),
+        r#"node_host_worker_events_total{node="hello",outcome="ok"}"#,
+    )
+}
+
+#[test]
+fn executes_reach_a_worker_on_any_hub_exactly_once() {
+    let cluster = start_cluster("relay", 3);
+    let urls: Vec<String> = cluster.hubs.iter().map(|hub| hub.url.clone()).collect();
+    let alice = cluster.hubs[0].token("alice", false);
+    let bob = cluster.hubs[0].token("bob", false);
+    let metrics = ["--metrics", "127.0.0.1:0"];
+    // Alice's worker on hub 0, Bob's on hub 1; hub 2 has none.
+    let alices = node_host_e2e::start_worker(&urls[0], &alice, &["hello"], &metrics);
+    let bobs = node_host_e2e::start_worker(&urls[1], &bob, &["hello"], &metrics);
+    for url in &urls {
+        for token in [&alice, &bob] {
+            eventually(
+                Duration::from_secs(10),
+                "every hub reaches both workers",
+                || hello_named(url, token, "warm-up").0 == 200,
+            );
+        }
+    }
+    let (alice_before, bob_before) = (worker_events(&alices), worker_events(&bobs));
+
+    let threads = 8;
+    let rounds = 1250;
+    let callers: Vec<_> = (0..threads)
+        .map(|thread| {
+            let (urls, alice, bob) = (urls.clone(), alice.clone(), bob.clone());
+            std::thread::spawn(move || {
+                let mut sent = (0, 0);
+                for round in 0..rounds {
+                    let turn = thread + round;
+                    let url = &urls[turn % urls.len()];
+                    let name = format!("t{thread}r{round}");
+                    let token = if turn % 2 == 0 {
+                        sent.0 += 1;
+                        &alice
+                    } else {
+                        sent.1 += 1;
+                        &bob
+                    };
+                    let (status, answer) = hello_named(url, token, &name);
+                    assert_eq!(status, 200, "{url}: {answer}");
+                    assert_eq!(answer["outputs"], greeted(&name));
+                }
+                sent
+            })
+        })
+        .collect();
+    let (mut to_alice, mut to_bob) = (0.0, 0.0);
+    for caller in callers {
+        let (a, b) = caller.join().expect("every execute answered right");
+        to_alice += f64::from(a);
+        to_bob += f64::from(b);
+    }
+    assert_eq!(to_alice + to_bob, (threads * rounds) as f64);
+    // Every execute reached its account's worker once: none twice, none
+    // to the other account's.
+    assert_eq!(worker_events(&alices) - alice_before, to_alice);
+    assert_eq!(worker_events(&bobs) - bob_before, to_bob);
+}
+
+#[test]
+fn a_hub_killed_under_load_fails_only_its_own_callers() {
+    let mut cluster = start_cluster("kill", 3);
+    let urls: Vec<String> = cluster.hubs.iter().map(|hub| hub.url.clone()).collect();
+    let alice = cluster.hubs[0].token("alice", false);
+    let metrics = ["--metrics", "127.0.0.1:0"];
+    let worker = node_host_e2e::start_worker(&urls[0], &alice, &["hello"], &metrics);
+    for url in &urls {
+        eventually(
+            Duration::from_secs(10),
+            "every hub reaches the worker",
+            || hello_named(url, &alice, "warm-up").0 == 200,
+        );
+    }
+    let before = worker_events(&worker);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Callers of hubs 0 and 1 (which lives), and of hub 2 (which is killed).
+    let callers: Vec<_> = (0..6)
+        .map(|index| {
+            let (url, alice, stop) = (urls[index % 3].clone(), alice.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u32, 0u32);
+                for round in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) || round == 100_000 {
+                        break;
+                    }
+                    let name = format!("c{index}r{round}");
+                    let answer = node_host_e2e::http()
+                        .post(format!("{url}/api/remote_nodes/hello/execute"))
+                        .bearer_auth(&alice)
+                        .json(&json!({"inputs": {"name": name}, "timeout_ms": 5000}))
+                        .send()
+                        .and_then(|response| response.json::<serde_json::Value>());
+                    match answer {
+                        Ok(answer) if answer["outputs"] == greeted(&name) => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (index % 3, ok, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = cluster.hubs.pop().expect("three hubs");
+    killed.service.signal("KILL");
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0.0;
+    let mut attempted = 0.0;
+    for caller in callers {
+        let (hub, ok, failed) = caller.join().unwrap();
+        answered += f64::from(ok);
+        attempted += f64::from(ok + failed);
+        if hub == 2 {
+            assert!(failed > 0, "the killed hub's callers see it go");
+        } else {
+            assert_eq!(failed, 0, "callers of the hubs that live are not touched");
+            assert!(ok > 0);
+        }
+    }
+    // No event ran twice: the worker ran each answered one, and at most the
+    // few the killed hub had in flight besides.
+    let ran = worker_events(&worker) - before;
+    assert!(
+        ran >= answered && ran <= attempted,
+        "ran {ran}, answered {answered}, attempted {attempted}"
+    );
+    drop(killed);
+}
+
+#[test]
+fn a_nats_outage_is_unavailable_across_hubs_and_heals() {
+    let mut cluster = start_cluster("nats-outage", 2);
+    let urls: Vec<String> = cluster.hubs.iter().map(|hub| hub.url.clone()).collect();
+    let alice = cluster.hubs[0].token("alice", false);
+    let _worker = node_host_e2e::start_worker(&urls[0], &alice, &["hello"], &[]);
+    eventually(Duration::from_secs(10), "hub 1 reaches the worker", || {
+        hello_named(&urls[1], &alice, "warm-up").0 == 200
+    });
+
+    cluster.nats.stop();
+    eventually(
+        Duration::from_secs(10),
+        "a relayed execute is unavailable",
+        || {
+            let (status, answer) = hello_named(&urls[1], &alice, "x");
+            status == 503 && answer["code"] == "unavailable"
+        },
+    );
+    // The worker's own hub goes on serving it.
+    assert_eq!(
+        hello_named(&urls[0], &alice, "Ada").1["outputs"],
+        greeted("Ada")
+    );
+
+    cluster
+        .nats
+        .start_again()
+        .expect("nats-server starts again");
+    eventually(
+        Duration::from_secs(20),
+        "relayed executes work again",
+        || hello_named(&urls[1], &alice, "Ada").0 == 200,
+    );
+}

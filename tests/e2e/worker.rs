@@ -14,15 +14,6 @@ fn hello_outputs(name: &str) -> Value {
 }
 
 /// The metrics URL a worker started with `--metrics 127.0.0.1:0` printed.
-fn metrics_url(worker: &Service) -> String {
-    let line = worker
-        .seen
-        .iter()
-        .find(|line| line.contains("metrics at"))
-        .expect("the worker printed its metrics address");
-    line.split_whitespace().last().unwrap().to_owned()
-}
-
 #[test]
 fn hello_runs_end_to_end_and_call_backend_prints_what_local_call_prints() {
     let hub = Hub::start("worker-hello");
@@ -104,7 +95,7 @@ fn two_workers_share_the_load_and_every_event_runs_once() {
     }
     let ran = |worker: &Service| {
         metric(
-            &metrics_url(worker),
+            &worker.metrics_url(),
             r#"node_host_worker_events_total{node="hello",outcome="ok"}"#,
         )
     };
@@ -217,7 +208,7 @@ fn sigterm_finishes_events_in_flight_then_exits_zero() {
     );
     let caller = execute_in_background(&hub.url, &token, "spin-loop", json!({"inputs": {}}));
     // In flight in the worker itself, not only sent by the hub.
-    let metrics = metrics_url(&worker);
+    let metrics = worker.metrics_url();
     eventually(Duration::from_secs(10), "the event is in flight", || {
         metric(&metrics, "node_host_worker_in_flight") >= 1.0
     });

@@ -239,6 +239,17 @@ impl Service {
         }
     }
 
+    /// The URL of the metrics it serves (`--metrics`), from the line it
+    /// printed (read already: by `wait_for_line`).
+    pub fn metrics_url(&self) -> String {
+        let line = self
+            .seen
+            .iter()
+            .find(|line| line.contains("metrics at"))
+            .expect("the service printed its metrics address");
+        line.split_whitespace().last().unwrap().to_owned()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

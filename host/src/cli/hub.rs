@@ -48,6 +48,17 @@ pub(super) struct HubArgs {
     #[arg(long, value_name = "DIR", env = "NODE_HOST_HUB_COMPONENTS")]
     components: Option<PathBuf>,
 
+    /// Join a cluster of hubs: pass executes to the hub a node's worker is
+    /// connected to, through this NATS server (nats://HOST:PORT). Needs
+    /// --database, the same for every hub of the cluster.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "NODE_HOST_HUB_NATS",
+        requires = "database"
+    )]
+    nats: Option<String>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics, on a listener of
     /// their own (e.g. 127.0.0.1:9464). They name every account's nodes:
     /// keep ADDR internal. Without it the hub serves no metrics.
@@ -606,6 +617,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         data_dir: Some(dir.clone()),
         database: args.data.database.clone(),
         components_dir: args.components.clone(),
+        nats: args.nats.clone(),
         public_ws_url: args.public_ws_url.clone(),
         sandbox,
         upload_wait: args.upload_wait,

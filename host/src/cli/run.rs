@@ -384,6 +384,7 @@ async fn start_embedded_hub(
         data_dir: None,
         database: None,
         components_dir: None,
+        nats: None,
         public_ws_url: None,
         sandbox,
         upload_wait: crate::hub::service::UPLOAD_READY_WAIT,

@@ -13,6 +13,7 @@ mod cluster;
 mod error;
 mod grants;
 mod hosted_workers;
+mod relay;
 mod uploads;
 mod vault;
 pub(crate) mod workers;
@@ -46,6 +47,7 @@ pub use crate::core::{EventFailure, QueueFull};
 pub const KEEPALIVE: Duration = Duration::from_secs(20);
 pub use crate::hub::secrets::SecretsError;
 pub use crate::hub::store::StoreError;
+pub use relay::RelayError;
 
 /// Callers remembered by their API token, so that a request does not wait
 /// on the store to be let in: beyond this many the memory is cleared. A
@@ -71,6 +73,9 @@ pub struct HubConfig {
     /// cluster, a directory every hub mounts. Compiled artifacts stay each
     /// hub's own, in `data_dir`.
     pub components_dir: Option<PathBuf>,
+    /// The NATS server(s) the hubs of a cluster pass executes through
+    /// (`nats://…`): a node's worker may be connected to any hub.
+    pub nats: Option<String>,
     /// The WebSocket URL handed to workers, when the hub is reached through
     /// a proxy (e.g. `wss://hub.example.com/ws`). By default it is built
     /// from the `Host` header of the registration request.
@@ -114,6 +119,9 @@ pub enum OpenError {
     /// Outbound HTTP (a trusted CA file).
     #[error(transparent)]
     Outbound(#[from] OutboundError),
+    /// The cluster's NATS.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
 }
 
 /// How the uploaded nodes were loaded again when the hub started.
@@ -170,6 +178,8 @@ pub struct Hub {
     shared: bool,
     /// Held while loading an upload another hub took.
     following: tokio::sync::Mutex<()>,
+    /// The other hubs, over NATS, when in a cluster.
+    relay: Option<relay::Relay>,
 }
 
 /// What the hub keeps for its Exosphere state-manager API (the rules are
@@ -234,6 +244,10 @@ impl Hub {
         });
         let secrets = SecretBox::open(config.data_dir.as_deref())?;
         let outbound = Outbound::new(&config.outbound)?;
+        let relay = match &config.nats {
+            Some(url) => Some(relay::Relay::connect(url).await?),
+            None => None,
+        };
         let metrics = Metrics::new("hub");
         let executors = Executors::new("node-host-event", MAX_RUNNING, Some(IDLE_FOR));
         let hub = Arc::new(Self {
@@ -261,7 +275,11 @@ impl Hub {
             outbound,
             shared: config.database.is_some(),
             following: tokio::sync::Mutex::new(()),
+            relay,
         });
+        if let Some(relay) = &hub.relay {
+            relay.start(Arc::downgrade(&hub)).await?;
+        }
         tokio::spawn(hub.clone().restore(uploaded));
         if hub.shared {
             tokio::spawn(Self::follow_uploads(

@@ -32,6 +32,15 @@ pub fn status(err: &HubError) -> StatusCode {
         HubError::NodeFailed { .. } | HubError::WorkerLost(_) => StatusCode::BAD_GATEWAY,
         HubError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         HubError::SecretUnavailable(_) | HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        HubError::Relayed { code, .. } => match code.as_str() {
+            "invalid_request" => StatusCode::BAD_REQUEST,
+            "unknown_node" => StatusCode::NOT_FOUND,
+            "queue_full" | "quota_exceeded" => StatusCode::TOO_MANY_REQUESTS,
+            "no_worker" | "busy" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "worker_lost" => StatusCode::BAD_GATEWAY,
+            "timeout" => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        },
     }
 }
 

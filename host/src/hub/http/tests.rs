@@ -32,6 +32,7 @@ fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
         data_dir,
         database: None,
         components_dir: None,
+        nats: None,
         public_ws_url: None,
         sandbox: SandboxConfig::default(),
         upload_wait: UPLOAD_READY_WAIT,

@@ -110,6 +110,15 @@ pub enum HubError {
     /// A declared secret cannot be decrypted: the secrets key changed.
     #[error("{0}")]
     SecretUnavailable(String),
+    /// Another hub of the cluster refused or could not deliver a relayed
+    /// execute: its code and message, as it gave them.
+    #[error("{message}")]
+    Relayed {
+        /// The other hub's code (`no_worker`, `busy`, `timeout`, …).
+        code: String,
+        /// Its message.
+        message: String,
+    },
     /// Something the hub depends on (its database) cannot be reached for
     /// now: the request may be retried.
     #[error("{0}")]
@@ -144,6 +153,7 @@ impl HubError {
             HubError::WorkerLost(_) => "worker_lost",
             HubError::Timeout { .. } => "timeout",
             HubError::SecretUnavailable(_) => "secret_unavailable",
+            HubError::Relayed { code, .. } => code,
             HubError::Unavailable(_) => "unavailable",
             HubError::Internal(_) => "internal",
         }

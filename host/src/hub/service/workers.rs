@@ -77,6 +77,9 @@ impl Hub {
             outputs: registration.outputs.clone(),
         };
         let name = registration.name.clone();
+        if let Some(relay) = &self.relay {
+            relay.broadcast(caller.account, &registration);
+        }
         self.registry()
             .register(
                 caller.account,
@@ -93,6 +96,18 @@ impl Hub {
             })?;
         tracing::info!(account = %caller.account_name, node = %name, "registered");
         Ok(reply)
+    }
+
+    /// A registration another hub of the cluster took: known here too, so
+    /// that this hub lists the node and relays its executes.
+    pub(super) fn registered_elsewhere(&self, account: AccountId, registration: Registration) {
+        let name = registration.name.clone();
+        let taken =
+            self.registry()
+                .register(account, registration, Instant::now(), MAX_REGISTRATIONS);
+        if taken.is_err() {
+            tracing::debug!(account, node = %name, "a registration of another hub is beyond the account's limit here");
+        }
     }
 
     /// The account's nodes: those its workers registered and those it
@@ -158,7 +173,35 @@ impl Hub {
             .await
     }
 
+    /// Runs the event on a worker of this hub, else (in a cluster) on one
+    /// of another hub's.
     async fn execute_on_worker(
+        &self,
+        account: AccountId,
+        name: &str,
+        inputs: serde_json::Map<String, Json>,
+        outputs: &[String],
+        timeout: Duration,
+    ) -> Result<ExecuteResponse, HubError> {
+        let Some(relay) = &self.relay else {
+            return self
+                .execute_here(account, name, inputs, outputs, timeout)
+                .await;
+        };
+        if self.switchboard.serving(account, name) > 0 {
+            let here = self
+                .execute_here(account, name, inputs.clone(), outputs, timeout)
+                .await;
+            if !matches!(here, Err(HubError::NoWorker(_))) {
+                return here;
+            }
+        }
+        let relayed = relay.execute(account, name, inputs, outputs, timeout).await;
+        relayed.unwrap_or_else(|| Err(HubError::NoWorker(name.to_owned())))
+    }
+
+    /// Runs the event on a worker connected to this hub.
+    pub(super) async fn execute_here(
         &self,
         account: AccountId,
         name: &str,
@@ -259,11 +302,18 @@ impl Hub {
     /// A worker connection of `account` serving `nodes` is up: events for
     /// it arrive on the returned receiver as JSON text.
     pub(crate) fn worker_connected(
-        &self,
+        self: &Arc<Self>,
         account: AccountId,
         nodes: HashSet<String>,
     ) -> (LinkId, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let served: Vec<String> = match self.relay {
+            Some(_) => nodes.iter().cloned().collect(),
+            None => Vec::new(),
+        };
         let (link, outbox) = self.switchboard.connect(account, nodes);
+        if let Some(relay) = &self.relay {
+            relay.link_up(Arc::downgrade(self), link, account, served);
+        }
         self.metrics.connections(1);
         tracing::info!(link, account, "worker connected");
         (link, outbox)
@@ -285,6 +335,9 @@ impl Hub {
     /// callers of its events are told at once.
     pub(crate) fn disconnected(&self, link: LinkId, kind: &'static str) {
         self.switchboard.disconnect(link);
+        if let Some(relay) = &self.relay {
+            relay.link_down(link);
+        }
         self.metrics.connections(-1);
         tracing::info!(link, "{kind} disconnected");
     }
