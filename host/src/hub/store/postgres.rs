@@ -825,7 +825,8 @@ mod tests {
             ..LimitSettings::default()
         };
         let (fuel, queue) = tokio::join!(a.set_limits(alice, &fuel), b.set_limits(alice, &queue));
-        (fuel.unwrap(), queue.unwrap());
+        fuel.unwrap();
+        queue.unwrap();
         let limits = a.limits(alice).await.unwrap();
         assert_eq!(
             (limits.fuel, limits.queue),
