@@ -813,6 +813,28 @@ pub mod load {
         }
     }
 
+    /// [`measure`] with the calls spread over `hubs` in turn (each call to
+    /// the next hub).
+    pub fn measure_spread(
+        hubs: &[String],
+        token: &str,
+        node: &str,
+        inputs: &serde_json::Value,
+        concurrency: usize,
+        seconds: f64,
+        watch: &[u32],
+    ) -> Measured {
+        let requests: Vec<_> = hubs
+            .iter()
+            .map(|hub| execute_request(hub, token, node, inputs))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        measure_requests(concurrency, Duration::ZERO, seconds, watch, move |client| {
+            let turn = next.fetch_add(1, Ordering::Relaxed);
+            requests[turn % requests.len()](client)
+        })
+    }
+
     /// The floor under [`measure`]: `GET {hub}/api/remote_nodes` (the
     /// token checked, the account's nodes listed, no worker involved) from
     /// the same load generator.

@@ -428,7 +428,10 @@ impl Hub {
                 .unwrap_or_else(|poison| poison.into_inner())
                 .contains(&key);
             if !restoring {
-                if self.shared {
+                // A registered node is never also an upload (each refuses the
+                // other's name), so only an unknown name is looked up.
+                let registered = self.registry().get(account, name, Instant::now()).is_some();
+                if self.shared && !registered {
                     let _ =
                         tokio::time::timeout_at(deadline.into(), self.follow_upload(account, name))
                             .await;
