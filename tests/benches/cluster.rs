@@ -26,8 +26,10 @@ struct Row {
     case: String,
     concurrency: usize,
     measured: Measured,
-    /// How many of the watched processes (first) are hubs; then workers.
+    /// How many of the watched processes (first) are hubs; then NATS when
+    /// `nats`, then workers.
     hubs: usize,
+    nats: bool,
 }
 
 fn ready(url: &str, token: &str) {
@@ -42,16 +44,22 @@ fn micros(duration: Duration) -> String {
 
 fn print(rows: &[Row]) {
     println!(
-        "\n| case | callers | executes/s | p50 µs | p99 µs | hubs' CPU/execute µs | workers' CPU/execute µs | load generator CPU/execute µs | errors |"
+        "\n| case | callers | executes/s | p50 µs | p99 µs | hubs' CPU/execute µs | NATS CPU/execute µs | workers' CPU/execute µs | load generator CPU/execute µs | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let cpu = row.measured.cpu_per_event();
         let (hubs, rest) = cpu.split_at(row.hubs);
+        let (nats, rest) = rest.split_at(usize::from(row.nats));
         let (workers, generator) = rest.split_at(rest.len() - 1);
         let sum = |part: &[Duration]| part.iter().sum::<Duration>();
+        let nats = if row.nats {
+            micros(sum(nats))
+        } else {
+            "-".to_owned()
+        };
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {nats} | {} | {} | {} |",
             row.case,
             row.concurrency,
             row.measured.per_second(),
@@ -94,6 +102,7 @@ fn main() {
                 concurrency,
                 measured,
                 hubs: 1,
+                nats: false,
             });
         }
     }
@@ -114,6 +123,7 @@ fn main() {
         .collect();
     let urls: Vec<String> = hubs.iter().map(|hub| hub.url.clone()).collect();
     let pids: Vec<u32> = hubs.iter().map(|hub| hub.service.pid()).collect();
+    let nats_pid = nats.pid().expect("nats-server runs");
     let token = hubs[0].token("bench", false);
     let first: Service = start_worker(&urls[0], &token, &["hello"], &metrics);
     ready(&urls[0], &token);
@@ -126,13 +136,14 @@ fn main() {
             &inputs,
             concurrency,
             seconds,
-            &[pids[0], first.pid()],
+            &[pids[0], nats_pid, first.pid()],
         );
         rows.push(Row {
             case: "one hub of a cluster, worker on it".into(),
             concurrency,
             measured,
             hubs: 1,
+            nats: true,
         });
         let measured = measure(
             &urls[1],
@@ -141,13 +152,14 @@ fn main() {
             &inputs,
             concurrency,
             seconds,
-            &[pids[1], pids[0], first.pid()],
+            &[pids[1], pids[0], nats_pid, first.pid()],
         );
         rows.push(Row {
             case: "cross-hub: caller's hub has no worker".into(),
             concurrency,
             measured,
             hubs: 2,
+            nats: true,
         });
     }
 
@@ -158,6 +170,7 @@ fn main() {
     }
     for count in 1..=3 {
         let mut watch: Vec<u32> = pids[..count].to_vec();
+        watch.push(nats_pid);
         watch.extend(workers[..count].iter().map(Service::pid));
         let measured = measure_spread(
             &urls[..count],
@@ -173,6 +186,7 @@ fn main() {
             concurrency: 64,
             measured,
             hubs: count,
+            nats: true,
         });
     }
     print(&rows);
