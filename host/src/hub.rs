@@ -9,9 +9,11 @@
 //!    │          ── switchboard (worker connections, uuid -> caller)
 //!    │          ── catalog (uploaded nodes, uploads, logs) ── core::Runner
 //!    │          ── secrets (sealing)
+//!    │          ── cluster (following uploads other hubs took), relay (NATS)
 //!    ▼
-//!  store::Store (accounts, tokens, uploads, limits, secrets: SQLite)
-//!  store::Blobs (components: a directory)
+//!  store::Store (accounts, tokens, uploads, limits, secrets: SQLite, or
+//!                PostgreSQL shared by the hubs of a cluster)
+//!  store::Blobs (components: a directory, shared by a cluster)
 //! ```
 //!
 //! It refuses to queue events without bound, and to let one account see or

@@ -9,8 +9,10 @@
 //!                 (Hurozo worker, hosted worker); registration, backoff, drain
 //!  exosphere      a runtime that pulls states from an Exosphere state manager
 //!  juturna        a gRPC server Juturna pipelines call (MessagingService)
-//!  hub            http (routes, auth, WebSockets) -> service::Hub (what the hub does)
-//!                 -> store::Store (SQLite) + store::Blobs (a directory)
+//!  hub            http (routes, auth, WebSockets) -> service::Hub (what the hub does;
+//!                 in a cluster, service::relay passes executes between hubs over NATS)
+//!                 -> store::Store (SQLite, or PostgreSQL shared by a cluster)
+//!                 + store::Blobs (a directory, shared by a cluster)
 //!  protocol       wire types only (Hurozo, the hosted-worker protocol), no I/O;
 //!                 each translates between its wire and the core's domain
 //!  core           Event{id, account, node, inputs, deadline} -> Runner -> Outcome;
@@ -23,7 +25,8 @@
 //! the one caller of the sandbox's event path. A new platform is a new
 //! front end over the runner (a [`worker::ControlPlane`] for one that pushes
 //! events over a WebSocket); a new database is a new `hub::store::Store`.
-//! `metrics` is shared by the worker and the hub.
+//! `metrics` is shared by the worker and the hub; `testing` starts the real
+//! PostgreSQL and nats-server the tests use.
 //!
 //! The public API is [`sandbox`], [`worker`], [`exosphere`], [`juturna`] and [`hub::service`] (with
 //! [`hub::serve`] to put it on HTTP); `cli` is public only for the

@@ -117,12 +117,17 @@ fn a_database_outage_is_unavailable_and_heals_without_a_restart() {
 
 /// Hubs on one private PostgreSQL and one private NATS.
 struct Cluster {
-    _postgres: node_host::testing::PostgresServer,
+    postgres: node_host::testing::PostgresServer,
+    database: String,
     nats: node_host::testing::NatsServer,
     hubs: Vec<Hub>,
 }
 
 fn start_cluster(test: &str, hubs: usize) -> Cluster {
+    start_cluster_with(test, hubs, &[])
+}
+
+fn start_cluster_with(test: &str, hubs: usize, extra: &[&str]) -> Cluster {
     let (postgres, database) = cluster_database(test);
     let nats = node_host::testing::NatsServer::start().expect("a private nats-server");
     let shared = scratch_dir(&format!("{test}-components"));
@@ -138,12 +143,17 @@ fn start_cluster(test: &str, hubs: usize) -> Cluster {
                     shared,
                     "--nats",
                     &nats.url(),
-                ],
+                ]
+                .iter()
+                .chain(extra)
+                .copied()
+                .collect::<Vec<_>>(),
             )
         })
         .collect();
     Cluster {
-        _postgres: postgres,
+        postgres,
+        database,
         nats,
         hubs,
     }
@@ -335,4 +345,179 @@ fn a_nats_outage_is_unavailable_across_hubs_and_heals() {
         "relayed executes work again",
         || hello_named(&urls[1], &alice, "Ada").0 == 200,
     );
+}
+
+/// Runs `call` from `threads` threads in a loop while `outage` runs, and
+/// a second after; every answer must be one of `allowed` (a status and a
+/// code, or 200 with the right outputs).
+fn under_load(
+    threads: usize,
+    call: impl Fn(&str) -> (u16, serde_json::Value) + Send + Sync + 'static,
+    allowed: &'static [(u16, &'static str)],
+    outage: impl FnOnce(),
+) -> (u32, u32) {
+    let call = std::sync::Arc::new(call);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..threads)
+        .map(|thread| {
+            let (call, stop) = (call.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut refused) = (0u32, 0u32);
+                for round in 0..100_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("t{thread}r{round}");
+                    let (status, answer) = call(&name);
+                    if status == 200 {
+                        assert_eq!(answer["outputs"], greeted(&name), "{answer}");
+                        ok += 1;
+                    } else {
+                        let code = answer["code"].as_str().unwrap_or_default();
+                        assert!(
+                            allowed.contains(&(status, code)),
+                            "unexpected {status} {answer}"
+                        );
+                        refused += 1;
+                    }
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    outage();
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    callers
+        .into_iter()
+        .map(|caller| caller.join().expect("only allowed answers"))
+        .fold((0, 0), |(a, b), (ok, refused)| (a + ok, b + refused))
+}
+
+#[test]
+fn postgresql_restarted_under_load_refuses_cleanly_and_recovers() {
+    let mut cluster = start_cluster("pg-restart", 2);
+    let alice = cluster.hubs[0].token("alice", false);
+    let done = cluster.hubs[0].upload(&alice, "hello");
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    let urls: Vec<String> = cluster.hubs.iter().map(|hub| hub.url.clone()).collect();
+    for url in &urls {
+        eventually(Duration::from_secs(10), "both hubs run the upload", || {
+            hello_named(url, &alice, "warm-up").0 == 200
+        });
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (token, spread) = (alice.clone(), urls.clone());
+    let postgres = &mut cluster.postgres;
+    let (ok, refused) = under_load(
+        4,
+        move |name| {
+            let url = &spread[next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2];
+            hello_named(url, &token, name)
+        },
+        &[(503, "unavailable")],
+        || {
+            postgres.stop().expect("PostgreSQL stops");
+            std::thread::sleep(Duration::from_millis(500));
+            postgres.start_again().expect("PostgreSQL starts again");
+        },
+    );
+    assert!(ok > 0 && refused > 0, "{ok} answered, {refused} refused");
+    for url in &urls {
+        eventually(Duration::from_secs(20), "both hubs recover", || {
+            hello_named(url, &alice, "Ada").0 == 200
+        });
+    }
+}
+
+#[test]
+fn nats_restarted_under_load_refuses_relayed_executes_cleanly_and_recovers() {
+    let mut cluster = start_cluster("nats-restart", 2);
+    let urls: Vec<String> = cluster.hubs.iter().map(|hub| hub.url.clone()).collect();
+    let alice = cluster.hubs[0].token("alice", false);
+    let _worker = node_host_e2e::start_worker(&urls[0], &alice, &["hello"], &[]);
+    eventually(Duration::from_secs(10), "hub 1 reaches the worker", || {
+        hello_named(&urls[1], &alice, "warm-up").0 == 200
+    });
+    let (token, relaying) = (alice.clone(), urls[1].clone());
+    let nats = &mut cluster.nats;
+    let (ok, refused) = under_load(
+        4,
+        move |name| {
+            execute(
+                &relaying,
+                &token,
+                "hello",
+                json!({"inputs": {"name": name}, "timeout_ms": 1000}),
+            )
+        },
+        // An execute in flight when NATS went is lost with it: `worker_lost`
+        // if NATS is back before its reply was due, else `unavailable`; just
+        // after NATS is back, `no_worker` until the worker's hub has
+        // subscribed again.
+        &[
+            (503, "unavailable"),
+            (502, "worker_lost"),
+            (503, "no_worker"),
+        ],
+        || {
+            nats.stop();
+            std::thread::sleep(Duration::from_millis(500));
+            nats.start_again().expect("nats-server starts again");
+        },
+    );
+    assert!(ok > 0 && refused > 0, "{ok} answered, {refused} refused");
+    eventually(
+        Duration::from_secs(20),
+        "relayed executes work again",
+        || hello_named(&urls[1], &alice, "Ada").0 == 200,
+    );
+}
+
+#[test]
+fn quotas_and_lanes_hold_across_the_cluster() {
+    let cluster = start_cluster_with("limits", 2, &["--quota-nodes", "1"]);
+    let alice = cluster.hubs[0].token("alice", false);
+    let done = cluster.hubs[0].upload(&alice, "hello");
+    assert_eq!(done.code, Some(0), "{done:#?}");
+    // The quota counts the cluster's uploads, not one hub's.
+    let refused = cluster.hubs[1].upload(&alice, "echo");
+    assert_ne!(refused.code, Some(0), "{refused:#?}");
+    assert!(
+        refused.stderr.contains("quota_exceeded") || refused.stdout.contains("quota_exceeded"),
+        "{refused:#?}"
+    );
+
+    let set = node_host_e2e::run(node_host_e2e::node_host().args([
+        "hub",
+        "account",
+        "set",
+        "alice",
+        "--concurrency",
+        "4",
+        "--queue",
+        "10",
+        "--database",
+        &cluster.database,
+    ]));
+    assert_eq!(set.code, Some(0), "{set:#?}");
+    for hub in &cluster.hubs {
+        eventually(
+            Duration::from_secs(15),
+            "each hub runs half the lane",
+            || {
+                let shown: serde_json::Value = http()
+                    .get(format!("{}/api/nodes/hello", hub.url))
+                    .bearer_auth(&alice)
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                shown["lane"]["hubs"] == 2
+                    && shown["lane"]["concurrency_here"] == 2
+                    && shown["lane"]["queue_here"] == 5
+            },
+        );
+    }
 }

@@ -446,6 +446,12 @@ impl Hub {
         }
     }
 
+    /// The hubs of this hub's cluster that are alive (1 on its own): each
+    /// runs its share of an account's concurrency and queue.
+    pub(crate) fn hubs(&self) -> usize {
+        self.relay.as_ref().map_or(1, relay::Relay::hubs)
+    }
+
     /// The hub's store.
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store

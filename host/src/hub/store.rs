@@ -87,6 +87,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         name: &str,
     ) -> Result<Option<UploadedNode>, StoreError>;
 
+    /// `account`'s uploads, by name: what its quota counts in a cluster.
+    async fn uploads_of(&self, account: AccountId) -> Result<Vec<UploadedNode>, StoreError>;
+
     /// Every account's uploads, for loading them at start-up.
     async fn all_uploaded(&self) -> Result<Vec<(AccountId, UploadedNode)>, StoreError>;
 

@@ -151,11 +151,15 @@ impl AccountLimits {
         }
     }
 
-    /// The account's lane.
-    pub fn lane(&self) -> LaneLimits {
+    /// The account's lane on one of `hubs` hubs sharing the account's
+    /// limits: each takes its share, rounded up, so the cluster runs at most
+    /// `hubs - 1` more events at once (and queues at most `hubs - 1` more)
+    /// than the account's limit, never fewer.
+    pub fn lane(&self, hubs: usize) -> LaneLimits {
+        let hubs = hubs.max(1) as u64;
         LaneLimits {
-            concurrency: self.concurrency,
-            queue: self.queue,
+            concurrency: self.concurrency.div_ceil(hubs).max(1),
+            queue: self.queue.div_ceil(hubs),
         }
     }
 
@@ -462,6 +466,27 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accounts_lane_is_shared_by_the_hubs_of_a_cluster() {
+        let limits = AccountLimits::from_settings(&LimitSettings {
+            concurrency: Some(5),
+            queue: Some(10),
+            ..LimitSettings::default()
+        });
+        let lane = |hubs| {
+            let lane = limits.lane(hubs);
+            (lane.concurrency, lane.queue)
+        };
+        assert_eq!(lane(1), (5, 10));
+        assert_eq!(
+            lane(2),
+            (3, 5),
+            "rounded up: never fewer than the limit in all"
+        );
+        assert_eq!(lane(8), (1, 2), "every hub runs at least one");
+        assert_eq!(lane(0), (5, 10));
+    }
 
     #[test]
     fn logs_keep_the_newest_events_within_the_budget() {

@@ -21,8 +21,8 @@
 //! waits, so there is nothing to keep once the caller has gone.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,13 @@ use crate::protocol::hurozo::{ExecuteResponse, Registration};
 
 /// Where registrations are broadcast.
 pub const REGISTERED: &str = "nodehost.registered";
+
+/// Where every hub says it is alive, every [`HEARTBEAT`].
+pub const HUBS: &str = "nodehost.hubs";
+
+/// How often a hub says it is alive; one silent for three periods is taken
+/// for gone.
+const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// The queue group every hub answers executes in.
 pub const QUEUE: &str = "nodehost-hubs";
@@ -67,6 +74,8 @@ pub(crate) struct Relay {
     serving: Mutex<HashMap<(AccountId, String), Serving>>,
     /// Each worker connection's account and nodes.
     links: Mutex<HashMap<LinkId, (AccountId, Vec<String>)>>,
+    /// The other hubs and when each last said it was alive.
+    peers: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -150,7 +159,58 @@ impl Relay {
             hub_id: uuid::Uuid::new_v4().to_string(),
             serving: Mutex::default(),
             links: Mutex::default(),
+            peers: Arc::default(),
         })
+    }
+
+    /// The hubs of the cluster that are alive, this one included.
+    pub fn hubs(&self) -> usize {
+        let now = Instant::now();
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        1 + peers
+            .values()
+            .filter(|seen| now.duration_since(**seen) < 3 * HEARTBEAT)
+            .count()
+    }
+
+    /// Says this hub is alive every [`HEARTBEAT`], and counts the others
+    /// that do, for as long as the hub lives.
+    async fn keep_count(&self, hub: Weak<Hub>) -> Result<(), RelayError> {
+        let mut heard = self
+            .client
+            .subscribe(HUBS)
+            .await
+            .map_err(|err| RelayError {
+                url: "the cluster".into(),
+                reason: err.to_string(),
+            })?;
+        let (own, peers) = (self.hub_id.clone(), self.peers.clone());
+        tokio::spawn(async move {
+            while let Some(message) = heard.next().await {
+                let Ok(id) = std::str::from_utf8(&message.payload) else {
+                    continue;
+                };
+                if id != own {
+                    let mut peers = peers.lock().unwrap_or_else(|p| p.into_inner());
+                    let now = Instant::now();
+                    peers.retain(|_, seen| now.duration_since(*seen) < 10 * HEARTBEAT);
+                    peers.insert(id.to_owned(), now);
+                }
+            }
+        });
+        let (client, own) = (self.client.clone(), self.hub_id.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(HEARTBEAT);
+            loop {
+                every.tick().await;
+                if hub.strong_count() == 0 {
+                    return;
+                }
+                // Lost while NATS is down: the others count this hub out.
+                let _ = client.publish(HUBS, own.clone().into()).await;
+            }
+        });
+        Ok(())
     }
 
     /// Starts taking the registrations other hubs broadcast.
@@ -163,6 +223,7 @@ impl Relay {
                     url: "the cluster".into(),
                     reason: err.to_string(),
                 })?;
+        self.keep_count(hub.clone()).await?;
         let own = self.hub_id.clone();
         tokio::spawn(async move {
             while let Some(message) = registrations.next().await {

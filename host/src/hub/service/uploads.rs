@@ -215,7 +215,7 @@ impl Hub {
             Err((code, message)) => return UploadStatus::Failed(code, message),
         };
         let name = component.name().to_owned();
-        if let Err(refusal) = self.within_quota(account, &name, size) {
+        if let Err(refusal) = self.within_quota(account, &name, size).await {
             return refusal;
         }
         if self
@@ -278,13 +278,33 @@ impl Hub {
 
     /// Refuses a node `name` of `size` bytes that would take the account
     /// beyond its quota (a node replacing one of the same name counts only
-    /// its difference).
-    fn within_quota(&self, account: AccountId, name: &str, size: u64) -> Result<(), UploadStatus> {
-        let installed = self.catalog.list(account);
-        let replaced = installed.iter().find(|node| node.record.name == name);
-        let nodes = installed.len() + usize::from(replaced.is_none());
-        let bytes = installed.iter().map(|node| node.record.size).sum::<u64>() + size
-            - replaced.map_or(0, |node| node.record.size);
+    /// its difference). In a cluster the store's records count, so the
+    /// quota holds across hubs.
+    async fn within_quota(
+        &self,
+        account: AccountId,
+        name: &str,
+        size: u64,
+    ) -> Result<(), UploadStatus> {
+        let held: Vec<(String, u64)> = if self.shared {
+            self.store
+                .uploads_of(account)
+                .await
+                .map_err(|err| UploadStatus::Failed("unavailable".into(), err.to_string()))?
+                .into_iter()
+                .map(|record| (record.name, record.size))
+                .collect()
+        } else {
+            self.catalog
+                .list(account)
+                .iter()
+                .map(|node| (node.record.name.clone(), node.record.size))
+                .collect()
+        };
+        let replaced = held.iter().find(|(held, _)| held == name);
+        let nodes = held.len() + usize::from(replaced.is_none());
+        let bytes = held.iter().map(|(_, size)| size).sum::<u64>() + size
+            - replaced.map_or(0, |(_, size)| *size);
         let quota = self.quota;
         if nodes > quota.nodes || bytes > quota.bytes {
             return Err(UploadStatus::Failed(
@@ -338,7 +358,15 @@ impl Hub {
         shown["limits"] = limits.to_json();
         shown["hosted_workers"] = self.workers_ready(&node.record.sha256).into();
         let (running, waiting) = self.runner.lanes().load(caller.account);
-        shown["lane"] = json!({"running": running, "waiting": waiting});
+        let hubs = self.hubs();
+        let here = limits.lane(hubs);
+        shown["lane"] = json!({
+            "running": running,
+            "waiting": waiting,
+            "hubs": hubs,
+            "concurrency_here": here.concurrency,
+            "queue_here": here.queue,
+        });
         Ok(shown)
     }
 
@@ -445,7 +473,7 @@ impl Hub {
             .await?;
         let permit = self
             .runner
-            .admit(&event, limits.lane())
+            .admit(&event, limits.lane(self.hubs()))
             .await
             .map_err(|err| HubError::from_run(&event.node, ms, err))?;
         // The sandbox's deadline is the caller's when that comes first (what

@@ -476,6 +476,28 @@ impl Store for PostgresStore {
         }))
     }
 
+    async fn uploads_of(&self, account: AccountId) -> Result<Vec<UploadedNode>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT name, sha256, size, uploaded_at FROM uploaded_nodes
+                 WHERE account_id = $1 ORDER BY name",
+                &[&account],
+            )
+            .await
+            .map_err(pg("list the account's uploads"))?;
+        Ok(rows
+            .iter()
+            .map(|row| UploadedNode {
+                name: row.get(0),
+                sha256: row.get(1),
+                size: from_sql(row.get(2)).unwrap_or(0),
+                uploaded_at: row.get(3),
+            })
+            .collect())
+    }
+
     async fn all_uploaded(&self) -> Result<Vec<(AccountId, UploadedNode)>, StoreError> {
         let rows = self
             .client()

@@ -219,6 +219,10 @@ impl Store for SqliteStore {
         self.with(move |db| db.uploaded(account, &name)).await
     }
 
+    async fn uploads_of(&self, account: AccountId) -> Result<Vec<UploadedNode>, StoreError> {
+        self.with(move |db| db.uploads_of(account)).await
+    }
+
     async fn all_uploaded(&self) -> Result<Vec<(AccountId, UploadedNode)>, StoreError> {
         self.with(|db| db.all_uploaded()).await
     }
@@ -557,6 +561,29 @@ impl Database {
             })
             .optional()
             .map_err(sql("look up uploaded node"))
+    }
+
+    /// `account`'s uploads, by name.
+    fn uploads_of(&self, account: i64) -> Result<Vec<UploadedNode>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare_cached(
+                "SELECT name, sha256, size, uploaded_at FROM uploaded_nodes
+                 WHERE account_id = ?1 ORDER BY name",
+            )
+            .map_err(sql("prepare the account's upload listing"))?;
+        let rows = statement
+            .query_map([account], |row| {
+                Ok(UploadedNode {
+                    name: row.get(0)?,
+                    sha256: row.get(1)?,
+                    size: row.get::<_, i64>(2)? as u64,
+                    uploaded_at: row.get(3)?,
+                })
+            })
+            .map_err(sql("list the account's uploads"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read an uploaded node"))
     }
 
     /// Every account's uploads, for loading them at start-up.

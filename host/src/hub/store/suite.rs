@@ -222,6 +222,8 @@ async fn uploads_and_limits_are_per_account(store: &dyn Store) {
         Some(node("bb"))
     );
     assert_eq!(store.uploaded(bob, "hello").await.unwrap(), None);
+    assert_eq!(store.uploads_of(alice).await.unwrap(), vec![node("bb")]);
+    assert_eq!(store.uploads_of(bob).await.unwrap(), vec![]);
     assert_eq!(store.uploaded(alice, "other").await.unwrap(), None);
     for change in [
         LimitSettings {
