@@ -521,3 +521,43 @@ fn quotas_and_lanes_hold_across_the_cluster() {
         );
     }
 }
+
+#[test]
+fn a_worker_whose_hub_dies_reconnects_to_another_through_the_balancer() {
+    let mut cluster = start_cluster("failover", 2);
+    let addrs: Vec<String> = cluster
+        .hubs
+        .iter()
+        .map(|hub| hub.addr().to_owned())
+        .collect();
+    let balancer = node_host_e2e::Balancer::start(addrs);
+    let alice = cluster.hubs[0].token("alice", false);
+    let worker = node_host_e2e::start_worker(
+        &format!("http://{}", balancer.addr),
+        &alice,
+        &["hello"],
+        &[],
+    );
+    let survivor = cluster.hubs[1].url.clone();
+    eventually(
+        Duration::from_secs(10),
+        "the other hub reaches the worker",
+        || hello_named(&survivor, &alice, "warm-up").0 == 200,
+    );
+
+    let connections = |hub: &Hub| node_host_e2e::metric(&hub.metrics, "node_host_hub_connections");
+    assert_eq!(
+        (connections(&cluster.hubs[0]), connections(&cluster.hubs[1])),
+        (1.0, 0.0),
+        "the balancer sent the worker to hub 0"
+    );
+    let dead = cluster.hubs.remove(0);
+    dead.service.signal("KILL");
+    eventually(
+        Duration::from_secs(30),
+        "the worker serves through the surviving hub",
+        || hello_named(&survivor, &alice, "Ada").1["outputs"] == greeted("Ada"),
+    );
+    assert_eq!(connections(&cluster.hubs[0]), 1.0, "now on the survivor");
+    drop((worker, dead));
+}

@@ -979,3 +979,61 @@ pub fn cluster_database(name: &str) -> (node_host::testing::PostgresServer, Stri
         .expect("an empty database");
     (server, url)
 }
+
+/// A TCP load balancer on 127.0.0.1, as one in front of a cluster of hubs:
+/// each connection goes to the first of its targets that accepts it, and
+/// bytes are copied both ways until either side closes. Stops accepting
+/// when dropped.
+pub struct Balancer {
+    /// `host:port` it listens on.
+    pub addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Balancer {
+    /// Starts one in front of `targets` (`host:port` each, in order).
+    pub fn start(targets: Vec<String>) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                client.set_nonblocking(false).unwrap();
+                let Some(server) = targets
+                    .iter()
+                    .find_map(|target| std::net::TcpStream::connect(target).ok())
+                else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { addr, stop }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
