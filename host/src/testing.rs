@@ -29,6 +29,19 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Runs `start` on ports the OS hands out until it works: another process
+/// may take a port between, so five tries.
+fn on_a_free_port(what: &str, mut start: impl FnMut(u16) -> io::Result<()>) -> io::Result<()> {
+    let mut last = None;
+    for _ in 0..5 {
+        match start(free_port()?) {
+            Ok(()) => return Ok(()),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| failed(format!("{what} did not start"))))
+}
+
 fn failed(what: String) -> io::Error {
     io::Error::other(what)
 }
@@ -91,15 +104,11 @@ impl PostgresServer {
             .args(["-U", PG_USER, "--auth=trust", "--no-sync", "-E", "UTF8"])
             .args(["--locale=C", "--no-instructions"]);
         run(&mut initdb, "initdb")?;
-        let mut last = None;
-        for _ in 0..5 {
-            server.port = free_port()?;
-            match server.start_again() {
-                Ok(()) => return Ok(server),
-                Err(err) => last = Some(err),
-            }
-        }
-        Err(last.unwrap_or_else(|| failed("PostgreSQL did not start".into())))
+        on_a_free_port("PostgreSQL", |port| {
+            server.port = port;
+            server.start_again()
+        })?;
+        Ok(server)
     }
 
     fn data(&self) -> PathBuf {
@@ -263,15 +272,11 @@ impl NatsServer {
             port: 0,
             child: None,
         };
-        let mut last = None;
-        for _ in 0..5 {
-            server.port = free_port()?;
-            match server.start_again() {
-                Ok(()) => return Ok(server),
-                Err(err) => last = Some(err),
-            }
-        }
-        Err(last.unwrap_or_else(|| failed("nats-server did not start".into())))
+        on_a_free_port("nats-server", |port| {
+            server.port = port;
+            server.start_again()
+        })?;
+        Ok(server)
     }
 
     /// Starts the server again (on the same port) after [`stop`](Self::stop).

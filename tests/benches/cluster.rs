@@ -119,7 +119,7 @@ fn main() {
         &nats.url(),
     ];
     let hubs: Vec<Hub> = (0..3)
-        .map(|index| Hub::start_with(&format!("bench-cluster-{index}"), &flags))
+        .map(|index| Hub::start_in_cluster(&format!("bench-cluster-{index}"), &flags))
         .collect();
     let urls: Vec<String> = hubs.iter().map(|hub| hub.url.clone()).collect();
     let pids: Vec<u32> = hubs.iter().map(|hub| hub.service.pid()).collect();

@@ -11,7 +11,7 @@ use serde_json::json;
 /// Starts a hub of the cluster on `database`, its components in `shared`.
 fn cluster_hub(test: &str, database: &str, shared: &std::path::Path) -> Hub {
     let shared = shared.to_str().expect("a UTF-8 path");
-    Hub::start_with(
+    Hub::start_in_cluster(
         test,
         &[
             "--database",
@@ -68,6 +68,26 @@ fn hubs_sharing_a_database_share_accounts_tokens_and_uploads() {
         Duration::from_secs(10),
         "B forgets the deleted node",
         || hello(&b, &alice).0 == 404,
+    );
+
+    // A hub whose secrets key is not the cluster's is refused at start:
+    // secrets set through the others would not open on it.
+    let stranger = node_host_e2e::run_bounded(
+        node_host_e2e::node_host()
+            .args(["hub", "--listen", "127.0.0.1:0", "--data"])
+            .arg(scratch_dir("cluster-stranger"))
+            .args(["--database", &database])
+            .env(
+                "NODE_HOST_SECRETS_KEY",
+                "YSBzdHJhbmdlciBrZXk6IG5vdCB0aGUgY2x1c3RlcnM=",
+            ),
+        Duration::from_secs(30),
+    );
+    assert_ne!(stranger.code, Some(0));
+    assert!(
+        stranger.stderr.contains("NODE_HOST_SECRETS_KEY"),
+        "{}",
+        stranger.stderr
     );
 
     // A token revoked through one hub is refused by the other.
@@ -134,7 +154,7 @@ fn start_cluster_with(test: &str, hubs: usize, extra: &[&str]) -> Cluster {
     let shared = shared.to_str().expect("a UTF-8 path");
     let hubs = (0..hubs)
         .map(|index| {
-            Hub::start_with(
+            Hub::start_in_cluster(
                 &format!("{test}-{index}"),
                 &[
                     "--database",

@@ -351,6 +351,27 @@ impl Hub {
 
     /// Starts a hub on `listen` with `data` and more `hub` flags.
     pub fn start_at_with(data: &Path, listen: &str, flags: &[&str]) -> Self {
+        Self::start_at_with_env(data, listen, flags, &[])
+    }
+
+    /// A hub of a cluster: [`Hub::start_with`] with the secrets key every
+    /// hub of the cluster shares.
+    pub fn start_in_cluster(test: &str, flags: &[&str]) -> Self {
+        Self::start_at_with_env(
+            &scratch_dir(test),
+            "127.0.0.1:0",
+            flags,
+            &[("NODE_HOST_SECRETS_KEY", CLUSTER_SECRETS_KEY)],
+        )
+    }
+
+    /// [`Hub::start_at_with`] with more environment variables.
+    pub fn start_at_with_env(
+        data: &Path,
+        listen: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut service = Service::start(
             node_host()
                 .args([
@@ -362,7 +383,8 @@ impl Hub {
                     "--data",
                 ])
                 .arg(data)
-                .args(flags),
+                .args(flags)
+                .envs(env.iter().copied()),
         );
         let metrics = service.wait_for_line("metrics at", START_BOUND);
         let metrics = metrics
@@ -966,6 +988,9 @@ pub mod load {
         })
     }
 }
+
+/// The secrets key of the tests' clusters (base64 of 32 bytes).
+pub const CLUSTER_SECRETS_KEY: &str = "bm9kZS1ob3N0IHRlc3RzJyBjbHVzdGVyIGtleSAhISE=";
 
 /// A private PostgreSQL with one empty database for a cluster of hubs:
 /// the server (stopped when dropped) and the database's URL.

@@ -49,11 +49,21 @@ pub enum SecretsError {
          {KEY_FILE} in the data directory); restore the key, or set the secret again"
     )]
     WrongKey(String),
+    /// The other hubs of the cluster seal secrets under another key.
+    #[error(
+        "this hub's secrets key is not the one the other hubs sharing its database use: give \
+         every hub of the cluster the same {KEY_ENV} (base64 of 32 bytes), or secrets set \
+         through one hub cannot be read by another"
+    )]
+    KeyMismatch,
 }
 
 /// Seals and opens secret values with the hub's key.
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// A hash of the key (which it does not reveal: the key is 256 random
+    /// bits), for hubs of a cluster to check that they share it.
+    check: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -111,9 +121,19 @@ impl SecretBox {
     }
 
     fn with_key(key: &[u8; 32]) -> Self {
+        use sha2::Digest as _;
+        let mut check = sha2::Sha256::new();
+        check.update(b"node-host secrets key check\0");
+        check.update(key);
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
+            check: check.finalize().into(),
         }
+    }
+
+    /// What hubs sharing a database compare to know they share the key.
+    pub fn key_check(&self) -> [u8; 32] {
+        self.check
     }
 
     /// Seals `value` for `account`'s secret `name`.

@@ -243,6 +243,12 @@ impl Hub {
             ..Restored::default()
         });
         let secrets = SecretBox::open(config.data_dir.as_deref())?;
+        if config.database.is_some() {
+            let check = secrets.key_check();
+            if store.claim_setting("secrets_key_check", &check).await? != check {
+                return Err(SecretsError::KeyMismatch.into());
+            }
+        }
         let outbound = Outbound::new(&config.outbound)?;
         let relay = match &config.nats {
             Some(url) => Some(relay::Relay::connect(url).await?),

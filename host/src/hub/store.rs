@@ -141,6 +141,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         origins: Option<Vec<String>>,
     ) -> Result<bool, StoreError>;
 
+    /// The setting `key`: `candidate` is stored unless a value is there
+    /// already, and the stored value is returned (the first caller's, when
+    /// hubs of a cluster race).
+    async fn claim_setting(&self, key: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+
     /// The key that signs WebSocket tokens, made on first use and kept, so
     /// tokens stay valid across a restart of the hub.
     async fn signing_key(&self) -> Result<[u8; 32], StoreError>;

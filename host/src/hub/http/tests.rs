@@ -435,7 +435,10 @@ async fn an_uploaded_node_is_listed_shown_run_logged_and_deleted() {
     let (status, body) = t.get("/api/nodes/hello", &t.alice).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["limits"]["concurrency"], 4);
-    assert_eq!(body["lane"], json!({"running": 0, "waiting": 0}));
+    assert_eq!(
+        body["lane"],
+        json!({"running": 0, "waiting": 0, "hubs": 1, "concurrency_here": 4, "queue_here": 64})
+    );
     assert_eq!(body["hosted_workers"], 0);
 
     let sha256 = body["sha256"].as_str().unwrap().to_owned();

@@ -716,27 +716,27 @@ impl Store for PostgresStore {
         Ok(changed > 0)
     }
 
-    async fn signing_key(&self) -> Result<[u8; 32], StoreError> {
+    async fn claim_setting(&self, key: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
         let client = self.client().await?;
-        // Hubs starting at once may each make a key: the first insert wins
-        // and every hub reads that one back.
-        let candidate: [u8; 32] = rand::random();
         client
             .execute(
-                "INSERT INTO settings (key, value) VALUES ('ws_signing_key', $1)
-                 ON CONFLICT (key) DO NOTHING",
-                &[&&candidate[..]],
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &candidate],
             )
             .await
-            .map_err(pg("store signing key"))?;
-        let stored: Vec<u8> = client
-            .query_one(
-                "SELECT value FROM settings WHERE key = 'ws_signing_key'",
-                &[],
-            )
+            .map_err(pg("store a setting"))?;
+        Ok(client
+            .query_one("SELECT value FROM settings WHERE key = $1", &[&key])
             .await
-            .map_err(pg("read signing key"))?
-            .get(0);
+            .map_err(pg("read a setting"))?
+            .get(0))
+    }
+
+    async fn signing_key(&self) -> Result<[u8; 32], StoreError> {
+        // Hubs starting at once may each make a key: the first one stored
+        // wins and every hub uses that one.
+        let candidate: [u8; 32] = rand::random();
+        let stored = self.claim_setting("ws_signing_key", &candidate).await?;
         <[u8; 32]>::try_from(stored).map_err(|_| StoreError::Backend {
             what: "read signing key",
             source: "the stored signing key is not 32 bytes".into(),

@@ -270,6 +270,12 @@ impl Store for SqliteStore {
         self.with(move |db| db.secret_names(account)).await
     }
 
+    async fn claim_setting(&self, key: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let (key, candidate) = (key.to_owned(), candidate.to_vec());
+        self.with(move |db| db.claim_setting(&key, &candidate))
+            .await
+    }
+
     async fn signing_key(&self) -> Result<[u8; 32], StoreError> {
         self.with(Database::signing_key).await
     }
@@ -825,6 +831,21 @@ impl Database {
             .map_err(sql("list Exosphere records"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("read an Exosphere record"))
+    }
+
+    /// See [`Store::claim_setting`].
+    fn claim_setting(&self, key: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.db
+            .execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, candidate],
+            )
+            .map_err(sql("store a setting"))?;
+        self.db
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .map_err(sql("read a setting"))
     }
 
     /// The key that signs WebSocket tokens, made on first use and kept, so

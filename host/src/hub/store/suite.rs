@@ -16,6 +16,7 @@ pub async fn run(store: &dyn Store) {
     secrets_are_per_account(store).await;
     http_origins_are_per_account_and_node(store).await;
     the_signing_key_is_kept(store).await;
+    a_claimed_setting_keeps_its_first_value(store).await;
     exosphere_records_replace_by_kind_and_key(store).await;
 }
 
@@ -316,4 +317,16 @@ async fn http_origins_are_per_account_and_node(store: &dyn Store) {
 async fn the_signing_key_is_kept(store: &dyn Store) {
     let key = store.signing_key().await.unwrap();
     assert_eq!(store.signing_key().await.unwrap(), key);
+}
+
+async fn a_claimed_setting_keeps_its_first_value(store: &dyn Store) {
+    assert_eq!(
+        store.claim_setting("check", b"first").await.unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        store.claim_setting("check", b"second").await.unwrap(),
+        b"first"
+    );
+    assert_eq!(store.claim_setting("other", b"x").await.unwrap(), b"x");
 }
