@@ -581,3 +581,65 @@ fn a_worker_whose_hub_dies_reconnects_to_another_through_the_balancer() {
     assert_eq!(connections(&cluster.hubs[0]), 1.0, "now on the survivor");
     drop((worker, dead));
 }
+
+#[test]
+fn an_event_relayed_to_a_hub_that_dies_fails_fast() {
+    let mut cluster = start_cluster("taker-dies", 2);
+    let alice = cluster.hubs[0].token("alice", false);
+    // A worker on hub 0 that takes events and never answers.
+    let registered: serde_json::Value = http()
+        .post(format!("{}/api/remote_nodes/register", cluster.hubs[0].url))
+        .bearer_auth(&alice)
+        .json(&json!({"name": "hello", "inputs": ["name"], "outputs": ["greeting", "shout"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let url = format!(
+        "{}?auth={}",
+        registered["websocket_url"].as_str().unwrap(),
+        registered["token"].as_str().unwrap()
+    );
+    let (_silent, _) = tungstenite::connect(url).expect("hub 0 takes the worker");
+    let relaying = cluster.hubs[1].url.clone();
+    eventually(
+        Duration::from_secs(10),
+        "hub 1 knows the registration",
+        || {
+            execute(
+                &relaying,
+                &alice,
+                "hello",
+                json!({"inputs": {}, "timeout_ms": 1}),
+            )
+            .1["code"]
+                == "timeout"
+        },
+    );
+
+    let started = std::time::Instant::now();
+    let caller = {
+        let (url, token) = (relaying.clone(), alice.clone());
+        std::thread::spawn(move || {
+            execute(
+                &url,
+                &token,
+                "hello",
+                json!({"inputs": {}, "timeout_ms": 120_000}),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.hubs.remove(0).service.signal("KILL");
+    let (status, answer) = caller.join().unwrap();
+    assert_eq!(
+        (status, &answer["code"]),
+        (502, &json!("worker_lost")),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failed after {:?}, not at the caller's timeout",
+        started.elapsed()
+    );
+}

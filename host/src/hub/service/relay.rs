@@ -12,10 +12,14 @@
 //!   one of its workers and replies on the caller's inbox. It subscribes
 //!   with the first such connection and unsubscribes with the last, so a
 //!   hub without a worker for N is never chosen.
-//! - A hub asked to execute N that has no worker for it here sends one NATS
-//!   request; no hub listening is `no_worker` (or `unknown_node` for a node
-//!   nobody registered), and there is no retry: an event reaches at most
-//!   one worker, and a caller that wants another try asks again.
+//! - A hub asked to execute N that has no worker for it here publishes the
+//!   event once, with an inbox of its own for the reply; no hub listening is
+//!   `no_worker`, and there is no retry: an event reaches at most one
+//!   worker, and a caller that wants another try asks again. The hub that
+//!   takes it says so at once (`taken`), then answers; every hub says it is
+//!   alive on [`HUBS`] every 2 s, so a taker that dies mid-event fails its
+//!   event with `worker_lost` within about 8 s, not at the caller's
+//!   timeout.
 //!
 //! Core NATS only (no JetStream): an execute is answered while its caller
 //! waits, so there is nothing to keep once the caller has gone.
@@ -111,6 +115,10 @@ struct Relayed {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Answer {
+    /// Sent first: the hub `hub` took the event.
+    Taken {
+        hub: String,
+    },
     Done(ExecuteResponse),
     /// The node ran and failed with its own code.
     Failed {
@@ -268,6 +276,7 @@ impl Relay {
             let task = tokio::spawn(answer_relayed(
                 self.client.clone(),
                 hub.clone(),
+                self.hub_id.clone(),
                 account,
                 node.clone(),
             ));
@@ -320,39 +329,83 @@ impl Relay {
             outputs: outputs.to_vec(),
         };
         let payload = serde_json::to_vec(&request).expect("an execute serializes");
-        let sent = self.client.send_request(
-            subject(account, node),
-            async_nats::Request::new()
-                .payload(payload.into())
-                .timeout(Some(timeout + REPLY_MARGIN)),
-        );
-        let reply = match sent.await {
-            Ok(reply) => reply,
-            Err(err) => {
-                use async_nats::client::RequestErrorKind;
-                return match err.kind() {
-                    RequestErrorKind::NoResponders => None,
-                    RequestErrorKind::TimedOut
-                        if self.client.connection_state()
-                            == async_nats::connection::State::Connected =>
-                    {
-                        Some(Err(HubError::WorkerLost(node.to_owned())))
-                    }
-                    _ => Some(Err(self.unreachable(&err.to_string()))),
-                };
-            }
+        // An inbox of our own rather than a plain request: the hub that
+        // takes the event says so first, then answers, and a taker that
+        // stops saying it is alive fails the event here long before its
+        // timeout.
+        let inbox = self.client.new_inbox();
+        let mut replies = match self.client.subscribe(inbox.clone()).await {
+            Ok(replies) => replies,
+            Err(err) => return Some(Err(self.unreachable(&err.to_string()))),
         };
-        Some(match serde_json::from_slice::<Answer>(&reply.payload) {
-            Ok(Answer::Done(response)) => Ok(response),
-            Ok(Answer::Failed { code, message }) => Err(HubError::NodeFailed {
+        if let Err(err) = self
+            .client
+            .publish_with_reply(subject(account, node), inbox, payload.into())
+            .await
+        {
+            return Some(Err(self.unreachable(&err.to_string())));
+        }
+        let due = tokio::time::Instant::now() + timeout + REPLY_MARGIN;
+        let mut check = tokio::time::interval(HEARTBEAT);
+        // The hub that took the event, and when it said so.
+        let mut taker: Option<(String, Instant)> = None;
+        let lost = || Some(Err(HubError::WorkerLost(node.to_owned())));
+        loop {
+            tokio::select! {
+                reply = replies.next() => {
+                    let Some(reply) = reply else {
+                        return Some(Err(self.unreachable("the reply inbox closed")));
+                    };
+                    if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                        return None;
+                    }
+                    match serde_json::from_slice::<Answer>(&reply.payload) {
+                        Ok(Answer::Taken { hub }) => taker = Some((hub, Instant::now())),
+                        Ok(answer) => return Some(answer.into_result(node)),
+                        Err(err) => return Some(Err(HubError::internal(format!(
+                            "another hub answered a relayed execute with something else: {err}"
+                        )))),
+                    }
+                }
+                _ = check.tick() => {
+                    if self.client.connection_state() != async_nats::connection::State::Connected {
+                        return Some(Err(self.unreachable("the connection to NATS dropped")));
+                    }
+                    if taker.as_ref().is_some_and(|(hub, since)| !self.alive(hub, *since)) {
+                        tracing::warn!(account, node, "the hub running a relayed event is gone");
+                        return lost();
+                    }
+                }
+                () = tokio::time::sleep_until(due) => return lost(),
+            }
+        }
+    }
+
+    /// Whether the hub `id`, which took an event at `since`, said it was
+    /// alive lately: a hub just started may not have been heard yet, so
+    /// `since` counts as a sign of life too (this hub always is alive).
+    fn alive(&self, id: &str, since: Instant) -> bool {
+        if id == self.hub_id {
+            return true;
+        }
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = peers.get(id).map_or(since, |seen| (*seen).max(since));
+        seen.elapsed() < 3 * HEARTBEAT
+    }
+}
+
+impl Answer {
+    /// What the asking hub answers its caller.
+    fn into_result(self, node: &str) -> Result<ExecuteResponse, HubError> {
+        match self {
+            Answer::Done(response) => Ok(response),
+            Answer::Failed { code, message } => Err(HubError::NodeFailed {
                 node: node.to_owned(),
                 failure: EventFailure::new(&code, message),
             }),
-            Ok(Answer::Refused { code, message }) => Err(HubError::Relayed { code, message }),
-            Err(err) => Err(HubError::internal(format!(
-                "another hub answered a relayed execute with something else: {err}"
-            ))),
-        })
+            Answer::Refused { code, message } => Err(HubError::Relayed { code, message }),
+            Answer::Taken { .. } => Err(HubError::internal("a relayed execute was taken twice")),
+        }
     }
 }
 
@@ -371,6 +424,7 @@ impl Relay {
 async fn answer_relayed(
     client: async_nats::Client,
     hub: Weak<Hub>,
+    own: String,
     account: AccountId,
     node: String,
 ) {
@@ -389,7 +443,10 @@ async fn answer_relayed(
             continue;
         };
         let (client, node) = (client.clone(), node.clone());
+        let taken =
+            serde_json::to_vec(&Answer::Taken { hub: own.clone() }).expect("an answer serializes");
         tokio::spawn(async move {
+            let _ = client.publish(reply.clone(), taken.into()).await;
             let answer = match serde_json::from_slice::<Relayed>(&message.payload) {
                 Ok(request) => {
                     let timeout = Duration::from_millis(request.timeout_ms);
