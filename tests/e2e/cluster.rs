@@ -643,3 +643,28 @@ fn an_event_relayed_to_a_hub_that_dies_fails_fast() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_relayed_event_longer_than_the_silence_window_is_answered() {
+    let cluster = start_cluster("long-relayed", 2);
+    let alice = cluster.hubs[0].token("alice", false);
+    let _worker = node_host_e2e::start_worker(&cluster.hubs[0].url, &alice, &["sleeper"], &[]);
+    let relaying = cluster.hubs[1].url.clone();
+    let quick = json!({"inputs": {"millis": 1}});
+    eventually(Duration::from_secs(10), "hub 1 reaches the worker", || {
+        execute(&relaying, &alice, "sleeper", quick.clone()).0 == 200
+    });
+    // 8 s is longer than the 6 s of silence after which a relayed event
+    // counts as lost: the serving hub's `working` keeps it alive.
+    let (status, answer) = execute(
+        &relaying,
+        &alice,
+        "sleeper",
+        json!({"inputs": {"millis": 8000}, "timeout_ms": 30_000}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["outputs"]["slept"].as_i64().unwrap() >= 8000,
+        "{answer}"
+    );
+}

@@ -16,10 +16,12 @@
 //!   event once, with an inbox of its own for the reply; no hub listening is
 //!   `no_worker`, and there is no retry: an event reaches at most one
 //!   worker, and a caller that wants another try asks again. The hub that
-//!   takes it says so at once (`taken`), then answers; every hub says it is
-//!   alive on [`HUBS`] every 2 s, so a taker that dies mid-event fails its
-//!   event with `worker_lost` within about 8 s, not at the caller's
-//!   timeout.
+//!   takes an event still running after 2 s says `working` every 2 s until
+//!   it answers, so a taker that dies mid-event fails the event with
+//!   `worker_lost` after 6 s of silence, not at the caller's timeout; an
+//!   event answered within 2 s costs two NATS messages, nothing more.
+//! - Replies come back on one inbox subscription per hub, told apart by
+//!   their last subject token, so an execute subscribes to nothing.
 //!
 //! Core NATS only (no JetStream): an execute is answered while its caller
 //! waits, so there is nothing to keep once the caller has gone.
@@ -43,8 +45,8 @@ pub const REGISTERED: &str = "nodehost.registered";
 /// Where every hub says it is alive, every [`HEARTBEAT`].
 pub const HUBS: &str = "nodehost.hubs";
 
-/// How often a hub says it is alive; one silent for three periods is taken
-/// for gone.
+/// How often a hub says it is alive, and a hub running a relayed event
+/// says it is still working; silence for three periods is taken for gone.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// The queue group every hub answers executes in.
@@ -80,6 +82,63 @@ pub(crate) struct Relay {
     links: Mutex<HashMap<LinkId, (AccountId, Vec<String>)>>,
     /// The other hubs and when each last said it was alive.
     peers: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Where the answers to this hub's relayed executes arrive:
+    /// `<inbox>.<n>`, one `n` per execute waiting.
+    inbox: String,
+    waiting: Arc<Waiting>,
+}
+
+/// The relayed executes waiting for answers, by their inbox token.
+#[derive(Default)]
+struct Waiting {
+    next: std::sync::atomic::AtomicU64,
+    by_token: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<async_nats::Message>>>,
+}
+
+/// One relayed execute's answers; it stops waiting when dropped.
+struct Replies {
+    token: u64,
+    waiting: Arc<Waiting>,
+    answers: tokio::sync::mpsc::UnboundedReceiver<async_nats::Message>,
+}
+
+impl Waiting {
+    fn open(self: &Arc<Self>) -> Replies {
+        let token = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, answers) = tokio::sync::mpsc::unbounded_channel();
+        self.by_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token, sender);
+        Replies {
+            token,
+            waiting: self.clone(),
+            answers,
+        }
+    }
+
+    /// Hands an answer to its execute, if that still waits.
+    fn deliver(&self, message: async_nats::Message) {
+        let token = message
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|token| token.parse::<u64>().ok());
+        let by_token = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = token.and_then(|token| by_token.get(&token)) {
+            let _ = sender.send(message);
+        }
+    }
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        self.waiting
+            .by_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.token);
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -115,10 +174,9 @@ struct Relayed {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Answer {
-    /// Sent first: the hub `hub` took the event.
-    Taken {
-        hub: String,
-    },
+    /// The event is still running: sent every [`HEARTBEAT`] until the
+    /// answer.
+    Working,
     Done(ExecuteResponse),
     /// The node ran and failed with its own code.
     Failed {
@@ -162,12 +220,15 @@ impl Relay {
             .connect(url)
             .await
             .map_err(|err| failed(err.to_string()))?;
+        let inbox = client.new_inbox();
         Ok(Self {
             client,
             hub_id: uuid::Uuid::new_v4().to_string(),
             serving: Mutex::default(),
             links: Mutex::default(),
             peers: Arc::default(),
+            inbox,
+            waiting: Arc::default(),
         })
     }
 
@@ -232,6 +293,20 @@ impl Relay {
                     reason: err.to_string(),
                 })?;
         self.keep_count(hub.clone()).await?;
+        let mut answers = self
+            .client
+            .subscribe(format!("{}.*", self.inbox))
+            .await
+            .map_err(|err| RelayError {
+                url: "the cluster".into(),
+                reason: err.to_string(),
+            })?;
+        let waiting = self.waiting.clone();
+        tokio::spawn(async move {
+            while let Some(answer) = answers.next().await {
+                waiting.deliver(answer);
+            }
+        });
         let own = self.hub_id.clone();
         tokio::spawn(async move {
             while let Some(message) = registrations.next().await {
@@ -276,7 +351,6 @@ impl Relay {
             let task = tokio::spawn(answer_relayed(
                 self.client.clone(),
                 hub.clone(),
-                self.hub_id.clone(),
                 account,
                 node.clone(),
             ));
@@ -329,15 +403,8 @@ impl Relay {
             outputs: outputs.to_vec(),
         };
         let payload = serde_json::to_vec(&request).expect("an execute serializes");
-        // An inbox of our own rather than a plain request: the hub that
-        // takes the event says so first, then answers, and a taker that
-        // stops saying it is alive fails the event here long before its
-        // timeout.
-        let inbox = self.client.new_inbox();
-        let mut replies = match self.client.subscribe(inbox.clone()).await {
-            Ok(replies) => replies,
-            Err(err) => return Some(Err(self.unreachable(&err.to_string()))),
-        };
+        let mut replies = self.waiting.open();
+        let inbox = format!("{}.{}", self.inbox, replies.token);
         if let Err(err) = self
             .client
             .publish_with_reply(subject(account, node), inbox, payload.into())
@@ -346,51 +413,32 @@ impl Relay {
             return Some(Err(self.unreachable(&err.to_string())));
         }
         let due = tokio::time::Instant::now() + timeout + REPLY_MARGIN;
-        let mut check = tokio::time::interval(HEARTBEAT);
-        // The hub that took the event, and when it said so.
-        let mut taker: Option<(String, Instant)> = None;
-        let lost = || Some(Err(HubError::WorkerLost(node.to_owned())));
         loop {
-            tokio::select! {
-                reply = replies.next() => {
-                    let Some(reply) = reply else {
-                        return Some(Err(self.unreachable("the reply inbox closed")));
-                    };
-                    if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
-                        return None;
-                    }
-                    match serde_json::from_slice::<Answer>(&reply.payload) {
-                        Ok(Answer::Taken { hub }) => taker = Some((hub, Instant::now())),
-                        Ok(answer) => return Some(answer.into_result(node)),
-                        Err(err) => return Some(Err(HubError::internal(format!(
-                            "another hub answered a relayed execute with something else: {err}"
-                        )))),
-                    }
+            let silent = tokio::time::Instant::now() + 3 * HEARTBEAT;
+            let reply = tokio::select! {
+                reply = replies.answers.recv() => reply,
+                () = tokio::time::sleep_until(silent.min(due)) => None,
+            };
+            let Some(reply) = reply else {
+                if self.client.connection_state() != async_nats::connection::State::Connected {
+                    return Some(Err(self.unreachable("the connection to NATS dropped")));
                 }
-                _ = check.tick() => {
-                    if self.client.connection_state() != async_nats::connection::State::Connected {
-                        return Some(Err(self.unreachable("the connection to NATS dropped")));
-                    }
-                    if taker.as_ref().is_some_and(|(hub, since)| !self.alive(hub, *since)) {
-                        tracing::warn!(account, node, "the hub running a relayed event is gone");
-                        return lost();
-                    }
+                tracing::warn!(account, node, "the hub running a relayed event went silent");
+                return Some(Err(HubError::WorkerLost(node.to_owned())));
+            };
+            if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                return None;
+            }
+            match serde_json::from_slice::<Answer>(&reply.payload) {
+                Ok(Answer::Working) => {}
+                Ok(answer) => return Some(answer.into_result(node)),
+                Err(err) => {
+                    return Some(Err(HubError::internal(format!(
+                        "another hub answered a relayed execute with something else: {err}"
+                    ))));
                 }
-                () = tokio::time::sleep_until(due) => return lost(),
             }
         }
-    }
-
-    /// Whether the hub `id`, which took an event at `since`, said it was
-    /// alive lately: a hub just started may not have been heard yet, so
-    /// `since` counts as a sign of life too (this hub always is alive).
-    fn alive(&self, id: &str, since: Instant) -> bool {
-        if id == self.hub_id {
-            return true;
-        }
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = peers.get(id).map_or(since, |seen| (*seen).max(since));
-        seen.elapsed() < 3 * HEARTBEAT
     }
 }
 
@@ -404,7 +452,7 @@ impl Answer {
                 failure: EventFailure::new(&code, message),
             }),
             Answer::Refused { code, message } => Err(HubError::Relayed { code, message }),
-            Answer::Taken { .. } => Err(HubError::internal("a relayed execute was taken twice")),
+            Answer::Working => Err(HubError::internal("a relayed execute is still running")),
         }
     }
 }
@@ -424,7 +472,6 @@ impl Relay {
 async fn answer_relayed(
     client: async_nats::Client,
     hub: Weak<Hub>,
-    own: String,
     account: AccountId,
     node: String,
 ) {
@@ -443,16 +490,13 @@ async fn answer_relayed(
             continue;
         };
         let (client, node) = (client.clone(), node.clone());
-        let taken =
-            serde_json::to_vec(&Answer::Taken { hub: own.clone() }).expect("an answer serializes");
         tokio::spawn(async move {
-            let _ = client.publish(reply.clone(), taken.into()).await;
             let answer = match serde_json::from_slice::<Relayed>(&message.payload) {
                 Ok(request) => {
                     let timeout = Duration::from_millis(request.timeout_ms);
-                    let done = hub
-                        .execute_here(account, &node, request.inputs, &request.outputs, timeout)
-                        .await;
+                    let run =
+                        hub.execute_here(account, &node, request.inputs, &request.outputs, timeout);
+                    let done = still_working(&client, &reply, run).await;
                     match done {
                         Ok(response) => Answer::Done(response),
                         Err(HubError::NodeFailed { failure, .. }) => Answer::Failed {
@@ -475,6 +519,26 @@ async fn answer_relayed(
                 tracing::warn!(account, node, "cannot answer a relayed execute: {err}");
             }
         });
+    }
+}
+
+/// Runs `run`, saying `working` on `reply` every [`HEARTBEAT`] until it
+/// is done.
+async fn still_working<T>(
+    client: &async_nats::Client,
+    reply: &async_nats::Subject,
+    run: impl std::future::Future<Output = T>,
+) -> T {
+    let working = bytes::Bytes::from(serde_json::to_vec(&Answer::Working).expect("serializes"));
+    let mut run = std::pin::pin!(run);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    loop {
+        tokio::select! {
+            done = &mut run => return done,
+            _ = every.tick() => {
+                let _ = client.publish(reply.clone(), working.clone()).await;
+            }
+        }
     }
 }
 
