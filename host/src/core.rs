@@ -14,7 +14,7 @@
 //! SQL. It refuses to run an event anywhere but on its executor pool.
 
 mod event;
-mod executors;
+pub(crate) mod executors;
 mod lanes;
 mod runner;
 

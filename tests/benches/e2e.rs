@@ -1,32 +1,50 @@
-//! End-to-end benchmark over loopback: a real hub, a real worker, and a load
-//! generator calling `POST /api/remote_nodes/{node}/execute`.
+//! End-to-end benchmark over loopback: a real hub, real workers, and the
+//! load generator (`node_host_e2e::load`) calling
+//! `POST /api/remote_nodes/{node}/execute`.
 //!
-//! In one run it measures node-host's worker and the real hurozo 0.1.1
-//! Python worker serving the same nodes on the same hub:
-//! - `hello` at concurrency 1 and 64 (the per-event overhead);
+//! `hello` is served at once, on the same hub, by three workers, each under
+//! an account of its own so that each gets its own calls: node-host's
+//! worker, the real hurozo 0.1.1 Python worker, and a bare Rust worker (no
+//! sandbox, no interpreter: the ceiling of any worker on this hub). Each
+//! is measured at concurrency 1, 4, 16 and 64, the workers taking turns,
+//! for `--rounds` rounds; the table gives the median of the rounds. Then,
+//! node-host against the Python worker once each:
 //! - `work` at concurrency 64, 1 ms of CPU per event and 10 ms of waiting
 //!   per event (where a sequential worker is the limit);
 //! - node-host alone: `hello-python` from one caller, 2 ms apart (a light
 //!   load, where each event takes an instance made ahead).
 //!
-//! and, as floors, a loopback round trip between two processes, a request
-//! through the hub with no worker, and `hello` answered by a bare Rust
-//! worker (no sandbox): the ceiling any worker can reach on this hub.
+//! As floors: a loopback round trip between two processes, and a request
+//! through the hub with no worker.
+//!
+//! It writes `latency.svg` (p50 and p99 against concurrency, per worker)
+//! and `cpu.svg` (CPU per `hello` event at concurrency 64, stacked by
+//! process) into `--plots DIR` (default `docs/bench`).
 //!
 //! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
-//!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--work-concurrency 64]
-//!       [--worker node-host|hurozo|hub|bare] [--case TEXT]`
+//!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--rounds 3]
+//!       [--work-concurrency 64] [--worker node-host|hurozo|hub|bare] [--case TEXT]
+//!       [--plots DIR]`
 //! (`--worker` and `--case` keep only the workers and cases whose label
 //! contains the text; the Python worker is needed only when it runs.)
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use node_host_e2e::load::{
-    Measured, loopback_round_trips, measure, measure_hub_only, measure_paced, percentile,
+    Measured, count_arg, loopback_round_trips, measure, measure_hub_only, measure_paced, percentile,
 };
-use node_host_e2e::{Hub, Service, eventually, execute, repo_root, start_worker};
+use node_host_e2e::plots::{Bar, LatencySeries};
+use node_host_e2e::{Hub, Service, eventually, execute, plots, repo_root, start_worker};
 use serde_json::{Value, json};
+
+/// The concurrencies `hello` is measured at.
+const CONCURRENCIES: [usize; 4] = [1, 4, 16, 64];
+
+const NODE_HOST: &str = "node-host";
+const BARE: &str = "bare Rust worker (no sandbox)";
+const PYTHON: &str = "hurozo 0.1.1 (Python)";
 
 struct Case {
     node: &'static str,
@@ -35,6 +53,13 @@ struct Case {
     concurrency: usize,
     /// What each caller waits before each call (zero: back to back).
     pause: Duration,
+}
+
+/// A worker serving `hello` for the account of `token`.
+struct HelloWorker {
+    label: &'static str,
+    token: String,
+    process: Service,
 }
 
 fn python_worker(hub: &Hub, token: &str, script: &str) -> Service {
@@ -64,17 +89,94 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     )
 }
 
+/// One row of the table: the median of its rounds.
+struct Row {
+    worker: &'static str,
+    case: &'static str,
+    concurrency: usize,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+    /// Per event: the hub's, the worker's (if any), the load generator's.
+    cpu: Vec<Duration>,
+}
+
+impl Row {
+    fn of(worker: &'static str, case: &Case, rounds: &[Measured]) -> Self {
+        let median_f = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let median = |mut values: Vec<Duration>| {
+            values.sort();
+            values[values.len() / 2]
+        };
+        let width = rounds[0].cpu.len();
+        Row {
+            worker,
+            case: case.label,
+            concurrency: case.concurrency,
+            per_second: median_f(rounds.iter().map(Measured::per_second).collect()),
+            p50: median(rounds.iter().map(|m| m.percentile(0.50)).collect()),
+            p99: median(rounds.iter().map(|m| m.percentile(0.99)).collect()),
+            errors: rounds.iter().map(|m| m.errors).sum(),
+            cpu: (0..width)
+                .map(|at| median(rounds.iter().map(|m| m.cpu_per_event()[at]).collect()))
+                .collect(),
+        }
+    }
+
+    fn print(&self) {
+        let cpu: Vec<String> = self
+            .cpu
+            .iter()
+            .map(|cpu| format!("{:.1} µs", cpu.as_secs_f64() * 1e6))
+            .collect();
+        let cpu = match cpu.as_slice() {
+            [hub, loader] => format!("{hub} / - / {loader}"),
+            all => all.join(" / "),
+        };
+        println!(
+            "| {} | {} | {} | {:.0} | {:.1?} | {:.1?} | {} | {cpu} |",
+            self.worker,
+            self.case,
+            self.concurrency,
+            self.per_second,
+            self.p50,
+            self.p99,
+            self.errors
+        );
+    }
+}
+
+fn log(worker: &str, case: &Case, measured: &Measured) {
+    eprintln!(
+        "{worker:>30} {:<22} c={:<3} {:>9.0}/s p50 {:>9.1?} p99 {:>9.1?} errors {} CPU/event {:?}",
+        case.label,
+        case.concurrency,
+        measured.per_second(),
+        measured.percentile(0.50),
+        measured.percentile(0.99),
+        measured.errors,
+        measured.cpu_per_event(),
+    );
+}
+
 fn main() {
     node_host_e2e::load::echo_if_asked();
     node_host_e2e::load::bare_worker_if_asked();
     let args: Vec<String> = std::env::args().collect();
     let seconds = node_host_e2e::load::seconds_arg(&args);
+    let rounds = count_arg(&args, "--rounds", 3).max(1);
     // Executors of node-host's worker for the `work` cases (one per event in flight by default).
     let work_concurrency = flag_value(&args, "--work-concurrency").unwrap_or("64");
     let worker_filter = flag_value(&args, "--worker").unwrap_or("");
     let case_filter = flag_value(&args, "--case").unwrap_or("");
+    let plots_dir =
+        flag_value(&args, "--plots").map_or_else(|| repo_root().join("docs/bench"), PathBuf::from);
     let hub = Hub::start("bench-e2e");
-    let token = hub.token("bench", false);
+    let wanted = |worker: &str| worker.contains(worker_filter);
     let hello = |concurrency| Case {
         node: "hello",
         label: "hello",
@@ -82,58 +184,23 @@ fn main() {
         concurrency,
         pause: Duration::ZERO,
     };
-    let work = |label, inputs| Case {
-        node: "work",
-        label,
-        inputs,
-        concurrency: 64,
-        pause: Duration::ZERO,
-    };
-    let kept = |cases: Vec<Case>| -> Vec<Case> {
-        cases
-            .into_iter()
-            .filter(|case| case.label.contains(case_filter))
-            .collect()
-    };
-    let hello_cases = kept(vec![hello(1), hello(64)]);
-    // A Python node under a light load: the events find the worker idle, so
-    // each takes an instance made ahead.
-    let python_cases = kept(vec![Case {
-        node: "hello-python",
-        label: "hello-python, 2 ms apart",
-        inputs: json!({"name": "Ada"}),
-        concurrency: 1,
-        pause: Duration::from_millis(2),
-    }]);
-    let work_cases = kept(vec![
-        work("work: 1 ms CPU", json!({"ms": 1})),
-        work("work: 10 ms wait", json!({"ms": 10, "wait": true})),
-    ]);
-
-    let mut rows = Vec::new();
-    let mut record = |worker: &str, case: &Case, measured: Measured| {
-        eprintln!(
-            "{worker:>22} {:<22} c={:<3} {:>9.0}/s p50 {:>9.1?} p99 {:>9.1?} errors {} CPU/event {:?}",
-            case.label,
-            case.concurrency,
-            measured.per_second(),
-            measured.percentile(0.50),
-            measured.percentile(0.99),
-            measured.errors,
-            measured.cpu_per_event(),
-        );
-        rows.push((worker.to_owned(), case.label, case.concurrency, measured));
+    let hello_cases: Vec<Case> = if "hello".contains(case_filter) {
+        CONCURRENCIES.into_iter().map(hello).collect()
+    } else {
+        Vec::new()
     };
 
     // The floors: one loopback hop to an idle peer, and a request through
     // the hub with no worker behind it.
-    let floors = "hub only".contains(worker_filter) && "hello".contains(case_filter);
+    let floors = wanted("hub only") && !hello_cases.is_empty();
     let trips = floors.then(|| {
         let idle = loopback_round_trips(Duration::from_micros(200), 5_000);
         let busy = loopback_round_trips(Duration::ZERO, 5_000);
         (idle, busy)
     });
+    let mut rows = Vec::new();
     if floors {
+        let token = hub.token("floor", false);
         for concurrency in [1, 64] {
             let floor = Case {
                 node: "-",
@@ -144,20 +211,115 @@ fn main() {
             };
             let pids = [hub.service.pid()];
             let measured = measure_hub_only(&hub.url, &token, concurrency, seconds, &pids);
-            record("hub only (no worker)", &floor, measured);
+            log("hub only (no worker)", &floor, &measured);
+            rows.push(Row::of("hub only (no worker)", &floor, &[measured]));
         }
     }
-    // Measures `cases` against the worker `process`, which serves them.
-    let mut measure_cases = |worker: &str, process: Service, cases: &[Case]| {
+
+    // `hello` from the three workers at once, each under its own account,
+    // taking turns round after round.
+    let mut workers = Vec::new();
+    if !hello_cases.is_empty() {
+        if wanted(NODE_HOST) {
+            let token = hub.token("node-host", false);
+            let process = start_worker(&hub.url, &token, &["hello"], &[]);
+            workers.push(HelloWorker {
+                label: NODE_HOST,
+                token,
+                process,
+            });
+        }
+        if wanted(BARE) {
+            let token = hub.token("bare", false);
+            let process = node_host_e2e::load::start_bare_worker(&hub.url, &token);
+            workers.push(HelloWorker {
+                label: BARE,
+                token,
+                process,
+            });
+        }
+        if wanted(PYTHON) {
+            let token = hub.token("python", false);
+            let process = python_worker(&hub, &token, "hello_node.py");
+            workers.push(HelloWorker {
+                label: PYTHON,
+                token,
+                process,
+            });
+        }
+    }
+    for worker in &workers {
+        ready(&hub, &worker.token, "hello", json!({"name": "Ada"}));
+    }
+    let mut hello_rounds: Vec<Vec<Vec<Measured>>> = workers
+        .iter()
+        .map(|_| hello_cases.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}", round + 1);
+        for (worker, by_case) in workers.iter().zip(&mut hello_rounds) {
+            let pids = [hub.service.pid(), worker.process.pid()];
+            for (case, measured) in hello_cases.iter().zip(by_case.iter_mut()) {
+                let once = measure(
+                    &hub.url,
+                    &worker.token,
+                    case.node,
+                    &case.inputs,
+                    case.concurrency,
+                    seconds,
+                    &pids,
+                );
+                log(worker.label, case, &once);
+                measured.push(once);
+            }
+        }
+    }
+    for (worker, by_case) in workers.iter().zip(&hello_rounds) {
+        for (case, measured) in hello_cases.iter().zip(by_case) {
+            rows.push(Row::of(worker.label, case, measured));
+        }
+    }
+    drop(workers);
+
+    // The other cases, once: node-host's worker and the Python worker.
+    let token = hub.token("cases", false);
+    let kept = |cases: Vec<Case>| -> Vec<Case> {
+        cases
+            .into_iter()
+            .filter(|case| case.label.contains(case_filter))
+            .collect()
+    };
+    // A Python node under a light load: the events find the worker idle, so
+    // each takes an instance made ahead.
+    let python_cases = kept(vec![Case {
+        node: "hello-python",
+        label: "hello-python, 2 ms apart",
+        inputs: json!({"name": "Ada"}),
+        concurrency: 1,
+        pause: Duration::from_millis(2),
+    }]);
+    let work = |label, inputs| Case {
+        node: "work",
+        label,
+        inputs,
+        concurrency: 64,
+        pause: Duration::ZERO,
+    };
+    let work_cases = kept(vec![
+        work("work: 1 ms CPU", json!({"ms": 1})),
+        work("work: 10 ms wait", json!({"ms": 10, "wait": true})),
+    ]);
+    let mut measure_cases = |worker: &'static str, process: Service, cases: &[Case]| {
         ready(&hub, &token, cases[0].node, cases[0].inputs.clone());
         let pids = [hub.service.pid(), process.pid()];
         for case in cases {
             let measured = if case.pause.is_zero() {
+                let (node, inputs) = (case.node, &case.inputs);
                 measure(
                     &hub.url,
                     &token,
-                    case.node,
-                    &case.inputs,
+                    node,
+                    inputs,
                     case.concurrency,
                     seconds,
                     &pids,
@@ -166,11 +328,11 @@ fn main() {
                 let (node, inputs) = (case.node, &case.inputs);
                 measure_paced(&hub.url, &token, node, inputs, case.pause, seconds, &pids)
             };
-            record(worker, case, measured);
+            log(worker, case, &measured);
+            rows.push(Row::of(worker, case, &[measured]));
         }
     };
     for (cases, guests, extra) in [
-        (&hello_cases[..], &["hello"][..], &[][..]),
         (&python_cases[..], &["hello-python"][..], &[][..]),
         (
             &work_cases[..],
@@ -178,32 +340,17 @@ fn main() {
             &["--concurrency", work_concurrency][..],
         ),
     ] {
-        if cases.is_empty() || !"node-host".contains(worker_filter) {
-            continue;
+        if !cases.is_empty() && wanted(NODE_HOST) {
+            let process = start_worker(&hub.url, &token, guests, extra);
+            measure_cases(NODE_HOST, process, cases);
         }
-        let process = start_worker(&hub.url, &token, guests, extra);
-        measure_cases("node-host", process, cases);
     }
-    // The ceiling of any worker on this hub and machine: `hello` answered
-    // by a Rust process with no sandbox, one event at a time.
-    const BARE: &str = "bare Rust worker (no sandbox)";
-    const PYTHON: &str = "hurozo 0.1.1 (Python)";
-    if !hello_cases.is_empty() && BARE.contains(worker_filter) {
-        let process = node_host_e2e::load::start_bare_worker(&hub.url, &token);
-        measure_cases(BARE, process, &hello_cases);
-    }
-    for (cases, script) in [
-        (&hello_cases[..], "hello_node.py"),
-        (&work_cases[..], "work_node.py"),
-    ] {
-        if cases.is_empty() || !"hurozo".contains(worker_filter) {
-            continue;
-        }
-        let process = python_worker(&hub, &token, script);
-        measure_cases(PYTHON, process, cases);
+    if !work_cases.is_empty() && wanted(PYTHON) {
+        let process = python_worker(&hub, &token, "work_node.py");
+        measure_cases(PYTHON, process, &work_cases);
     }
 
-    if let Some((idle, busy)) = trips {
+    if let Some((idle, busy)) = &trips {
         println!("| loopback TCP round trip (100 bytes, echo process) | p50 | p99 |");
         println!("|---|---|---|");
         for (label, trips) in [
@@ -212,52 +359,117 @@ fn main() {
         ] {
             println!(
                 "| {label} | {:.1?} | {:.1?} |",
-                percentile(&trips, 0.50),
-                percentile(&trips, 0.99)
+                percentile(trips, 0.50),
+                percentile(trips, 0.99)
             );
         }
         println!();
     }
     println!(
-        "| worker | node | concurrency | events/s | p50 | p99 | errors | CPU per event: hub / worker / load generator |"
+        "`hello` rows: median of {rounds} rounds; others: one run of {seconds} s.\n\n\
+         | worker | node | concurrency | events/s | p50 | p99 | errors | CPU per event: hub / worker / load generator |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (worker, label, concurrency, measured) in &rows {
-        let cpu: Vec<String> = measured
-            .cpu_per_event()
-            .iter()
-            .map(|cpu| format!("{:.0} µs", cpu.as_secs_f64() * 1e6))
-            .collect();
-        let cpu = match cpu.as_slice() {
-            [hub, loader] => format!("{hub} / - / {loader}"),
-            all => all.join(" / "),
-        };
-        println!(
-            "| {worker} | {label} | {concurrency} | {:.0} | {:.1?} | {:.1?} | {} | {cpu} |",
-            measured.per_second(),
-            measured.percentile(0.50),
-            measured.percentile(0.99),
-            measured.errors
-        );
+    for row in &rows {
+        row.print();
     }
-    // Each worker's `hello` throughput at concurrency 64 against the Python
-    // worker's, on the same hub in this run.
-    let hello_64 = |worker: &str| {
+    summarize(
+        &rows,
+        trips.as_ref().map(|(idle, _)| percentile(idle, 0.50)),
+    );
+    if !hello_cases.is_empty() {
+        std::fs::create_dir_all(&plots_dir).expect("making the plots' directory");
+        draw(&rows, &plots_dir);
+        println!("\nplots: {}/{{latency,cpu}}.svg", plots_dir.display());
+    }
+}
+
+/// `latency.svg` and `cpu.svg` of the `hello` rows into `dir`.
+fn draw(rows: &[Row], dir: &std::path::Path) {
+    let workers: Vec<&'static str> = [NODE_HOST, BARE, PYTHON]
+        .into_iter()
+        .filter(|worker| rows.iter().any(|row| row.worker == *worker))
+        .collect();
+    let hello = |worker: &'static str| {
         rows.iter()
-            .find(|(name, label, concurrency, _)| {
-                name == worker && *label == "hello" && *concurrency == 64
-            })
-            .map(|(_, _, _, measured)| measured.per_second())
+            .filter(move |row| row.worker == worker && row.case == "hello")
     };
-    if let Some(python) = hello_64(PYTHON) {
-        println!();
-        for worker in ["node-host", BARE] {
-            if let Some(events) = hello_64(worker) {
+    let series: Vec<LatencySeries> = workers
+        .iter()
+        .map(|worker| LatencySeries {
+            label: worker,
+            points: hello(worker)
+                .map(|row| (row.concurrency, row.p50, row.p99))
+                .collect(),
+        })
+        .collect();
+    plots::latency(
+        &dir.join("latency.svg"),
+        "hello through the hub: latency against callers",
+        &series,
+    )
+    .expect("drawing latency.svg");
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let bars: Vec<Bar> = workers
+        .iter()
+        .filter_map(|worker| {
+            let row = hello(worker).find(|row| row.concurrency == 64)?;
+            Some(Bar {
+                label: worker,
+                parts: vec![
+                    ("hub", micros(row.cpu[0])),
+                    ("worker", micros(row.cpu[1])),
+                    ("load generator", micros(row.cpu[2])),
+                ],
+            })
+        })
+        .collect();
+    plots::stacked(
+        &dir.join("cpu.svg"),
+        "CPU per hello event at 64 callers, by process",
+        &bars,
+    )
+    .expect("drawing cpu.svg");
+}
+
+/// The figures the targets are about, from this run.
+fn summarize(rows: &[Row], idle_trip: Option<Duration>) {
+    let hello = |worker: &str, concurrency: usize| {
+        rows.iter().find(|row| {
+            row.worker == worker && row.case == "hello" && row.concurrency == concurrency
+        })
+    };
+    println!();
+    if let Some(python) = hello(PYTHON, 64) {
+        for worker in [NODE_HOST, BARE] {
+            if let Some(row) = hello(worker, 64) {
                 println!(
                     "{worker}: {:.2}x the Python worker's events/s for `hello` at concurrency 64",
-                    events / python
+                    row.per_second / python.per_second
                 );
             }
         }
+    }
+    if let Some(row) = hello(NODE_HOST, 64) {
+        let cpu = |at: usize| row.cpu[at].as_secs_f64() * 1e6;
+        println!(
+            "node-host at concurrency 64, CPU per event: hub {:.1} µs, worker {:.1} µs, load generator {:.1} µs",
+            cpu(0),
+            cpu(1),
+            cpu(2)
+        );
+        if let Some(python) = hello(PYTHON, 64) {
+            println!(
+                "  worker against the Python worker's {:.1} µs: {:.2}x",
+                python.cpu[1].as_secs_f64() * 1e6,
+                row.cpu[1].as_secs_f64() / python.cpu[1].as_secs_f64()
+            );
+        }
+    }
+    if let Some(row) = hello(NODE_HOST, 1) {
+        let floor = idle_trip.map_or_else(String::new, |trip| {
+            format!(" (one idle loopback round trip: {trip:.1?})")
+        });
+        println!("node-host at concurrency 1: p50 {:.1?}{floor}", row.p50);
     }
 }

@@ -14,16 +14,20 @@
 //! came on (each session has its own outbox; replies of a lost session are
 //! dropped with it).
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::{Backoff, error_chain};
+use crate::core::executors;
 
 /// A ping goes out this often; a peer silent for two periods is gone.
 pub const KEEPALIVE: Duration = Duration::from_secs(20);
@@ -95,18 +99,65 @@ enum Outgoing {
 
 /// What a session sends: replies, and the plane's other frames. Cheap to
 /// clone; frames sent after the session ended are dropped.
+///
+/// A reply made on an executor thread wakes the session once that thread
+/// has run its batch of events ([`executors::after_batch`]): under load
+/// one wake-up of the session carries several replies.
 #[derive(Debug, Clone)]
-pub struct Outbox(mpsc::UnboundedSender<Outgoing>);
+pub struct Outbox(Arc<Frames>);
+
+#[derive(Debug, Default)]
+struct Frames {
+    queue: Mutex<VecDeque<Outgoing>>,
+    /// Rung when frames are queued.
+    ready: Notify,
+    /// A wake-up of the session is on its way.
+    waking: AtomicBool,
+    /// The session ended: frames are dropped.
+    closed: AtomicBool,
+}
 
 impl Outbox {
     /// Sends the reply of an event that [`ControlPlane::receive`] started.
     pub fn reply(&self, text: String) {
-        let _ = self.0.send(Outgoing::Reply(text));
+        if self.push(Outgoing::Reply(text)) && !self.0.waking.swap(true, Ordering::AcqRel) {
+            let frames = self.0.clone();
+            executors::after_batch(move || {
+                frames.waking.store(false, Ordering::Release);
+                frames.ready.notify_one();
+            });
+        }
     }
 
     /// Sends a frame that is not a reply.
     pub fn send(&self, text: String) {
-        let _ = self.0.send(Outgoing::Other(text));
+        if self.push(Outgoing::Other(text)) {
+            self.0.ready.notify_one();
+        }
+    }
+
+    /// Queues `frame`; false once the session ended.
+    fn push(&self, frame: Outgoing) -> bool {
+        if self.0.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        self.0
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(frame);
+        true
+    }
+
+    /// Everything queued, in order.
+    fn take(&self) -> VecDeque<Outgoing> {
+        std::mem::take(&mut *self.0.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Ends the outbox: what is queued and what comes later is dropped.
+    fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
+        drop(self.take());
     }
 }
 
@@ -210,8 +261,21 @@ async fn serve<P: ControlPlane>(
     stop: &mut watch::Receiver<bool>,
 ) -> SessionEnd {
     let (mut sink, mut stream) = socket.split();
-    let (sender, mut outgoing) = mpsc::unbounded_channel();
-    let outbox = Outbox(sender);
+    let outbox = Outbox(Arc::default());
+    let end = serve_with(plane, &mut sink, &mut stream, &outbox, grace, stop).await;
+    outbox.close();
+    end
+}
+
+/// [`serve`] on a split socket whose frames `outbox` gathers.
+async fn serve_with<P: ControlPlane>(
+    plane: &P,
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<Socket>,
+    outbox: &Outbox,
+    grace: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> SessionEnd {
     let capacity = plane.capacity().unwrap_or(usize::MAX);
     let mut in_flight = 0usize;
     let period = plane.keepalive();
@@ -220,20 +284,23 @@ async fn serve<P: ControlPlane>(
     loop {
         tokio::select! {
             biased;
-            Some(frame) = outgoing.recv() => {
+            () = outbox.0.ready.notified() => {
                 // Every frame that is ready goes out with one flush.
-                let mut frames = Vec::new();
-                let mut next = Some(frame);
-                while let Some(frame) = next {
-                    let text = match frame {
-                        Outgoing::Reply(text) => {
-                            in_flight -= 1;
-                            text
-                        }
-                        Outgoing::Other(text) => text,
-                    };
-                    frames.push(Ok(Message::text(text)));
-                    next = outgoing.try_recv().ok();
+                let frames: Vec<_> = outbox
+                    .take()
+                    .into_iter()
+                    .map(|frame| {
+                        Ok(Message::text(match frame {
+                            Outgoing::Reply(text) => {
+                                in_flight -= 1;
+                                text
+                            }
+                            Outgoing::Other(text) => text,
+                        }))
+                    })
+                    .collect();
+                if frames.is_empty() {
+                    continue;
                 }
                 let mut frames = futures_util::stream::iter(frames);
                 if let Err(err) = sink.send_all(&mut frames).await {
@@ -241,7 +308,7 @@ async fn serve<P: ControlPlane>(
                 }
             }
             () = stopped(stop) => {
-                finish_then_close(&mut sink, &mut outgoing, in_flight, grace).await;
+                finish_then_close(sink, outbox, in_flight, grace).await;
                 return SessionEnd::Stopped;
             }
             frame = stream.next(), if in_flight < capacity => {
@@ -252,7 +319,7 @@ async fn serve<P: ControlPlane>(
                     }
                     Some(Err(err)) => return SessionEnd::Lost(err.to_string()),
                     Some(Ok(Message::Text(text))) => {
-                        if plane.receive(text.as_str(), &outbox) {
+                        if plane.receive(text.as_str(), outbox) {
                             in_flight += 1;
                         }
                     }
@@ -281,19 +348,21 @@ async fn serve<P: ControlPlane>(
 /// (other frames are no longer sent), for at most `grace`, then closes.
 async fn finish_then_close(
     sink: &mut Sink,
-    outgoing: &mut mpsc::UnboundedReceiver<Outgoing>,
+    outbox: &Outbox,
     mut in_flight: usize,
     grace: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(in_flight, "stopping: finishing events in flight");
-    while in_flight > 0 {
+    'finishing: while in_flight > 0 {
         tokio::select! {
-            Some(frame) = outgoing.recv() => {
-                if let Outgoing::Reply(text) = frame {
-                    in_flight -= 1;
-                    if sink.send(Message::text(text)).await.is_err() {
-                        break;
+            () = outbox.0.ready.notified() => {
+                for frame in outbox.take() {
+                    if let Outgoing::Reply(text) = frame {
+                        in_flight -= 1;
+                        if sink.send(Message::text(text)).await.is_err() {
+                            break 'finishing;
+                        }
                     }
                 }
             }
