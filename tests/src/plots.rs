@@ -111,7 +111,11 @@ pub fn stacked(path: &Path, title: &str, bars: &[Bar]) -> Drawn {
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..top * 1.25)?;
+        .build_cartesian_2d(
+            // n - 1 makes n segments, one a bar.
+            (0..bars.len().saturating_sub(1).max(1)).into_segmented(),
+            0.0..top * 1.25,
+        )?;
     chart
         .configure_mesh()
         .disable_x_mesh()
