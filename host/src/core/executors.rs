@@ -38,7 +38,10 @@ pub const IDLE_FOR: Duration = Duration::from_secs(10);
 type Job = Box<dyn FnOnce() + Send>;
 
 /// At most this many jobs run back to back before the wake-ups they put
-/// off are made: at ~15 µs a hello event, a reply waits at most ~0.1 ms.
+/// off are made: at ~15 µs a hello event, a reply waits ~0.1 ms. A slow
+/// job next in the batch would hold them longer, so whoever waits must
+/// also look by itself now and then (the worker's session does, every
+/// millisecond while events are in flight).
 pub const BATCH: usize = 8;
 
 /// A wake-up put off until the end of a batch.

@@ -32,6 +32,12 @@ use crate::core::executors;
 /// A ping goes out this often; a peer silent for two periods is gone.
 pub const KEEPALIVE: Duration = Duration::from_secs(20);
 
+/// While events are in flight the session also looks for ready replies
+/// this often: a reply put off until its executor's batch ends
+/// ([`executors::after_batch`]) is never held longer than this behind a
+/// slow event that thread started next.
+pub const STRAGGLERS_EVERY: Duration = Duration::from_millis(1);
+
 /// How long a WebSocket connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -280,30 +286,19 @@ async fn serve_with<P: ControlPlane>(
     let mut in_flight = 0usize;
     let period = plane.keepalive();
     let mut keepalive = tokio::time::interval(period);
+    let mut stragglers = tokio::time::interval(STRAGGLERS_EVERY);
+    stragglers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     loop {
         tokio::select! {
             biased;
             () = outbox.0.ready.notified() => {
-                // Every frame that is ready goes out with one flush.
-                let frames: Vec<_> = outbox
-                    .take()
-                    .into_iter()
-                    .map(|frame| {
-                        Ok(Message::text(match frame {
-                            Outgoing::Reply(text) => {
-                                in_flight -= 1;
-                                text
-                            }
-                            Outgoing::Other(text) => text,
-                        }))
-                    })
-                    .collect();
-                if frames.is_empty() {
-                    continue;
+                if let Err(err) = send_ready(sink, outbox, &mut in_flight).await {
+                    return SessionEnd::Lost(format!("sending failed: {err}"));
                 }
-                let mut frames = futures_util::stream::iter(frames);
-                if let Err(err) = sink.send_all(&mut frames).await {
+            }
+            _ = stragglers.tick(), if in_flight > 0 => {
+                if let Err(err) = send_ready(sink, outbox, &mut in_flight).await {
                     return SessionEnd::Lost(format!("sending failed: {err}"));
                 }
             }
@@ -342,6 +337,32 @@ async fn serve_with<P: ControlPlane>(
             }
         }
     }
+}
+
+/// Sends every frame that is ready with one flush, counting the replies
+/// out of `in_flight`.
+async fn send_ready(
+    sink: &mut Sink,
+    outbox: &Outbox,
+    in_flight: &mut usize,
+) -> Result<(), tungstenite::Error> {
+    let frames: Vec<_> = outbox
+        .take()
+        .into_iter()
+        .map(|frame| {
+            Ok(Message::text(match frame {
+                Outgoing::Reply(text) => {
+                    *in_flight -= 1;
+                    text
+                }
+                Outgoing::Other(text) => text,
+            }))
+        })
+        .collect();
+    if frames.is_empty() {
+        return Ok(());
+    }
+    sink.send_all(&mut futures_util::stream::iter(frames)).await
 }
 
 /// After a stop: sends the replies of the `in_flight` events as they finish
@@ -499,6 +520,76 @@ mod tests {
             "the reply came on the first connection"
         );
         stop.send(true).unwrap();
+        session.await.unwrap().unwrap();
+    }
+
+    /// A plane whose events run on one executor thread: `quick` replies
+    /// after 200 ms, `slow` after 3 s.
+    struct OnExecutor {
+        url: String,
+        executors: executors::Executors,
+    }
+
+    impl ControlPlane for OnExecutor {
+        type Refusal = String;
+
+        fn peer(&self) -> &'static str {
+            "the test server"
+        }
+
+        async fn connect_request(&self) -> Result<ConnectRequest, Failed<String>> {
+            request(&url::Url::parse(&self.url).unwrap(), &[]).map_err(Failed::Refused)
+        }
+
+        fn capacity(&self) -> Option<usize> {
+            None
+        }
+
+        fn receive(&self, text: &str, outbox: &Outbox) -> bool {
+            let (outbox, text) = (outbox.clone(), text.to_owned());
+            self.executors
+                .run(move || {
+                    let hold = if text == "slow" { 3000 } else { 200 };
+                    std::thread::sleep(Duration::from_millis(hold));
+                    outbox.reply(format!("done {text}"));
+                })
+                .unwrap();
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_quick_reply_is_not_held_behind_a_slow_event_on_its_thread() {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plane = OnExecutor {
+            url: format!("ws://{}/", listener.local_addr().unwrap()),
+            executors: executors::Executors::new("test-straggler", 1, None),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let session = tokio::spawn(async move { run(&plane, Duration::ZERO, stopped, None).await });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        // The slow event is queued while the quick one runs, so the
+        // executor's batch goes on with it after the quick reply.
+        socket.send(Message::text("quick")).await.unwrap();
+        socket.send(Message::text("slow")).await.unwrap();
+        let sent = Instant::now();
+        let first = loop {
+            match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => break text.to_string(),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("no reply: {other:?}"),
+            }
+        };
+        assert_eq!(first, "done quick");
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "the quick reply waited {:?}, behind the slow event",
+            sent.elapsed()
+        );
+        stop.send(true).unwrap();
+        drop(socket);
         session.await.unwrap().unwrap();
     }
 
