@@ -220,29 +220,18 @@ fn main() {
     // taking turns round after round.
     let mut workers = Vec::new();
     if !hello_cases.is_empty() {
-        if wanted(NODE_HOST) {
-            let token = hub.token("node-host", false);
-            let process = start_worker(&hub.url, &token, &["hello"], &[]);
+        for (label, account) in [(NODE_HOST, "node-host"), (BARE, "bare"), (PYTHON, "python")] {
+            if !wanted(label) {
+                continue;
+            }
+            let token = hub.token(account, false);
+            let process = match label {
+                NODE_HOST => start_worker(&hub.url, &token, &["hello"], &[]),
+                BARE => node_host_e2e::load::start_bare_worker(&hub.url, &token),
+                _ => python_worker(&hub, &token, "hello_node.py"),
+            };
             workers.push(HelloWorker {
-                label: NODE_HOST,
-                token,
-                process,
-            });
-        }
-        if wanted(BARE) {
-            let token = hub.token("bare", false);
-            let process = node_host_e2e::load::start_bare_worker(&hub.url, &token);
-            workers.push(HelloWorker {
-                label: BARE,
-                token,
-                process,
-            });
-        }
-        if wanted(PYTHON) {
-            let token = hub.token("python", false);
-            let process = python_worker(&hub, &token, "hello_node.py");
-            workers.push(HelloWorker {
-                label: PYTHON,
+                label,
                 token,
                 process,
             });

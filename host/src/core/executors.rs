@@ -47,22 +47,30 @@ pub const BATCH: usize = 8;
 /// A wake-up put off until the end of a batch.
 type Wake = Box<dyn FnOnce()>;
 
+/// An executor thread's pool and the wake-ups its jobs put off.
+struct Batch {
+    pool: Arc<Pool>,
+    put_off: Vec<Wake>,
+}
+
 thread_local! {
-    /// The wake-ups the jobs of this executor thread put off; `None` on
-    /// threads that are not executors.
-    static PUT_OFF: RefCell<Option<Vec<Wake>>> = const { RefCell::new(None) };
+    /// This executor thread's batch; `None` on threads that are not
+    /// executors.
+    static BATCHED: RefCell<Option<Batch>> = const { RefCell::new(None) };
 }
 
 /// Runs `wake` once this executor thread has run its batch of jobs (see
-/// [`BATCH`]), or at once on any other thread.
+/// [`BATCH`]); at once when no job waits for this thread's pool (what the
+/// job does next, such as making an instance ahead, then does not delay
+/// the wake), or on any other thread.
 pub fn after_batch(wake: impl FnOnce() + 'static) {
     let wake: Wake = Box::new(wake);
-    let now = PUT_OFF.with_borrow_mut(|put_off| match put_off {
-        Some(put_off) => {
-            put_off.push(wake);
+    let now = BATCHED.with_borrow_mut(|batch| match batch {
+        Some(batch) if !batch.pool.lock().jobs.is_empty() => {
+            batch.put_off.push(wake);
             None
         }
-        None => Some(wake),
+        _ => Some(wake),
     });
     if let Some(wake) = now {
         wake();
@@ -71,7 +79,11 @@ pub fn after_batch(wake: impl FnOnce() + 'static) {
 
 /// Makes the wake-ups this thread put off.
 fn wake_now() {
-    let put_off = PUT_OFF.with_borrow_mut(|put_off| put_off.as_mut().map(std::mem::take));
+    let put_off = BATCHED.with_borrow_mut(|batch| {
+        batch
+            .as_mut()
+            .map(|batch| std::mem::take(&mut batch.put_off))
+    });
     for wake in put_off.into_iter().flatten() {
         wake();
     }
@@ -219,7 +231,10 @@ impl Drop for Leaving<'_> {
 /// Runs jobs for as long as the thread's priority is untouched, the pool is
 /// open or has jobs, and jobs come within the pool's idle time.
 fn serve(pool: &Arc<Pool>) {
-    PUT_OFF.set(Some(Vec::new()));
+    BATCHED.set(Some(Batch {
+        pool: pool.clone(),
+        put_off: Vec::new(),
+    }));
     let _leaving = Leaving(pool);
     let mut batch = 0;
     loop {
@@ -341,14 +356,35 @@ mod tests {
         let order: Vec<String> = (0..6)
             .map(|_| seen.recv_timeout(Duration::from_secs(10)).unwrap())
             .collect();
+        // The last job has nothing queued behind it: it wakes at once,
+        // then the batch's put-off wakes follow.
         assert_eq!(
             order,
-            ["ran 0", "ran 1", "ran 2", "woke 0", "woke 1", "woke 2"]
+            ["ran 0", "ran 1", "ran 2", "woke 2", "woke 0", "woke 1"]
         );
         // Elsewhere, at once.
         let (woke, told) = mpsc::channel();
         after_batch(move || woke.send(()).unwrap());
         told.try_recv().expect("woken at once off the executors");
+    }
+
+    #[test]
+    fn a_job_with_nothing_queued_behind_it_wakes_at_once() {
+        let executors = Executors::new("test-batch-alone", 1, None);
+        let (events, seen) = mpsc::channel::<&str>();
+        executors
+            .run(move || {
+                let woke = events.clone();
+                after_batch(move || woke.send("woke").unwrap());
+                // What the job does after its reply (an instance made
+                // ahead) comes after the wake.
+                events.send("went on").unwrap();
+            })
+            .unwrap();
+        let order: Vec<&str> = (0..2)
+            .map(|_| seen.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(order, ["woke", "went on"]);
     }
 
     #[test]
@@ -378,7 +414,12 @@ mod tests {
             .collect();
         let first_wake = order.iter().position(|e| e.starts_with("woke")).unwrap();
         assert_eq!(first_wake, BATCH, "{order:?}");
-        assert_eq!(order[2 * jobs - 1], format!("woke {}", jobs - 1));
+        let mut last: Vec<&String> = order[2 * jobs - 2..].iter().collect();
+        last.sort();
+        assert_eq!(
+            last,
+            [&format!("woke {}", jobs - 2), &format!("woke {}", jobs - 1)]
+        );
     }
 
     #[test]

@@ -455,13 +455,27 @@ mod tests {
         );
     }
 
-    /// A plane that takes one event at a time and answers it after `hold`.
-    struct Slow {
+    /// A plane for tests: takes `capacity` events at a time and hands each
+    /// to `start` with its outbox.
+    struct TestPlane {
         url: String,
-        hold: Duration,
+        capacity: Option<usize>,
+        keepalive: Duration,
+        start: Box<dyn Fn(String, Outbox) + Send + Sync>,
     }
 
-    impl ControlPlane for Slow {
+    impl TestPlane {
+        fn new(listener: &tokio::net::TcpListener) -> Self {
+            Self {
+                url: format!("ws://{}/", listener.local_addr().unwrap()),
+                capacity: None,
+                keepalive: KEEPALIVE,
+                start: Box::new(|_, _| {}),
+            }
+        }
+    }
+
+    impl ControlPlane for TestPlane {
         type Refusal = String;
 
         fn peer(&self) -> &'static str {
@@ -473,20 +487,16 @@ mod tests {
         }
 
         fn capacity(&self) -> Option<usize> {
-            Some(1)
+            self.capacity
         }
 
         fn receive(&self, text: &str, outbox: &Outbox) -> bool {
-            let (outbox, reply, hold) = (outbox.clone(), format!("done {text}"), self.hold);
-            tokio::spawn(async move {
-                tokio::time::sleep(hold).await;
-                outbox.reply(reply);
-            });
+            (self.start)(text.to_owned(), outbox.clone());
             true
         }
 
         fn keepalive(&self) -> Duration {
-            Duration::from_millis(50)
+            self.keepalive
         }
     }
 
@@ -494,11 +504,19 @@ mod tests {
     async fn a_session_at_capacity_keeps_its_connection_through_long_events() {
         use futures_util::{SinkExt as _, StreamExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let plane = Slow {
-            url: format!("ws://{}/", listener.local_addr().unwrap()),
-            // Ten keepalive periods: the session cannot read (it is at
-            // capacity), so it hears nothing of the server meanwhile.
-            hold: Duration::from_millis(500),
+        // One event at a time, answered after ten keepalive periods: the
+        // session cannot read (it is at capacity), so it hears nothing of
+        // the server meanwhile.
+        let plane = TestPlane {
+            capacity: Some(1),
+            keepalive: Duration::from_millis(50),
+            start: Box::new(|text, outbox| {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    outbox.reply(format!("done {text}"));
+                });
+            }),
+            ..TestPlane::new(&listener)
         };
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
@@ -523,48 +541,24 @@ mod tests {
         session.await.unwrap().unwrap();
     }
 
-    /// A plane whose events run on one executor thread: `quick` replies
-    /// after 200 ms, `slow` after 3 s.
-    struct OnExecutor {
-        url: String,
-        executors: executors::Executors,
-    }
-
-    impl ControlPlane for OnExecutor {
-        type Refusal = String;
-
-        fn peer(&self) -> &'static str {
-            "the test server"
-        }
-
-        async fn connect_request(&self) -> Result<ConnectRequest, Failed<String>> {
-            request(&url::Url::parse(&self.url).unwrap(), &[]).map_err(Failed::Refused)
-        }
-
-        fn capacity(&self) -> Option<usize> {
-            None
-        }
-
-        fn receive(&self, text: &str, outbox: &Outbox) -> bool {
-            let (outbox, text) = (outbox.clone(), text.to_owned());
-            self.executors
-                .run(move || {
-                    let hold = if text == "slow" { 3000 } else { 200 };
-                    std::thread::sleep(Duration::from_millis(hold));
-                    outbox.reply(format!("done {text}"));
-                })
-                .unwrap();
-            true
-        }
-    }
-
     #[tokio::test]
     async fn a_quick_reply_is_not_held_behind_a_slow_event_on_its_thread() {
         use futures_util::{SinkExt as _, StreamExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let plane = OnExecutor {
-            url: format!("ws://{}/", listener.local_addr().unwrap()),
-            executors: executors::Executors::new("test-straggler", 1, None),
+        // Events on one executor thread: `quick` replies after 200 ms,
+        // `slow` after 3 s.
+        let executors = executors::Executors::new("test-straggler", 1, None);
+        let plane = TestPlane {
+            start: Box::new(move |text, outbox| {
+                executors
+                    .run(move || {
+                        let hold = if text == "slow" { 3000 } else { 200 };
+                        std::thread::sleep(Duration::from_millis(hold));
+                        outbox.reply(format!("done {text}"));
+                    })
+                    .unwrap();
+            }),
+            ..TestPlane::new(&listener)
         };
         let (stop, stopped) = watch::channel(false);
         let session = tokio::spawn(async move { run(&plane, Duration::ZERO, stopped, None).await });
