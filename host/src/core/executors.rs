@@ -41,7 +41,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// off are made: at ~15 µs a hello event, a reply waits ~0.1 ms. A slow
 /// job next in the batch would hold them longer, so whoever waits must
 /// also look by itself now and then (the worker's session does, every
-/// millisecond while events are in flight).
+/// 5 ms while events are in flight).
 pub const BATCH: usize = 8;
 
 /// A wake-up put off until the end of a batch.

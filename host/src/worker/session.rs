@@ -36,7 +36,7 @@ pub const KEEPALIVE: Duration = Duration::from_secs(20);
 /// this often: a reply put off until its executor's batch ends
 /// ([`executors::after_batch`]) is never held longer than this behind a
 /// slow event that thread started next.
-pub const STRAGGLERS_EVERY: Duration = Duration::from_millis(1);
+pub const STRAGGLERS_EVERY: Duration = Duration::from_millis(5);
 
 /// How long a WebSocket connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
