@@ -423,7 +423,11 @@ impl Relay {
                 if self.client.connection_state() != async_nats::connection::State::Connected {
                     return Some(Err(self.unreachable("the connection to NATS dropped")));
                 }
-                tracing::warn!(account, node, "the hub running a relayed event went silent");
+                if tokio::time::Instant::now() >= due {
+                    tracing::warn!(account, node, "a relayed event outlived its timeout");
+                } else {
+                    tracing::warn!(account, node, "the hub running a relayed event went silent");
+                }
                 return Some(Err(HubError::WorkerLost(node.to_owned())));
             };
             if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
