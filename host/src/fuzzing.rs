@@ -52,6 +52,7 @@ fn fixture() -> &'static Fixture {
                 keepalive: KEEPALIVE,
                 token_recheck: TOKEN_RECHECK,
                 exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
+                history: Default::default(),
             })
             .await
             .expect("an in-memory hub");

@@ -121,6 +121,39 @@ pub(super) struct HubArgs {
 
     #[command(flatten, next_help_heading = "Uploaded nodes' outbound HTTP")]
     outbound: OutboundArgs,
+
+    #[command(flatten, next_help_heading = "Versions and event history")]
+    history: HistoryArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct HistoryArgs {
+    /// Versions kept of each uploaded node, the current one included: the
+    /// ones `node-host node rollback` can go back to. Older ones are
+    /// removed with their compiled code.
+    #[arg(long, value_name = "N", default_value = "5", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    keep_versions: u32,
+
+    /// Events kept per account in the event history (what `node-host logs`,
+    /// GET /api/events and the dashboard show, with what each printed).
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    history_events: u64,
+
+    /// The longest an event is kept in the history.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    history_age: Duration,
+}
+
+impl HistoryArgs {
+    fn settings(&self) -> crate::hub::service::HistorySettings {
+        crate::hub::service::HistorySettings {
+            keep_versions: self.keep_versions as usize,
+            retention: crate::hub::store::Retention {
+                events: self.history_events,
+                max_age_s: self.history_age.as_secs().min(i64::MAX as u64) as i64,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -628,6 +661,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         keepalive: args.ping_every,
         token_recheck: args.token_recheck,
         exosphere_lease: args.exosphere_lease,
+        history: args.history.settings(),
     }))?;
     let restoring = state.restored().pending;
     if restoring > 0 {

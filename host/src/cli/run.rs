@@ -392,6 +392,7 @@ async fn start_embedded_hub(
         keepalive: crate::hub::service::KEEPALIVE,
         token_recheck: crate::hub::service::TOKEN_RECHECK,
         exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
+        history: Default::default(),
     })
     .await?;
     let token = state

@@ -32,6 +32,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
             get(routes::uploaded_node).delete(routes::delete_uploaded),
         )
         .route("/api/nodes/{name}/logs", get(routes::node_logs))
+        .route("/api/nodes/{name}/versions", get(routes::node_versions))
+        .route("/api/nodes/{name}/rollback", post(routes::rollback))
+        .route("/api/events", get(routes::events))
         .route(
             "/api/nodes/{name}/grant",
             get(routes::http_grant)

@@ -12,10 +12,12 @@ pub(crate) mod catalog;
 mod cluster;
 mod error;
 mod grants;
+pub(crate) mod history;
 mod hosted_workers;
 mod relay;
 mod uploads;
 mod vault;
+mod versions;
 pub(crate) mod workers;
 
 use std::collections::{HashMap, HashSet};
@@ -36,6 +38,7 @@ pub(crate) use catalog::AccountLimits;
 pub use catalog::UPLOAD_READY_WAIT;
 use catalog::{Catalog, InstalledNode, MAX_RUNNING};
 pub use error::HubError;
+pub use history::HistorySettings;
 pub use uploads::{COMPILES_AT_ONCE, UploadQuota};
 pub(crate) use uploads::{UploadAnswer, upload_too_large};
 pub(crate) use workers::WorkerClaims;
@@ -101,6 +104,8 @@ pub struct HubConfig {
     pub exosphere_lease: Duration,
     /// The operator's settings for uploaded nodes' outbound HTTP.
     pub outbound: OutboundSettings,
+    /// Versions kept of each upload, and the event history kept per account.
+    pub history: HistorySettings,
 }
 
 /// How long an Exosphere state handed to a runtime is held for it.
@@ -180,6 +185,10 @@ pub struct Hub {
     following: tokio::sync::Mutex<()>,
     /// The other hubs, over NATS, when in a cluster.
     relay: Option<relay::Relay>,
+    /// Events on their way to the store's history.
+    history: history::History,
+    /// Versions kept of each upload.
+    keep_versions: usize,
 }
 
 /// What the hub keeps for its Exosphere state-manager API (the rules are
@@ -256,7 +265,10 @@ impl Hub {
         };
         let metrics = Metrics::new("hub");
         let executors = Executors::new("node-host-event", MAX_RUNNING, Some(IDLE_FOR));
+        let history = history::History::start(store.clone(), config.history.retention);
         let hub = Arc::new(Self {
+            history,
+            keep_versions: config.history.keep_versions.max(1),
             store,
             registry: Mutex::default(),
             switchboard: Switchboard::default(),

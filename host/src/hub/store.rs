@@ -71,13 +71,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The id of the account called `name`.
     async fn account_id(&self, name: &str) -> Result<AccountId, StoreError>;
 
-    /// Records that `account` serves `node.name` from the component with
-    /// `node.sha256`, replacing an earlier upload of the same name.
-    async fn put_uploaded(&self, account: AccountId, node: &UploadedNode)
-    -> Result<(), StoreError>;
+    /// Records a new version of `account`'s node `node.name` (one more than
+    /// its newest; `node.version` is ignored) served by the component
+    /// `node.sha256`, and makes it the current one. Of the node's versions
+    /// the newest `keep` stay (the current one always); the rest are
+    /// removed and their components named in the answer.
+    async fn put_uploaded(
+        &self,
+        account: AccountId,
+        node: &UploadedNode,
+        keep: usize,
+    ) -> Result<PutVersion, StoreError>;
 
-    /// Forgets the upload `name` of `account`; false when there was none.
-    async fn delete_uploaded(&self, account: AccountId, name: &str) -> Result<bool, StoreError>;
+    /// The versions kept of `account`'s node `name`, newest first.
+    async fn versions(&self, account: AccountId, name: &str)
+    -> Result<Vec<UploadedNode>, StoreError>;
+
+    /// Makes the kept `version` of `account`'s node `name` its current one
+    /// and returns it; `None` when no such version is kept.
+    async fn make_current(
+        &self,
+        account: AccountId,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<UploadedNode>, StoreError>;
+
+    /// Forgets the upload `name` of `account` and all its versions, and
+    /// names the components they used (empty when there was none).
+    async fn delete_uploaded(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// `account`'s upload `name`, if any: how a hub of a cluster learns of
     /// an upload another hub took.
@@ -93,7 +118,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every account's uploads, for loading them at start-up.
     async fn all_uploaded(&self) -> Result<Vec<(AccountId, UploadedNode)>, StoreError>;
 
-    /// True when any account's upload still uses the component `sha256`.
+    /// True when any account's upload, current or kept version, still uses
+    /// the component `sha256`.
     async fn sha256_in_use(&self, sha256: &str) -> Result<bool, StoreError>;
 
     /// The limits `account` has set; unset fields are `None` (the defaults).
@@ -161,6 +187,113 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every account's Exosphere records.
     async fn exosphere_records(&self) -> Result<Vec<(AccountId, ExosphereRecord)>, StoreError>;
+
+    /// Writes what is known of some events, all or none: an event already
+    /// kept (same account and uuid) gets the fields it lacked, and the
+    /// caller's outcome of an event (`from_caller`) replaces the sandbox's.
+    /// Then each account written to keeps only its newest
+    /// `retention.events` events, none older than `retention.max_age_s`.
+    async fn record_history(
+        &self,
+        events: Vec<HistoryEvent>,
+        retention: Retention,
+    ) -> Result<(), StoreError>;
+
+    /// `account`'s kept events matching `query`, oldest first.
+    async fn history(
+        &self,
+        account: AccountId,
+        query: &HistoryQuery,
+    ) -> Result<Vec<HistoryEvent>, StoreError>;
+
+    /// How many events `account` has kept: what its retention bounds.
+    async fn history_count(&self, account: AccountId) -> Result<u64, StoreError>;
+
+    /// Forgets the kept events of `account`'s node `node`.
+    async fn forget_history(&self, account: AccountId, node: &str) -> Result<(), StoreError>;
+}
+
+/// What [`Store::put_uploaded`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutVersion {
+    /// The new version's number.
+    pub version: i64,
+    /// The components of the versions it removed (beyond the kept count).
+    pub dropped: Vec<String>,
+}
+
+/// One event as the hub keeps it. Every field but the key (account, uuid)
+/// may be missing, because two parts of the hub learn of one event: the
+/// API that answered the caller (caller, outcome, duration) and the
+/// sandbox that ran it (fuel, logs, its own outcome).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct HistoryEvent {
+    /// Its place in the history: higher is newer (0 before it is stored).
+    pub id: i64,
+    /// The account (not shown: every listing is of one account).
+    #[serde(skip)]
+    pub account: AccountId,
+    /// The node.
+    pub node: String,
+    /// The event's uuid (the execute answer's).
+    pub uuid: String,
+    /// When it was recorded, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The id of the API token that asked for it.
+    pub caller: Option<TokenId>,
+    /// `ok` or the error code.
+    pub outcome: Option<String>,
+    /// The error's message.
+    pub message: Option<String>,
+    /// How long the caller waited, in microseconds.
+    pub duration_us: Option<i64>,
+    /// Fuel it burnt.
+    pub fuel: Option<i64>,
+    /// The version of the node that ran it.
+    pub version: Option<i64>,
+    /// What it printed and logged: the JSON of the captured streams.
+    #[serde(skip)]
+    pub logs: Option<String>,
+    /// True when this record is the caller's view (its outcome wins).
+    #[serde(skip)]
+    pub from_caller: bool,
+}
+
+/// How much history each account keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events at most.
+    pub events: u64,
+    /// Seconds at most.
+    pub max_age_s: i64,
+}
+
+impl Default for Retention {
+    /// 1,000 events and 7 days per account.
+    fn default() -> Self {
+        Self {
+            events: 1_000,
+            max_age_s: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Which kept events to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only this node's.
+    pub node: Option<String>,
+    /// Only events newer than this id (for following).
+    pub after: Option<i64>,
+    /// The newest this many (of those matching).
+    pub limit: u32,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 /// One saved record of an Exosphere state manager (a node, graph, run or
@@ -303,6 +436,9 @@ pub struct UploadedNode {
     pub size: u64,
     /// When it was uploaded (Unix seconds).
     pub uploaded_at: i64,
+    /// Its version: the count of the node's uploads when it was uploaded
+    /// (1 for the first).
+    pub version: i64,
 }
 
 /// An account's limit settings as stored: `None` means the hub's default.

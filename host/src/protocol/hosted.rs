@@ -188,17 +188,6 @@ impl EventLogs {
             http: outcome.http,
         }
     }
-
-    /// About how many bytes these logs hold.
-    pub fn size(&self) -> usize {
-        self.stdout.len()
-            + self.stderr.len()
-            + self
-                .log
-                .iter()
-                .map(|entry| entry.level.len() + entry.message.len())
-                .sum::<usize>()
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub fn status(err: &HubError) -> StatusCode {
         HubError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         HubError::UnknownNode(_)
         | HubError::UnknownUpload(_)
+        | HubError::UnknownVersion { .. }
         | HubError::UnknownSecret(_)
         | HubError::UnknownComponent(_) => StatusCode::NOT_FOUND,
         HubError::NameTaken(_) => StatusCode::CONFLICT,

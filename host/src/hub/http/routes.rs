@@ -166,6 +166,62 @@ pub async fn node_logs(
     hub.node_logs(&caller, &name).await.map(axum::Json)
 }
 
+/// `GET /api/nodes/{name}/versions`: the kept versions, newest first.
+pub async fn node_versions(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.node_versions(&caller, &name).await.map(axum::Json)
+}
+
+#[derive(serde::Deserialize)]
+struct RollbackBody {
+    version: i64,
+}
+
+/// `POST /api/nodes/{name}/rollback` with `{"version": N}`.
+pub async fn rollback(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+    body: Bytes,
+) -> Result<axum::Json<Json>, HubError> {
+    crate::hub::service::require_write(&caller)?;
+    let body: RollbackBody = parse_body(&body, r#"{"version": 2}"#)?;
+    hub.rollback(&caller, &name, body.version)
+        .await
+        .map(axum::Json)
+}
+
+/// What `GET /api/events` takes.
+#[derive(Debug, serde::Deserialize)]
+pub struct EventsQuery {
+    /// Only this node's events.
+    pub node: Option<String>,
+    /// Only events after this id (to follow).
+    pub after: Option<i64>,
+    /// The newest this many (100 unless given, 1000 at most).
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/events?node=NAME&after=ID&limit=N`: the account's kept events,
+/// oldest first, with what each printed and logged.
+pub async fn events(
+    State(hub): State<Arc<Hub>>,
+    Account(caller): Account,
+    query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Json>, HubError> {
+    let axum::extract::Query(query) = query.map_err(|err| {
+        HubError::InvalidRequest(format!(
+            "bad query ({err}); use ?node=NAME&after=ID&limit=N (numbers for after and limit)"
+        ))
+    })?;
+    hub.events_json(&caller, query.node.as_deref(), query.after, query.limit)
+        .await
+        .map(axum::Json)
+}
+
 /// `GET /api/nodes/{name}/grant`: the origins the node may call.
 pub async fn http_grant(
     State(hub): State<Arc<Hub>>,

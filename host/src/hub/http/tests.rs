@@ -40,6 +40,7 @@ fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
         keepalive: crate::hub::service::KEEPALIVE,
         token_recheck: crate::hub::service::TOKEN_RECHECK,
         exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
+        history: Default::default(),
     }
 }
 
@@ -170,6 +171,7 @@ async fn a_revoked_or_expired_token_is_refused_within_the_recheck_period() {
     let t = hub_with(HubConfig {
         token_recheck: Duration::from_millis(100),
         exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
+        history: Default::default(),
         ..config(None)
     })
     .await;
@@ -199,6 +201,7 @@ async fn a_revoked_or_expired_token_is_refused_within_the_recheck_period() {
     let t = hub_with(HubConfig {
         token_recheck: Duration::from_secs(3600),
         exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
+        history: Default::default(),
         ..config(None)
     })
     .await;

@@ -12,7 +12,7 @@
 //! runner, so one account's flood waits in its own lane and never in
 //! another's.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -21,7 +21,6 @@ use serde_json::{Value as Json, json};
 
 use crate::core::{AccountId, LaneLimits};
 use crate::hub::store::{Blobs, FsBlobs, LimitSettings, UploadedNode};
-use crate::protocol::hosted::EventLogs;
 use crate::sandbox::http::HttpGrant;
 use crate::sandbox::value::info_to_json;
 use crate::sandbox::{
@@ -55,31 +54,6 @@ pub const MAX_RUNNING: usize = 256;
 
 pub use crate::protocol::hosted::DEMOTE_AFTER;
 
-/// What the hub keeps of an uploaded node's recent events' output: the
-/// newest events, until their logs reach this many bytes.
-pub const LOG_BYTES_PER_NODE: usize = 1 << 20;
-
-/// One finished event of an uploaded node, as `GET /api/nodes/{name}/logs`
-/// shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LoggedEvent {
-    /// The event's uuid (the execute answer's).
-    pub uuid: String,
-    /// When it finished, in seconds since the Unix epoch.
-    pub finished_at: AccountId,
-    /// `ok` or the error code.
-    pub outcome: String,
-    /// What it printed and logged.
-    #[serde(flatten)]
-    pub logs: EventLogs,
-}
-
-#[derive(Debug, Default)]
-struct NodeLog {
-    events: VecDeque<LoggedEvent>,
-    bytes: usize,
-}
-
 /// An uploaded node, compiled and ready.
 #[derive(Debug)]
 pub struct InstalledNode {
@@ -97,6 +71,7 @@ impl InstalledNode {
             "sha256": self.record.sha256,
             "size": self.record.size,
             "uploaded_at": self.record.uploaded_at,
+            "version": self.record.version,
             "status": "ready",
             "info": info_to_json(self.component.info()),
         })
@@ -190,7 +165,6 @@ pub struct Catalog {
     nodes: Mutex<HashMap<(AccountId, String), Arc<InstalledNode>>>,
     /// Where each upload stands, with the order it was set in.
     uploads: Mutex<HashMap<(AccountId, String), (UploadStatus, u64)>>,
-    logs: Mutex<HashMap<(AccountId, String), NodeLog>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -227,7 +201,6 @@ impl Catalog {
             sandbox: OnceLock::new(),
             nodes: Mutex::default(),
             uploads: Mutex::default(),
-            logs: Mutex::default(),
         })
     }
 
@@ -358,39 +331,6 @@ impl Catalog {
         self.nodes().remove(&(account, name.to_owned()))
     }
 
-    fn node_logs(&self) -> std::sync::MutexGuard<'_, HashMap<(AccountId, String), NodeLog>> {
-        self.logs
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// Keeps what an event of the account's node `name` printed and logged,
-    /// dropping the oldest events beyond [`LOG_BYTES_PER_NODE`] (the newest
-    /// is always kept: its size is bounded by the account's log limit).
-    pub fn record_logs(&self, account: AccountId, name: &str, event: LoggedEvent) {
-        let mut logs = self.node_logs();
-        let log = logs.entry((account, name.to_owned())).or_default();
-        log.bytes += event.logs.size();
-        log.events.push_back(event);
-        while log.bytes > LOG_BYTES_PER_NODE && log.events.len() > 1 {
-            let dropped = log.events.pop_front().expect("more than one event");
-            log.bytes -= dropped.logs.size();
-        }
-    }
-
-    /// The kept events of the account's node `name`, oldest first.
-    pub fn logs(&self, account: AccountId, name: &str) -> Vec<LoggedEvent> {
-        self.node_logs()
-            .get(&(account, name.to_owned()))
-            .map(|log| log.events.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Forgets the logs of the account's node `name`.
-    pub fn forget_logs(&self, account: AccountId, name: &str) {
-        self.node_logs().remove(&(account, name.to_owned()));
-    }
-
     /// Removes the compiled artifacts of the component `sha256`.
     pub fn forget_compiled(&self, sha256: &str) {
         crate::sandbox::cache::CompileCache::remove_component(&self.compiled_dir, sha256);
@@ -486,39 +426,6 @@ mod tests {
         );
         assert_eq!(lane(8), (1, 2), "every hub runs at least one");
         assert_eq!(lane(0), (5, 10));
-    }
-
-    #[test]
-    fn logs_keep_the_newest_events_within_the_budget() {
-        let catalog = Catalog::open(None, None, SandboxConfig::default()).unwrap();
-        let event = |uuid: &str, bytes: usize| LoggedEvent {
-            uuid: uuid.into(),
-            finished_at: 0,
-            outcome: "ok".into(),
-            logs: EventLogs {
-                stdout: "x".repeat(bytes),
-                ..EventLogs::default()
-            },
-        };
-        catalog.record_logs(1, "hello", event("a", LOG_BYTES_PER_NODE / 2));
-        catalog.record_logs(1, "hello", event("b", LOG_BYTES_PER_NODE / 2));
-        catalog.record_logs(1, "hello", event("c", 10));
-        let kept: Vec<String> = catalog
-            .logs(1, "hello")
-            .into_iter()
-            .map(|e| e.uuid)
-            .collect();
-        assert_eq!(kept, ["b", "c"]);
-        catalog.record_logs(1, "hello", event("huge", 2 * LOG_BYTES_PER_NODE));
-        let kept: Vec<String> = catalog
-            .logs(1, "hello")
-            .into_iter()
-            .map(|e| e.uuid)
-            .collect();
-        assert_eq!(kept, ["huge"], "the newest stays whatever its size");
-        assert!(catalog.logs(2, "hello").is_empty(), "another account's");
-        catalog.forget_logs(1, "hello");
-        assert!(catalog.logs(1, "hello").is_empty());
     }
 
     #[test]

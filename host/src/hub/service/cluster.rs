@@ -44,7 +44,6 @@ impl Hub {
                 && self.catalog.remove_if(account, name, &sha256)
             {
                 // Deleted through another hub: the events in flight finish.
-                self.catalog.forget_logs(account, name);
                 tracing::info!(account, node = %name, sha256, "an upload was deleted through another hub");
             }
             return;

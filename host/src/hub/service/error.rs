@@ -36,6 +36,19 @@ pub enum HubError {
     /// The account has no such upload.
     #[error("this account has no upload with sha256 {0}")]
     UnknownUpload(String),
+    /// The node keeps no such version.
+    #[error(
+        "node `{node}` has no version {version} (kept versions: {kept}); list them with \
+         `node-host node versions {node}`"
+    )]
+    UnknownVersion {
+        /// The node.
+        node: String,
+        /// The version asked for.
+        version: i64,
+        /// The versions it keeps, newest first.
+        kept: String,
+    },
     /// The account has no such secret.
     #[error("this account has no secret `{0}`")]
     UnknownSecret(String),
@@ -140,6 +153,7 @@ impl HubError {
             HubError::InvalidRequest(_) => "invalid_request",
             HubError::UnknownNode(_) => "unknown_node",
             HubError::UnknownUpload(_) => "unknown_upload",
+            HubError::UnknownVersion { .. } => "unknown_version",
             HubError::UnknownSecret(_) => "unknown_secret",
             HubError::UnknownComponent(_) => "unknown_component",
             HubError::NameTaken(_) => "name_taken",

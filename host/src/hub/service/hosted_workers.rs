@@ -135,7 +135,15 @@ impl Hub {
                     None => Ok(reply.outputs),
                     Some(error) => Err(EventFailure::new(&error.code, error.message)),
                 };
-                self.record_logs(event.account, &event.node, &event.id, &finished, logs);
+                self.record_run(super::history::RunRecord {
+                    account: event.account,
+                    node: &event.node,
+                    uuid: &event.id,
+                    version: node.record.version,
+                    finished: &finished,
+                    fuel: None,
+                    logs,
+                });
                 let label = finished
                     .as_ref()
                     .err()

@@ -498,8 +498,9 @@ async fn answer_relayed(
             let answer = match serde_json::from_slice::<Relayed>(&message.payload) {
                 Ok(request) => {
                     let timeout = Duration::from_millis(request.timeout_ms);
-                    let run =
-                        hub.execute_here(account, &node, request.inputs, &request.outputs, timeout);
+                    let uuid = uuid::Uuid::new_v4().to_string();
+                    let (inputs, outputs) = (request.inputs, &request.outputs);
+                    let run = hub.execute_here(account, &node, inputs, outputs, timeout, &uuid);
                     let done = still_working(&client, &reply, run).await;
                     match done {
                         Ok(response) => Answer::Done(response),

@@ -13,8 +13,9 @@ use bytes::Bytes;
 use serde_json::{Map, Value as Json, json};
 
 use super::catalog::{
-    AccountLimits, COMPILE_TIME_LIMIT, InstalledNode, LoggedEvent, MAX_UPLOAD_BYTES, UploadStatus,
+    AccountLimits, COMPILE_TIME_LIMIT, InstalledNode, MAX_UPLOAD_BYTES, UploadStatus,
 };
+use super::history::RunRecord;
 use super::{Hub, HubError, grants, require_write};
 use crate::core::LaneLimits;
 use crate::core::{AccountId, Event, EventFailure, Outcome, Terms, json_outputs};
@@ -247,15 +248,22 @@ impl Hub {
                 format!("cannot store the component: {err}"),
             );
         }
-        let record = UploadedNode {
+        let mut record = UploadedNode {
             name: name.clone(),
             sha256: sha256.to_owned(),
             size,
             uploaded_at: unix_seconds(),
+            version: 0,
         };
-        if let Err(err) = self.store.put_uploaded(account, &record).await {
-            return UploadStatus::Failed("internal".into(), err.to_string());
-        }
+        let put = match self
+            .store
+            .put_uploaded(account, &record, self.keep_versions)
+            .await
+        {
+            Ok(put) => put,
+            Err(err) => return UploadStatus::Failed("internal".into(), err.to_string()),
+        };
+        record.version = put.version;
         let replaced = self.catalog.install(
             account,
             InstalledNode {
@@ -266,12 +274,13 @@ impl Hub {
         drop(files);
         self.announce(sha256);
         if let Some(old) = replaced {
-            tracing::info!(account, node = %name, old = %old.record.sha256, new = %sha256, "replaced an uploaded node");
-            if old.record.sha256 != sha256 {
-                self.forget_component(&old.record.sha256).await;
-            }
+            tracing::info!(account, node = %name, old = %old.record.sha256, new = %sha256, version = put.version, "replaced an uploaded node");
         } else {
             tracing::info!(account, node = %name, sha256, "installed an uploaded node");
+        }
+        // Versions beyond the kept count go with their compiled code.
+        for dropped in put.dropped {
+            self.forget_component(&dropped).await;
         }
         UploadStatus::Ready(name)
     }
@@ -383,9 +392,13 @@ impl Hub {
             .catalog
             .remove(caller.account, name)
             .ok_or_else(|| unknown(name))?;
-        self.store.delete_uploaded(caller.account, name).await?;
-        self.forget_component(&removed.record.sha256).await;
-        self.catalog.forget_logs(caller.account, name);
+        let mut used = self.store.delete_uploaded(caller.account, name).await?;
+        used.push(removed.record.sha256.clone());
+        used.dedup();
+        for sha256 in used {
+            self.forget_component(&sha256).await;
+        }
+        self.store.forget_history(caller.account, name).await?;
         tracing::info!(account = %caller.account_name, node = %name, "deleted an uploaded node");
         Ok(json!({"deleted": name}))
     }
@@ -398,13 +411,24 @@ impl Hub {
         name: &str,
     ) -> Result<Json, HubError> {
         self.installed(caller, name).await?;
-        let events = self.catalog.logs(caller.account, name);
+        let events = self
+            .events(caller, Some(name), None, Some(super::history::MAX_LISTED))
+            .await?;
+        let events: Vec<Json> = events
+            .iter()
+            .filter(|event| event.logs.is_some())
+            .map(|event| {
+                let mut shown = super::history::event_json(event);
+                shown["finished_at"] = json!(event.at_ms / 1000);
+                shown
+            })
+            .collect();
         Ok(json!({"node": name, "events": events}))
     }
 
     /// The caller's uploaded node `name`, waiting up to the upload wait for
     /// it while the hub loads its uploads again after a restart.
-    async fn installed(
+    pub(super) async fn installed(
         self: &Arc<Self>,
         caller: &Caller,
         name: &str,
@@ -509,7 +533,7 @@ impl Hub {
         {
             return Ok((timed_out(finished)?, None));
         }
-        let (name, id) = (event.node.clone(), event.id.clone());
+        let (name, id, version) = (event.node.clone(), event.id.clone(), node.record.version);
         let terms = Terms {
             limits: limits.event,
             secrets: Arc::new(secrets),
@@ -517,8 +541,15 @@ impl Hub {
         let hub = self.clone();
         // Kept even when the caller has stopped waiting.
         let keep_logs = move |outcome: &Outcome| {
-            let finished = json_outputs(outcome);
-            hub.record_logs(account, &name, &id, &finished, EventLogs::of(outcome));
+            hub.record_run(RunRecord {
+                account,
+                node: &name,
+                uuid: &id,
+                version,
+                finished: &json_outputs(outcome),
+                fuel: Some(outcome.fuel_used),
+                logs: EventLogs::of(outcome),
+            });
         };
         let outcome = self
             .runner
@@ -526,28 +557,6 @@ impl Hub {
             .await
             .map_err(|err| HubError::from_run(&node_name, ms, err))?;
         Ok((timed_out(json_outputs(&outcome))?, outcome.http))
-    }
-
-    /// Keeps what an event of the account's uploaded node `node` printed and
-    /// logged.
-    pub(super) fn record_logs(
-        &self,
-        account: AccountId,
-        node: &str,
-        id: &str,
-        finished: &Result<Map<String, Json>, EventFailure>,
-        logs: EventLogs,
-    ) {
-        let event = LoggedEvent {
-            uuid: id.to_owned(),
-            finished_at: unix_seconds(),
-            outcome: finished
-                .as_ref()
-                .err()
-                .map_or_else(|| "ok".to_owned(), |failure| failure.code.clone()),
-            logs,
-        };
-        self.catalog.record_logs(account, node, event);
     }
 }
 

@@ -138,6 +138,27 @@ impl Hub {
         name: &str,
         request: ExecuteRequest,
     ) -> Result<ExecuteResponse, HubError> {
+        let started = Instant::now();
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let answer = self.execute_as(caller, name, request, &uuid).await;
+        // The history keeps events of this account's nodes only: a name
+        // that is nobody's is not an event.
+        if !matches!(answer, Err(HubError::UnknownNode(_) | HubError::InvalidRequest(_))) {
+            let uuid = answer.as_ref().map_or(uuid.as_str(), |answer| answer.uuid.as_str());
+            self.record_answer(caller, name, uuid, started, answer.as_ref().map(|_| ()));
+        }
+        answer
+    }
+
+    /// [`execute`](Self::execute) as the event `uuid` (a relayed one gets
+    /// the uuid of the hub that runs it).
+    async fn execute_as(
+        self: &Arc<Self>,
+        caller: &Caller,
+        name: &str,
+        request: ExecuteRequest,
+        uuid: &str,
+    ) -> Result<ExecuteResponse, HubError> {
         let timeout = match request.timeout_ms {
             None => EXECUTE_TIMEOUT,
             Some(0) => {
@@ -150,7 +171,7 @@ impl Hub {
         let deadline = Instant::now() + timeout;
         if let Some(node) = self.node_when_loaded(caller.account, name, deadline).await {
             let event = core::Event {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: uuid.to_owned(),
                 account: caller.account,
                 node: name.to_owned(),
                 inputs: inputs_from_json(request.inputs),
@@ -169,7 +190,7 @@ impl Hub {
                      `node-host upload`, or serve it with `node-host run`)"
                 ))
             })?;
-        self.execute_on_worker(caller.account, name, request.inputs, &outputs, timeout)
+        self.execute_on_worker(caller.account, name, request.inputs, &outputs, timeout, uuid)
             .await
     }
 
@@ -182,15 +203,16 @@ impl Hub {
         inputs: serde_json::Map<String, Json>,
         outputs: &[String],
         timeout: Duration,
+        uuid: &str,
     ) -> Result<ExecuteResponse, HubError> {
         let Some(relay) = &self.relay else {
             return self
-                .execute_here(account, name, inputs, outputs, timeout)
+                .execute_here(account, name, inputs, outputs, timeout, uuid)
                 .await;
         };
         if self.switchboard.serving(account, name) > 0 {
             let here = self
-                .execute_here(account, name, inputs.clone(), outputs, timeout)
+                .execute_here(account, name, inputs.clone(), outputs, timeout, uuid)
                 .await;
             if !matches!(here, Err(HubError::NoWorker(_))) {
                 return here;
@@ -208,13 +230,13 @@ impl Hub {
         inputs: serde_json::Map<String, Json>,
         outputs: &[String],
         timeout: Duration,
+        uuid: &str,
     ) -> Result<ExecuteResponse, HubError> {
-        let uuid = uuid::Uuid::new_v4().to_string();
         let event = Event {
             kind: Some("remote_node".into()),
             node: name.to_owned(),
             inputs,
-            uuid: Json::String(uuid.clone()),
+            uuid: Json::String(uuid.to_owned()),
         };
         // Both given back if the caller goes away while it waits.
         let counted = self.metrics.start(name);
@@ -238,7 +260,7 @@ impl Hub {
                 }),
                 None => Ok(ExecuteResponse::ordered(
                     name,
-                    &uuid,
+                    uuid,
                     outputs,
                     reply.outputs,
                 )),

@@ -18,9 +18,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    Caller, ExosphereRecord, Issued, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX,
-    TokenId, TokenKind, TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash,
-    unix_seconds, valid_account_name,
+    Caller, ExosphereRecord, HistoryEvent, HistoryQuery, Issued, LimitSettings, PutVersion,
+    Retention, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind, TokenRecord,
+    UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_millis, unix_seconds,
+    valid_account_name,
 };
 use crate::core::AccountId;
 
@@ -89,6 +90,36 @@ const MIGRATIONS: &[&str] = &["
         origins TEXT[] NOT NULL,
         PRIMARY KEY (account_id, node)
     );
+", "
+    ALTER TABLE uploaded_nodes ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+    CREATE TABLE node_versions (
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        uploaded_at BIGINT NOT NULL,
+        PRIMARY KEY (account_id, name, version)
+    );
+    CREATE INDEX node_versions_sha256 ON node_versions (sha256);
+    INSERT INTO node_versions (account_id, name, version, sha256, size, uploaded_at)
+        SELECT account_id, name, 1, sha256, size, uploaded_at FROM uploaded_nodes;
+    CREATE TABLE event_history (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        uuid TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        caller BIGINT,
+        outcome TEXT,
+        message TEXT,
+        duration_us BIGINT,
+        fuel BIGINT,
+        version BIGINT,
+        logs TEXT,
+        UNIQUE (account_id, uuid)
+    );
+    CREATE INDEX event_history_node ON event_history (account_id, node, id);
 "];
 
 /// The advisory lock held while migrating ("nodehost" in ASCII), so hubs
@@ -419,38 +450,308 @@ impl Store for PostgresStore {
         &self,
         account: AccountId,
         node: &UploadedNode,
-    ) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO uploaded_nodes (account_id, name, sha256, size, uploaded_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (account_id, name) DO UPDATE SET sha256 = EXCLUDED.sha256,
-                     size = EXCLUDED.size, uploaded_at = EXCLUDED.uploaded_at",
-                &[
-                    &account,
-                    &node.name,
-                    &node.sha256,
-                    &to_sql(Some(node.size)),
-                    &node.uploaded_at,
-                ],
+        keep: usize,
+    ) -> Result<PutVersion, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg("begin an upload"))?;
+        // Hubs uploading the same node at once number their versions in turn.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))",
+            &[&account.to_string(), &node.name],
+        )
+        .await
+        .map_err(pg("lock the node's versions"))?;
+        let current = tx
+            .query_opt(
+                "SELECT sha256, version FROM uploaded_nodes WHERE account_id = $1 AND name = $2",
+                &[&account, &node.name],
             )
             .await
-            .map_err(pg("store uploaded node"))?;
-        Ok(())
+            .map_err(pg("look up the current version"))?;
+        if let Some(row) = current
+            && row.get::<_, String>(0) == node.sha256
+        {
+            return Ok(PutVersion {
+                version: row.get(1),
+                dropped: Vec::new(),
+            });
+        }
+        let version: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM node_versions
+                 WHERE account_id = $1 AND name = $2",
+                &[&account, &node.name],
+            )
+            .await
+            .map_err(pg("number a new version"))?
+            .get(0);
+        let size = to_sql(Some(node.size));
+        tx.execute(
+            "INSERT INTO node_versions (account_id, name, version, sha256, size, uploaded_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&account, &node.name, &version, &node.sha256, &size, &node.uploaded_at],
+        )
+        .await
+        .map_err(pg("store a version"))?;
+        tx.execute(
+            "INSERT INTO uploaded_nodes (account_id, name, sha256, size, uploaded_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (account_id, name) DO UPDATE SET sha256 = EXCLUDED.sha256,
+                 size = EXCLUDED.size, uploaded_at = EXCLUDED.uploaded_at,
+                 version = EXCLUDED.version",
+            &[&account, &node.name, &node.sha256, &size, &node.uploaded_at, &version],
+        )
+        .await
+        .map_err(pg("store uploaded node"))?;
+        let kept_besides = keep.max(1) as i64 - 1;
+        let dropped = tx
+            .query(
+                "DELETE FROM node_versions WHERE account_id = $1 AND name = $2 AND version IN (
+                     SELECT version FROM node_versions
+                     WHERE account_id = $1 AND name = $2 AND version <> $3
+                     ORDER BY version DESC OFFSET $4)
+                 RETURNING sha256",
+                &[&account, &node.name, &version, &kept_besides],
+            )
+            .await
+            .map_err(pg("remove old versions"))?;
+        tx.commit().await.map_err(pg("commit an upload"))?;
+        Ok(PutVersion {
+            version,
+            dropped: dropped.iter().map(|row| row.get(0)).collect(),
+        })
     }
 
-    async fn delete_uploaded(&self, account: AccountId, name: &str) -> Result<bool, StoreError> {
-        let deleted = self
+    async fn versions(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Vec<UploadedNode>, StoreError> {
+        let rows = self
             .client()
             .await?
-            .execute(
-                "DELETE FROM uploaded_nodes WHERE account_id = $1 AND name = $2",
+            .query(
+                "SELECT version, sha256, size, uploaded_at FROM node_versions
+                 WHERE account_id = $1 AND name = $2 ORDER BY version DESC",
+                &[&account, &name],
+            )
+            .await
+            .map_err(pg("list versions"))?;
+        Ok(rows
+            .iter()
+            .map(|row| UploadedNode {
+                name: name.to_owned(),
+                version: row.get(0),
+                sha256: row.get(1),
+                size: from_sql(row.get(2)).unwrap_or(0),
+                uploaded_at: row.get(3),
+            })
+            .collect())
+    }
+
+    async fn make_current(
+        &self,
+        account: AccountId,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<UploadedNode>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "UPDATE uploaded_nodes AS current
+                 SET sha256 = kept.sha256, size = kept.size, uploaded_at = kept.uploaded_at,
+                     version = kept.version
+                 FROM node_versions AS kept
+                 WHERE current.account_id = $1 AND current.name = $2
+                     AND kept.account_id = $1 AND kept.name = $2 AND kept.version = $3
+                 RETURNING kept.sha256, kept.size, kept.uploaded_at",
+                &[&account, &name, &version],
+            )
+            .await
+            .map_err(pg("make a version current"))?;
+        Ok(row.map(|row| UploadedNode {
+            name: name.to_owned(),
+            version,
+            sha256: row.get(0),
+            size: from_sql(row.get(1)).unwrap_or(0),
+            uploaded_at: row.get(2),
+        }))
+    }
+
+    async fn delete_uploaded(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg("begin a delete"))?;
+        let current = tx
+            .query_opt(
+                "DELETE FROM uploaded_nodes WHERE account_id = $1 AND name = $2 RETURNING sha256",
                 &[&account, &name],
             )
             .await
             .map_err(pg("delete uploaded node"))?;
-        Ok(deleted > 0)
+        let versions = tx
+            .query(
+                "DELETE FROM node_versions WHERE account_id = $1 AND name = $2 RETURNING sha256",
+                &[&account, &name],
+            )
+            .await
+            .map_err(pg("delete versions"))?;
+        tx.commit().await.map_err(pg("commit a delete"))?;
+        let Some(current) = current else {
+            return Ok(Vec::new());
+        };
+        let mut used: Vec<String> = std::iter::once(current.get(0))
+            .chain(versions.iter().map(|row| row.get(0)))
+            .collect();
+        used.sort();
+        used.dedup();
+        Ok(used)
+    }
+
+    async fn record_history(
+        &self,
+        events: Vec<HistoryEvent>,
+        retention: Retention,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(pg("begin a history write"))?;
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO event_history (account_id, node, uuid, at_ms, caller, outcome,
+                     message, duration_us, fuel, version, logs)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (account_id, uuid) DO UPDATE SET
+                     caller = COALESCE(EXCLUDED.caller, event_history.caller),
+                     outcome = CASE WHEN $12 OR event_history.outcome IS NULL
+                         THEN EXCLUDED.outcome ELSE event_history.outcome END,
+                     message = CASE WHEN $12 OR event_history.outcome IS NULL
+                         THEN EXCLUDED.message ELSE event_history.message END,
+                     duration_us = COALESCE(EXCLUDED.duration_us, event_history.duration_us),
+                     fuel = COALESCE(EXCLUDED.fuel, event_history.fuel),
+                     version = COALESCE(EXCLUDED.version, event_history.version),
+                     logs = COALESCE(EXCLUDED.logs, event_history.logs)",
+            )
+            .await
+            .map_err(pg("prepare a history write"))?;
+        let mut accounts: Vec<AccountId> = Vec::new();
+        for event in &events {
+            tx.execute(
+                &upsert,
+                &[
+                    &event.account,
+                    &event.node,
+                    &event.uuid,
+                    &event.at_ms,
+                    &event.caller,
+                    &event.outcome,
+                    &event.message,
+                    &event.duration_us,
+                    &event.fuel,
+                    &event.version,
+                    &event.logs,
+                    &event.from_caller,
+                ],
+            )
+            .await
+            .map_err(pg("write an event to the history"))?;
+            if !accounts.contains(&event.account) {
+                accounts.push(event.account);
+            }
+        }
+        let oldest = unix_millis() - retention.max_age_s * 1000;
+        let keep = retention.events.min(i64::MAX as u64) as i64;
+        for account in accounts {
+            tx.execute(
+                "DELETE FROM event_history WHERE account_id = $1 AND (at_ms < $2 OR id <= (
+                     SELECT COALESCE((SELECT id FROM event_history WHERE account_id = $1
+                         ORDER BY id DESC LIMIT 1 OFFSET $3), 0)))",
+                &[&account, &oldest, &keep],
+            )
+            .await
+            .map_err(pg("prune the history"))?;
+        }
+        tx.commit().await.map_err(pg("commit a history write"))
+    }
+
+    async fn history(
+        &self,
+        account: AccountId,
+        query: &HistoryQuery,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        let order = if query.after.is_some() { "ASC" } else { "DESC" };
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT id, node, uuid, at_ms, caller, outcome, message, duration_us, fuel,
+                         version, logs
+                     FROM event_history
+                     WHERE account_id = $1 AND ($2::text IS NULL OR node = $2) AND id > $3
+                     ORDER BY id {order} LIMIT $4"
+                ),
+                &[
+                    &account,
+                    &query.node,
+                    &query.after.unwrap_or(0),
+                    &i64::from(query.limit),
+                ],
+            )
+            .await
+            .map_err(pg("list the history"))?;
+        let mut events: Vec<HistoryEvent> = rows
+            .iter()
+            .map(|row| HistoryEvent {
+                id: row.get(0),
+                account,
+                node: row.get(1),
+                uuid: row.get(2),
+                at_ms: row.get(3),
+                caller: row.get(4),
+                outcome: row.get(5),
+                message: row.get(6),
+                duration_us: row.get(7),
+                fuel: row.get(8),
+                version: row.get(9),
+                logs: row.get(10),
+                from_caller: false,
+            })
+            .collect();
+        events.sort_by_key(|event| event.id);
+        Ok(events)
+    }
+
+    async fn history_count(&self, account: AccountId) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT COUNT(*) FROM event_history WHERE account_id = $1",
+                &[&account],
+            )
+            .await
+            .map_err(pg("count the history"))?
+            .get(0);
+        Ok(count as u64)
+    }
+
+    async fn forget_history(&self, account: AccountId, node: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "DELETE FROM event_history WHERE account_id = $1 AND node = $2",
+                &[&account, &node],
+            )
+            .await
+            .map_err(pg("forget a node's history"))?;
+        Ok(())
     }
 
     async fn uploaded(
@@ -462,7 +763,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query_opt(
-                "SELECT sha256, size, uploaded_at FROM uploaded_nodes
+                "SELECT sha256, size, uploaded_at, version FROM uploaded_nodes
                  WHERE account_id = $1 AND name = $2",
                 &[&account, &name],
             )
@@ -473,6 +774,7 @@ impl Store for PostgresStore {
             sha256: row.get(0),
             size: from_sql(row.get(1)).unwrap_or(0),
             uploaded_at: row.get(2),
+            version: row.get(3),
         }))
     }
 
@@ -481,7 +783,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT name, sha256, size, uploaded_at FROM uploaded_nodes
+                "SELECT name, sha256, size, uploaded_at, version FROM uploaded_nodes
                  WHERE account_id = $1 ORDER BY name",
                 &[&account],
             )
@@ -494,6 +796,7 @@ impl Store for PostgresStore {
                 sha256: row.get(1),
                 size: from_sql(row.get(2)).unwrap_or(0),
                 uploaded_at: row.get(3),
+                version: row.get(4),
             })
             .collect())
     }
@@ -503,7 +806,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT account_id, name, sha256, size, uploaded_at FROM uploaded_nodes
+                "SELECT account_id, name, sha256, size, uploaded_at, version FROM uploaded_nodes
                  ORDER BY account_id, name",
                 &[],
             )
@@ -519,6 +822,7 @@ impl Store for PostgresStore {
                         sha256: row.get(2),
                         size: from_sql(row.get(3)).unwrap_or(0),
                         uploaded_at: row.get(4),
+                        version: row.get(5),
                     },
                 )
             })
@@ -530,7 +834,8 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM uploaded_nodes WHERE sha256 = $1)",
+                "SELECT EXISTS (SELECT 1 FROM uploaded_nodes WHERE sha256 = $1)
+                     OR EXISTS (SELECT 1 FROM node_versions WHERE sha256 = $1)",
                 &[&sha256],
             )
             .await

@@ -12,11 +12,13 @@ use rand::RngCore as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{
-    Caller, ExosphereRecord, Issued, LimitSettings, Sealed, Store, StoreError, TOKEN_PREFIX,
-    TokenId, TokenKind, TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash,
-    unix_seconds, valid_account_name,
+    Caller, ExosphereRecord, HistoryEvent, HistoryQuery, Issued, LimitSettings, PutVersion,
+    Retention, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind, TokenRecord,
+    UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_seconds, valid_account_name,
 };
 use crate::core::AccountId;
+
+mod versions;
 
 /// The database file inside the hub's data directory.
 pub const DATABASE_FILE: &str = "hub.sqlite3";
@@ -100,6 +102,37 @@ const MIGRATIONS: &[&str] = &[
         origins TEXT NOT NULL,
         PRIMARY KEY (account_id, node)
     );
+",
+    "
+    ALTER TABLE uploaded_nodes ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE node_versions (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        uploaded_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name, version)
+    );
+    CREATE INDEX node_versions_sha256 ON node_versions (sha256);
+    INSERT INTO node_versions (account_id, name, version, sha256, size, uploaded_at)
+        SELECT account_id, name, 1, sha256, size, uploaded_at FROM uploaded_nodes;
+    CREATE TABLE event_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        uuid TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        caller INTEGER,
+        outcome TEXT,
+        message TEXT,
+        duration_us INTEGER,
+        fuel INTEGER,
+        version INTEGER,
+        logs TEXT,
+        UNIQUE (account_id, uuid)
+    );
+    CREATE INDEX event_history_node ON event_history (account_id, node, id);
 ",
 ];
 
@@ -199,15 +232,68 @@ impl Store for SqliteStore {
         &self,
         account: AccountId,
         node: &UploadedNode,
-    ) -> Result<(), StoreError> {
+        keep: usize,
+    ) -> Result<PutVersion, StoreError> {
         let node = node.clone();
-        self.with(move |db| db.put_uploaded(account, &node)).await
+        self.with(move |db| db.put_uploaded(account, &node, keep))
+            .await
     }
 
-    async fn delete_uploaded(&self, account: AccountId, name: &str) -> Result<bool, StoreError> {
+    async fn versions(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Vec<UploadedNode>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |db| db.versions(account, &name)).await
+    }
+
+    async fn make_current(
+        &self,
+        account: AccountId,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<UploadedNode>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |db| db.make_current(account, &name, version))
+            .await
+    }
+
+    async fn delete_uploaded(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let name = name.to_owned();
         self.with(move |db| db.delete_uploaded(account, &name))
             .await
+    }
+
+    async fn record_history(
+        &self,
+        events: Vec<HistoryEvent>,
+        retention: Retention,
+    ) -> Result<(), StoreError> {
+        self.with(move |db| db.record_history(&events, retention))
+            .await
+    }
+
+    async fn history(
+        &self,
+        account: AccountId,
+        query: &HistoryQuery,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        let query = query.clone();
+        self.with(move |db| db.history(account, &query)).await
+    }
+
+    async fn history_count(&self, account: AccountId) -> Result<u64, StoreError> {
+        self.with(move |db| db.history_count(account)).await
+    }
+
+    async fn forget_history(&self, account: AccountId, node: &str) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        self.with(move |db| db.forget_history(account, &node)).await
     }
 
     async fn uploaded(
@@ -518,42 +604,11 @@ impl Database {
             .ok_or_else(|| StoreError::UnknownAccount(name.to_owned()))
     }
 
-    /// Records that `account` serves `node.name` from the component with
-    /// `node.sha256`, replacing an earlier upload of the same name.
-    fn put_uploaded(&self, account: i64, node: &UploadedNode) -> Result<(), StoreError> {
-        self.db
-            .execute(
-                "INSERT OR REPLACE INTO uploaded_nodes (account_id, name, sha256, size, uploaded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    account,
-                    node.name,
-                    node.sha256,
-                    node.size as i64,
-                    node.uploaded_at
-                ],
-            )
-            .map_err(sql("store uploaded node"))?;
-        Ok(())
-    }
-
-    /// Forgets the upload `name` of `account`; false when there was none.
-    fn delete_uploaded(&self, account: i64, name: &str) -> Result<bool, StoreError> {
-        let deleted = self
-            .db
-            .execute(
-                "DELETE FROM uploaded_nodes WHERE account_id = ?1 AND name = ?2",
-                params![account, name],
-            )
-            .map_err(sql("delete uploaded node"))?;
-        Ok(deleted > 0)
-    }
-
     /// `account`'s upload `name`, if any.
     fn uploaded(&self, account: i64, name: &str) -> Result<Option<UploadedNode>, StoreError> {
         self.db
             .prepare_cached(
-                "SELECT sha256, size, uploaded_at FROM uploaded_nodes
+                "SELECT sha256, size, uploaded_at, version FROM uploaded_nodes
                  WHERE account_id = ?1 AND name = ?2",
             )
             .map_err(sql("prepare upload lookup"))?
@@ -563,6 +618,7 @@ impl Database {
                     sha256: row.get(0)?,
                     size: row.get::<_, i64>(1)? as u64,
                     uploaded_at: row.get(2)?,
+                    version: row.get(3)?,
                 })
             })
             .optional()
@@ -574,7 +630,7 @@ impl Database {
         let mut statement = self
             .db
             .prepare_cached(
-                "SELECT name, sha256, size, uploaded_at FROM uploaded_nodes
+                "SELECT name, sha256, size, uploaded_at, version FROM uploaded_nodes
                  WHERE account_id = ?1 ORDER BY name",
             )
             .map_err(sql("prepare the account's upload listing"))?;
@@ -585,6 +641,7 @@ impl Database {
                     sha256: row.get(1)?,
                     size: row.get::<_, i64>(2)? as u64,
                     uploaded_at: row.get(3)?,
+                    version: row.get(4)?,
                 })
             })
             .map_err(sql("list the account's uploads"))?;
@@ -597,7 +654,7 @@ impl Database {
         let mut statement = self
             .db
             .prepare(
-                "SELECT account_id, name, sha256, size, uploaded_at FROM uploaded_nodes
+                "SELECT account_id, name, sha256, size, uploaded_at, version FROM uploaded_nodes
                  ORDER BY account_id, name",
             )
             .map_err(sql("prepare upload listing"))?;
@@ -610,6 +667,7 @@ impl Database {
                         sha256: row.get(2)?,
                         size: row.get::<_, i64>(3)? as u64,
                         uploaded_at: row.get(4)?,
+                        version: row.get(5)?,
                     },
                 ))
             })
@@ -622,7 +680,8 @@ impl Database {
     fn sha256_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
         self.db
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM uploaded_nodes WHERE sha256 = ?1)",
+                "SELECT EXISTS (SELECT 1 FROM uploaded_nodes WHERE sha256 = ?1)
+                     OR EXISTS (SELECT 1 FROM node_versions WHERE sha256 = ?1)",
                 [sha256],
                 |row| row.get(0),
             )
@@ -951,12 +1010,13 @@ mod tests {
             sha256: "bb".into(),
             size: 10,
             uploaded_at: 1,
+            version: 1,
         };
         {
             let store = SqliteStore::open(Some(&dir)).unwrap();
             store.create_token("alice", false, None).await.unwrap();
             let alice = store.account_id("alice").await.unwrap();
-            store.put_uploaded(alice, &node).await.unwrap();
+            store.put_uploaded(alice, &node, 5).await.unwrap();
             let change = LimitSettings {
                 fuel: Some(7),
                 ..LimitSettings::default()

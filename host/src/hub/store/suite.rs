@@ -18,6 +18,181 @@ pub async fn run(store: &dyn Store) {
     the_signing_key_is_kept(store).await;
     a_claimed_setting_keeps_its_first_value(store).await;
     exosphere_records_replace_by_kind_and_key(store).await;
+    versions_are_kept_rolled_back_and_pruned(store).await;
+    history_merges_by_uuid_and_keeps_its_retention(store).await;
+}
+
+async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
+    let carol = store.create_token("carol", false, None).await.unwrap();
+    let carol = store.authenticate(&carol.token).await.unwrap().unwrap().account;
+    let dave = store.create_token("dave", false, None).await.unwrap();
+    let dave = store.authenticate(&dave.token).await.unwrap().unwrap().account;
+    let node = |sha: &str| UploadedNode {
+        name: "greet".into(),
+        sha256: sha.into(),
+        size: 5,
+        uploaded_at: 2,
+        version: 0,
+    };
+    for (sha, version) in [("v1", 1), ("v2", 2), ("v3", 3)] {
+        let put = store.put_uploaded(carol, &node(sha), 3).await.unwrap();
+        assert_eq!((put.version, put.dropped.len()), (version, 0));
+    }
+    // The same bytes again are the same version.
+    let again = store.put_uploaded(carol, &node("v3"), 3).await.unwrap();
+    assert_eq!((again.version, again.dropped.len()), (3, 0));
+    let kept: Vec<i64> = store
+        .versions(carol, "greet")
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(kept, [3, 2, 1], "newest first");
+    assert!(store.sha256_in_use("v1").await.unwrap(), "a kept version");
+    let back = store.make_current(carol, "greet", 1).await.unwrap().unwrap();
+    assert_eq!((back.sha256.as_str(), back.version), ("v1", 1));
+    let current = store.uploaded(carol, "greet").await.unwrap().unwrap();
+    assert_eq!((current.sha256.as_str(), current.version), ("v1", 1));
+    assert_eq!(store.make_current(carol, "greet", 9).await.unwrap(), None);
+    assert_eq!(store.make_current(dave, "greet", 1).await.unwrap(), None);
+    assert!(store.versions(dave, "greet").await.unwrap().is_empty());
+    // A fourth upload drops the oldest but the current (v1 is current).
+    let put = store.put_uploaded(carol, &node("v4"), 3).await.unwrap();
+    assert_eq!(put.version, 4);
+    assert_eq!(put.dropped, vec!["v2".to_owned()]);
+    let kept: Vec<i64> = store
+        .versions(carol, "greet")
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(kept, [4, 3, 1]);
+    let mut removed = store.delete_uploaded(carol, "greet").await.unwrap();
+    removed.sort();
+    assert_eq!(removed, ["v1", "v3", "v4"]);
+    assert!(store.versions(carol, "greet").await.unwrap().is_empty());
+    assert!(!store.sha256_in_use("v4").await.unwrap());
+}
+
+async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
+    use super::{HistoryEvent, HistoryQuery, Retention, unix_millis};
+    let erin = store.create_token("erin", false, None).await.unwrap();
+    let erin = store.authenticate(&erin.token).await.unwrap().unwrap().account;
+    let fay = store.create_token("fay", false, None).await.unwrap();
+    let fay = store.authenticate(&fay.token).await.unwrap().unwrap().account;
+    let retention = Retention {
+        events: 3,
+        max_age_s: 3600,
+    };
+    let ran = |account, uuid: &str, outcome: &str| HistoryEvent {
+        account,
+        node: "chatty".into(),
+        uuid: uuid.into(),
+        at_ms: unix_millis(),
+        outcome: Some(outcome.into()),
+        fuel: Some(42),
+        logs: Some(format!("{{\"stdout\":\"{uuid}\"}}")),
+        ..HistoryEvent::default()
+    };
+    let answered = |account, uuid: &str, outcome: &str| HistoryEvent {
+        account,
+        node: "chatty".into(),
+        uuid: uuid.into(),
+        at_ms: unix_millis(),
+        caller: Some(7),
+        outcome: Some(outcome.into()),
+        message: (outcome != "ok").then(|| "gave up".to_owned()),
+        duration_us: Some(1500),
+        from_caller: true,
+        ..HistoryEvent::default()
+    };
+    store
+        .record_history(
+            vec![ran(erin, "e1", "ok"), answered(erin, "e1", "timeout")],
+            retention,
+        )
+        .await
+        .unwrap();
+    // The sandbox's view arriving after the caller's keeps the caller's outcome.
+    store
+        .record_history(
+            vec![answered(erin, "e2", "ok"), ran(erin, "e2", "trap")],
+            retention,
+        )
+        .await
+        .unwrap();
+    let all = HistoryQuery {
+        limit: 100,
+        ..HistoryQuery::default()
+    };
+    let kept = store.history(erin, &all).await.unwrap();
+    assert_eq!(kept.len(), 2);
+    let e1 = &kept[0];
+    assert_eq!(e1.uuid, "e1");
+    assert_eq!(e1.outcome.as_deref(), Some("timeout"));
+    assert_eq!(e1.message.as_deref(), Some("gave up"));
+    assert_eq!((e1.caller, e1.fuel, e1.duration_us), (Some(7), Some(42), Some(1500)));
+    assert_eq!(e1.logs.as_deref(), Some("{\"stdout\":\"e1\"}"));
+    assert_eq!(kept[1].outcome.as_deref(), Some("ok"));
+    assert_eq!(kept[1].message, None);
+    // Retention: the newest three stay; another account's are not counted.
+    store
+        .record_history(vec![ran(fay, "f1", "ok")], retention)
+        .await
+        .unwrap();
+    let more: Vec<HistoryEvent> = (3..=6)
+        .map(|n| ran(erin, &format!("e{n}"), "ok"))
+        .collect();
+    store.record_history(more, retention).await.unwrap();
+    let uuids: Vec<String> = store
+        .history(erin, &all)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.uuid)
+        .collect();
+    assert_eq!(uuids, ["e4", "e5", "e6"]);
+    assert_eq!(store.history_count(erin).await.unwrap(), 3);
+    assert_eq!(store.history_count(fay).await.unwrap(), 1);
+    // Newest `limit`, oldest first; `after` follows.
+    let newest = store
+        .history(erin, &HistoryQuery { limit: 2, ..all.clone() })
+        .await
+        .unwrap();
+    assert_eq!(newest.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>(), ["e5", "e6"]);
+    let after = store
+        .history(
+            erin,
+            &HistoryQuery {
+                after: Some(newest[0].id),
+                ..all.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>(), ["e6"]);
+    let other_node = HistoryQuery {
+        node: Some("quiet".into()),
+        ..all.clone()
+    };
+    assert!(store.history(erin, &other_node).await.unwrap().is_empty());
+    // Age: an event older than the retention is gone at the next write.
+    let mut old = ran(erin, "old", "ok");
+    old.at_ms -= 7_200_000;
+    store.record_history(vec![old], retention).await.unwrap();
+    assert!(
+        store
+            .history(erin, &all)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.uuid != "old")
+    );
+    store.forget_history(erin, "chatty").await.unwrap();
+    assert_eq!(store.history_count(erin).await.unwrap(), 0);
+    assert_eq!(store.history_count(fay).await.unwrap(), 1);
 }
 
 async fn exosphere_records_replace_by_kind_and_key(store: &dyn Store) {
@@ -199,31 +374,38 @@ async fn account_names_are_checked(store: &dyn Store) {
 }
 
 async fn uploads_and_limits_are_per_account(store: &dyn Store) {
-    let node = |sha: &str| UploadedNode {
+    let node = |sha: &str, version: i64| UploadedNode {
         name: "hello".into(),
         sha256: sha.into(),
         size: 10,
         uploaded_at: 1,
+        version,
     };
     let alice = store.account_id("alice").await.unwrap();
     let bob = store.account_id("bob").await.unwrap();
-    store.put_uploaded(alice, &node("aa")).await.unwrap();
-    store.put_uploaded(alice, &node("bb")).await.unwrap();
-    store.put_uploaded(bob, &node("aa")).await.unwrap();
-    assert!(store.delete_uploaded(bob, "hello").await.unwrap());
-    assert!(!store.delete_uploaded(bob, "hello").await.unwrap());
+    // Keeping one version: a new upload drops the one before.
+    let put = store.put_uploaded(alice, &node("aa", 0), 1).await.unwrap();
+    assert_eq!((put.version, put.dropped), (1, vec![]));
+    let put = store.put_uploaded(alice, &node("bb", 0), 1).await.unwrap();
+    assert_eq!((put.version, put.dropped), (2, vec!["aa".to_owned()]));
+    store.put_uploaded(bob, &node("aa", 0), 1).await.unwrap();
+    assert_eq!(
+        store.delete_uploaded(bob, "hello").await.unwrap(),
+        vec!["aa".to_owned()]
+    );
+    assert!(store.delete_uploaded(bob, "hello").await.unwrap().is_empty());
     assert!(!store.sha256_in_use("aa").await.unwrap());
     assert!(store.sha256_in_use("bb").await.unwrap());
     assert_eq!(
         store.all_uploaded().await.unwrap(),
-        vec![(alice, node("bb"))]
+        vec![(alice, node("bb", 2))]
     );
     assert_eq!(
         store.uploaded(alice, "hello").await.unwrap(),
-        Some(node("bb"))
+        Some(node("bb", 2))
     );
     assert_eq!(store.uploaded(bob, "hello").await.unwrap(), None);
-    assert_eq!(store.uploads_of(alice).await.unwrap(), vec![node("bb")]);
+    assert_eq!(store.uploads_of(alice).await.unwrap(), vec![node("bb", 2)]);
     assert_eq!(store.uploads_of(bob).await.unwrap(), vec![]);
     assert_eq!(store.uploaded(alice, "other").await.unwrap(), None);
     for change in [

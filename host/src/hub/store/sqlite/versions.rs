@@ -1,0 +1,320 @@
+//! Node versions and the kept event history, in SQLite: see the methods of
+//! the same names on [`Store`](super::Store).
+
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{Database, HistoryEvent, HistoryQuery, PutVersion, Retention, StoreError, sql};
+use crate::hub::store::UploadedNode;
+
+impl Database {
+    /// See [`Store::put_uploaded`](super::Store::put_uploaded).
+    pub(super) fn put_uploaded(
+        &mut self,
+        account: i64,
+        node: &UploadedNode,
+        keep: usize,
+    ) -> Result<PutVersion, StoreError> {
+        let tx = self.db.transaction().map_err(sql("begin an upload"))?;
+        let current: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT sha256, version FROM uploaded_nodes WHERE account_id = ?1 AND name = ?2",
+                params![account, node.name],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("look up the current version"))?;
+        if let Some((sha256, version)) = current
+            && sha256 == node.sha256
+        {
+            // The same bytes again: still the same version.
+            return Ok(PutVersion {
+                version,
+                dropped: Vec::new(),
+            });
+        }
+        let version: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM node_versions
+                 WHERE account_id = ?1 AND name = ?2",
+                params![account, node.name],
+                |row| row.get(0),
+            )
+            .map_err(sql("number a new version"))?;
+        let size = node.size as i64;
+        tx.execute(
+            "INSERT INTO node_versions (account_id, name, version, sha256, size, uploaded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![account, node.name, version, node.sha256, size, node.uploaded_at],
+        )
+        .map_err(sql("store a version"))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO uploaded_nodes
+                 (account_id, name, sha256, size, uploaded_at, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![account, node.name, node.sha256, size, node.uploaded_at, version],
+        )
+        .map_err(sql("store uploaded node"))?;
+        let dropped: Vec<(i64, String)> = {
+            let mut statement = tx
+                .prepare(
+                    "SELECT version, sha256 FROM node_versions
+                     WHERE account_id = ?1 AND name = ?2 AND version <> ?3
+                     ORDER BY version DESC LIMIT -1 OFFSET ?4",
+                )
+                .map_err(sql("prepare version pruning"))?;
+            let rows = statement
+                .query_map(
+                    params![account, node.name, version, keep.max(1) as i64 - 1],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(sql("find versions beyond the kept count"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("read a version"))?
+        };
+        for (old, _) in &dropped {
+            tx.execute(
+                "DELETE FROM node_versions WHERE account_id = ?1 AND name = ?2 AND version = ?3",
+                params![account, node.name, old],
+            )
+            .map_err(sql("remove an old version"))?;
+        }
+        tx.commit().map_err(sql("commit an upload"))?;
+        Ok(PutVersion {
+            version,
+            dropped: dropped.into_iter().map(|(_, sha256)| sha256).collect(),
+        })
+    }
+
+    /// See [`Store::versions`](super::Store::versions).
+    pub(super) fn versions(&self, account: i64, name: &str) -> Result<Vec<UploadedNode>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare_cached(
+                "SELECT version, sha256, size, uploaded_at FROM node_versions
+                 WHERE account_id = ?1 AND name = ?2 ORDER BY version DESC",
+            )
+            .map_err(sql("prepare the version listing"))?;
+        let rows = statement
+            .query_map(params![account, name], |row| {
+                Ok(UploadedNode {
+                    name: name.to_owned(),
+                    version: row.get(0)?,
+                    sha256: row.get(1)?,
+                    size: row.get::<_, i64>(2)? as u64,
+                    uploaded_at: row.get(3)?,
+                })
+            })
+            .map_err(sql("list versions"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("read a version"))
+    }
+
+    /// See [`Store::make_current`](super::Store::make_current).
+    pub(super) fn make_current(
+        &mut self,
+        account: i64,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<UploadedNode>, StoreError> {
+        let kept = self
+            .versions(account, name)?
+            .into_iter()
+            .find(|kept| kept.version == version);
+        let Some(kept) = kept else {
+            return Ok(None);
+        };
+        let updated = self
+            .db
+            .execute(
+                "UPDATE uploaded_nodes SET sha256 = ?3, size = ?4, uploaded_at = ?5, version = ?6
+                 WHERE account_id = ?1 AND name = ?2",
+                params![
+                    account,
+                    name,
+                    kept.sha256,
+                    kept.size as i64,
+                    kept.uploaded_at,
+                    kept.version
+                ],
+            )
+            .map_err(sql("make a version current"))?;
+        Ok((updated > 0).then_some(kept))
+    }
+
+    /// See [`Store::delete_uploaded`](super::Store::delete_uploaded).
+    pub(super) fn delete_uploaded(
+        &mut self,
+        account: i64,
+        name: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.transaction().map_err(sql("begin a delete"))?;
+        let mut used: Vec<String> = {
+            let mut statement = tx
+                .prepare(
+                    "SELECT sha256 FROM uploaded_nodes WHERE account_id = ?1 AND name = ?2
+                     UNION SELECT sha256 FROM node_versions WHERE account_id = ?1 AND name = ?2",
+                )
+                .map_err(sql("prepare a delete"))?;
+            let rows = statement
+                .query_map(params![account, name], |row| row.get(0))
+                .map_err(sql("list the versions to delete"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("read a version"))?
+        };
+        let deleted = tx
+            .execute(
+                "DELETE FROM uploaded_nodes WHERE account_id = ?1 AND name = ?2",
+                params![account, name],
+            )
+            .map_err(sql("delete uploaded node"))?;
+        tx.execute(
+            "DELETE FROM node_versions WHERE account_id = ?1 AND name = ?2",
+            params![account, name],
+        )
+        .map_err(sql("delete versions"))?;
+        tx.commit().map_err(sql("commit a delete"))?;
+        if deleted == 0 {
+            used.clear();
+        }
+        Ok(used)
+    }
+
+    /// See [`Store::record_history`](super::Store::record_history).
+    pub(super) fn record_history(
+        &mut self,
+        events: &[HistoryEvent],
+        retention: Retention,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction().map_err(sql("begin a history write"))?;
+        let mut accounts: Vec<i64> = Vec::new();
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO event_history (account_id, node, uuid, at_ms, caller, outcome,
+                         message, duration_us, fuel, version, logs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (account_id, uuid) DO UPDATE SET
+                         caller = COALESCE(excluded.caller, event_history.caller),
+                         outcome = CASE WHEN ?12 OR event_history.outcome IS NULL
+                             THEN excluded.outcome ELSE event_history.outcome END,
+                         message = CASE WHEN ?12 OR event_history.outcome IS NULL
+                             THEN excluded.message ELSE event_history.message END,
+                         duration_us = COALESCE(excluded.duration_us, event_history.duration_us),
+                         fuel = COALESCE(excluded.fuel, event_history.fuel),
+                         version = COALESCE(excluded.version, event_history.version),
+                         logs = COALESCE(excluded.logs, event_history.logs)",
+                )
+                .map_err(sql("prepare a history write"))?;
+            for event in events {
+                upsert
+                    .execute(params![
+                        event.account,
+                        event.node,
+                        event.uuid,
+                        event.at_ms,
+                        event.caller,
+                        event.outcome,
+                        event.message,
+                        event.duration_us,
+                        event.fuel,
+                        event.version,
+                        event.logs,
+                        event.from_caller,
+                    ])
+                    .map_err(sql("write an event to the history"))?;
+                if !accounts.contains(&event.account) {
+                    accounts.push(event.account);
+                }
+            }
+            let mut prune = tx
+                .prepare_cached(
+                    "DELETE FROM event_history WHERE account_id = ?1 AND (at_ms < ?2 OR id <= (
+                         SELECT COALESCE((SELECT id FROM event_history WHERE account_id = ?1
+                             ORDER BY id DESC LIMIT 1 OFFSET ?3), 0)))",
+                )
+                .map_err(sql("prepare history pruning"))?;
+            let oldest = crate::hub::store::unix_millis() - retention.max_age_s * 1000;
+            let keep = retention.events.min(i64::MAX as u64) as i64;
+            for account in accounts {
+                prune
+                    .execute(params![account, oldest, keep])
+                    .map_err(sql("prune the history"))?;
+            }
+        }
+        tx.commit().map_err(sql("commit a history write"))
+    }
+
+    /// See [`Store::history`](super::Store::history).
+    pub(super) fn history(
+        &self,
+        account: i64,
+        query: &HistoryQuery,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        // Following (`after`): the oldest newer ones; else the newest.
+        let order = if query.after.is_some() { "ASC" } else { "DESC" };
+        let mut statement = self
+            .db
+            .prepare_cached(&format!(
+                "SELECT id, node, uuid, at_ms, caller, outcome, message, duration_us, fuel,
+                     version, logs
+                 FROM event_history
+                 WHERE account_id = ?1 AND (?2 IS NULL OR node = ?2) AND id > ?3
+                 ORDER BY id {order} LIMIT ?4"
+            ))
+            .map_err(sql("prepare the history listing"))?;
+        let rows = statement
+            .query_map(
+                params![
+                    account,
+                    query.node,
+                    query.after.unwrap_or(0),
+                    i64::from(query.limit)
+                ],
+                |row| {
+                    Ok(HistoryEvent {
+                        id: row.get(0)?,
+                        account,
+                        node: row.get(1)?,
+                        uuid: row.get(2)?,
+                        at_ms: row.get(3)?,
+                        caller: row.get(4)?,
+                        outcome: row.get(5)?,
+                        message: row.get(6)?,
+                        duration_us: row.get(7)?,
+                        fuel: row.get(8)?,
+                        version: row.get(9)?,
+                        logs: row.get(10)?,
+                        from_caller: false,
+                    })
+                },
+            )
+            .map_err(sql("list the history"))?;
+        let mut events: Vec<HistoryEvent> = rows
+            .collect::<Result<_, _>>()
+            .map_err(sql("read an event of the history"))?;
+        events.sort_by_key(|event| event.id);
+        Ok(events)
+    }
+
+    /// See [`Store::history_count`](super::Store::history_count).
+    pub(super) fn history_count(&self, account: i64) -> Result<u64, StoreError> {
+        self.db
+            .query_row(
+                "SELECT COUNT(*) FROM event_history WHERE account_id = ?1",
+                [account],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|count| count as u64)
+            .map_err(sql("count the history"))
+    }
+
+    /// See [`Store::forget_history`](super::Store::forget_history).
+    pub(super) fn forget_history(&self, account: i64, node: &str) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "DELETE FROM event_history WHERE account_id = ?1 AND node = ?2",
+                params![account, node],
+            )
+            .map_err(sql("forget a node's history"))?;
+        Ok(())
+    }
+}
