@@ -241,8 +241,13 @@ pub struct HistoryEvent {
     pub at_ms: i64,
     /// The id of the API token that asked for it.
     pub caller: Option<TokenId>,
-    /// `ok` or the error code.
+    /// `ok` or the error code the caller was answered (the sandbox's when
+    /// no caller's is known).
     pub outcome: Option<String>,
+    /// `ok` or the error code of the sandbox that ran it: it differs from
+    /// `outcome` when, say, the caller stopped waiting (`timeout`) and the
+    /// sandbox was then stopped by its deadline (`deadline`).
+    pub ran: Option<String>,
     /// The error's message.
     pub message: Option<String>,
     /// How long the caller waited, in microseconds.

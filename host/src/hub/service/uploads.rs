@@ -420,6 +420,10 @@ impl Hub {
             .map(|event| {
                 let mut shown = super::history::event_json(event);
                 shown["finished_at"] = json!(event.at_ms / 1000);
+                // What the sandbox did (the caller may have been answered
+                // otherwise, e.g. `timeout` for an event stopped by its
+                // `deadline`).
+                shown["outcome"] = json!(event.ran.as_ref().or(event.outcome.as_ref()));
                 shown
             })
             .collect();

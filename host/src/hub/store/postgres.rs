@@ -112,6 +112,7 @@ const MIGRATIONS: &[&str] = &["
         at_ms BIGINT NOT NULL,
         caller BIGINT,
         outcome TEXT,
+        ran TEXT,
         message TEXT,
         duration_us BIGINT,
         fuel BIGINT,
@@ -625,8 +626,8 @@ impl Store for PostgresStore {
         let upsert = tx
             .prepare_cached(
                 "INSERT INTO event_history (account_id, node, uuid, at_ms, caller, outcome,
-                     message, duration_us, fuel, version, logs)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     message, duration_us, fuel, version, logs, ran)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13)
                  ON CONFLICT (account_id, uuid) DO UPDATE SET
                      caller = COALESCE(EXCLUDED.caller, event_history.caller),
                      outcome = CASE WHEN $12 OR event_history.outcome IS NULL
@@ -636,7 +637,8 @@ impl Store for PostgresStore {
                      duration_us = COALESCE(EXCLUDED.duration_us, event_history.duration_us),
                      fuel = COALESCE(EXCLUDED.fuel, event_history.fuel),
                      version = COALESCE(EXCLUDED.version, event_history.version),
-                     logs = COALESCE(EXCLUDED.logs, event_history.logs)",
+                     logs = COALESCE(EXCLUDED.logs, event_history.logs),
+                     ran = COALESCE(EXCLUDED.ran, event_history.ran)",
             )
             .await
             .map_err(pg("prepare a history write"))?;
@@ -657,6 +659,7 @@ impl Store for PostgresStore {
                     &event.version,
                     &event.logs,
                     &event.from_caller,
+                    &event.ran,
                 ],
             )
             .await
@@ -692,7 +695,7 @@ impl Store for PostgresStore {
             .query(
                 &format!(
                     "SELECT id, node, uuid, at_ms, caller, outcome, message, duration_us, fuel,
-                         version, logs
+                         version, logs, ran
                      FROM event_history
                      WHERE account_id = $1 AND ($2::text IS NULL OR node = $2) AND id > $3
                      ORDER BY id {order} LIMIT $4"
@@ -721,6 +724,7 @@ impl Store for PostgresStore {
                 fuel: row.get(8),
                 version: row.get(9),
                 logs: row.get(10),
+                ran: row.get(11),
                 from_caller: false,
             })
             .collect();

@@ -125,6 +125,7 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL,
         caller INTEGER,
         outcome TEXT,
+        ran TEXT,
         message TEXT,
         duration_us INTEGER,
         fuel INTEGER,

@@ -57,10 +57,10 @@ async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
     assert_eq!(store.make_current(carol, "greet", 9).await.unwrap(), None);
     assert_eq!(store.make_current(dave, "greet", 1).await.unwrap(), None);
     assert!(store.versions(dave, "greet").await.unwrap().is_empty());
-    // A fourth upload drops the oldest but the current (v1 is current).
+    // A fourth upload becomes current and drops the oldest.
     let put = store.put_uploaded(carol, &node("v4"), 3).await.unwrap();
     assert_eq!(put.version, 4);
-    assert_eq!(put.dropped, vec!["v2".to_owned()]);
+    assert_eq!(put.dropped, vec!["v1".to_owned()]);
     let kept: Vec<i64> = store
         .versions(carol, "greet")
         .await
@@ -68,10 +68,10 @@ async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
         .iter()
         .map(|v| v.version)
         .collect();
-    assert_eq!(kept, [4, 3, 1]);
+    assert_eq!(kept, [4, 3, 2]);
     let mut removed = store.delete_uploaded(carol, "greet").await.unwrap();
     removed.sort();
-    assert_eq!(removed, ["v1", "v3", "v4"]);
+    assert_eq!(removed, ["v2", "v3", "v4"]);
     assert!(store.versions(carol, "greet").await.unwrap().is_empty());
     assert!(!store.sha256_in_use("v4").await.unwrap());
 }
@@ -92,6 +92,7 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
         uuid: uuid.into(),
         at_ms: unix_millis(),
         outcome: Some(outcome.into()),
+        ran: Some(outcome.into()),
         fuel: Some(42),
         logs: Some(format!("{{\"stdout\":\"{uuid}\"}}")),
         ..HistoryEvent::default()
@@ -132,6 +133,7 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     let e1 = &kept[0];
     assert_eq!(e1.uuid, "e1");
     assert_eq!(e1.outcome.as_deref(), Some("timeout"));
+    assert_eq!(e1.ran.as_deref(), Some("ok"), "what the sandbox did is kept too");
     assert_eq!(e1.message.as_deref(), Some("gave up"));
     assert_eq!((e1.caller, e1.fuel, e1.duration_us), (Some(7), Some(42), Some(1500)));
     assert_eq!(e1.logs.as_deref(), Some("{\"stdout\":\"e1\"}"));

@@ -190,8 +190,8 @@ impl Database {
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO event_history (account_id, node, uuid, at_ms, caller, outcome,
-                         message, duration_us, fuel, version, logs)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         message, duration_us, fuel, version, logs, ran)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)
                      ON CONFLICT (account_id, uuid) DO UPDATE SET
                          caller = COALESCE(excluded.caller, event_history.caller),
                          outcome = CASE WHEN ?12 OR event_history.outcome IS NULL
@@ -201,7 +201,8 @@ impl Database {
                          duration_us = COALESCE(excluded.duration_us, event_history.duration_us),
                          fuel = COALESCE(excluded.fuel, event_history.fuel),
                          version = COALESCE(excluded.version, event_history.version),
-                         logs = COALESCE(excluded.logs, event_history.logs)",
+                         logs = COALESCE(excluded.logs, event_history.logs),
+                         ran = COALESCE(excluded.ran, event_history.ran)",
                 )
                 .map_err(sql("prepare a history write"))?;
             for event in events {
@@ -219,6 +220,7 @@ impl Database {
                         event.version,
                         event.logs,
                         event.from_caller,
+                        event.ran,
                     ])
                     .map_err(sql("write an event to the history"))?;
                 if !accounts.contains(&event.account) {
@@ -255,7 +257,7 @@ impl Database {
             .db
             .prepare_cached(&format!(
                 "SELECT id, node, uuid, at_ms, caller, outcome, message, duration_us, fuel,
-                     version, logs
+                     version, logs, ran
                  FROM event_history
                  WHERE account_id = ?1 AND (?2 IS NULL OR node = ?2) AND id > ?3
                  ORDER BY id {order} LIMIT ?4"
@@ -283,6 +285,7 @@ impl Database {
                         fuel: row.get(8)?,
                         version: row.get(9)?,
                         logs: row.get(10)?,
+                        ran: row.get(11)?,
                         from_caller: false,
                     })
                 },
