@@ -84,8 +84,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<PutVersion, StoreError>;
 
     /// The versions kept of `account`'s node `name`, newest first.
-    async fn versions(&self, account: AccountId, name: &str)
-    -> Result<Vec<UploadedNode>, StoreError>;
+    async fn versions(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Vec<UploadedNode>, StoreError>;
 
     /// Makes the kept `version` of `account`'s node `name` its current one
     /// and returns it; `None` when no such version is kept.

@@ -297,6 +297,9 @@ async fn every_account_route_refuses_a_missing_or_unknown_token() {
         (Method::GET, "/api/nodes/hello"),
         (Method::DELETE, "/api/nodes/hello"),
         (Method::GET, "/api/nodes/hello/logs"),
+        (Method::GET, "/api/nodes/hello/versions"),
+        (Method::POST, "/api/nodes/hello/rollback"),
+        (Method::GET, "/api/events"),
         (Method::GET, "/api/uploads/ab"),
         (Method::GET, "/api/secrets"),
         (Method::PUT, "/api/secrets/key"),
@@ -1168,4 +1171,227 @@ async fn outbound_http_is_granted_per_node_within_the_accounts_policy() {
     );
     let again = t.delete(grant_uri, &t.alice).await;
     refused(again, StatusCode::NOT_FOUND, "unknown_node");
+}
+
+/// `name`'s component with a custom section `tag` appended: the same node
+/// in other bytes, so a new version of it.
+fn retagged(name: &str, tag: &str) -> Vec<u8> {
+    let mut bytes = wasm(name);
+    let mut payload = vec![tag.len() as u8];
+    payload.extend_from_slice(tag.as_bytes());
+    bytes.push(0); // a custom section
+    bytes.push(payload.len() as u8);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+#[tokio::test]
+async fn uploads_make_versions_that_can_be_rolled_back() {
+    let t = hub().await;
+    for tag in ["one", "two", "three"] {
+        let (status, body) = t
+            .send(Method::POST, "/api/nodes", &t.alice, retagged("hello", tag))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, listed) = t.get("/api/nodes/hello/versions", &t.alice).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["current"], 3);
+    let versions: Vec<i64> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [3, 2, 1], "newest first");
+    assert_eq!(listed["versions"][0]["current"], true);
+    let first_sha = listed["versions"][2]["sha256"].clone();
+
+    let rollback = |version: Json| json!({ "version": version }).to_string();
+    let uri = "/api/nodes/hello/rollback";
+    let (status, node) = t
+        .send(Method::POST, uri, &t.alice, rollback(json!(1)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{node}");
+    assert_eq!(
+        (node["version"].clone(), node["sha256"].clone()),
+        (json!(1), first_sha.clone())
+    );
+    let (_, shown) = t.get("/api/nodes/hello", &t.alice).await;
+    assert_eq!(shown["sha256"], first_sha, "events now run version 1");
+    let (status, answer) = t
+        .send(
+            Method::POST,
+            "/api/remote_nodes/hello/execute",
+            &t.alice,
+            json!({"inputs": {"name": "Ada"}}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (_, events) = t.get("/api/events?node=hello", &t.alice).await;
+    assert_eq!(events["events"][0]["version"], 1, "{events}");
+
+    refused(
+        t.send(Method::POST, uri, &t.alice, rollback(json!(9)))
+            .await,
+        StatusCode::NOT_FOUND,
+        "unknown_version",
+    );
+    refused(
+        t.send(Method::POST, uri, &t.alice, "{\"version\": \"two\"}")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    refused(
+        t.send(Method::POST, uri, &t.reader, rollback(json!(2)))
+            .await,
+        StatusCode::FORBIDDEN,
+        "read_only_token",
+    );
+    for uri in ["/api/nodes/hello/versions", "/api/nodes/hello/rollback"] {
+        let method = if uri.ends_with("versions") {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        refused(
+            t.send(method, uri, &t.bob, rollback(json!(1))).await,
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_newest_versions_are_kept_and_the_rest_removed_with_their_code() {
+    let mut config = config(None);
+    config.history.keep_versions = 2;
+    let t = hub_with(config).await;
+    let mut shas = Vec::new();
+    for tag in ["a", "b", "c"] {
+        let (status, body) = t
+            .send(Method::POST, "/api/nodes", &t.alice, retagged("hello", tag))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        shas.push(body["node"]["sha256"].as_str().unwrap().to_owned());
+    }
+    let (_, listed) = t.get("/api/nodes/hello/versions", &t.alice).await;
+    let versions: Vec<i64> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [3, 2]);
+    assert!(t.hub.store().sha256_in_use(&shas[1]).await.unwrap());
+    assert!(
+        !t.hub.store().sha256_in_use(&shas[0]).await.unwrap(),
+        "version 1 is gone"
+    );
+    let gone = t.hub.component(&shas[0]).await;
+    assert!(gone.is_err(), "its component is removed");
+    refused(
+        t.send(
+            Method::POST,
+            "/api/nodes/hello/rollback",
+            &t.alice,
+            "{\"version\": 1}",
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "unknown_version",
+    );
+}
+
+#[tokio::test]
+async fn events_are_kept_with_caller_outcome_and_logs_per_account() {
+    let t = hub().await;
+    upload(&t.hub, &t.alice, "node-error").await;
+    upload(&t.hub, &t.alice, "hello").await;
+    let execute = |node: &str| format!("/api/remote_nodes/{node}/execute");
+    let body = json!({"inputs": {"reason": "<script>alert(1)</script>"}}).to_string();
+    let failed = t
+        .send(Method::POST, &execute("node-error"), &t.alice, body)
+        .await;
+    refused(failed, StatusCode::BAD_GATEWAY, "guest_error");
+    let (status, ok) = t
+        .send(Method::POST, &execute("hello"), &t.alice, "{}")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let unknown = t
+        .send(Method::POST, &execute("nobody"), &t.alice, "{}")
+        .await;
+    refused(unknown, StatusCode::NOT_FOUND, "unknown_node");
+
+    let (status, all) = t.get("/api/events", &t.alice).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let events = all["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "an unknown node is no event: {all}");
+    let (first, second) = (&events[0], &events[1]);
+    assert_eq!(first["node"], "node-error");
+    assert_eq!(first["outcome"], "guest_error");
+    assert!(first["message"].as_str().unwrap().contains("<script>"));
+    assert!(first["caller"].is_i64());
+    assert!(first["duration_us"].as_i64().unwrap() > 0);
+    assert!(first["fuel"].as_i64().unwrap() > 0);
+    assert_eq!(first["stdout"], "", "its captured streams are inline");
+    assert_eq!(second["uuid"], ok["uuid"]);
+    assert_eq!(second["outcome"], "ok");
+
+    // Following: only what came after.
+    let after = first["id"].as_i64().unwrap();
+    let (_, newer) = t.get(&format!("/api/events?after={after}"), &t.alice).await;
+    assert_eq!(newer["events"].as_array().unwrap().len(), 1);
+    let (_, one) = t.get("/api/events?node=hello&limit=1", &t.alice).await;
+    assert_eq!(one["events"][0]["node"], "hello");
+    refused(
+        t.get("/api/events?limit=lots", &t.alice).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let (_, theirs) = t.get("/api/events", &t.bob).await;
+    assert_eq!(theirs["events"], json!([]), "another account sees none");
+
+    // Deleting a node forgets its events.
+    t.delete("/api/nodes/node-error", &t.alice).await;
+    let (_, left) = t.get("/api/events", &t.alice).await;
+    assert_eq!(left["events"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_history_survives_a_restart() {
+    let dir = temp_dir("history-restart");
+    let uuid = {
+        let t = hub_in(Some(dir.clone())).await;
+        upload(&t.hub, &t.alice, "hello").await;
+        let (_, ok) = t
+            .send(
+                Method::POST,
+                "/api/remote_nodes/hello/execute",
+                &t.alice,
+                "{}",
+            )
+            .await;
+        t.get("/api/events", &t.alice).await;
+        ok["uuid"].clone()
+    };
+    let hub = Hub::open(&config(Some(dir.clone()))).await.unwrap();
+    let token = hub
+        .store()
+        .create_token("alice", false, None)
+        .await
+        .unwrap()
+        .token;
+    let (status, events) = call(
+        &hub,
+        Method::GET,
+        "/api/events",
+        Some(&token),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events["events"][0]["uuid"], uuid, "{events}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

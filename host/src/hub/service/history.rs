@@ -16,9 +16,7 @@ use serde_json::{Map, Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Hub, HubError};
-use crate::hub::store::{
-    Caller, HistoryEvent, HistoryQuery, Retention, Store, unix_millis,
-};
+use crate::hub::store::{Caller, HistoryEvent, HistoryQuery, Retention, Store, unix_millis};
 use crate::protocol::hosted::EventLogs;
 
 /// Events waiting to be written at most.
@@ -134,7 +132,10 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
         }
         if !batch.is_empty() {
             let events = batch.len();
-            if let Err(err) = store.record_history(std::mem::take(&mut batch), retention).await {
+            if let Err(err) = store
+                .record_history(std::mem::take(&mut batch), retention)
+                .await
+            {
                 tracing::warn!(events, "cannot keep events in the history: {err}");
             }
         }

@@ -143,8 +143,13 @@ impl Hub {
         let answer = self.execute_as(caller, name, request, &uuid).await;
         // The history keeps events of this account's nodes only: a name
         // that is nobody's is not an event.
-        if !matches!(answer, Err(HubError::UnknownNode(_) | HubError::InvalidRequest(_))) {
-            let uuid = answer.as_ref().map_or(uuid.as_str(), |answer| answer.uuid.as_str());
+        if !matches!(
+            answer,
+            Err(HubError::UnknownNode(_) | HubError::InvalidRequest(_))
+        ) {
+            let uuid = answer
+                .as_ref()
+                .map_or(uuid.as_str(), |answer| answer.uuid.as_str());
             self.record_answer(caller, name, uuid, started, answer.as_ref().map(|_| ()));
         }
         answer
@@ -190,8 +195,15 @@ impl Hub {
                      `node-host upload`, or serve it with `node-host run`)"
                 ))
             })?;
-        self.execute_on_worker(caller.account, name, request.inputs, &outputs, timeout, uuid)
-            .await
+        self.execute_on_worker(
+            caller.account,
+            name,
+            request.inputs,
+            &outputs,
+            timeout,
+            uuid,
+        )
+        .await
     }
 
     /// Runs the event on a worker of this hub, else (in a cluster) on one
@@ -258,12 +270,7 @@ impl Hub {
                     node: name.to_owned(),
                     failure: core::EventFailure::new(&error.code, error.message),
                 }),
-                None => Ok(ExecuteResponse::ordered(
-                    name,
-                    uuid,
-                    outputs,
-                    reply.outputs,
-                )),
+                None => Ok(ExecuteResponse::ordered(name, uuid, outputs, reply.outputs)),
             },
             Ok(Answer::WorkerLost) => Err(HubError::WorkerLost(name.to_owned())),
             Err(_elapsed) => Err(HubError::Timeout {

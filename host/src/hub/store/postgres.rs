@@ -27,7 +27,8 @@ use crate::core::AccountId;
 
 /// Schema versions, in order; entry `i` takes the schema from version `i`
 /// to `i + 1`. Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE accounts (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -90,7 +91,8 @@ const MIGRATIONS: &[&str] = &["
         origins TEXT[] NOT NULL,
         PRIMARY KEY (account_id, node)
     );
-", "
+",
+    "
     ALTER TABLE uploaded_nodes ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
     CREATE TABLE node_versions (
         account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
@@ -121,7 +123,8 @@ const MIGRATIONS: &[&str] = &["
         UNIQUE (account_id, uuid)
     );
     CREATE INDEX event_history_node ON event_history (account_id, node, id);
-"];
+",
+];
 
 /// The advisory lock held while migrating ("nodehost" in ASCII), so hubs
 /// starting at once apply each migration once.
@@ -490,7 +493,14 @@ impl Store for PostgresStore {
         tx.execute(
             "INSERT INTO node_versions (account_id, name, version, sha256, size, uploaded_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&account, &node.name, &version, &node.sha256, &size, &node.uploaded_at],
+            &[
+                &account,
+                &node.name,
+                &version,
+                &node.sha256,
+                &size,
+                &node.uploaded_at,
+            ],
         )
         .await
         .map_err(pg("store a version"))?;
@@ -500,7 +510,14 @@ impl Store for PostgresStore {
              ON CONFLICT (account_id, name) DO UPDATE SET sha256 = EXCLUDED.sha256,
                  size = EXCLUDED.size, uploaded_at = EXCLUDED.uploaded_at,
                  version = EXCLUDED.version",
-            &[&account, &node.name, &node.sha256, &size, &node.uploaded_at, &version],
+            &[
+                &account,
+                &node.name,
+                &node.sha256,
+                &size,
+                &node.uploaded_at,
+                &version,
+            ],
         )
         .await
         .map_err(pg("store uploaded node"))?;

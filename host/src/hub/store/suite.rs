@@ -24,9 +24,19 @@ pub async fn run(store: &dyn Store) {
 
 async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
     let carol = store.create_token("carol", false, None).await.unwrap();
-    let carol = store.authenticate(&carol.token).await.unwrap().unwrap().account;
+    let carol = store
+        .authenticate(&carol.token)
+        .await
+        .unwrap()
+        .unwrap()
+        .account;
     let dave = store.create_token("dave", false, None).await.unwrap();
-    let dave = store.authenticate(&dave.token).await.unwrap().unwrap().account;
+    let dave = store
+        .authenticate(&dave.token)
+        .await
+        .unwrap()
+        .unwrap()
+        .account;
     let node = |sha: &str| UploadedNode {
         name: "greet".into(),
         sha256: sha.into(),
@@ -50,7 +60,11 @@ async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
         .collect();
     assert_eq!(kept, [3, 2, 1], "newest first");
     assert!(store.sha256_in_use("v1").await.unwrap(), "a kept version");
-    let back = store.make_current(carol, "greet", 1).await.unwrap().unwrap();
+    let back = store
+        .make_current(carol, "greet", 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((back.sha256.as_str(), back.version), ("v1", 1));
     let current = store.uploaded(carol, "greet").await.unwrap().unwrap();
     assert_eq!((current.sha256.as_str(), current.version), ("v1", 1));
@@ -79,9 +93,19 @@ async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
 async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     use super::{HistoryEvent, HistoryQuery, Retention, unix_millis};
     let erin = store.create_token("erin", false, None).await.unwrap();
-    let erin = store.authenticate(&erin.token).await.unwrap().unwrap().account;
+    let erin = store
+        .authenticate(&erin.token)
+        .await
+        .unwrap()
+        .unwrap()
+        .account;
     let fay = store.create_token("fay", false, None).await.unwrap();
-    let fay = store.authenticate(&fay.token).await.unwrap().unwrap().account;
+    let fay = store
+        .authenticate(&fay.token)
+        .await
+        .unwrap()
+        .unwrap()
+        .account;
     let retention = Retention {
         events: 3,
         max_age_s: 3600,
@@ -133,9 +157,16 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     let e1 = &kept[0];
     assert_eq!(e1.uuid, "e1");
     assert_eq!(e1.outcome.as_deref(), Some("timeout"));
-    assert_eq!(e1.ran.as_deref(), Some("ok"), "what the sandbox did is kept too");
+    assert_eq!(
+        e1.ran.as_deref(),
+        Some("ok"),
+        "what the sandbox did is kept too"
+    );
     assert_eq!(e1.message.as_deref(), Some("gave up"));
-    assert_eq!((e1.caller, e1.fuel, e1.duration_us), (Some(7), Some(42), Some(1500)));
+    assert_eq!(
+        (e1.caller, e1.fuel, e1.duration_us),
+        (Some(7), Some(42), Some(1500))
+    );
     assert_eq!(e1.logs.as_deref(), Some("{\"stdout\":\"e1\"}"));
     assert_eq!(kept[1].outcome.as_deref(), Some("ok"));
     assert_eq!(kept[1].message, None);
@@ -144,9 +175,7 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
         .record_history(vec![ran(fay, "f1", "ok")], retention)
         .await
         .unwrap();
-    let more: Vec<HistoryEvent> = (3..=6)
-        .map(|n| ran(erin, &format!("e{n}"), "ok"))
-        .collect();
+    let more: Vec<HistoryEvent> = (3..=6).map(|n| ran(erin, &format!("e{n}"), "ok")).collect();
     store.record_history(more, retention).await.unwrap();
     let uuids: Vec<String> = store
         .history(erin, &all)
@@ -160,10 +189,19 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     assert_eq!(store.history_count(fay).await.unwrap(), 1);
     // Newest `limit`, oldest first; `after` follows.
     let newest = store
-        .history(erin, &HistoryQuery { limit: 2, ..all.clone() })
+        .history(
+            erin,
+            &HistoryQuery {
+                limit: 2,
+                ..all.clone()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(newest.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>(), ["e5", "e6"]);
+    assert_eq!(
+        newest.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>(),
+        ["e5", "e6"]
+    );
     let after = store
         .history(
             erin,
@@ -174,7 +212,10 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
         )
         .await
         .unwrap();
-    assert_eq!(after.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>(), ["e6"]);
+    assert_eq!(
+        after.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>(),
+        ["e6"]
+    );
     let other_node = HistoryQuery {
         node: Some("quiet".into()),
         ..all.clone()
@@ -395,7 +436,13 @@ async fn uploads_and_limits_are_per_account(store: &dyn Store) {
         store.delete_uploaded(bob, "hello").await.unwrap(),
         vec!["aa".to_owned()]
     );
-    assert!(store.delete_uploaded(bob, "hello").await.unwrap().is_empty());
+    assert!(
+        store
+            .delete_uploaded(bob, "hello")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(!store.sha256_in_use("aa").await.unwrap());
     assert!(store.sha256_in_use("bb").await.unwrap());
     assert_eq!(

@@ -44,14 +44,28 @@ impl Database {
         tx.execute(
             "INSERT INTO node_versions (account_id, name, version, sha256, size, uploaded_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![account, node.name, version, node.sha256, size, node.uploaded_at],
+            params![
+                account,
+                node.name,
+                version,
+                node.sha256,
+                size,
+                node.uploaded_at
+            ],
         )
         .map_err(sql("store a version"))?;
         tx.execute(
             "INSERT OR REPLACE INTO uploaded_nodes
                  (account_id, name, sha256, size, uploaded_at, version)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![account, node.name, node.sha256, size, node.uploaded_at, version],
+            params![
+                account,
+                node.name,
+                node.sha256,
+                size,
+                node.uploaded_at,
+                version
+            ],
         )
         .map_err(sql("store uploaded node"))?;
         let dropped: Vec<(i64, String)> = {
@@ -86,7 +100,11 @@ impl Database {
     }
 
     /// See [`Store::versions`](super::Store::versions).
-    pub(super) fn versions(&self, account: i64, name: &str) -> Result<Vec<UploadedNode>, StoreError> {
+    pub(super) fn versions(
+        &self,
+        account: i64,
+        name: &str,
+    ) -> Result<Vec<UploadedNode>, StoreError> {
         let mut statement = self
             .db
             .prepare_cached(
@@ -105,7 +123,8 @@ impl Database {
                 })
             })
             .map_err(sql("list versions"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("read a version"))
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read a version"))
     }
 
     /// See [`Store::make_current`](super::Store::make_current).
@@ -184,7 +203,10 @@ impl Database {
         events: &[HistoryEvent],
         retention: Retention,
     ) -> Result<(), StoreError> {
-        let tx = self.db.transaction().map_err(sql("begin a history write"))?;
+        let tx = self
+            .db
+            .transaction()
+            .map_err(sql("begin a history write"))?;
         let mut accounts: Vec<i64> = Vec::new();
         {
             let mut upsert = tx
