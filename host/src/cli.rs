@@ -10,6 +10,7 @@ mod grant;
 mod hub;
 mod inspect;
 mod new;
+mod node;
 mod run;
 mod serve;
 mod upload;
@@ -86,6 +87,10 @@ enum Command {
     Upload(upload::UploadArgs),
     /// Show or set the origins an uploaded node may call over HTTP, on a hub.
     Grant(grant::GrantArgs),
+    /// List an uploaded node's versions on a hub, or roll it back to one.
+    Node(node::NodeArgs),
+    /// Show the account's recent events on a hub, with what each printed (--follow for more).
+    Logs(node::LogsArgs),
 }
 
 /// Entry point of the binary.
@@ -131,6 +136,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::New(args) => new::run(args),
         Command::Upload(args) => upload::run(args),
         Command::Grant(args) => grant::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Logs(args) => node::logs(args),
     }
 }
 

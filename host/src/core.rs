@@ -13,6 +13,7 @@
 //! No wire type and no I/O here: the core knows neither Hurozo nor HTTP nor
 //! SQL. It refuses to run an event anywhere but on its executor pool.
 
+pub(crate) mod clock;
 mod event;
 pub(crate) mod executors;
 mod lanes;

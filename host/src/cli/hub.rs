@@ -528,36 +528,7 @@ fn print_tokens(records: &[TokenRecord], api: bool) {
     }
 }
 
-/// `at` (Unix seconds) as `YYYY-MM-DD HH:MM UTC`.
-fn utc(at: i64) -> String {
-    let days = at.div_euclid(86_400);
-    let of_day = at.rem_euclid(86_400);
-    let (year, month, day) = civil_date(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        of_day / 3600,
-        of_day % 3600 / 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01: counted in
-/// 400-year eras that start on 1 March, so the leap day ends an era's year.
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
-    let era = shifted.div_euclid(146_097);
-    let of_era = shifted.rem_euclid(146_097); // [0, 146096]
-    let year_of_era = (of_era - of_era / 1460 + of_era / 36_524 - of_era / 146_096) / 365;
-    let of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * of_year + 2) / 153; // 0 = March
-    let day = (of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+use crate::core::clock::utc_minutes as utc;
 
 fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
     let (name, data) = match action {
