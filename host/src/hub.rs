@@ -24,6 +24,7 @@ mod http;
 mod listener;
 mod registry;
 mod secrets;
+mod session;
 pub mod service;
 pub(crate) mod store;
 mod switchboard;

@@ -3,6 +3,7 @@
 //! decision is the service's.
 
 mod auth;
+mod dashboard;
 mod error;
 mod exosphere;
 mod routes;
@@ -52,5 +53,6 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/hosted/ws", get(ws::hosted_worker))
         .route("/healthz", get(routes::healthz))
         .with_state(hub.clone())
-        .merge(exosphere::router(hub))
+        .merge(exosphere::router(hub.clone()))
+        .merge(dashboard::router(hub))
 }

@@ -15,6 +15,7 @@ mod grants;
 pub(crate) mod history;
 mod hosted_workers;
 mod relay;
+pub(crate) mod stats;
 mod uploads;
 mod vault;
 mod versions;
@@ -29,6 +30,7 @@ use super::registry::Registry;
 use super::secrets::SecretBox;
 use super::store::{Caller, PostgresStore, SqliteStore, Store, TokenId, TokenKind, UploadedNode};
 use super::switchboard::Switchboard;
+use super::session::{SESSION_SECONDS, SessionClaims, SessionSigner};
 use super::ws_token::WsTokenSigner;
 use crate::core::{AccountId, Executors, IDLE_FOR, Lanes, Runner};
 use crate::metrics::Metrics;
@@ -187,8 +189,14 @@ pub struct Hub {
     relay: Option<relay::Relay>,
     /// Events on their way to the store's history.
     history: history::History,
+    /// Each node's last hour, for the dashboard's charts.
+    stats: stats::Stats,
+    /// Signs the dashboard's sessions.
+    sessions: SessionSigner,
     /// Versions kept of each upload.
     keep_versions: usize,
+    /// How much event history each account keeps.
+    retention: super::store::Retention,
 }
 
 /// What the hub keeps for its Exosphere state-manager API (the rules are
@@ -228,7 +236,9 @@ impl Hub {
         config: &HubConfig,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>, OpenError> {
-        let signer = WsTokenSigner::new(store.signing_key().await?);
+        let signing_key = store.signing_key().await?;
+        let signer = WsTokenSigner::new(signing_key);
+        let sessions = SessionSigner::new(&signing_key);
         let catalog = Catalog::open(
             config.data_dir.as_deref(),
             config.components_dir.as_deref(),
@@ -268,7 +278,10 @@ impl Hub {
         let history = history::History::start(store.clone(), config.history.retention);
         let hub = Arc::new(Self {
             history,
+            stats: stats::Stats::default(),
+            sessions,
             keep_versions: config.history.keep_versions.max(1),
+            retention: config.history.retention,
             store,
             registry: Mutex::default(),
             switchboard: Switchboard::default(),
@@ -535,6 +548,71 @@ impl Hub {
             .worker_token(token)
             .await?
             .ok_or(HubError::InvalidWorkerToken)
+    }
+
+    /// Signs in to the dashboard with an API token: the session cookie's
+    /// value and who it is.
+    pub(crate) async fn sign_in(&self, token: &str) -> Result<(String, Caller), HubError> {
+        let caller = self.authenticate(Some(token.trim())).await?;
+        let now = super::store::unix_seconds();
+        let expires = caller
+            .expires_at
+            .map_or(now + SESSION_SECONDS, |at| at.min(now + SESSION_SECONDS));
+        let session = self.sessions.issue(&SessionClaims {
+            token: caller.token,
+            account: caller.account,
+            account_name: caller.account_name.clone(),
+            read_only: caller.read_only,
+            expires,
+        });
+        Ok((session, caller))
+    }
+
+    /// The caller behind a dashboard session: refused once the session has
+    /// ended or its token was revoked or has expired.
+    pub(crate) async fn session(&self, session: &str) -> Result<Caller, HubError> {
+        let claims = self
+            .sessions
+            .verify(session, super::store::unix_seconds())
+            .ok_or(HubError::InvalidToken)?;
+        if !self.token_live(TokenKind::Api, claims.token).await {
+            return Err(HubError::InvalidToken);
+        }
+        Ok(Caller {
+            token: claims.token,
+            expires_at: Some(claims.expires),
+            account: claims.account,
+            account_name: claims.account_name,
+            read_only: claims.read_only,
+        })
+    }
+
+    /// The CSRF token of a dashboard session.
+    pub(crate) fn csrf(&self, session: &str) -> String {
+        self.sessions.csrf(session)
+    }
+
+    /// True when `given` is the CSRF token of the dashboard session.
+    pub(crate) fn csrf_ok(&self, session: &str, given: &str) -> bool {
+        self.sessions.csrf_ok(session, given)
+    }
+
+    /// The account's worker connections.
+    pub(crate) fn worker_links(&self, account: AccountId) -> Vec<super::switchboard::LinkView> {
+        self.switchboard.links(account)
+    }
+
+    /// The last hour of the account's `node`, minute by minute.
+    pub(crate) fn node_stats(&self, account: AccountId, node: &str) -> Vec<stats::MinuteFigures> {
+        let minute = super::store::unix_millis().div_euclid(60_000);
+        self.stats.last_hour(account, node, minute)
+    }
+
+    /// How many events the account keeps, and how many it may.
+    pub(crate) async fn history_kept(&self, account: AccountId) -> Result<(u64, u64), HubError> {
+        self.history.flush().await;
+        let kept = self.store.history_count(account).await?;
+        Ok((kept, self.retention.events))
     }
 
     /// How often an open WebSocket's token is checked again.

@@ -56,6 +56,25 @@ struct Link {
     nodes: HashSet<String>,
     outbox: mpsc::UnboundedSender<String>,
     in_flight: usize,
+    /// When it connected (Unix seconds).
+    connected_at: i64,
+    /// When it last replied.
+    replied: Option<std::time::Instant>,
+}
+
+/// What the dashboard shows of a worker connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkView {
+    /// The connection's id.
+    pub id: LinkId,
+    /// The nodes it serves, by name.
+    pub nodes: Vec<String>,
+    /// Its events waiting for a reply.
+    pub in_flight: usize,
+    /// When it connected (Unix seconds).
+    pub connected_at: i64,
+    /// How long ago it last replied.
+    pub replied_ago: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -178,9 +197,34 @@ impl Switchboard {
                 nodes,
                 outbox,
                 in_flight: 0,
+                connected_at: crate::hub::store::unix_seconds(),
+                replied: None,
             },
         );
         (id, inbox)
+    }
+
+    /// The connections `account` holds open, oldest first.
+    pub fn links(&self, account: i64) -> Vec<LinkView> {
+        let inner = self.lock();
+        let mut links: Vec<LinkView> = inner
+            .links
+            .iter()
+            .filter(|(_, link)| link.account == account)
+            .map(|(id, link)| {
+                let mut nodes: Vec<String> = link.nodes.iter().cloned().collect();
+                nodes.sort();
+                LinkView {
+                    id: *id,
+                    nodes,
+                    in_flight: link.in_flight,
+                    connected_at: link.connected_at,
+                    replied_ago: link.replied.map(|at| at.elapsed()),
+                }
+            })
+            .collect();
+        links.sort_by_key(|link| link.id);
+        links
     }
 
     /// The connections `account` holds open.
@@ -344,6 +388,9 @@ impl Switchboard {
             _ => return false,
         }
         let pending = inner.take_pending(uuid).expect("checked above");
+        if let Some(link) = inner.links.get_mut(&from) {
+            link.replied = Some(std::time::Instant::now());
+        }
         pending
             .answer
             .send(Answer::Reply(Box::new(reply), logs.map(Box::new)))

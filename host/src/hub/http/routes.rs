@@ -93,7 +93,7 @@ pub async fn upload_status(
 /// `compiling` with the status URL, or the refusal: a 422 for the upload
 /// itself, a 200 for its status (the status of a failed upload is itself a
 /// successful answer).
-fn upload_answer(answer: UploadAnswer, created: bool) -> Response {
+pub(super) fn upload_answer(answer: UploadAnswer, created: bool) -> Response {
     match answer {
         UploadAnswer::Compiling { sha256 } => (
             StatusCode::ACCEPTED,

@@ -197,6 +197,10 @@ impl Hub {
         started: std::time::Instant,
         answer: Result<(), &HubError>,
     ) {
+        let took = started.elapsed();
+        let minute = unix_millis().div_euclid(60_000);
+        self.stats
+            .record(caller.account, node, minute, took, answer.is_ok());
         self.history.record(HistoryEvent {
             account: caller.account,
             node: node.to_owned(),
@@ -205,7 +209,7 @@ impl Hub {
             caller: Some(caller.token),
             outcome: Some(answer.map_or_else(|err| err.code().to_owned(), |()| "ok".to_owned())),
             message: answer.err().map(ToString::to_string),
-            duration_us: Some(started.elapsed().as_micros().min(i64::MAX as u128) as i64),
+            duration_us: Some(took.as_micros().min(i64::MAX as u128) as i64),
             from_caller: true,
             ..HistoryEvent::default()
         });

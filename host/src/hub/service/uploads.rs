@@ -399,6 +399,7 @@ impl Hub {
             self.forget_component(&sha256).await;
         }
         self.store.forget_history(caller.account, name).await?;
+        self.stats.forget(caller.account, name);
         tracing::info!(account = %caller.account_name, node = %name, "deleted an uploaded node");
         Ok(json!({"deleted": name}))
     }
