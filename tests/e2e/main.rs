@@ -4,6 +4,7 @@
 
 mod call;
 mod cluster;
+mod dashboard;
 mod exosphere;
 mod files;
 mod hosted;

@@ -561,6 +561,7 @@ pub fn metric(url: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+pub mod browser;
 pub mod load;
 pub mod plots;
 

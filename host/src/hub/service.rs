@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use super::registry::Registry;
 use super::secrets::SecretBox;
+use super::session::{SESSION_SECONDS, SessionClaims, SessionSigner};
 use super::store::{Caller, PostgresStore, SqliteStore, Store, TokenId, TokenKind, UploadedNode};
 use super::switchboard::Switchboard;
-use super::session::{SESSION_SECONDS, SessionClaims, SessionSigner};
 use super::ws_token::WsTokenSigner;
 use crate::core::{AccountId, Executors, IDLE_FOR, Lanes, Runner};
 use crate::metrics::Metrics;

@@ -92,15 +92,21 @@ impl SessionSigner {
 
     /// The CSRF token of `session`.
     pub fn csrf(&self, session: &str) -> String {
-        URL_SAFE_NO_PAD.encode(self.mac(b"csrf", session.as_bytes()).finalize().into_bytes())
+        URL_SAFE_NO_PAD.encode(
+            self.mac(b"csrf", session.as_bytes())
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// True when `given` is the CSRF token of `session` (compared in
     /// constant time).
     pub fn csrf_ok(&self, session: &str, given: &str) -> bool {
-        URL_SAFE_NO_PAD
-            .decode(given)
-            .is_ok_and(|given| self.mac(b"csrf", session.as_bytes()).verify_slice(&given).is_ok())
+        URL_SAFE_NO_PAD.decode(given).is_ok_and(|given| {
+            self.mac(b"csrf", session.as_bytes())
+                .verify_slice(&given)
+                .is_ok()
+        })
     }
 }
 
@@ -129,7 +135,10 @@ mod tests {
         let mut forged = claims();
         forged.account = 8;
         let forged_body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
-        assert_eq!(signer.verify(&format!("{forged_body}.{signature}"), 1), None);
+        assert_eq!(
+            signer.verify(&format!("{forged_body}.{signature}"), 1),
+            None
+        );
         assert_eq!(signer.verify(body, 1), None, "no signature");
         assert_eq!(signer.verify("", 1), None);
     }

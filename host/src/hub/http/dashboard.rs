@@ -137,7 +137,9 @@ fn checked(
     }
     let given = csrf.or_else(|| headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()));
     if !given.is_some_and(|given| hub.csrf_ok(&visitor.session, given)) {
-        return refused("the form is stale or was not made by this dashboard: reload the page and try again");
+        return refused(
+            "the form is stale or was not made by this dashboard: reload the page and try again",
+        );
     }
     Ok(())
 }
@@ -476,7 +478,12 @@ async fn events_page(
     let node = filter.node.filter(|node| !node.is_empty());
     let caller = &visitor.caller;
     match hub.events(caller, node.as_deref(), None, Some(200)).await {
-        Ok(events) => html(pages::events(caller, &visitor.csrf, node.as_deref(), &events)),
+        Ok(events) => html(pages::events(
+            caller,
+            &visitor.csrf,
+            node.as_deref(),
+            &events,
+        )),
         Err(err) => failed(caller, &err),
     }
 }
@@ -581,7 +588,10 @@ mod tests {
     #[test]
     fn the_try_form_starts_with_every_input() {
         let inputs = vec![json!({"name": "a"}), json!({"name": "b"})];
-        assert_eq!(input_template(&inputs), "{\n  \"a\": \"\",\n  \"b\": \"\"\n}");
+        assert_eq!(
+            input_template(&inputs),
+            "{\n  \"a\": \"\",\n  \"b\": \"\"\n}"
+        );
         assert_eq!(input_template(&[]), "{}");
     }
 }

@@ -149,9 +149,15 @@ mod tests {
         let hour = stats.last_hour(1, "hello", 1002);
         assert_eq!(hour.len(), MINUTES);
         let minute = hour[MINUTES - 3];
-        assert_eq!((minute.minute, minute.events, minute.errors), (1000, 100, 10));
+        assert_eq!(
+            (minute.minute, minute.events, minute.errors),
+            (1000, 100, 10)
+        );
         let p50 = minute.p50_us.unwrap();
-        assert!((100..=142).contains(&p50), "p50 {p50} within a bucket of 100 µs");
+        assert!(
+            (100..=142).contains(&p50),
+            "p50 {p50} within a bucket of 100 µs"
+        );
         let p99 = minute.p99_us.unwrap();
         assert!((50_000..=70_711).contains(&p99), "p99 {p99}");
         assert_eq!(hour[MINUTES - 2].events, 0, "an empty minute");
@@ -178,7 +184,10 @@ mod tests {
         assert_eq!(bucket_of(Duration::from_secs(100_000)), BUCKETS - 1);
         for us in [1u64, 7, 100, 12_345, 1_000_000] {
             let bucket = bucket_of(Duration::from_micros(us));
-            assert!(bucket_top(bucket) >= us, "{us} µs is under its bucket's top");
+            assert!(
+                bucket_top(bucket) >= us,
+                "{us} µs is under its bucket's top"
+            );
         }
     }
 }

@@ -433,8 +433,14 @@ pub fn upload(caller: &Caller, csrf: &str) -> Markup {
 fn charts(stats: &[MinuteFigures]) -> Markup {
     let events: Vec<f64> = stats.iter().map(|m| f64::from(m.events)).collect();
     let errors: Vec<f64> = stats.iter().map(|m| f64::from(m.errors)).collect();
-    let p50: Vec<Option<f64>> = stats.iter().map(|m| m.p50_us.map(|us| us as f64 / 1000.0)).collect();
-    let p99: Vec<Option<f64>> = stats.iter().map(|m| m.p99_us.map(|us| us as f64 / 1000.0)).collect();
+    let p50: Vec<Option<f64>> = stats
+        .iter()
+        .map(|m| m.p50_us.map(|us| us as f64 / 1000.0))
+        .collect();
+    let p99: Vec<Option<f64>> = stats
+        .iter()
+        .map(|m| m.p99_us.map(|us| us as f64 / 1000.0))
+        .collect();
     let total: u32 = stats.iter().map(|m| m.events).sum();
     let failed: u32 = stats.iter().map(|m| m.errors).sum();
     html! {
@@ -481,7 +487,13 @@ fn lines(title: &str, p50: &[Option<f64>], p99: &[Option<f64>]) -> Markup {
             .iter()
             .enumerate()
             .filter_map(|(i, value)| {
-                value.map(|v| format!("{:.1},{:.1}", (i as f64 + 0.5) * step, CHART_H - v / top * CHART_H))
+                value.map(|v| {
+                    format!(
+                        "{:.1},{:.1}",
+                        (i as f64 + 0.5) * step,
+                        CHART_H - v / top * CHART_H
+                    )
+                })
             })
             .collect::<Vec<_>>()
             .join(" ")
