@@ -42,7 +42,10 @@ async fn a_tenant_uploads_tries_and_rolls_back_in_the_browser() {
     assert!(ready.contains("hello version 1"), "{ready}");
     let full = "const bar = document.getElementById('upload-progress'); \
                 return bar.value === bar.max && bar.max > 0;";
-    assert_eq!(browser.client.execute(full, vec![]).await.unwrap(), json!(true));
+    assert_eq!(
+        browser.client.execute(full, vec![]).await.unwrap(),
+        json!(true)
+    );
     browser.find("#uploaded-node").await.click().await.unwrap();
     browser.wait_for_text("#node-name", "hello").await;
     assert_eq!(browser.text("#node-version").await, "v1");

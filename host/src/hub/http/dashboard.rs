@@ -13,6 +13,8 @@
 //! through.
 
 mod pages;
+#[cfg(test)]
+mod routes_tests;
 
 use std::sync::Arc;
 
