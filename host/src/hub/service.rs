@@ -110,6 +110,29 @@ pub struct HubConfig {
     pub history: HistorySettings,
 }
 
+#[cfg(test)]
+impl HubConfig {
+    /// A hub for tests: in `data_dir` (in memory with `None`), on its own,
+    /// with every default.
+    pub(crate) fn for_tests(data_dir: Option<PathBuf>) -> Self {
+        Self {
+            outbound: OutboundSettings::default(),
+            data_dir,
+            database: None,
+            components_dir: None,
+            nats: None,
+            public_ws_url: None,
+            sandbox: SandboxConfig::default(),
+            upload_wait: UPLOAD_READY_WAIT,
+            quota: UploadQuota::default(),
+            keepalive: KEEPALIVE,
+            token_recheck: TOKEN_RECHECK,
+            exosphere_lease: EXOSPHERE_LEASE,
+            history: HistorySettings::default(),
+        }
+    }
+}
+
 /// How long an Exosphere state handed to a runtime is held for it.
 pub const EXOSPHERE_LEASE: Duration =
     Duration::from_millis(crate::exosphere::manager::DEFAULT_LEASE_MS);

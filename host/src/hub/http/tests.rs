@@ -13,9 +13,8 @@ use serde_json::{Value as Json, json};
 use tower::ServiceExt as _;
 
 use super::router;
-use crate::hub::service::{Hub, HubConfig, UPLOAD_READY_WAIT, UploadQuota};
+use crate::hub::service::{Hub, HubConfig, UploadQuota};
 use crate::hub::store::LimitSettings;
-use crate::sandbox::SandboxConfig;
 use crate::sandbox::bench_support::guest_example_bytes;
 
 struct Hubbed {
@@ -27,21 +26,7 @@ struct Hubbed {
 }
 
 fn config(data_dir: Option<std::path::PathBuf>) -> HubConfig {
-    HubConfig {
-        outbound: Default::default(),
-        data_dir,
-        database: None,
-        components_dir: None,
-        nats: None,
-        public_ws_url: None,
-        sandbox: SandboxConfig::default(),
-        upload_wait: UPLOAD_READY_WAIT,
-        quota: UploadQuota::default(),
-        keepalive: crate::hub::service::KEEPALIVE,
-        token_recheck: crate::hub::service::TOKEN_RECHECK,
-        exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
-        history: Default::default(),
-    }
+    HubConfig::for_tests(data_dir)
 }
 
 async fn hub_in(data_dir: Option<std::path::PathBuf>) -> Hubbed {

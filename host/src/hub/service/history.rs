@@ -299,4 +299,89 @@ mod tests {
         assert_eq!(store.history_count(account).await.unwrap(), 100);
         assert_eq!(history.lost(), 0);
     }
+
+    /// The database file and its write-ahead log, in bytes.
+    fn database_bytes(dir: &std::path::Path) -> u64 {
+        ["hub.sqlite3", "hub.sqlite3-wal"]
+            .iter()
+            .filter_map(|file| std::fs::metadata(dir.join(file)).ok())
+            .map(|meta| meta.len())
+            .sum()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ten_thousand_chatty_events_keep_the_store_within_the_retention() {
+        use crate::hub::service::{HubConfig, UploadAnswer};
+        use crate::protocol::hurozo::ExecuteRequest;
+        let dir = std::env::temp_dir().join(format!("node-host-retention-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = HubConfig::for_tests(Some(dir.clone()));
+        config.history.retention = Retention {
+            events: 200,
+            max_age_s: 3600,
+        };
+        let hub = Hub::open(&config).await.unwrap();
+        let token = hub
+            .store()
+            .create_token("talker", false, None)
+            .await
+            .unwrap();
+        let caller = hub.authenticate(Some(&token.token)).await.unwrap();
+        let chatty = crate::sandbox::bench_support::guest_example_bytes("chatty");
+        let answer = hub.upload(&caller, chatty.into()).await.unwrap();
+        assert!(matches!(answer, UploadAnswer::Ready { .. }), "{answer:?}");
+        // Each event prints and logs 1 KB: 2 KB or so kept per event.
+        let line = "x".repeat(1000);
+        let mut sizes = Vec::new();
+        for round in 0..100 {
+            let events = (0..100).map(|_| {
+                let mut inputs = serde_json::Map::new();
+                inputs.insert("line".into(), line.clone().into());
+                hub.execute(
+                    &caller,
+                    "chatty",
+                    ExecuteRequest {
+                        inputs,
+                        timeout_ms: None,
+                    },
+                )
+            });
+            for answer in futures_util::future::join_all(events).await {
+                assert!(answer.is_ok(), "{answer:?}");
+            }
+            if round % 25 == 24 {
+                hub.history.flush().await;
+                sizes.push(database_bytes(&dir));
+            }
+        }
+        hub.history.flush().await;
+        assert_eq!(
+            hub.store().history_count(caller.account).await.unwrap(),
+            200
+        );
+        assert_eq!(hub.history.lost(), 0, "none dropped on the way");
+        let kept = hub
+            .events(&caller, Some("chatty"), None, Some(1000))
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 200);
+        assert!(kept.iter().all(|event| {
+            event
+                .logs
+                .as_deref()
+                .is_some_and(|logs| logs.contains(&line))
+        }));
+        // Without the retention 10,000 events would be over 20 MB; the
+        // store stays at what 200 of them and SQLite's log take.
+        let (first, last) = (sizes[0], *sizes.last().unwrap());
+        assert!(
+            last < 8 << 20,
+            "the database grew to {last} bytes: {sizes:?}"
+        );
+        assert!(
+            last <= first + (1 << 20),
+            "the database keeps growing: {sizes:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

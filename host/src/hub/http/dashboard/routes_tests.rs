@@ -28,23 +28,11 @@ struct Dash {
 }
 
 async fn dash() -> Dash {
-    let hub = Hub::open(&HubConfig {
-        outbound: Default::default(),
-        data_dir: None,
-        database: None,
-        components_dir: None,
-        nats: None,
-        public_ws_url: None,
-        sandbox: crate::sandbox::SandboxConfig::default(),
-        upload_wait: crate::hub::service::UPLOAD_READY_WAIT,
-        quota: Default::default(),
-        keepalive: crate::hub::service::KEEPALIVE,
-        token_recheck: std::time::Duration::ZERO,
-        exosphere_lease: crate::hub::service::EXOSPHERE_LEASE,
-        history: Default::default(),
-    })
-    .await
-    .unwrap();
+    let mut config = HubConfig::for_tests(None);
+    // Every request asks the store about its token: a revoked one is
+    // refused at once.
+    config.token_recheck = std::time::Duration::ZERO;
+    let hub = Hub::open(&config).await.unwrap();
     let token = hub
         .store()
         .create_token("alice", false, None)
