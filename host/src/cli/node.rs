@@ -64,14 +64,28 @@ impl Hub {
     /// `GET` (or, with a body, `POST`) `path`: the answer when it succeeded,
     /// else the exit code after saying why.
     fn ask(&self, path: &str, body: Option<Json>) -> anyhow::Result<Result<Json, ExitCode>> {
+        let method = match body {
+            Some(_) => reqwest::Method::POST,
+            None => reqwest::Method::GET,
+        };
+        self.send(method, path, body)
+    }
+
+    /// [`ask`](Self::ask) with any method.
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Json>,
+    ) -> anyhow::Result<Result<Json, ExitCode>> {
         let url = self
             .backend
             .join(path)
             .with_context(|| format!("building the URL of {path}"))?;
-        let request = match body {
-            Some(body) => self.client.post(url.clone()).json(&body),
-            None => self.client.get(url.clone()),
-        };
+        let mut request = self.client.request(method, url.clone());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
         let (status, answer) = self
             .runtime
             .block_on(send(request.bearer_auth(&self.token), &url))?;
@@ -95,6 +109,7 @@ impl Hub {
 Examples:
   node-host node versions hello --backend http://127.0.0.1:8765 --token nh_...
   node-host node rollback hello 2 --backend http://127.0.0.1:8765 --token nh_...
+  node-host node config hello model=large --unset old-key
 
 Every upload of a node is a new version; the hub keeps the newest few of each node
 (`node-host hub --keep-versions N`, 5 by default) and its events run the current one.
@@ -116,6 +131,20 @@ enum NodeCommand {
         #[command(flatten)]
         hub: HubAccess,
     },
+    /// Show or set a node's configuration: values it reads like secrets
+    /// (`host.secret(KEY)` for a KEY it declares), visible to its account.
+    Config {
+        /// The uploaded node's name (it need not be uploaded yet).
+        node: String,
+        /// KEY=VALUE pairs to set.
+        #[arg(value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Keys to remove.
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        #[command(flatten)]
+        hub: HubAccess,
+    },
     /// Make a kept version of an uploaded node the one its events run.
     Rollback {
         /// The uploaded node's name.
@@ -131,7 +160,7 @@ pub(super) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         NodeCommand::Versions { node, json, hub } => {
             let hub = hub.connect()?;
-            let answer = match hub.ask(&format!("api/nodes/{node}/versions"), None)? {
+            let answer = match hub.ask(&format!("api/nodes/{}/versions", segment(node)), None)? {
                 Ok(answer) => answer,
                 Err(code) => return Ok(code),
             };
@@ -142,13 +171,48 @@ pub(super) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        NodeCommand::Config {
+            node,
+            set,
+            unset,
+            hub,
+        } => {
+            let pairs = set
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .with_context(|| format!("`{pair}` is not KEY=VALUE (e.g. model=large)"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let hub = hub.connect()?;
+            let path = |key: &str| format!("api/nodes/{}/config/{}", segment(node), segment(key));
+            for (key, value) in pairs {
+                let body = json!({ "value": value });
+                if let Err(code) = hub.send(reqwest::Method::PUT, &path(key), Some(body))? {
+                    return Ok(code);
+                }
+            }
+            for key in unset {
+                if let Err(code) = hub.send(reqwest::Method::DELETE, &path(key), None)? {
+                    return Ok(code);
+                }
+            }
+            match hub.ask(&format!("api/nodes/{}/config", segment(node)), None)? {
+                Ok(answer) => {
+                    println!("{}", serde_json::to_string_pretty(&answer["config"])?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(code) => Ok(code),
+            }
+        }
         NodeCommand::Rollback { node, version, hub } => {
             let hub = hub.connect()?;
             let body = json!({ "version": version });
-            let answer = match hub.ask(&format!("api/nodes/{node}/rollback"), Some(body))? {
-                Ok(answer) => answer,
-                Err(code) => return Ok(code),
-            };
+            let answer =
+                match hub.ask(&format!("api/nodes/{}/rollback", segment(node)), Some(body))? {
+                    Ok(answer) => answer,
+                    Err(code) => return Ok(code),
+                };
             println!(
                 "node-host: `{node}` now runs version {} (sha256 {})",
                 answer["version"],
@@ -295,6 +359,12 @@ fn event_text(event: &Json) -> String {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// `text` as one segment of a URL path (a node's name may hold `?`, `#`
+/// or spaces).
+fn segment(text: &str) -> String {
+    urlencode(text).replace('+', "%20")
 }
 
 #[cfg(test)]

@@ -36,6 +36,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/nodes/{name}/versions", get(routes::node_versions))
         .route("/api/nodes/{name}/rollback", post(routes::rollback))
         .route("/api/events", get(routes::events))
+        .route("/api/nodes/{name}/config", get(routes::node_config))
+        .route(
+            "/api/nodes/{name}/config/{key}",
+            put(routes::put_node_config).delete(routes::delete_node_config),
+        )
         .route(
             "/api/nodes/{name}/grant",
             get(routes::http_grant)

@@ -212,6 +212,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// How many events `account` has kept: what its retention bounds.
     async fn history_count(&self, account: AccountId) -> Result<u64, StoreError>;
 
+    /// The configuration of `account`'s node `node`, by key.
+    async fn node_config(
+        &self,
+        account: AccountId,
+        node: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Sets (or, with `None`, removes) the configuration `key` of
+    /// `account`'s node `node`; false when removing found nothing.
+    async fn set_node_config(
+        &self,
+        account: AccountId,
+        node: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
     /// Forgets the kept events of `account`'s node `node`.
     async fn forget_history(&self, account: AccountId, node: &str) -> Result<(), StoreError>;
 }

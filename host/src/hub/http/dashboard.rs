@@ -54,6 +54,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/nodes/{name}", get(node_page))
         .route("/nodes/{name}/try", post(try_node))
         .route("/nodes/{name}/rollback", post(rollback))
+        .route("/nodes/{name}/config", post(configure))
         .route("/events", get(events_page))
         .route("/upload", get(upload_page))
         .route("/ui/upload", post(upload))
@@ -377,6 +378,10 @@ async fn render_node(hub: &Arc<Hub>, visitor: &Visitor, name: &str, tried: Tried
         None => None,
     };
     let secrets = hub.secret_names(caller).await.unwrap_or_default();
+    let config = match hub.node_config(caller, name).await {
+        Ok(config) => config,
+        Err(err) => return failed(caller, &err),
+    };
     let events = match hub.events(caller, Some(name), None, Some(20)).await {
         Ok(events) => events,
         Err(err) => return failed(caller, &err),
@@ -392,6 +397,7 @@ async fn render_node(hub: &Arc<Hub>, visitor: &Visitor, name: &str, tried: Tried
             versions: versions.as_ref(),
             grant: grant.as_ref(),
             secrets: &secrets,
+            config: &config,
             events: &events,
             stats: &stats,
             tried_inputs: tried.inputs.as_deref(),
@@ -462,6 +468,34 @@ async fn rollback(
         return refused;
     }
     match hub.rollback(&visitor.caller, &name, form.version).await {
+        Ok(_) => Redirect::to(&format!("/nodes/{}", pages::path_segment(&name))).into_response(),
+        Err(err) => failed(&visitor.caller, &err),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigForm {
+    csrf: Option<String>,
+    key: String,
+    /// Absent: remove the key.
+    value: Option<String>,
+}
+
+async fn configure(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<ConfigForm>,
+) -> Response {
+    if let Err(refused) = checked(&hub, &visitor, &headers, form.csrf.as_deref()) {
+        return refused;
+    }
+    let key = form.key.trim();
+    match hub
+        .set_node_config(&visitor.caller, &name, key, form.value.as_deref())
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/nodes/{}", pages::path_segment(&name))).into_response(),
         Err(err) => failed(&visitor.caller, &err),
     }

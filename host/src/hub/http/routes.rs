@@ -222,6 +222,45 @@ pub async fn events(
         .map(axum::Json)
 }
 
+/// `GET /api/nodes/{name}/config`: the node's configuration.
+pub async fn node_config(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.node_config(&caller, &name).await.map(axum::Json)
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigBody {
+    value: String,
+}
+
+/// `PUT /api/nodes/{name}/config/{key}` with `{"value": "…"}`.
+pub async fn put_node_config(
+    State(hub): State<Arc<Hub>>,
+    Path((name, key)): Path<(String, String)>,
+    Account(caller): Account,
+    body: Bytes,
+) -> Result<axum::Json<Json>, HubError> {
+    crate::hub::service::require_write(&caller)?;
+    let body: ConfigBody = parse_body(&body, r#"{"value": "large"}"#)?;
+    hub.set_node_config(&caller, &name, &key, Some(&body.value))
+        .await
+        .map(axum::Json)
+}
+
+/// `DELETE /api/nodes/{name}/config/{key}`.
+pub async fn delete_node_config(
+    State(hub): State<Arc<Hub>>,
+    Path((name, key)): Path<(String, String)>,
+    Account(caller): Account,
+) -> Result<axum::Json<Json>, HubError> {
+    hub.set_node_config(&caller, &name, &key, None)
+        .await
+        .map(axum::Json)
+}
+
 /// `GET /api/nodes/{name}/grant`: the origins the node may call.
 pub async fn http_grant(
     State(hub): State<Arc<Hub>>,

@@ -285,6 +285,9 @@ async fn every_account_route_refuses_a_missing_or_unknown_token() {
         (Method::GET, "/api/nodes/hello/versions"),
         (Method::POST, "/api/nodes/hello/rollback"),
         (Method::GET, "/api/events"),
+        (Method::GET, "/api/nodes/hello/config"),
+        (Method::PUT, "/api/nodes/hello/config/key"),
+        (Method::DELETE, "/api/nodes/hello/config/key"),
         (Method::GET, "/api/uploads/ab"),
         (Method::GET, "/api/secrets"),
         (Method::PUT, "/api/secrets/key"),
@@ -1379,4 +1382,94 @@ async fn the_history_survives_a_restart() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(events["events"][0]["uuid"], uuid, "{events}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn node_configuration_is_read_like_a_secret_and_shown_to_its_owner() {
+    let t = hub().await;
+    upload(&t.hub, &t.alice, "secrets").await;
+    let execute = "/api/remote_nodes/secrets/execute";
+    let set = |value: &str| json!({ "value": value }).to_string();
+    let (status, secret) = t
+        .send(Method::PUT, "/api/secrets/api-key", &t.alice, set("sealed"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{secret}");
+    let (_, answer) = t.send(Method::POST, execute, &t.alice, "{}").await;
+    assert_eq!(answer["outputs"]["declared"], "sealed");
+
+    // The node's own configuration wins over the account's secret, and its
+    // owner can read it back; an undeclared key is never handed over.
+    let uri = "/api/nodes/secrets/config/api-key";
+    let (status, config) = t.send(Method::PUT, uri, &t.alice, set("visible")).await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+    assert_eq!(config["config"], json!({"api-key": "visible"}));
+    let other = "/api/nodes/secrets/config/other";
+    t.send(Method::PUT, other, &t.alice, set("never")).await;
+    let (_, answer) = t.send(Method::POST, execute, &t.alice, "{}").await;
+    assert_eq!(answer["outputs"]["declared"], "visible");
+    assert_eq!(answer["outputs"]["undeclared"], Json::Null);
+    let (_, shown) = t.get("/api/nodes/secrets/config", &t.alice).await;
+    assert_eq!(
+        shown["config"],
+        json!({"api-key": "visible", "other": "never"})
+    );
+    let (_, theirs) = t.get("/api/nodes/secrets/config", &t.bob).await;
+    assert_eq!(theirs["config"], json!({}), "another account's");
+
+    // Removed, the secret is read again.
+    let (status, _) = t.delete(uri, &t.alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, answer) = t.send(Method::POST, execute, &t.alice, "{}").await;
+    assert_eq!(answer["outputs"]["declared"], "sealed");
+
+    refused(
+        t.delete(uri, &t.alice).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let bad_key = "/api/nodes/secrets/config/bad%20key";
+    refused(
+        t.send(Method::PUT, bad_key, &t.alice, set("x")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    refused(
+        t.send(Method::PUT, uri, &t.alice, "{}").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    refused(
+        t.send(Method::PUT, uri, &t.alice, set(&"x".repeat(5000)))
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    );
+    refused(
+        t.send(Method::PUT, uri, &t.reader, set("x")).await,
+        StatusCode::FORBIDDEN,
+        "read_only_token",
+    );
+    for n in 0..63 {
+        let key = format!("/api/nodes/many/config/k{n}");
+        let (status, _) = t.send(Method::PUT, &key, &t.alice, set("v")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    t.send(
+        Method::PUT,
+        "/api/nodes/many/config/last",
+        &t.alice,
+        set("v"),
+    )
+    .await;
+    refused(
+        t.send(
+            Method::PUT,
+            "/api/nodes/many/config/one-more",
+            &t.alice,
+            set("v"),
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "quota_exceeded",
+    );
 }

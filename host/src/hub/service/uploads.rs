@@ -498,7 +498,7 @@ impl Hub {
         let account = event.account;
         let mut limits = self.account_limits(account).await?;
         let secrets = self
-            .declared_secrets(account, node.component.info())
+            .declared_secrets(account, &node.record.name, node.component.info())
             .await?;
         let permit = self
             .runner

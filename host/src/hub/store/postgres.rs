@@ -123,6 +123,13 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (account_id, uuid)
     );
     CREATE INDEX event_history_node ON event_history (account_id, node, id);
+    CREATE TABLE node_config (
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (account_id, node, key)
+    );
 ",
 ];
 
@@ -761,6 +768,55 @@ impl Store for PostgresStore {
             .map_err(pg("count the history"))?
             .get(0);
         Ok(count as u64)
+    }
+
+    async fn node_config(
+        &self,
+        account: AccountId,
+        node: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT key, value FROM node_config WHERE account_id = $1 AND node = $2
+                 ORDER BY key",
+                &[&account, &node],
+            )
+            .await
+            .map_err(pg("list the configuration"))?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    async fn set_node_config(
+        &self,
+        account: AccountId,
+        node: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let changed =
+            match value {
+                Some(value) => {
+                    client
+                        .execute(
+                            "INSERT INTO node_config (account_id, node, key, value)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (account_id, node, key) DO UPDATE SET value = EXCLUDED.value",
+                            &[&account, &node, &key, &value],
+                        )
+                        .await
+                }
+                None => client
+                    .execute(
+                        "DELETE FROM node_config WHERE account_id = $1 AND node = $2 AND key = $3",
+                        &[&account, &node, &key],
+                    )
+                    .await,
+            }
+            .map_err(pg("set a configuration value"))?;
+        Ok(changed > 0)
     }
 
     async fn forget_history(&self, account: AccountId, node: &str) -> Result<(), StoreError> {

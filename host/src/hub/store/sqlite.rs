@@ -134,6 +134,13 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (account_id, uuid)
     );
     CREATE INDEX event_history_node ON event_history (account_id, node, id);
+    CREATE TABLE node_config (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (account_id, node, key)
+    );
 ",
 ];
 
@@ -290,6 +297,27 @@ impl Store for SqliteStore {
 
     async fn history_count(&self, account: AccountId) -> Result<u64, StoreError> {
         self.with(move |db| db.history_count(account)).await
+    }
+
+    async fn node_config(
+        &self,
+        account: AccountId,
+        node: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let node = node.to_owned();
+        self.with(move |db| db.node_config(account, &node)).await
+    }
+
+    async fn set_node_config(
+        &self,
+        account: AccountId,
+        node: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (node, key, value) = (node.to_owned(), key.to_owned(), value.map(str::to_owned));
+        self.with(move |db| db.set_node_config(account, &node, &key, value.as_deref()))
+            .await
     }
 
     async fn forget_history(&self, account: AccountId, node: &str) -> Result<(), StoreError> {

@@ -20,6 +20,59 @@ pub async fn run(store: &dyn Store) {
     exosphere_records_replace_by_kind_and_key(store).await;
     versions_are_kept_rolled_back_and_pruned(store).await;
     history_merges_by_uuid_and_keeps_its_retention(store).await;
+    node_config_is_per_account_and_node(store).await;
+}
+
+async fn node_config_is_per_account_and_node(store: &dyn Store) {
+    let gil = store.create_token("gil", false, None).await.unwrap();
+    let gil = store
+        .authenticate(&gil.token)
+        .await
+        .unwrap()
+        .unwrap()
+        .account;
+    let hal = store.create_token("hal", false, None).await.unwrap();
+    let hal = store
+        .authenticate(&hal.token)
+        .await
+        .unwrap()
+        .unwrap()
+        .account;
+    assert!(
+        store
+            .set_node_config(gil, "n", "model", Some("small"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_node_config(gil, "n", "model", Some("large"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_node_config(gil, "n", "base", Some("x"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_node_config(gil, "m", "model", Some("other"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.node_config(gil, "n").await.unwrap(),
+        vec![
+            ("base".into(), "x".into()),
+            ("model".into(), "large".into())
+        ]
+    );
+    assert!(store.node_config(hal, "n").await.unwrap().is_empty());
+    assert!(store.set_node_config(gil, "n", "base", None).await.unwrap());
+    assert!(!store.set_node_config(gil, "n", "base", None).await.unwrap());
+    assert_eq!(store.node_config(gil, "n").await.unwrap().len(), 1);
 }
 
 async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {

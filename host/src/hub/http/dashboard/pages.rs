@@ -211,6 +211,8 @@ pub struct NodeView<'a> {
     pub grant: Option<&'a Json>,
     /// `GET /api/secrets`.
     pub secrets: &'a Json,
+    /// `GET /api/nodes/{name}/config`.
+    pub config: &'a Json,
     /// Its newest events.
     pub events: &'a [HistoryEvent],
     /// Its last hour.
@@ -276,6 +278,44 @@ pub fn node(caller: &Caller, csrf: &str, view: &NodeView<'_>) -> Markup {
                 }
             } @else {
                 p { "Served by this account's workers (" code { "node-host run" } "); the hub keeps no versions of it." }
+            }
+
+            @if view.node.is_some() {
+                h2 { "Configuration" }
+                p.hint { "Values the node reads like secrets (" code { "host.secret(key)" } ", for a key it declares), shown to this account. A key set here is read before an account secret of the same name." }
+                @let config = view.config["config"].as_object().cloned().unwrap_or_default();
+                @if !config.is_empty() {
+                    table #config {
+                        tbody {
+                            @for (key, value) in &config {
+                                tr data-key=(key) {
+                                    td { code { (key) } }
+                                    td { (value.as_str().unwrap_or_default()) }
+                                    td {
+                                        @if !caller.read_only {
+                                            form.inline method="post" action=(action("config")) {
+                                                input type="hidden" name="csrf" value=(csrf);
+                                                input type="hidden" name="key" value=(key);
+                                                button type="submit" { "Remove" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if !caller.read_only {
+                    form #config-form.inline method="post" action=(action("config")) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        label for="config-key" { "Key " }
+                        input #config-key type="text" name="key" required;
+                        label for="config-value" { " Value " }
+                        input #config-value type="text" name="value";
+                        " "
+                        button type="submit" { "Set" }
+                    }
+                }
             }
 
             h2 { "Last hour" }

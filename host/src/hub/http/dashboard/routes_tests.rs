@@ -432,4 +432,22 @@ async fn pages_show_the_accounts_nodes_versions_and_events() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert!(unknown.body.contains("unknown_node"));
     assert_eq!(d.page(&cookie, "/upload").await.status, StatusCode::OK);
+
+    // Configuration: set, shown (escaped), removed.
+    let set = format!(
+        "csrf={}&key=model&value={}",
+        encode(&csrf),
+        encode("<b>large</b>")
+    );
+    let answer = d.form(&cookie, "/nodes/hello/config", &set, None).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let node = d.page(&cookie, "/nodes/hello").await.body;
+    assert!(node.contains("&lt;b&gt;large&lt;/b&gt;"), "{node}");
+    let bad = format!("csrf={}&key={}&value=x", encode(&csrf), encode("no spaces"));
+    let answer = d.form(&cookie, "/nodes/hello/config", &bad, None).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let remove = format!("csrf={}&key=model", encode(&csrf));
+    d.form(&cookie, "/nodes/hello/config", &remove, None).await;
+    let node = d.page(&cookie, "/nodes/hello").await.body;
+    assert!(!node.contains("large"));
 }

@@ -342,4 +342,47 @@ impl Database {
             .map_err(sql("forget a node's history"))?;
         Ok(())
     }
+
+    /// See [`Store::node_config`](super::Store::node_config).
+    pub(super) fn node_config(
+        &self,
+        account: i64,
+        node: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare_cached(
+                "SELECT key, value FROM node_config WHERE account_id = ?1 AND node = ?2
+                 ORDER BY key",
+            )
+            .map_err(sql("prepare the configuration listing"))?;
+        let rows = statement
+            .query_map(params![account, node], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sql("list the configuration"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read a configuration value"))
+    }
+
+    /// See [`Store::set_node_config`](super::Store::set_node_config).
+    pub(super) fn set_node_config(
+        &self,
+        account: i64,
+        node: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let changed = match value {
+            Some(value) => self.db.execute(
+                "INSERT OR REPLACE INTO node_config (account_id, node, key, value)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![account, node, key, value],
+            ),
+            None => self.db.execute(
+                "DELETE FROM node_config WHERE account_id = ?1 AND node = ?2 AND key = ?3",
+                params![account, node, key],
+            ),
+        }
+        .map_err(sql("set a configuration value"))?;
+        Ok(changed > 0)
+    }
 }
