@@ -95,8 +95,13 @@ enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    let _telemetry = crate::telemetry::init(match &cli.command {
+        Command::Hub(_) => "node-host-hub",
+        Command::Run(_) => "node-host-worker",
+        Command::Serve(_) => "node-host-serve",
+        _ => "node-host",
+    });
     if !matches!(
         cli.command,
         Command::Run(_) | Command::Hub(_) | Command::Serve(_)
@@ -178,15 +183,6 @@ fn xdg_dir(variable: &str, fallback: &str) -> Option<PathBuf> {
 }
 
 /// Logs go to stderr, filtered by `NODE_HOST_LOG` (default: warnings).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NODE_HOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
-}
 
 /// Reads a component file; `Err` carries the message for exit code 2.
 fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {

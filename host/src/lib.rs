@@ -44,6 +44,7 @@ pub mod juturna;
 mod metrics;
 mod protocol;
 pub mod sandbox;
+mod telemetry;
 #[doc(hidden)]
 pub mod testing;
 pub mod worker;

@@ -263,6 +263,10 @@ impl ControlPlane for Worker {
             tracing::debug!(node = %event.node, "ignored an event for a node this worker does not serve");
             return false;
         };
+        let span =
+            tracing::info_span!(target: crate::telemetry::TARGET, "receive", node = %event.node);
+        crate::telemetry::continue_trace(&span, event.traceparent.as_deref());
+        let _received = span.enter();
         let (event, uuid) = event.into_domain(LOCAL_ACCOUNT);
         let name = event.node.clone();
         let reply_to = outbox.clone();

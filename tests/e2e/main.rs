@@ -17,4 +17,5 @@ mod juturna;
 mod juturna_python;
 mod languages;
 mod new;
+mod traces;
 mod worker;

@@ -11,6 +11,7 @@
 //! lookup, the account's limits and its secrets are the caller's business
 //! (each front end keys its nodes its own way).
 
+use crate::telemetry::TARGET;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -81,12 +82,26 @@ impl Runner {
         let received = Instant::now();
         let name = event.node.clone();
         metrics.started();
+        // The event's trace, when one is exported: waiting for an executor,
+        // the sandbox, the reply (each costs nothing otherwise).
+        let parent = tracing::Span::current();
+        let queued = tracing::info_span!(target: TARGET, parent: &parent, "queue");
         let run = move || {
+            drop(queued);
             let Event {
                 node: name, inputs, ..
             } = event;
+            let sandbox = tracing::info_span!(
+                target: TARGET, parent: &parent, "sandbox",
+                node = %name, fuel = tracing::field::Empty, outcome = tracing::field::Empty,
+            );
+            let in_sandbox = sandbox.enter();
             let kept = node.execute_then(inputs, &terms.secrets, &terms.limits, |outcome| {
                 let (label, fuel) = (outcome_label(&outcome), outcome.fuel_used);
+                sandbox.record("fuel", fuel);
+                sandbox.record("outcome", label);
+                let reply = tracing::info_span!(target: TARGET, parent: &parent, "reply");
+                let _replying = reply.enter();
                 if let Some(http) = &outcome.http {
                     tracing::info!(
                         node = %name,
@@ -102,6 +117,7 @@ impl Runner {
                 metrics.finished(&name, label, received.elapsed(), fuel);
                 kept
             });
+            drop(in_sandbox);
             if ahead && !priority::this_thread_is_lowered() {
                 node.make_ready(&terms.secrets, &terms.limits);
             }

@@ -132,6 +132,10 @@ pub struct Event {
     /// Correlates the reply with the request; echoed back unchanged.
     #[serde(default)]
     pub uuid: Json,
+    /// The W3C trace the event belongs to (a node-host extension, sent only
+    /// while the hub exports traces; Hurozo's worker ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Why an event failed, in a reply (a node-host extension).

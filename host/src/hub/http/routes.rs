@@ -47,13 +47,22 @@ pub async fn list(State(hub): State<Arc<Hub>>, Account(caller): Account) -> axum
     axum::Json(hub.list_nodes(&caller))
 }
 
-/// `POST /api/remote_nodes/{name}/execute` (node-host's).
+/// `POST /api/remote_nodes/{name}/execute` (node-host's). A `traceparent`
+/// header makes the event part of the caller's trace.
 pub async fn execute(
     State(hub): State<Arc<Hub>>,
     Path(name): Path<String>,
     Account(caller): Account,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<ExecuteResponse>, HubError> {
+    use tracing::Instrument as _;
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET, "receive",
+        node = %name, account = %caller.account_name,
+    );
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    crate::telemetry::continue_trace(&span, traceparent);
     let request: ExecuteRequest = if body.is_empty() {
         ExecuteRequest {
             inputs: Map::new(),
@@ -62,7 +71,10 @@ pub async fn execute(
     } else {
         parse_body(&body, r#"{"inputs": {"name": "Ada"}}"#)?
     };
-    hub.execute(&caller, &name, request).await.map(axum::Json)
+    hub.execute(&caller, &name, request)
+        .instrument(span)
+        .await
+        .map(axum::Json)
 }
 
 /// `POST /api/nodes`: the body is the component.

@@ -244,12 +244,18 @@ impl Hub {
         timeout: Duration,
         uuid: &str,
     ) -> Result<ExecuteResponse, HubError> {
+        // The wait for the worker's reply, in the event's trace, which the
+        // worker continues.
+        let span =
+            tracing::info_span!(target: crate::telemetry::TARGET, "worker", node = %name, uuid);
         let event = Event {
             kind: Some("remote_node".into()),
             node: name.to_owned(),
             inputs,
             uuid: Json::String(uuid.to_owned()),
+            traceparent: crate::telemetry::traceparent(&span),
         };
+        let _entered = span.enter();
         // Both given back if the caller goes away while it waits.
         let counted = self.metrics.start(name);
         let mut waiter = match self.switchboard.dispatch(account, &event) {
