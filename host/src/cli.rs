@@ -182,8 +182,6 @@ fn xdg_dir(variable: &str, fallback: &str) -> Option<PathBuf> {
     Some(base.join("node-host"))
 }
 
-/// Logs go to stderr, filtered by `NODE_HOST_LOG` (default: warnings).
-
 /// Reads a component file; `Err` carries the message for exit code 2.
 fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path)

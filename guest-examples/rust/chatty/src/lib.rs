@@ -4,7 +4,9 @@
 //! dashboard read, so this is how tests send text of their choosing (markup
 //! included) through all three.
 
-use guest_kit::{Guest, Level, NamedValue, NodeError, NodeInfo, Value, info, input, log, output, port};
+use guest_kit::{
+    Guest, Level, NamedValue, NodeError, NodeInfo, Value, info, input, log, output, port,
+};
 
 struct Chatty;
 
@@ -15,7 +17,11 @@ impl Guest for Chatty {
             "Prints, logs and returns its line (and fails with it when asked)",
             vec![
                 port("line", "What to print, log and return", false),
-                port("fail", "Fail with the line as the error message when true", false),
+                port(
+                    "fail",
+                    "Fail with the line as the error message when true",
+                    false,
+                ),
             ],
             vec![port("line", "The line", true)],
         )

@@ -19,7 +19,7 @@ mod routes_tests;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -123,17 +123,17 @@ impl FromRequestParts<Arc<Hub>> for Visitor {
     }
 }
 
-/// A request that changes something: from this hub's own pages (same
-/// origin) and with the session's CSRF token, or refused with 403.
-fn checked(
+/// A request that changes something must come from this hub's own pages
+/// (same origin) with the session's CSRF token: else the 403 to answer.
+fn refusal(
     hub: &Hub,
     visitor: &Visitor,
     headers: &HeaderMap,
     csrf: Option<&str>,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let refused = |why: &str| {
         let page = pages::problem(&visitor.caller, "Refused", why);
-        Err((StatusCode::FORBIDDEN, html(page)).into_response())
+        Some((StatusCode::FORBIDDEN, html(page)).into_response())
     };
     if !same_origin(headers) {
         return refused("the request came from another site's page");
@@ -144,7 +144,7 @@ fn checked(
             "the form is stale or was not made by this dashboard: reload the page and try again",
         );
     }
-    Ok(())
+    None
 }
 
 /// True unless the request names an `Origin` other than its own host.
@@ -290,7 +290,7 @@ async fn sign_out(
     headers: HeaderMap,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = checked(&hub, &visitor, &headers, form.csrf.as_deref()) {
+    if let Some(refused) = refusal(&hub, &visitor, &headers, form.csrf.as_deref()) {
         return refused;
     }
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
@@ -419,7 +419,7 @@ async fn try_node(
     headers: HeaderMap,
     axum::Form(form): axum::Form<TryForm>,
 ) -> Response {
-    if let Err(refused) = checked(&hub, &visitor, &headers, form.csrf.as_deref()) {
+    if let Some(refused) = refusal(&hub, &visitor, &headers, form.csrf.as_deref()) {
         return refused;
     }
     let answer = match serde_json::from_str::<Json>(&form.inputs) {
@@ -464,7 +464,7 @@ async fn rollback(
     headers: HeaderMap,
     axum::Form(form): axum::Form<RollbackForm>,
 ) -> Response {
-    if let Err(refused) = checked(&hub, &visitor, &headers, form.csrf.as_deref()) {
+    if let Some(refused) = refusal(&hub, &visitor, &headers, form.csrf.as_deref()) {
         return refused;
     }
     match hub.rollback(&visitor.caller, &name, form.version).await {
@@ -488,7 +488,7 @@ async fn configure(
     headers: HeaderMap,
     axum::Form(form): axum::Form<ConfigForm>,
 ) -> Response {
-    if let Err(refused) = checked(&hub, &visitor, &headers, form.csrf.as_deref()) {
+    if let Some(refused) = refusal(&hub, &visitor, &headers, form.csrf.as_deref()) {
         return refused;
     }
     let key = form.key.trim();
@@ -539,13 +539,13 @@ async fn upload(
     let Ok(visitor) = visitor else {
         return HubError::InvalidToken.into_response();
     };
-    if let Err(refused) = checked(&hub, &visitor, &headers, None) {
+    if let Some(refused) = refusal(&hub, &visitor, &headers, None) {
         return refused;
     }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_UPLOAD_BYTES).await else {
         return upload_too_large().into_response();
     };
-    match hub.upload(&visitor.caller, Bytes::from(bytes)).await {
+    match hub.upload(&visitor.caller, bytes).await {
         Ok(answer) => super::routes::upload_answer(answer, true),
         Err(err) => err.into_response(),
     }

@@ -255,10 +255,10 @@ pub fn event_json(event: &HistoryEvent) -> Json {
         .logs
         .as_deref()
         .and_then(|logs| serde_json::from_str(logs).ok());
-    if let (Some(logs), Some(shown)) = (logs, shown.as_object_mut()) {
-        if let Ok(Json::Object(streams)) = serde_json::to_value(logs) {
-            shown.extend(streams);
-        }
+    if let (Some(logs), Some(shown)) = (logs, shown.as_object_mut())
+        && let Ok(Json::Object(streams)) = serde_json::to_value(logs)
+    {
+        shown.extend(streams);
     }
     shown
 }
