@@ -456,6 +456,8 @@ fn print_quick_start(backend: &url::Url, token: &str, infos: &[crate::sandbox::N
             info.name
         );
     }
+    println!();
+    println!("Watch its events in a browser: {base}/ (sign in with the token above)");
 }
 
 /// Turns the first Ctrl-C or SIGTERM into a stop; a second Ctrl-C quits at once.
