@@ -175,7 +175,12 @@ fn main() {
     let case_filter = flag_value(&args, "--case").unwrap_or("");
     let plots_dir =
         flag_value(&args, "--plots").map_or_else(|| repo_root().join("docs/bench"), PathBuf::from);
-    let hub = Hub::start("bench-e2e");
+    // `--hub-flags "--history-events 0"`: the hub run otherwise (to weigh
+    // what a feature costs, say).
+    let hub_flags: Vec<&str> = flag_value(&args, "--hub-flags")
+        .map(|flags| flags.split_whitespace().collect())
+        .unwrap_or_default();
+    let hub = Hub::start_with("bench-e2e", &hub_flags);
     let wanted = |worker: &str| worker.contains(worker_filter);
     let hello = |concurrency| Case {
         node: "hello",

@@ -135,8 +135,9 @@ struct HistoryArgs {
     keep_versions: u32,
 
     /// Events kept per account in the event history (what `node-host logs`,
-    /// GET /api/events and the dashboard show, with what each printed).
-    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    /// GET /api/events and the dashboard show, with what each printed);
+    /// 0 keeps none (the history is off).
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     history_events: u64,
 
     /// The longest an event is kept in the history.

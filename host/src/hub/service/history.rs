@@ -23,7 +23,11 @@ use crate::protocol::hosted::EventLogs;
 const QUEUED: usize = 16_384;
 
 /// Events written in one transaction at most.
-const BATCH: usize = 512;
+const BATCH: usize = 1024;
+
+/// How long the writer lets events gather after the first of a batch: at a
+/// high rate, a few large transactions cost far less than many small ones.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What an error message keeps in the history: a guest's message can be
 /// as long as it likes, the store's row cannot.
@@ -59,7 +63,8 @@ enum Write {
 /// The queue of events on their way to the store.
 #[derive(Debug)]
 pub struct History {
-    queue: mpsc::Sender<Write>,
+    /// `None` when the history is off (a retention of 0 events).
+    queue: Option<mpsc::Sender<Write>>,
     lost: AtomicU64,
 }
 
@@ -73,10 +78,14 @@ impl std::fmt::Debug for Write {
 }
 
 impl History {
-    /// Starts the writer (on the current runtime) for `store`.
+    /// Starts the writer (on the current runtime) for `store`; with a
+    /// retention of 0 events, none: nothing is kept.
     pub fn start(store: Arc<dyn Store>, retention: Retention) -> Self {
-        let (queue, writes) = mpsc::channel(QUEUED);
-        tokio::spawn(write(store, writes, retention));
+        let queue = (retention.events > 0).then(|| {
+            let (queue, writes) = mpsc::channel(QUEUED);
+            tokio::spawn(write(store, writes, retention));
+            queue
+        });
         Self {
             queue,
             lost: AtomicU64::new(0),
@@ -85,10 +94,11 @@ impl History {
 
     /// Queues `event` for the store; never waits.
     pub fn record(&self, mut event: HistoryEvent) {
+        let Some(queue) = &self.queue else { return };
         if let Some(message) = &mut event.message {
             truncate(message, MESSAGE_BYTES);
         }
-        if self.queue.try_send(Write::Event(Box::new(event))).is_err() {
+        if queue.try_send(Write::Event(Box::new(event))).is_err() {
             let lost = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
             if lost.is_power_of_two() {
                 tracing::warn!(
@@ -103,8 +113,9 @@ impl History {
     /// Waits until every event recorded before this call is written (or
     /// failed to be).
     pub async fn flush(&self) {
+        let Some(queue) = &self.queue else { return };
         let (done, written) = oneshot::channel();
-        if self.queue.send(Write::Flush(done)).await.is_ok() {
+        if queue.send(Write::Flush(done)).await.is_ok() {
             let _ = written.await;
         }
     }
@@ -120,6 +131,9 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
     let mut batch: Vec<HistoryEvent> = Vec::new();
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = writes.recv().await {
+        if matches!(first, Write::Event(_)) {
+            tokio::time::sleep(GATHER).await;
+        }
         let mut next = Some(first);
         while let Some(write) = next.take() {
             match write {

@@ -79,22 +79,22 @@ pub struct MinuteFigures {
     pub p99_us: Option<u64>,
 }
 
-/// Every node's last hour.
+/// Every node's last hour, by account and name.
 #[derive(Debug, Default)]
 pub struct Stats {
-    nodes: Mutex<HashMap<(AccountId, String), Vec<Minute>>>,
+    nodes: Mutex<HashMap<AccountId, HashMap<String, Vec<Minute>>>>,
 }
 
 impl Stats {
     /// Counts one answered event of the account's `node` at `minute`.
     pub fn record(&self, account: AccountId, node: &str, minute: i64, took: Duration, ok: bool) {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        let minutes = match nodes.get_mut(&(account, node.to_owned())) {
-            Some(minutes) => minutes,
-            None => nodes
-                .entry((account, node.to_owned()))
-                .or_insert_with(|| vec![Minute::empty(i64::MIN); MINUTES]),
-        };
+        let mut accounts = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let nodes = accounts.entry(account).or_default();
+        // Looked up by `&str`: no allocation but for a node's first event.
+        if !nodes.contains_key(node) {
+            nodes.insert(node.to_owned(), vec![Minute::empty(i64::MIN); MINUTES]);
+        }
+        let minutes = nodes.get_mut(node).expect("inserted above");
         let slot = &mut minutes[minute.rem_euclid(MINUTES as i64) as usize];
         if slot.at != minute {
             *slot = Minute::empty(minute);
@@ -107,8 +107,8 @@ impl Stats {
     /// The `MINUTES` minutes up to `now_minute` of the account's `node`,
     /// oldest first (empty minutes included).
     pub fn last_hour(&self, account: AccountId, node: &str, now_minute: i64) -> Vec<MinuteFigures> {
-        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        let minutes = nodes.get(&(account, node.to_owned()));
+        let accounts = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let minutes = accounts.get(&account).and_then(|nodes| nodes.get(node));
         (now_minute - MINUTES as i64 + 1..=now_minute)
             .map(|minute| {
                 let kept = minutes
@@ -128,8 +128,10 @@ impl Stats {
 
     /// Forgets the account's `node` (deleted).
     pub fn forget(&self, account: AccountId, node: &str) {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes.remove(&(account, node.to_owned()));
+        let mut accounts = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(nodes) = accounts.get_mut(&account) {
+            nodes.remove(node);
+        }
     }
 }
 
