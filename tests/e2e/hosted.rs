@@ -608,11 +608,18 @@ fn a_new_upload_replaces_a_node_while_running_events_finish() {
     assert_eq!(status, 200, "the event that was running finished: {answer}");
     let (status, answer) = execute(&hub.url, &token, "work", json!({"inputs": {"ms": 1}}));
     assert_eq!(status, 200, "{answer}");
-    assert!(
-        !hub.data.join(format!("components/{old_sha}.wasm")).exists(),
-        "the replaced component's file is gone"
-    );
-    assert!(hub.data.join(format!("components/{new_sha}.wasm")).exists());
+    // The replaced version is kept, to roll back to; deleting the node
+    // removes every version's file.
+    let file = |sha: &str| hub.data.join(format!("components/{sha}.wasm"));
+    assert!(file(&old_sha).exists(), "the replaced version is kept");
+    assert!(file(&new_sha).exists());
+    let deleted = http()
+        .delete(format!("{}/api/nodes/work", hub.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 200);
+    assert!(!file(&old_sha).exists() && !file(&new_sha).exists());
 }
 
 fn put_secret(hub: &Hub, token: &str, name: &str, body: &str) -> (u16, Value) {

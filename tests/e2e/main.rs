@@ -17,5 +17,6 @@ mod juturna;
 mod juturna_python;
 mod languages;
 mod new;
+mod operator;
 mod traces;
 mod worker;

@@ -226,7 +226,9 @@ impl Sandbox {
         }
         let sha256 = sha256_hex(bytes);
         let component = self.compile(bytes, &sha256, on_compile, calls_out.is_some())?;
-        self.link(component, sha256, http, calls_out.is_some())
+        let mut node = self.link(component, sha256, http, calls_out.is_some())?;
+        node.language = language_of(bytes);
+        Ok(node)
     }
 
     /// Reports what a file is and whether this host accepts it as a node.
@@ -410,6 +412,53 @@ pub(crate) fn exceeds_pool(message: &str) -> bool {
     .any(|needle| message.contains(needle))
 }
 
+/// The language a component was written in, as the toolchains that built
+/// it record in their `producers` sections (the component's and those of
+/// the modules inside it): what the dashboard shows. `None` when none says.
+pub fn language_of(bytes: &[u8]) -> Option<String> {
+    let (mut languages, mut tools) = (Vec::new(), Vec::new());
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(wasmparser::Payload::CustomSection(section)) = payload else {
+            continue;
+        };
+        let wasmparser::KnownCustom::Producers(fields) = section.as_known() else {
+            continue;
+        };
+        for field in fields.into_iter().flatten() {
+            let names = field.values.into_iter().flatten().map(|value| value.name);
+            match field.name {
+                "language" => languages.extend(names),
+                "processed-by" | "sdk" => tools.extend(names),
+                _ => {}
+            }
+        }
+    }
+    let tool = |needle: &str| {
+        tools
+            .iter()
+            .any(|tool| tool.to_ascii_lowercase().contains(needle))
+    };
+    let language = |test: &dyn Fn(&str) -> bool| languages.iter().any(|name| test(name));
+    // A guest runtime in wasm (CPython, SpiderMonkey) is itself C, C++ or
+    // Rust, and C nodes carry WASI's preview-1 adapter, written in Rust: the
+    // tool that packed the node, then the C compiler, say more than the
+    // first language listed. componentize-py leaves its pre-initializer's
+    // name (component-init-transform), not its own.
+    if tool("componentize-py") || tool("component-init-transform") {
+        return Some("Python".into());
+    }
+    if language(&|name| name == "JavaScript") || tool("componentizejs") {
+        return Some("JavaScript".into());
+    }
+    if language(&|name| name.starts_with('C') && !name.starts_with("C_plus_plus")) {
+        return Some("C".into());
+    }
+    if tool("wit-bindgen-rust") || language(&|name| name == "Rust") {
+        return Some("Rust".into());
+    }
+    languages.first().map(|name| (*name).to_owned())
+}
+
 /// The first `wasi:http` import of a component, read from its bytes (only
 /// its own imports, not those of the modules and components inside it):
 /// what decides the engine that compiles it.
@@ -549,5 +598,25 @@ mod tests {
             let err = validate_info(&info).unwrap_err();
             assert!(err.contains(expected), "{err} lacks {expected}");
         }
+    }
+}
+
+#[cfg(test)]
+mod language_tests {
+    use super::language_of;
+    use crate::sandbox::bench_support::guest_example_bytes;
+
+    #[test]
+    fn each_example_names_its_language() {
+        for (example, language) in [
+            ("hello", "Rust"),
+            ("hello-python", "Python"),
+            ("hello-js", "JavaScript"),
+            ("hello-c", "C"),
+        ] {
+            let bytes = guest_example_bytes(example);
+            assert_eq!(language_of(&bytes).as_deref(), Some(language), "{example}");
+        }
+        assert_eq!(language_of(&wat::parse_str("(component)").unwrap()), None);
     }
 }

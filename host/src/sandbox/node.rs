@@ -39,6 +39,8 @@ pub struct NodeComponent {
     http: Option<Arc<HttpAccess>>,
     /// Fresh instances made ahead of their events (see [`Self::make_ready`]).
     ready: Mutex<Vec<Ready>>,
+    /// The language it was written in, as its producers sections say.
+    pub(crate) language: Option<String>,
 }
 
 /// A node pre-linked on one of the sandbox's two engines.
@@ -175,6 +177,7 @@ impl NodeComponent {
             sha256,
             http,
             ready: Mutex::new(Vec::new()),
+            language: None,
         }
     }
 
@@ -206,13 +209,21 @@ impl NodeComponent {
     /// The same node with this outbound HTTP access (`None`: every request
     /// refused). Nothing is compiled or linked again.
     pub fn with_http(&self, http: Option<Arc<HttpAccess>>) -> NodeComponent {
-        NodeComponent::new(
+        let mut node = NodeComponent::new(
             self.sandbox.clone(),
             self.pre.clone(),
             self.info.clone(),
             self.sha256.clone(),
             http,
-        )
+        );
+        node.language = self.language.clone();
+        node
+    }
+
+    /// The language it was written in (`Rust`, `Python`, `JavaScript`,
+    /// `C`, …), when its toolchain recorded one.
+    pub fn language(&self) -> Option<&str> {
+        self.language.as_deref()
     }
 
     /// Runs one event in a fresh sandbox under `limits`.

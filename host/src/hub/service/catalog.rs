@@ -72,6 +72,7 @@ impl InstalledNode {
             "size": self.record.size,
             "uploaded_at": self.record.uploaded_at,
             "version": self.record.version,
+            "language": self.component.language(),
             "status": "ready",
             "info": info_to_json(self.component.info()),
         })

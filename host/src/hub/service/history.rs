@@ -215,6 +215,11 @@ impl Hub {
         let minute = unix_millis().div_euclid(60_000);
         self.stats
             .record(caller.account, node, minute, took, answer.is_ok());
+        // Refusals that shed load are counted, not kept: a client that
+        // hammers a full lane must not make the hub write for each refusal.
+        if matches!(answer, Err(HubError::QueueFull(_) | HubError::Busy)) {
+            return;
+        }
         self.history.record(HistoryEvent {
             account: caller.account,
             node: node.to_owned(),
@@ -314,13 +319,15 @@ mod tests {
         assert_eq!(history.lost(), 0);
     }
 
-    /// The database file and its write-ahead log, in bytes.
+    /// The bytes the database's live pages take (its write-ahead log,
+    /// reused in place between checkpoints, is not data).
     fn database_bytes(dir: &std::path::Path) -> u64 {
-        ["hub.sqlite3", "hub.sqlite3-wal"]
-            .iter()
-            .filter_map(|file| std::fs::metadata(dir.join(file)).ok())
-            .map(|meta| meta.len())
-            .sum()
+        let db = rusqlite::Connection::open(dir.join("hub.sqlite3")).unwrap();
+        let pragma = |name: &str| -> u64 {
+            db.pragma_query_value(None, name, |row| row.get::<_, i64>(0))
+                .unwrap() as u64
+        };
+        (pragma("page_count") - pragma("freelist_count")) * pragma("page_size")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

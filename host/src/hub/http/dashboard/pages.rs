@@ -139,12 +139,13 @@ pub fn overview(caller: &Caller, csrf: &str, view: &Overview<'_>) -> Markup {
             @if !uploaded.is_empty() {
                 h2 { "Uploaded" }
                 table #uploaded-nodes {
-                    thead { tr { th { "Node" } th { "Version" } th { "Inputs" } th { "Outputs" } th { "Secrets" } th { "Size" } th { "Status" } } }
+                    thead { tr { th { "Node" } th { "Language" } th { "Version" } th { "Inputs" } th { "Outputs" } th { "Secrets" } th { "Size" } th { "Status" } } }
                     tbody {
                         @for node in &uploaded {
                             @let name = node["name"].as_str().unwrap_or_default();
                             tr data-node=(name) {
                                 td { a.node-link href={ "/nodes/" (path_segment(name)) } { (name) } }
+                                td.language { (node["language"].as_str().unwrap_or("?")) }
                                 td { "v" (node["version"]) }
                                 td { (port_names(&node["info"]["inputs"])) }
                                 td { (port_names(&node["info"]["outputs"])) }
@@ -254,6 +255,7 @@ pub fn node(caller: &Caller, csrf: &str, view: &NodeView<'_>) -> Markup {
                 p.description { (info["description"].as_str().unwrap_or_default()) }
                 dl.facts {
                     dt { "Version" } dd #node-version { "v" (node["version"]) }
+                    dt { "Language" } dd #node-language { (node["language"].as_str().unwrap_or("not recorded by its toolchain")) }
                     dt { "Status" } dd.ok { "compiled, ready" }
                     dt { "Size" } dd { (size(node["size"].as_u64().unwrap_or(0))) }
                     dt { "sha256" } dd { code { (node["sha256"].as_str().unwrap_or_default()) } }
