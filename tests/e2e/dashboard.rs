@@ -4,21 +4,8 @@
 //! apart, and markup from tenants and guests staying text.
 
 use node_host_e2e::browser::Browser;
-use node_host_e2e::{Hub, guest, http, node_host, run};
+use node_host_e2e::{Hub, guest, http, node_host, retagged, run};
 use serde_json::json;
-
-/// `name`'s component with a custom section appended: the same node in
-/// other bytes, so a new version of it when uploaded.
-fn retagged(name: &str, tag: &str, dir: &std::path::Path) -> std::path::PathBuf {
-    let mut bytes = std::fs::read(guest(name)).unwrap();
-    let payload = [&[tag.len() as u8][..], tag.as_bytes()].concat();
-    bytes.push(0);
-    bytes.push(payload.len() as u8);
-    bytes.extend_from_slice(&payload);
-    let path = dir.join(format!("{name}-{tag}.wasm"));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
 
 async fn upload_in_page(browser: &Browser, hub: &Hub, component: &std::path::Path) -> String {
     browser.goto(&format!("{}/upload", hub.url)).await;

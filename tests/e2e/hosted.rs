@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use node_host_e2e::{
     Hub, execute, execute_in_background, guest, http, node_host, run, start_worker,
+    with_custom_section,
 };
 use serde_json::{Value, json};
 
@@ -561,17 +562,6 @@ fn a_flood_of_endless_loops_slows_only_its_own_account() {
 }
 
 /// `bytes` with a custom section appended: another sha256, the same node.
-fn with_custom_section(mut bytes: Vec<u8>, note: &str) -> Vec<u8> {
-    let name = b"node-host-test";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(note.as_bytes());
-    assert!(payload.len() < 128, "one-byte LEB128 size");
-    bytes.push(0);
-    bytes.push(payload.len() as u8);
-    bytes.extend_from_slice(&payload);
-    bytes
-}
 
 #[test]
 fn a_new_upload_replaces_a_node_while_running_events_finish() {

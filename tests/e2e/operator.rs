@@ -3,20 +3,8 @@
 
 use std::time::Duration;
 
-use node_host_e2e::{Hub, Service, execute, guest, node_host, run, scratch_dir};
+use node_host_e2e::{Hub, Service, execute, node_host, retagged, run, scratch_dir};
 use serde_json::json;
-
-/// `name`'s component with a custom section appended: another version.
-fn retagged(name: &str, tag: &str, dir: &std::path::Path) -> std::path::PathBuf {
-    let mut bytes = std::fs::read(guest(name)).unwrap();
-    let payload = [&[tag.len() as u8][..], tag.as_bytes()].concat();
-    bytes.push(0);
-    bytes.push(payload.len() as u8);
-    bytes.extend_from_slice(&payload);
-    let path = dir.join(format!("{name}-{tag}.wasm"));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
 
 fn cli(hub: &Hub, token: &str, args: &[&str]) -> node_host_e2e::Run {
     run(node_host()
@@ -46,7 +34,7 @@ fn versions_rollback_config_and_logs_from_the_command_line() {
     let missing = cli(&hub, &token, &["node", "rollback", "hello", "9"]);
     assert_eq!(missing.code, Some(1));
     assert!(
-        missing.stderr.contains("[unknown_version]"),
+        missing.stderr.contains("[version_not_kept]"),
         "{}",
         missing.stderr
     );

@@ -98,6 +98,30 @@ pub fn scratch_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// `bytes` (a component) with a custom section appended whose payload
+/// ends in `note`: the same node in other bytes, so another upload (a new
+/// version) of it.
+pub fn with_custom_section(mut bytes: Vec<u8>, note: &str) -> Vec<u8> {
+    let name = b"node-host-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(note.as_bytes());
+    assert!(payload.len() < 128, "one-byte LEB128 size");
+    bytes.push(0);
+    bytes.push(payload.len() as u8);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// The guest example `name` with [`with_custom_section`]`(…, tag)`, written
+/// into `dir`: its path.
+pub fn retagged(name: &str, tag: &str, dir: &Path) -> PathBuf {
+    let bytes = with_custom_section(std::fs::read(guest(name)).unwrap(), tag);
+    let path = dir.join(format!("{name}-{tag}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 /// A `node-host` command whose compile cache is kept in the target directory
 /// across test runs: the cache is keyed by each component's sha256 and the
 /// engine's settings, and compiling a Python or JavaScript guest takes tens of

@@ -290,6 +290,16 @@ Example:
         #[arg(long, value_name = "N")]
         queue: Option<u64>,
 
+        /// Versions kept of each of the account's uploaded nodes, the
+        /// current one included [default: the hub's --keep-versions].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        keep_versions: Option<u64>,
+
+        /// Events the account keeps in the event history; 0 keeps none
+        /// [default: the hub's --history-events].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+        history_events: Option<u64>,
+
         #[command(flatten)]
         data: DataArgs,
     },
@@ -554,6 +564,8 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
             max_log,
             concurrency,
             queue,
+            keep_versions,
+            history_events,
             ..
         } = action
         {
@@ -565,11 +577,14 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
                 concurrency: *concurrency,
                 queue: *queue,
                 log_bytes: max_log.map(|bytes| bytes as u64),
+                keep_versions: *keep_versions,
+                history_events: *history_events,
             };
             if change == LimitSettings::default() {
                 anyhow::bail!(
                     "nothing to change: give at least one of --fuel, --memory, --timeout, \
-                 --max-output, --max-log, --concurrency, --queue"
+                 --max-output, --max-log, --concurrency, --queue, --keep-versions, \
+                 --history-events"
                 );
             }
             store.set_limits(id, &change).await?;

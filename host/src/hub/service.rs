@@ -635,7 +635,8 @@ impl Hub {
     pub(crate) async fn history_kept(&self, account: AccountId) -> Result<(u64, u64), HubError> {
         self.history.flush().await;
         let kept = self.store.history_count(account).await?;
-        Ok((kept, self.retention.events))
+        let limit = self.store.limits(account).await?.history_events;
+        Ok((kept, limit.unwrap_or(self.retention.events)))
     }
 
     /// How often an open WebSocket's token is checked again.

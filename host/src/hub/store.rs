@@ -194,11 +194,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes what is known of some events, all or none: an event already
     /// kept (same account and uuid) gets the fields it lacked, and the
     /// caller's outcome of an event (`from_caller`) replaces the sandbox's.
-    /// Then each account written to keeps only its newest
-    /// `retention.events` events, none older than `retention.max_age_s`.
-    async fn record_history(
+    async fn record_history(&self, events: Vec<HistoryEvent>) -> Result<(), StoreError>;
+
+    /// Keeps only `account`'s newest `retention.events` events, none older
+    /// than `retention.max_age_s`.
+    async fn prune_history(
         &self,
-        events: Vec<HistoryEvent>,
+        account: AccountId,
         retention: Retention,
     ) -> Result<(), StoreError>;
 
@@ -483,6 +485,10 @@ pub struct LimitSettings {
     pub queue: Option<u64>,
     /// What is kept of each captured stream (stdout, stderr, log) per event.
     pub log_bytes: Option<u64>,
+    /// Versions kept of each of the account's uploaded nodes.
+    pub keep_versions: Option<u64>,
+    /// Events the account keeps in the event history.
+    pub history_events: Option<u64>,
 }
 
 impl LimitSettings {
@@ -496,6 +502,8 @@ impl LimitSettings {
             concurrency: change.concurrency.or(self.concurrency),
             queue: change.queue.or(self.queue),
             log_bytes: change.log_bytes.or(self.log_bytes),
+            keep_versions: change.keep_versions.or(self.keep_versions),
+            history_events: change.history_events.or(self.history_events),
         }
     }
 }

@@ -1223,7 +1223,7 @@ async fn uploads_make_versions_that_can_be_rolled_back() {
         t.send(Method::POST, uri, &t.alice, rollback(json!(9)))
             .await,
         StatusCode::NOT_FOUND,
-        "unknown_version",
+        "version_not_kept",
     );
     refused(
         t.send(Method::POST, uri, &t.alice, "{\"version\": \"two\"}")
@@ -1288,7 +1288,7 @@ async fn the_newest_versions_are_kept_and_the_rest_removed_with_their_code() {
         )
         .await,
         StatusCode::NOT_FOUND,
-        "unknown_version",
+        "version_not_kept",
     );
 }
 
@@ -1472,4 +1472,38 @@ async fn node_configuration_is_read_like_a_secret_and_shown_to_its_owner() {
         StatusCode::TOO_MANY_REQUESTS,
         "quota_exceeded",
     );
+}
+
+#[tokio::test]
+async fn an_account_may_keep_its_own_count_of_versions_and_events() {
+    let t = hub().await;
+    let alice = t.hub.store().account_id("alice").await.unwrap();
+    let mine = LimitSettings {
+        keep_versions: Some(1),
+        history_events: Some(2),
+        ..LimitSettings::default()
+    };
+    t.hub.store().set_limits(alice, &mine).await.unwrap();
+    for tag in ["a", "b"] {
+        let (status, body) = t
+            .send(Method::POST, "/api/nodes", &t.alice, retagged("hello", tag))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (_, listed) = t.get("/api/nodes/hello/versions", &t.alice).await;
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
+    let (_, shown) = t.get("/api/nodes/hello", &t.alice).await;
+    assert_eq!(shown["limits"]["keep_versions"], 1);
+    assert_eq!(shown["limits"]["history_events"], 2);
+    for _ in 0..3 {
+        let uri = "/api/remote_nodes/hello/execute";
+        let (status, _) = t.send(Method::POST, uri, &t.alice, "{}").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, events) = t.get("/api/events", &t.alice).await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 2, "{events}");
+    // Bob keeps the hub's defaults.
+    upload(&t.hub, &t.bob, "hello").await;
+    let (_, shown) = t.get("/api/nodes/hello", &t.bob).await;
+    assert_eq!(shown["limits"]["keep_versions"], Json::Null);
 }

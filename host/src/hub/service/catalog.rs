@@ -99,6 +99,10 @@ pub struct AccountLimits {
     pub concurrency: u64,
     /// Events waiting to run.
     pub queue: u64,
+    /// Versions kept of each node (`None`: the hub's `--keep-versions`).
+    pub keep_versions: Option<u64>,
+    /// Events kept in the history (`None`: the hub's `--history-events`).
+    pub history_events: Option<u64>,
 }
 
 impl AccountLimits {
@@ -124,6 +128,8 @@ impl AccountLimits {
             event,
             concurrency: settings.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
             queue: settings.queue.unwrap_or(DEFAULT_QUEUE),
+            keep_versions: settings.keep_versions,
+            history_events: settings.history_events,
         }
     }
 
@@ -149,6 +155,9 @@ impl AccountLimits {
             "log_bytes": self.event.capture_bytes,
             "concurrency": self.concurrency,
             "queue": self.queue,
+            // null: the hub's own default (--keep-versions, --history-events).
+            "keep_versions": self.keep_versions,
+            "history_events": self.history_events,
         })
     }
 }

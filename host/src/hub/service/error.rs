@@ -153,7 +153,7 @@ impl HubError {
             HubError::InvalidRequest(_) => "invalid_request",
             HubError::UnknownNode(_) => "unknown_node",
             HubError::UnknownUpload(_) => "unknown_upload",
-            HubError::UnknownVersion { .. } => "unknown_version",
+            HubError::UnknownVersion { .. } => "version_not_kept",
             HubError::UnknownSecret(_) => "unknown_secret",
             HubError::UnknownComponent(_) => "unknown_component",
             HubError::NameTaken(_) => "name_taken",

@@ -16,6 +16,7 @@ use serde_json::{Map, Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Hub, HubError};
+use crate::core::AccountId;
 use crate::hub::store::{Caller, HistoryEvent, HistoryQuery, Retention, Store, unix_millis};
 use crate::protocol::hosted::EventLogs;
 
@@ -146,11 +147,25 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
         }
         if !batch.is_empty() {
             let events = batch.len();
-            if let Err(err) = store
-                .record_history(std::mem::take(&mut batch), retention)
-                .await
-            {
+            let mut accounts: Vec<AccountId> = batch.iter().map(|event| event.account).collect();
+            accounts.sort_unstable();
+            accounts.dedup();
+            if let Err(err) = store.record_history(std::mem::take(&mut batch)).await {
                 tracing::warn!(events, "cannot keep events in the history: {err}");
+            }
+            // Each account keeps its own count, else the hub's.
+            for account in accounts {
+                let events = match store.limits(account).await {
+                    Ok(limits) => limits.history_events.unwrap_or(retention.events),
+                    Err(_) => retention.events,
+                };
+                let kept = Retention {
+                    events,
+                    ..retention
+                };
+                if let Err(err) = store.prune_history(account, kept).await {
+                    tracing::warn!(account, "cannot prune the event history: {err}");
+                }
             }
         }
         for done in flushed.drain(..) {

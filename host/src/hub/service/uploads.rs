@@ -255,11 +255,14 @@ impl Hub {
             uploaded_at: unix_seconds(),
             version: 0,
         };
-        let put = match self
-            .store
-            .put_uploaded(account, &record, self.keep_versions)
-            .await
-        {
+        // The account's own count of kept versions, else the hub's.
+        let keep = match self.store.limits(account).await {
+            Ok(limits) => limits
+                .keep_versions
+                .map_or(self.keep_versions, |keep| keep.max(1) as usize),
+            Err(err) => return UploadStatus::Failed("unavailable".into(), err.to_string()),
+        };
+        let put = match self.store.put_uploaded(account, &record, keep).await {
             Ok(put) => put,
             Err(err) => return UploadStatus::Failed("internal".into(), err.to_string()),
         };

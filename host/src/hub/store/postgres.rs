@@ -123,6 +123,8 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (account_id, uuid)
     );
     CREATE INDEX event_history_node ON event_history (account_id, node, id);
+    ALTER TABLE account_limits ADD COLUMN keep_versions BIGINT;
+    ALTER TABLE account_limits ADD COLUMN history_events BIGINT;
     CREATE TABLE node_config (
         account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         node TEXT NOT NULL,
@@ -637,11 +639,7 @@ impl Store for PostgresStore {
         Ok(used)
     }
 
-    async fn record_history(
-        &self,
-        events: Vec<HistoryEvent>,
-        retention: Retention,
-    ) -> Result<(), StoreError> {
+    async fn record_history(&self, events: Vec<HistoryEvent>) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client
             .transaction()
@@ -666,7 +664,6 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg("prepare a history write"))?;
-        let mut accounts: Vec<AccountId> = Vec::new();
         for event in &events {
             tx.execute(
                 &upsert,
@@ -688,14 +685,20 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg("write an event to the history"))?;
-            if !accounts.contains(&event.account) {
-                accounts.push(event.account);
-            }
         }
+        tx.commit().await.map_err(pg("commit a history write"))
+    }
+
+    async fn prune_history(
+        &self,
+        account: AccountId,
+        retention: Retention,
+    ) -> Result<(), StoreError> {
         let oldest = unix_millis() - retention.max_age_s * 1000;
         let keep = retention.events.min(i64::MAX as u64) as i64;
-        for account in accounts {
-            tx.execute(
+        self.client()
+            .await?
+            .execute(
                 "DELETE FROM event_history WHERE account_id = $1 AND (at_ms < $2 OR id <= (
                      SELECT COALESCE((SELECT id FROM event_history WHERE account_id = $1
                          ORDER BY id DESC LIMIT 1 OFFSET $3), 0)))",
@@ -703,8 +706,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg("prune the history"))?;
-        }
-        tx.commit().await.map_err(pg("commit a history write"))
+        Ok(())
     }
 
     async fn history(
@@ -926,7 +928,7 @@ impl Store for PostgresStore {
             .await?
             .query_opt(
                 "SELECT fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue,
-                        log_bytes
+                        log_bytes, keep_versions, history_events
                  FROM account_limits WHERE account_id = $1",
                 &[&account],
             )
@@ -941,6 +943,8 @@ impl Store for PostgresStore {
                 concurrency: from_sql(row.get(4)),
                 queue: from_sql(row.get(5)),
                 log_bytes: from_sql(row.get(6)),
+                keep_versions: from_sql(row.get(7)),
+                history_events: from_sql(row.get(8)),
             }),
         )
     }
@@ -957,8 +961,8 @@ impl Store for PostgresStore {
             .execute(
                 "INSERT INTO account_limits
                  (account_id, fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue,
-                  log_bytes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                  log_bytes, keep_versions, history_events)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (account_id) DO UPDATE SET
                      fuel = COALESCE(EXCLUDED.fuel, account_limits.fuel),
                      memory_bytes = COALESCE(EXCLUDED.memory_bytes, account_limits.memory_bytes),
@@ -966,7 +970,10 @@ impl Store for PostgresStore {
                      output_bytes = COALESCE(EXCLUDED.output_bytes, account_limits.output_bytes),
                      concurrency = COALESCE(EXCLUDED.concurrency, account_limits.concurrency),
                      queue = COALESCE(EXCLUDED.queue, account_limits.queue),
-                     log_bytes = COALESCE(EXCLUDED.log_bytes, account_limits.log_bytes)",
+                     log_bytes = COALESCE(EXCLUDED.log_bytes, account_limits.log_bytes),
+                     keep_versions = COALESCE(EXCLUDED.keep_versions, account_limits.keep_versions),
+                     history_events =
+                         COALESCE(EXCLUDED.history_events, account_limits.history_events)",
                 &[
                     &account,
                     &to_sql(change.fuel),
@@ -976,6 +983,8 @@ impl Store for PostgresStore {
                     &to_sql(change.concurrency),
                     &to_sql(change.queue),
                     &to_sql(change.log_bytes),
+                    &to_sql(change.keep_versions),
+                    &to_sql(change.history_events),
                 ],
             )
             .await

@@ -134,6 +134,8 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (account_id, uuid)
     );
     CREATE INDEX event_history_node ON event_history (account_id, node, id);
+    ALTER TABLE account_limits ADD COLUMN keep_versions INTEGER;
+    ALTER TABLE account_limits ADD COLUMN history_events INTEGER;
     CREATE TABLE node_config (
         account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
         node TEXT NOT NULL,
@@ -277,12 +279,16 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_history(
+    async fn record_history(&self, events: Vec<HistoryEvent>) -> Result<(), StoreError> {
+        self.with(move |db| db.record_history(&events)).await
+    }
+
+    async fn prune_history(
         &self,
-        events: Vec<HistoryEvent>,
+        account: AccountId,
         retention: Retention,
     ) -> Result<(), StoreError> {
-        self.with(move |db| db.record_history(&events, retention))
+        self.with(move |db| db.prune_history(account, retention))
             .await
     }
 
@@ -729,7 +735,7 @@ impl Database {
         self.db
             .query_row(
                 "SELECT fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue,
-                        log_bytes
+                        log_bytes, keep_versions, history_events
                  FROM account_limits WHERE account_id = ?1",
                 [account],
                 |row| {
@@ -741,6 +747,8 @@ impl Database {
                         concurrency: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
                         queue: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
                         log_bytes: row.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                        keep_versions: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                        history_events: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
                     })
                 },
             )
@@ -758,8 +766,8 @@ impl Database {
             .execute(
                 "INSERT OR REPLACE INTO account_limits
                  (account_id, fuel, memory_bytes, timeout_ms, output_bytes, concurrency, queue,
-                  log_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                  log_bytes, keep_versions, history_events)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     account,
                     value(new.fuel),
@@ -768,7 +776,9 @@ impl Database {
                     value(new.output_bytes),
                     value(new.concurrency),
                     value(new.queue),
-                    value(new.log_bytes)
+                    value(new.log_bytes),
+                    value(new.keep_versions),
+                    value(new.history_events)
                 ],
             )
             .map_err(sql("store account limits"))?;

@@ -24,20 +24,8 @@ pub async fn run(store: &dyn Store) {
 }
 
 async fn node_config_is_per_account_and_node(store: &dyn Store) {
-    let gil = store.create_token("gil", false, None).await.unwrap();
-    let gil = store
-        .authenticate(&gil.token)
-        .await
-        .unwrap()
-        .unwrap()
-        .account;
-    let hal = store.create_token("hal", false, None).await.unwrap();
-    let hal = store
-        .authenticate(&hal.token)
-        .await
-        .unwrap()
-        .unwrap()
-        .account;
+    let gil = new_account(store, "gil").await;
+    let hal = new_account(store, "hal").await;
     assert!(
         store
             .set_node_config(gil, "n", "model", Some("small"))
@@ -75,21 +63,15 @@ async fn node_config_is_per_account_and_node(store: &dyn Store) {
     assert_eq!(store.node_config(gil, "n").await.unwrap().len(), 1);
 }
 
+/// A new account named `name`: its id.
+async fn new_account(store: &dyn Store, name: &str) -> crate::core::AccountId {
+    store.create_token(name, false, None).await.unwrap();
+    store.account_id(name).await.unwrap()
+}
+
 async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
-    let carol = store.create_token("carol", false, None).await.unwrap();
-    let carol = store
-        .authenticate(&carol.token)
-        .await
-        .unwrap()
-        .unwrap()
-        .account;
-    let dave = store.create_token("dave", false, None).await.unwrap();
-    let dave = store
-        .authenticate(&dave.token)
-        .await
-        .unwrap()
-        .unwrap()
-        .account;
+    let carol = new_account(store, "carol").await;
+    let dave = new_account(store, "dave").await;
     let node = |sha: &str| UploadedNode {
         name: "greet".into(),
         sha256: sha.into(),
@@ -143,22 +125,20 @@ async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
     assert!(!store.sha256_in_use("v4").await.unwrap());
 }
 
+/// Records `events`, then prunes each of their accounts to `retention`.
+async fn record(store: &dyn Store, events: Vec<super::HistoryEvent>, retention: super::Retention) {
+    let mut accounts: Vec<_> = events.iter().map(|event| event.account).collect();
+    accounts.dedup();
+    store.record_history(events).await.unwrap();
+    for account in accounts {
+        store.prune_history(account, retention).await.unwrap();
+    }
+}
+
 async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     use super::{HistoryEvent, HistoryQuery, Retention, unix_millis};
-    let erin = store.create_token("erin", false, None).await.unwrap();
-    let erin = store
-        .authenticate(&erin.token)
-        .await
-        .unwrap()
-        .unwrap()
-        .account;
-    let fay = store.create_token("fay", false, None).await.unwrap();
-    let fay = store
-        .authenticate(&fay.token)
-        .await
-        .unwrap()
-        .unwrap()
-        .account;
+    let erin = new_account(store, "erin").await;
+    let fay = new_account(store, "fay").await;
     let retention = Retention {
         events: 3,
         max_age_s: 3600,
@@ -186,21 +166,19 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
         from_caller: true,
         ..HistoryEvent::default()
     };
-    store
-        .record_history(
-            vec![ran(erin, "e1", "ok"), answered(erin, "e1", "timeout")],
-            retention,
-        )
-        .await
-        .unwrap();
+    record(
+        store,
+        vec![ran(erin, "e1", "ok"), answered(erin, "e1", "timeout")],
+        retention,
+    )
+    .await;
     // The sandbox's view arriving after the caller's keeps the caller's outcome.
-    store
-        .record_history(
-            vec![answered(erin, "e2", "ok"), ran(erin, "e2", "trap")],
-            retention,
-        )
-        .await
-        .unwrap();
+    record(
+        store,
+        vec![answered(erin, "e2", "ok"), ran(erin, "e2", "trap")],
+        retention,
+    )
+    .await;
     let all = HistoryQuery {
         limit: 100,
         ..HistoryQuery::default()
@@ -224,12 +202,9 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     assert_eq!(kept[1].outcome.as_deref(), Some("ok"));
     assert_eq!(kept[1].message, None);
     // Retention: the newest three stay; another account's are not counted.
-    store
-        .record_history(vec![ran(fay, "f1", "ok")], retention)
-        .await
-        .unwrap();
+    record(store, vec![ran(fay, "f1", "ok")], retention).await;
     let more: Vec<HistoryEvent> = (3..=6).map(|n| ran(erin, &format!("e{n}"), "ok")).collect();
-    store.record_history(more, retention).await.unwrap();
+    record(store, more, retention).await;
     let uuids: Vec<String> = store
         .history(erin, &all)
         .await
@@ -277,7 +252,7 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     // Age: an event older than the retention is gone at the next write.
     let mut old = ran(erin, "old", "ok");
     old.at_ms -= 7_200_000;
-    store.record_history(vec![old], retention).await.unwrap();
+    record(store, vec![old], retention).await;
     assert!(
         store
             .history(erin, &all)

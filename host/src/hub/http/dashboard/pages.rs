@@ -524,19 +524,19 @@ fn lines(title: &str, p50: &[Option<f64>], p99: &[Option<f64>]) -> Markup {
         .fold(0.0, f64::max)
         .max(0.001);
     let step = CHART_W / p50.len().max(1) as f64;
-    let points = |values: &[Option<f64>]| -> String {
+    let at = |values: &[Option<f64>]| -> Vec<(f64, f64)> {
         values
             .iter()
             .enumerate()
             .filter_map(|(i, value)| {
-                value.map(|v| {
-                    format!(
-                        "{:.1},{:.1}",
-                        (i as f64 + 0.5) * step,
-                        CHART_H - v / top * CHART_H
-                    )
-                })
+                value.map(|v| ((i as f64 + 0.5) * step, CHART_H - v / top * (CHART_H - 2.0)))
             })
+            .collect()
+    };
+    let points = |values: &[Option<f64>]| -> String {
+        at(values)
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -546,6 +546,9 @@ fn lines(title: &str, p50: &[Option<f64>], p99: &[Option<f64>]) -> Markup {
             svg.lines viewBox={ "0 0 " (CHART_W) " " (CHART_H) } role="img" aria-label=(title) {
                 polyline.p99 points=(points(p99)) {}
                 polyline.p50 points=(points(p50)) {}
+                // A minute alone draws no line: each one is a dot too.
+                @for (x, y) in at(p99) { circle.p99 cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="1.5" {} }
+                @for (x, y) in at(p50) { circle.p50 cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="1.5" {} }
             }
         }
     }

@@ -409,7 +409,7 @@ async fn pages_show_the_accounts_nodes_versions_and_events() {
         .form(&cookie, "/nodes/hello/rollback", &missing, None)
         .await;
     assert_eq!(refused.status, StatusCode::NOT_FOUND);
-    assert!(refused.body.contains("unknown_version"));
+    assert!(refused.body.contains("version_not_kept"));
 
     let try_it = format!(
         "csrf={}&inputs={}",

@@ -198,16 +198,11 @@ impl Database {
     }
 
     /// See [`Store::record_history`](super::Store::record_history).
-    pub(super) fn record_history(
-        &mut self,
-        events: &[HistoryEvent],
-        retention: Retention,
-    ) -> Result<(), StoreError> {
+    pub(super) fn record_history(&mut self, events: &[HistoryEvent]) -> Result<(), StoreError> {
         let tx = self
             .db
             .transaction()
             .map_err(sql("begin a history write"))?;
-        let mut accounts: Vec<i64> = Vec::new();
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -245,26 +240,29 @@ impl Database {
                         event.ran,
                     ])
                     .map_err(sql("write an event to the history"))?;
-                if !accounts.contains(&event.account) {
-                    accounts.push(event.account);
-                }
-            }
-            let mut prune = tx
-                .prepare_cached(
-                    "DELETE FROM event_history WHERE account_id = ?1 AND (at_ms < ?2 OR id <= (
-                         SELECT COALESCE((SELECT id FROM event_history WHERE account_id = ?1
-                             ORDER BY id DESC LIMIT 1 OFFSET ?3), 0)))",
-                )
-                .map_err(sql("prepare history pruning"))?;
-            let oldest = crate::hub::store::unix_millis() - retention.max_age_s * 1000;
-            let keep = retention.events.min(i64::MAX as u64) as i64;
-            for account in accounts {
-                prune
-                    .execute(params![account, oldest, keep])
-                    .map_err(sql("prune the history"))?;
             }
         }
         tx.commit().map_err(sql("commit a history write"))
+    }
+
+    /// See [`Store::prune_history`](super::Store::prune_history).
+    pub(super) fn prune_history(
+        &self,
+        account: i64,
+        retention: Retention,
+    ) -> Result<(), StoreError> {
+        let oldest = crate::hub::store::unix_millis() - retention.max_age_s * 1000;
+        let keep = retention.events.min(i64::MAX as u64) as i64;
+        self.db
+            .prepare_cached(
+                "DELETE FROM event_history WHERE account_id = ?1 AND (at_ms < ?2 OR id <= (
+                     SELECT COALESCE((SELECT id FROM event_history WHERE account_id = ?1
+                         ORDER BY id DESC LIMIT 1 OFFSET ?3), 0)))",
+            )
+            .map_err(sql("prepare history pruning"))?
+            .execute(params![account, oldest, keep])
+            .map_err(sql("prune the history"))?;
+        Ok(())
     }
 
     /// See [`Store::history`](super::Store::history).
