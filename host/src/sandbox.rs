@@ -29,6 +29,7 @@ pub(crate) mod priority;
 pub mod test_origin;
 pub mod value;
 
+pub(crate) use capture::cut_to;
 pub use capture::{Captured, CapturedLog, Level, LogLine};
 pub use engine::{
     EPOCH_TICK, POOL_INSTANCES, READY_INSTANCES_IN_ALL, Sandbox, SandboxConfig, SandboxError,
@@ -37,6 +38,7 @@ pub use limits::{
     DEFAULT_CAPTURE_BYTES, DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES,
     DEFAULT_TIMEOUT, Limits,
 };
+pub(crate) use load::language_of;
 pub use load::{
     FileKind, Inspection, LoadError, NODE_EXPORT, file_kind, sha256_hex, valid_node_name,
     validate_info,

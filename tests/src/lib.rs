@@ -98,20 +98,7 @@ pub fn scratch_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// `bytes` (a component) with a custom section appended whose payload
-/// ends in `note`: the same node in other bytes, so another upload (a new
-/// version) of it.
-pub fn with_custom_section(mut bytes: Vec<u8>, note: &str) -> Vec<u8> {
-    let name = b"node-host-test";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(note.as_bytes());
-    assert!(payload.len() < 128, "one-byte LEB128 size");
-    bytes.push(0);
-    bytes.push(payload.len() as u8);
-    bytes.extend_from_slice(&payload);
-    bytes
-}
+pub use node_host::sandbox::bench_support::with_custom_section;
 
 /// The guest example `name` with [`with_custom_section`]`(…, tag)`, written
 /// into `dir`: its path.

@@ -154,6 +154,33 @@ pub enum OpenError {
     Relay(#[from] RelayError),
 }
 
+/// Why a component the store names could not be loaded (see
+/// `Hub::load_stored`).
+#[derive(Debug)]
+pub(crate) enum StoredLoadError {
+    /// Its file could not be read.
+    Read(String),
+    /// It did not load.
+    Load(crate::sandbox::LoadError),
+    /// Its outbound HTTP grant refused it: the refusal's code and message.
+    Grant {
+        /// The code.
+        code: String,
+        /// The message.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for StoredLoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read(why) => f.write_str(why),
+            Self::Load(err) => write!(f, "{err}"),
+            Self::Grant { message, .. } => f.write_str(message),
+        }
+    }
+}
+
 /// How the uploaded nodes were loaded again when the hub started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -387,34 +414,40 @@ impl Hub {
             let hub = self.clone();
             loading.spawn(async move {
                 let _place = place;
-                let loader = hub.clone();
-                let sha256 = record.sha256.clone();
-                let loaded = tokio::task::spawn_blocking(move || {
-                    loader
-                        .catalog
-                        .blobs()
-                        .get(&sha256)
-                        .map_err(|err| err.to_string())
-                        .and_then(|bytes| {
-                            loader.catalog.load(&bytes).map_err(|err| err.to_string())
-                        })
-                })
-                .await
-                .unwrap_or_else(|err| Err(err.to_string()));
-                let loaded = match loaded {
-                    Ok((component, compiled)) => hub
-                        .with_granted_http(account, component, grants::Loading::Restored)
-                        .await
-                        .map(|component| (component, compiled))
-                        .map_err(|(_, why)| why),
-                    Err(err) => Err(err),
-                };
-                hub.restored_one(account, record, loaded);
+                let loaded = hub.load_stored(account, &record.sha256).await;
+                hub.restored_one(account, record, loaded.map_err(|err| err.to_string()));
             });
         }
         while loading.join_next().await.is_some() {}
         let restored = self.restored();
         tracing::info!(?restored, "loaded the uploaded nodes again");
+    }
+
+    /// Loads the stored component `sha256` as a node of `account`: read
+    /// from the blobs and loaded off the async threads (from the compile
+    /// cache when its code is there; true when it was compiled anew), then
+    /// given the node's HTTP grant. How a restart, a hub following another's
+    /// upload and a rollback all load a component the store names.
+    pub(super) async fn load_stored(
+        self: &Arc<Self>,
+        account: AccountId,
+        sha256: &str,
+    ) -> Result<(crate::sandbox::NodeComponent, bool), StoredLoadError> {
+        let loader = self.clone();
+        let sha256 = sha256.to_owned();
+        let (component, compiled) = tokio::task::spawn_blocking(move || {
+            let bytes = loader.catalog.blobs().get(&sha256).map_err(|err| {
+                StoredLoadError::Read(format!("cannot read its component: {err}"))
+            })?;
+            loader.catalog.load(&bytes).map_err(StoredLoadError::Load)
+        })
+        .await
+        .unwrap_or_else(|err| Err(StoredLoadError::Read(err.to_string())))?;
+        let component = self
+            .with_granted_http(account, component, grants::Loading::Restored)
+            .await
+            .map_err(|(code, message)| StoredLoadError::Grant { code, message })?;
+        Ok((component, compiled))
     }
 
     /// Installs one restored node and counts it.

@@ -120,6 +120,21 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// The bytes of `guest-examples/dist/<name>.wasm`; panics with what to do
 /// when it has not been built. The repository is found through
+/// `bytes` (a component) with a custom section appended whose payload ends
+/// in `note`: the same node in other bytes, so another upload (a new
+/// version) of it.
+pub fn with_custom_section(mut bytes: Vec<u8>, note: &str) -> Vec<u8> {
+    let name = b"node-host-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(note.as_bytes());
+    assert!(payload.len() < 128, "one-byte LEB128 size");
+    bytes.push(0);
+    bytes.push(payload.len() as u8);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
 /// `CARGO_MANIFEST_DIR` as cargo sets it when it runs a test or bench, so a
 /// binary built in another checkout that shares the target directory still
 /// reads this checkout's guests.

@@ -168,12 +168,7 @@ impl CapturedLog {
             self.truncated = true;
             return;
         }
-        if message.len() > room {
-            let mut end = room;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
+        if cut_to(&mut message, room) {
             self.truncated = true;
         }
         self.bytes += message.len();
@@ -192,6 +187,20 @@ fn level_name(level: Level) -> &'static str {
         Level::Warn => "warn",
         Level::Error => "error",
     }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary; true when
+/// something was cut.
+pub(crate) fn cut_to(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
 }
 
 #[cfg(test)]

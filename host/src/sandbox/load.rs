@@ -226,9 +226,7 @@ impl Sandbox {
         }
         let sha256 = sha256_hex(bytes);
         let component = self.compile(bytes, &sha256, on_compile, calls_out.is_some())?;
-        let mut node = self.link(component, sha256, http, calls_out.is_some())?;
-        node.language = language_of(bytes);
-        Ok(node)
+        self.link(component, sha256, http, calls_out.is_some())
     }
 
     /// Reports what a file is and whether this host accepts it as a node.
@@ -414,7 +412,8 @@ pub(crate) fn exceeds_pool(message: &str) -> bool {
 
 /// The language a component was written in, as the toolchains that built
 /// it record in their `producers` sections (the component's and those of
-/// the modules inside it): what the dashboard shows. `None` when none says.
+/// the modules inside it): what the hub shows of an upload. `None` when
+/// none says.
 pub fn language_of(bytes: &[u8]) -> Option<String> {
     let (mut languages, mut tools) = (Vec::new(), Vec::new());
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {

@@ -39,7 +39,8 @@ pub struct NodeComponent {
     http: Option<Arc<HttpAccess>>,
     /// Fresh instances made ahead of their events (see [`Self::make_ready`]).
     ready: Mutex<Vec<Ready>>,
-    /// The language it was written in, as its producers sections say.
+    /// The language it was written in, as its producers sections say
+    /// (read by the hub's catalog, which shows it; `None` elsewhere).
     pub(crate) language: Option<String>,
 }
 
@@ -221,7 +222,7 @@ impl NodeComponent {
     }
 
     /// The language it was written in (`Rust`, `Python`, `JavaScript`,
-    /// `C`, …), when its toolchain recorded one.
+    /// `C`, …), for a node the hub loaded and whose toolchain recorded one.
     pub fn language(&self) -> Option<&str> {
         self.language.as_deref()
     }

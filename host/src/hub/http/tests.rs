@@ -1161,16 +1161,9 @@ async fn outbound_http_is_granted_per_node_within_the_accounts_policy() {
     refused(again, StatusCode::NOT_FOUND, "unknown_node");
 }
 
-/// `name`'s component with a custom section `tag` appended: the same node
-/// in other bytes, so a new version of it.
+/// `name`'s component in other bytes: a new version of it.
 fn retagged(name: &str, tag: &str) -> Vec<u8> {
-    let mut bytes = wasm(name);
-    let mut payload = vec![tag.len() as u8];
-    payload.extend_from_slice(tag.as_bytes());
-    bytes.push(0); // a custom section
-    bytes.push(payload.len() as u8);
-    bytes.extend_from_slice(&payload);
-    bytes
+    crate::sandbox::bench_support::with_custom_section(wasm(name), tag)
 }
 
 #[tokio::test]

@@ -242,7 +242,10 @@ impl Catalog {
             .map_err(|err| LoadError::Invalid(format!("the hub cannot run components: {err}")))?;
         let mut compiled = false;
         // Outbound HTTP is granted by account once the node's name is known.
-        let node = sandbox.load_with(bytes, HttpGrant::Later, &mut || compiled = true)?;
+        let mut node = sandbox.load_with(bytes, HttpGrant::Later, &mut || compiled = true)?;
+        // Only the hub shows it, so only the hub reads it (one more pass
+        // over the bytes).
+        node.language = crate::sandbox::language_of(bytes);
         Ok((node, compiled))
     }
 

@@ -16,8 +16,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::Hub;
 use super::catalog::InstalledNode;
-use super::{Hub, grants};
 use crate::core::AccountId;
 
 impl Hub {
@@ -61,28 +61,9 @@ impl Hub {
         if now.as_deref() == Some(record.sha256.as_str()) || now != seen {
             return;
         }
-        let loader = self.clone();
         let sha256 = record.sha256.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = loader
-                .catalog
-                .blobs()
-                .get(&sha256)
-                .map_err(|err| format!("cannot read its component: {err}"))?;
-            loader.catalog.load(&bytes).map_err(|err| err.to_string())
-        })
-        .await
-        .unwrap_or_else(|err| Err(err.to_string()));
-        let component = match loaded {
+        match self.load_stored(account, &sha256).await {
             Ok((component, _compiled)) => {
-                self.with_granted_http(account, component, grants::Loading::Restored)
-                    .await
-            }
-            Err(err) => Err((String::new(), err)),
-        };
-        let sha256 = record.sha256.clone();
-        match component {
-            Ok(component) => {
                 let node = InstalledNode {
                     component: Arc::new(component),
                     record,
@@ -92,7 +73,7 @@ impl Hub {
                     tracing::info!(account, node = %name, sha256, "loaded an upload taken by another hub");
                 }
             }
-            Err((_, why)) => tracing::error!(
+            Err(why) => tracing::error!(
                 account,
                 node = %name,
                 sha256,

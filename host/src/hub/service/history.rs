@@ -175,12 +175,7 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
 }
 
 fn truncate(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+    if crate::sandbox::cut_to(text, max) {
         text.push('…');
     }
 }
@@ -227,7 +222,8 @@ impl Hub {
         answer: Result<(), &HubError>,
     ) {
         let took = started.elapsed();
-        let minute = unix_millis().div_euclid(60_000);
+        let at_ms = unix_millis();
+        let minute = at_ms.div_euclid(60_000);
         self.stats
             .record(caller.account, node, minute, took, answer.is_ok());
         // Refusals that shed load are counted, not kept: a client that
@@ -239,7 +235,7 @@ impl Hub {
             account: caller.account,
             node: node.to_owned(),
             uuid: uuid.to_owned(),
-            at_ms: unix_millis(),
+            at_ms,
             caller: Some(caller.token),
             outcome: Some(answer.map_or_else(|err| err.code().to_owned(), |()| "ok".to_owned())),
             message: answer.err().map(ToString::to_string),

@@ -397,6 +397,8 @@ impl Hub {
             .ok_or_else(|| unknown(name))?;
         let mut used = self.store.delete_uploaded(caller.account, name).await?;
         used.push(removed.record.sha256.clone());
+        // Each component once (the store names the current one too).
+        used.sort_unstable();
         used.dedup();
         for sha256 in used {
             self.forget_component(&sha256).await;

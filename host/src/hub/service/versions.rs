@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Value as Json, json};
 
 use super::catalog::InstalledNode;
-use super::{Hub, HubError, grants, require_write};
+use super::{Hub, HubError, StoredLoadError, require_write};
 use crate::hub::store::{Caller, UploadedNode};
 
 impl Hub {
@@ -62,7 +62,14 @@ impl Hub {
             .find(|kept| kept.version == version)
             .cloned()
             .ok_or_else(unknown)?;
-        let component = self.load_version(account, &target).await?;
+        let component = match self.load_stored(account, &target.sha256).await {
+            Ok((component, _compiled)) => component,
+            Err(StoredLoadError::Read(why)) => return Err(HubError::internal(why)),
+            Err(StoredLoadError::Load(err)) => return Err(HubError::refused(&err)),
+            Err(StoredLoadError::Grant { code, message }) => {
+                return Err(HubError::Refused { code, message });
+            }
+        };
         let record = self
             .store
             .make_current(account, name, version)
@@ -78,31 +85,6 @@ impl Hub {
         self.announce(&sha256);
         tracing::info!(account = %caller.account_name, node = %name, version, sha256, "rolled back an uploaded node");
         Ok(shown)
-    }
-
-    /// Loads the component of a kept version (from the compile cache when
-    /// its code is there) with the node's HTTP grant.
-    async fn load_version(
-        self: &Arc<Self>,
-        account: crate::core::AccountId,
-        version: &UploadedNode,
-    ) -> Result<crate::sandbox::NodeComponent, HubError> {
-        let hub = self.clone();
-        let sha256 = version.sha256.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = hub.catalog.blobs().get(&sha256).map_err(|err| {
-                HubError::internal(format!("cannot read the component {sha256}: {err}"))
-            })?;
-            hub.catalog
-                .load(&bytes)
-                .map(|(component, _)| component)
-                .map_err(|err| HubError::refused(&err))
-        })
-        .await
-        .map_err(HubError::internal)??;
-        self.with_granted_http(account, loaded, grants::Loading::Restored)
-            .await
-            .map_err(|(code, message)| HubError::Refused { code, message })
     }
 }
 

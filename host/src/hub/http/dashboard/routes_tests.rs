@@ -12,7 +12,7 @@ use tower::ServiceExt as _;
 use crate::hub::http::router;
 use crate::hub::service::{Hub, HubConfig};
 use crate::hub::store::TokenKind;
-use crate::sandbox::bench_support::guest_example_bytes;
+use crate::sandbox::bench_support::{guest_example_bytes, with_custom_section};
 
 const HOST: &str = "127.0.0.1:8765";
 
@@ -375,8 +375,7 @@ async fn pages_show_the_accounts_nodes_versions_and_events() {
     let d = dash().await;
     let cookie = d.sign_in(&d.token).await;
     let csrf = d.csrf(&cookie).await;
-    let mut second = guest_example_bytes("hello");
-    second.extend_from_slice(&[0, 2, 1, b'x']);
+    let second = with_custom_section(guest_example_bytes("hello"), "two");
     let mut shas = Vec::new();
     for bytes in [guest_example_bytes("hello"), second] {
         let answer = d.upload(&cookie, &csrf, bytes).await;
