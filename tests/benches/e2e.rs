@@ -24,9 +24,11 @@
 //! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
 //!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--rounds 3]
 //!       [--work-concurrency 64] [--worker node-host|hurozo|hub|bare] [--case TEXT]
-//!       [--plots DIR]`
+//!       [--callers N] [--plots DIR]`
 //! (`--worker` and `--case` keep only the workers and cases whose label
-//! contains the text; the Python worker is needed only when it runs.)
+//! contains the text, `--callers` only the `hello` rounds at that
+//! concurrency, to profile one; the Python worker is needed only when it
+//! runs.)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -189,8 +191,16 @@ fn main() {
         concurrency,
         pause: Duration::ZERO,
     };
+    let callers = flag_value(&args, "--callers").map(|n| {
+        n.parse::<usize>()
+            .unwrap_or_else(|_| panic!("--callers takes a number, not {n:?}"))
+    });
     let hello_cases: Vec<Case> = if "hello".contains(case_filter) {
-        CONCURRENCIES.into_iter().map(hello).collect()
+        CONCURRENCIES
+            .into_iter()
+            .filter(|c| callers.is_none_or(|n| n == *c))
+            .map(hello)
+            .collect()
     } else {
         Vec::new()
     };

@@ -124,6 +124,10 @@ struct State {
     threads: usize,
     /// Threads waiting for a job.
     waiting: usize,
+    /// Of the waiting threads, those already woken (or about to be): a
+    /// burst of jobs wakes each waiting thread once, not once a job (a
+    /// futex call each).
+    woken: usize,
     /// No more jobs come; threads end once the queue is empty.
     closed: bool,
 }
@@ -163,7 +167,10 @@ impl Executors {
         state.jobs.push_back(Box::new(job));
         // A waiting thread leaves only when no job is queued, so each queued
         // job beyond the waiting threads needs a thread of its own.
-        let wake = state.waiting > 0;
+        let wake = state.waiting > state.woken;
+        if wake {
+            state.woken += 1;
+        }
         let start = state.jobs.len() > state.waiting && state.threads < pool.size;
         if start {
             state.threads += 1;
@@ -285,6 +292,7 @@ fn next_job(pool: &Pool) -> Option<Job> {
                 let waited = started.elapsed();
                 if waited >= idle_for {
                     state.waiting -= 1;
+                    state.woken = state.woken.min(state.waiting);
                     return None;
                 }
                 pool.job_ready
@@ -293,7 +301,11 @@ fn next_job(pool: &Pool) -> Option<Job> {
                     .0
             }
         };
+        // Woken or not (a spurious wake-up, the idle time), this thread
+        // counts as one that was: at worst a later job wakes a thread that
+        // is awake already, never leaves one asleep.
         state.waiting -= 1;
+        state.woken = state.woken.saturating_sub(1);
     }
 }
 
@@ -326,6 +338,62 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         panic!("not {waiting} waiting executor threads");
+    }
+
+    #[test]
+    fn a_burst_wakes_each_waiting_thread_once_and_leaves_none_asleep() {
+        let executors = Executors::new("test-burst", 2, None);
+        // Two threads started, both waiting.
+        let (ran, seen) = mpsc::channel::<usize>();
+        let (release, hold) = mpsc::channel::<()>();
+        let hold = Arc::new(Mutex::new(hold));
+        for _ in 0..2 {
+            let hold = hold.clone();
+            executors
+                .run(move || {
+                    let _ = hold.lock().unwrap().recv();
+                })
+                .unwrap();
+        }
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        wait_for_waiting(&executors, 2);
+        // A burst: only as many wake-ups as threads wait.
+        {
+            let pool = &executors.pool;
+            for at in 0..10 {
+                let ran = ran.clone();
+                executors.run(move || ran.send(at).unwrap()).unwrap();
+                let state = pool.lock();
+                assert!(
+                    state.woken <= state.waiting,
+                    "{} > {}",
+                    state.woken,
+                    state.waiting
+                );
+            }
+        }
+        let mut done: Vec<usize> = (0..10)
+            .map(|_| seen.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        done.sort_unstable();
+        assert_eq!(done, (0..10).collect::<Vec<_>>());
+        // Back to waiting, no wake-up left counted (a thread woken for a
+        // job another took wakes, finds none and waits again): the next
+        // job runs.
+        let settled = (0..10_000).any(|_| {
+            let state = executors.pool.lock();
+            let settled = state.waiting == 2 && state.woken == 0;
+            drop(state);
+            settled || {
+                std::thread::sleep(Duration::from_millis(1));
+                false
+            }
+        });
+        assert!(settled, "{:?}", executors);
+        let ran = ran.clone();
+        executors.run(move || ran.send(99).unwrap()).unwrap();
+        assert_eq!(seen.recv_timeout(Duration::from_secs(10)).unwrap(), 99);
     }
 
     #[test]

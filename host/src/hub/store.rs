@@ -191,18 +191,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every account's Exosphere records.
     async fn exosphere_records(&self) -> Result<Vec<(AccountId, ExosphereRecord)>, StoreError>;
 
-    /// Writes what is known of some events, all or none: an event already
-    /// kept (same account and uuid) gets the fields it lacked, and the
-    /// caller's outcome of an event (`from_caller`) replaces the sandbox's.
-    async fn record_history(&self, events: Vec<HistoryEvent>) -> Result<(), StoreError>;
-
-    /// Keeps only `account`'s newest `retention.events` events, none older
-    /// than `retention.max_age_s`.
-    async fn prune_history(
+    /// Writes what is known of some events, all or none, then keeps each
+    /// account of `keep` to its retention (its newest `events` events, none
+    /// older than `max_age_s`). A write `into` a kept row merges into it
+    /// (see [`HistoryEvent::merge`]); any other adds a row. Answers the id
+    /// of each write's row, in order.
+    async fn record_history(
         &self,
-        account: AccountId,
-        retention: Retention,
-    ) -> Result<(), StoreError>;
+        writes: Vec<HistoryWrite>,
+        keep: Vec<(AccountId, Retention)>,
+    ) -> Result<Vec<i64>, StoreError>;
 
     /// `account`'s kept events matching `query`, oldest first.
     async fn history(
@@ -284,6 +282,35 @@ pub struct HistoryEvent {
     /// True when this record is the caller's view (its outcome wins).
     #[serde(skip)]
     pub from_caller: bool,
+}
+
+/// One write of [`Store::record_history`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryWrite {
+    /// What is known of the event.
+    pub event: HistoryEvent,
+    /// The kept row (its id) it completes, or `None` for a new row.
+    pub into: Option<i64>,
+}
+
+impl HistoryEvent {
+    /// Adds what `later`, the other part's record of the same event, knows:
+    /// its fields where it has them, and its outcome and message when it is
+    /// the caller's view or this record has none. The place in the history
+    /// (id, time) stays this record's.
+    pub fn merge(&mut self, later: HistoryEvent) {
+        if later.from_caller || self.outcome.is_none() {
+            self.outcome = later.outcome;
+            self.message = later.message;
+        }
+        self.caller = later.caller.or(self.caller);
+        self.ran = later.ran.or(self.ran.take());
+        self.duration_us = later.duration_us.or(self.duration_us);
+        self.fuel = later.fuel.or(self.fuel);
+        self.version = later.version.or(self.version);
+        self.logs = later.logs.or(self.logs.take());
+        self.from_caller |= later.from_caller;
+    }
 }
 
 /// How much history each account keeps.

@@ -2,9 +2,10 @@
 //! printed, written to the store off the event's path.
 //!
 //! An event is handed to [`History::record`], which never waits: a writer
-//! task takes what has queued up and writes it in one transaction (one
-//! write per batch, not per event), then prunes each account it wrote to
-//! down to its [`Retention`]. Reads ([`History::flush`] first) see every
+//! task takes what has queued up, merges the two records of one event (the
+//! caller's answer and the sandbox's run) and writes them in one
+//! transaction (one commit per batch, not per event) that also prunes each
+//! account it wrote to down to its [`Retention`]. Reads ([`History::flush`] first) see every
 //! event recorded before them. When the store lags so far behind that the
 //! queue is full, further events are counted and logged, never waited for:
 //! a slow database must not slow the events themselves.
@@ -17,7 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Hub, HubError};
 use crate::core::AccountId;
-use crate::hub::store::{Caller, HistoryEvent, HistoryQuery, Retention, Store, unix_millis};
+use crate::hub::store::{
+    Caller, HistoryEvent, HistoryQuery, HistoryWrite, Retention, Store, unix_millis,
+};
 use crate::protocol::hosted::EventLogs;
 
 /// Events waiting to be written at most.
@@ -57,7 +60,12 @@ impl Default for HistorySettings {
 }
 
 enum Write {
-    Event(Box<HistoryEvent>),
+    /// A record of an event; `paired` when the event's other record (the
+    /// caller's answer, the sandbox's run) may come too.
+    Event {
+        event: Box<HistoryEvent>,
+        paired: bool,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -72,7 +80,7 @@ pub struct History {
 impl std::fmt::Debug for Write {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Event(_) => "Event",
+            Self::Event { .. } => "Event",
             Self::Flush(_) => "Flush",
         })
     }
@@ -93,13 +101,25 @@ impl History {
         }
     }
 
-    /// Queues `event` for the store; never waits.
-    pub fn record(&self, mut event: HistoryEvent) {
+    /// Queues `event` for the store, a record whose event has no other;
+    /// never waits.
+    pub fn record(&self, event: HistoryEvent) {
+        self.queue(event, false);
+    }
+
+    /// Queues `event`, of which the hub may record another part (see
+    /// [`HistoryEvent::merge`]); never waits.
+    pub fn record_part(&self, event: HistoryEvent) {
+        self.queue(event, true);
+    }
+
+    fn queue(&self, mut event: HistoryEvent, paired: bool) {
         let Some(queue) = &self.queue else { return };
         if let Some(message) = &mut event.message {
             truncate(message, MESSAGE_BYTES);
         }
-        if queue.try_send(Write::Event(Box::new(event))).is_err() {
+        let event = Box::new(event);
+        if queue.try_send(Write::Event { event, paired }).is_err() {
             let lost = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
             if lost.is_power_of_two() {
                 tracing::warn!(
@@ -129,16 +149,17 @@ impl History {
 }
 
 async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retention: Retention) {
-    let mut batch: Vec<HistoryEvent> = Vec::new();
+    let mut batch: Vec<(HistoryEvent, bool)> = Vec::new();
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut recent = Recent::default();
     while let Some(first) = writes.recv().await {
-        if matches!(first, Write::Event(_)) {
+        if matches!(first, Write::Event { .. }) {
             tokio::time::sleep(GATHER).await;
         }
         let mut next = Some(first);
         while let Some(write) = next.take() {
             match write {
-                Write::Event(event) => batch.push(*event),
+                Write::Event { event, paired } => batch.push((*event, paired)),
                 Write::Flush(done) => flushed.push(done),
             }
             if batch.len() < BATCH {
@@ -147,31 +168,116 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
         }
         if !batch.is_empty() {
             let events = batch.len();
-            let mut accounts: Vec<AccountId> = batch.iter().map(|event| event.account).collect();
+            let (rows, keys) = merged(std::mem::take(&mut batch), &mut recent);
+            let mut accounts: Vec<AccountId> = rows.iter().map(|row| row.event.account).collect();
             accounts.sort_unstable();
             accounts.dedup();
-            if let Err(err) = store.record_history(std::mem::take(&mut batch)).await {
-                tracing::warn!(events, "cannot keep events in the history: {err}");
-            }
             // Each account keeps its own count, else the hub's.
+            let mut keep = Vec::with_capacity(accounts.len());
             for account in accounts {
                 let events = match store.limits(account).await {
                     Ok(limits) => limits.history_events.unwrap_or(retention.events),
                     Err(_) => retention.events,
                 };
-                let kept = Retention {
-                    events,
-                    ..retention
-                };
-                if let Err(err) = store.prune_history(account, kept).await {
-                    tracing::warn!(account, "cannot prune the event history: {err}");
+                keep.push((
+                    account,
+                    Retention {
+                        events,
+                        ..retention
+                    },
+                ));
+            }
+            match store.record_history(rows, keep).await {
+                Ok(ids) => {
+                    for (key, id) in keys.into_iter().zip(ids) {
+                        if let Some(key) = key {
+                            recent.remember(key, id);
+                        }
+                    }
                 }
+                Err(err) => tracing::warn!(events, "cannot keep events in the history: {err}"),
             }
         }
         for done in flushed.drain(..) {
             let _ = done.send(());
         }
     }
+}
+
+/// An event's key in the history: its account and uuid (the hub's uuids
+/// are parsed to save an allocation each).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Parsed(AccountId, u128),
+    Text(AccountId, String),
+}
+
+impl Key {
+    fn of(event: &HistoryEvent) -> Self {
+        match uuid::Uuid::try_parse(&event.uuid) {
+            Ok(uuid) => Self::Parsed(event.account, uuid.as_u128()),
+            Err(_) => Self::Text(event.account, event.uuid.clone()),
+        }
+    }
+}
+
+/// Rows written lately with one record of their event, which may yet get
+/// the other (the caller's answer after the sandbox's run, or the run of an
+/// event whose caller gave up first): at most twice [`RECENT`], the older
+/// half forgotten a generation at a time. An event's two records are a few
+/// microseconds apart, so nearly all meet in one batch; these are the few
+/// split across two.
+#[derive(Default)]
+struct Recent {
+    now: std::collections::HashMap<Key, i64>,
+    before: std::collections::HashMap<Key, i64>,
+}
+
+/// Rows [`Recent`] keeps in each generation.
+const RECENT: usize = 16_384;
+
+impl Recent {
+    fn take(&mut self, key: &Key) -> Option<i64> {
+        self.now.remove(key).or_else(|| self.before.remove(key))
+    }
+
+    fn remember(&mut self, key: Key, id: i64) {
+        if self.now.len() >= RECENT {
+            let fresh = std::collections::HashMap::with_capacity(RECENT);
+            self.before = std::mem::replace(&mut self.now, fresh);
+        }
+        self.now.insert(key, id);
+    }
+}
+
+/// A batch as rows to write: an event's two records merged into one, and a
+/// record whose other half was written lately merged into that row. Beside
+/// each row, the key to remember it by when it may yet get its other half.
+fn merged(
+    batch: Vec<(HistoryEvent, bool)>,
+    recent: &mut Recent,
+) -> (Vec<HistoryWrite>, Vec<Option<Key>>) {
+    let mut rows: Vec<HistoryWrite> = Vec::with_capacity(batch.len());
+    let mut keys: Vec<Option<Key>> = Vec::with_capacity(batch.len());
+    let mut at: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
+    for (event, paired) in batch {
+        if !paired {
+            rows.push(HistoryWrite { event, into: None });
+            keys.push(None);
+            continue;
+        }
+        let key = Key::of(&event);
+        if let Some(&row) = at.get(&key) {
+            rows[row].event.merge(event);
+            keys[row] = None;
+            continue;
+        }
+        let into = recent.take(&key);
+        at.insert(key.clone(), rows.len());
+        keys.push(into.is_none().then_some(key));
+        rows.push(HistoryWrite { event, into });
+    }
+    (rows, keys)
 }
 
 fn truncate(text: &mut String, max: usize) {
@@ -220,6 +326,7 @@ impl Hub {
         uuid: &str,
         started: std::time::Instant,
         answer: Result<(), &HubError>,
+        ran_here: bool,
     ) {
         let took = started.elapsed();
         let at_ms = unix_millis();
@@ -231,7 +338,7 @@ impl Hub {
         if matches!(answer, Err(HubError::QueueFull(_) | HubError::Busy)) {
             return;
         }
-        self.history.record(HistoryEvent {
+        let record = HistoryEvent {
             account: caller.account,
             node: node.to_owned(),
             uuid: uuid.to_owned(),
@@ -242,7 +349,13 @@ impl Hub {
             duration_us: Some(took.as_micros().min(i64::MAX as u128) as i64),
             from_caller: true,
             ..HistoryEvent::default()
-        });
+        };
+        // An uploaded node's run is recorded too, to be merged with this.
+        if ran_here {
+            self.history.record_part(record);
+        } else {
+            self.history.record(record);
+        }
     }
 
     /// Records what the sandbox of an uploaded node's event did.
@@ -251,7 +364,7 @@ impl Hub {
             Ok(_) => ("ok".to_owned(), None),
             Err(failure) => (failure.code.clone(), Some(failure.message.clone())),
         };
-        self.history.record(HistoryEvent {
+        self.history.record_part(HistoryEvent {
             account: run.account,
             node: run.node.to_owned(),
             uuid: run.uuid.to_owned(),
@@ -328,6 +441,110 @@ mod tests {
         history.flush().await;
         assert_eq!(store.history_count(account).await.unwrap(), 100);
         assert_eq!(history.lost(), 0);
+    }
+
+    fn event(uuid: &str, from_caller: bool) -> HistoryEvent {
+        HistoryEvent {
+            account: 1,
+            node: "n".into(),
+            uuid: uuid.into(),
+            at_ms: unix_millis(),
+            outcome: Some(if from_caller { "timeout" } else { "ok" }.into()),
+            ran: (!from_caller).then(|| "ok".into()),
+            caller: from_caller.then_some(7),
+            fuel: (!from_caller).then_some(42),
+            from_caller,
+            ..HistoryEvent::default()
+        }
+    }
+
+    #[test]
+    fn an_events_two_records_become_one_row_in_either_order() {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        for (first, second) in [(false, true), (true, false)] {
+            let mut recent = Recent::default();
+            let batch = vec![
+                (event(&uuid, first), true),
+                (event("other", false), true),
+                (event(&uuid, second), true),
+                (event("lone", true), false),
+            ];
+            let (rows, keys) = merged(batch, &mut recent);
+            assert_eq!(rows.len(), 3);
+            let row = &rows[0].event;
+            assert_eq!(row.outcome.as_deref(), Some("timeout"), "the caller's wins");
+            assert_eq!(row.ran.as_deref(), Some("ok"));
+            assert_eq!((row.caller, row.fuel), (Some(7), Some(42)));
+            assert!(rows.iter().all(|row| row.into.is_none()));
+            assert_eq!(keys[0], None, "a whole event gets nothing more");
+            assert!(keys[1].is_some(), "a lone part may");
+            assert_eq!(
+                keys[2], None,
+                "a record with no other part is not kept in mind"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_whose_other_half_was_written_goes_into_its_row() {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let mut recent = Recent::default();
+        let (_, keys) = merged(vec![(event(&uuid, false), true)], &mut recent);
+        recent.remember(keys[0].clone().unwrap(), 77);
+        let (rows, keys) = merged(vec![(event(&uuid, true), true)], &mut recent);
+        assert_eq!(rows[0].into, Some(77));
+        assert_eq!(keys[0], None);
+        // Once only, and another account's same uuid is another event.
+        let mut elsewhere = event(&uuid, false);
+        elsewhere.account = 2;
+        let batch = vec![(event(&uuid, false), true), (elsewhere, true)];
+        let (rows, _) = merged(batch, &mut recent);
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|row| row.into.is_none()));
+    }
+
+    #[test]
+    fn recent_rows_are_bounded() {
+        let mut recent = Recent::default();
+        for n in 0..(3 * RECENT) {
+            recent.remember(Key::Text(1, n.to_string()), n as i64);
+        }
+        assert!(recent.now.len() + recent.before.len() <= 2 * RECENT);
+        assert_eq!(
+            recent.take(&Key::Text(1, "0".into())),
+            None,
+            "the oldest forgotten"
+        );
+        let newest = 3 * RECENT - 1;
+        assert_eq!(
+            recent.take(&Key::Text(1, newest.to_string())),
+            Some(newest as i64)
+        );
+    }
+
+    #[tokio::test]
+    async fn records_split_across_batches_still_make_one_row() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(None).unwrap());
+        store.create_token("ann", false, None).await.unwrap();
+        let account = store.account_id("ann").await.unwrap();
+        let history = History::start(store.clone(), Retention::default());
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let mut run = event(&uuid, false);
+        run.account = account;
+        let mut answer = event(&uuid, true);
+        answer.account = account;
+        history.record_part(run);
+        history.flush().await;
+        history.record_part(answer);
+        history.flush().await;
+        let all = HistoryQuery {
+            limit: 10,
+            ..HistoryQuery::default()
+        };
+        let kept = store.history(account, &all).await.unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].outcome.as_deref(), Some("timeout"));
+        assert_eq!((kept[0].fuel, kept[0].caller), (Some(42), Some(7)));
     }
 
     /// The bytes the database's live pages take (its write-ahead log,

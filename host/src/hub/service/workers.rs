@@ -140,7 +140,7 @@ impl Hub {
     ) -> Result<ExecuteResponse, HubError> {
         let started = Instant::now();
         let uuid = uuid::Uuid::new_v4().to_string();
-        let answer = self.execute_as(caller, name, request, &uuid).await;
+        let (ran_here, answer) = self.execute_as(caller, name, request, &uuid).await;
         // The history keeps events of this account's nodes only: a name
         // that is nobody's is not an event.
         if !matches!(
@@ -150,26 +150,27 @@ impl Hub {
             let uuid = answer
                 .as_ref()
                 .map_or(uuid.as_str(), |answer| answer.uuid.as_str());
-            self.record_answer(caller, name, uuid, started, answer.as_ref().map(|_| ()));
+            let answered = answer.as_ref().map(|_| ());
+            self.record_answer(caller, name, uuid, started, answered, ran_here);
         }
         answer
     }
 
     /// [`execute`](Self::execute) as the event `uuid` (a relayed one gets
-    /// the uuid of the hub that runs it).
+    /// the uuid of the hub that runs it); true beside the answer when the
+    /// event was an uploaded node's, whose run the hub records too.
     async fn execute_as(
         self: &Arc<Self>,
         caller: &Caller,
         name: &str,
         request: ExecuteRequest,
         uuid: &str,
-    ) -> Result<ExecuteResponse, HubError> {
+    ) -> (bool, Result<ExecuteResponse, HubError>) {
         let timeout = match request.timeout_ms {
             None => EXECUTE_TIMEOUT,
             Some(0) => {
-                return Err(HubError::InvalidRequest(
-                    "timeout_ms must be at least 1".into(),
-                ));
+                let refusal = HubError::InvalidRequest("timeout_ms must be at least 1".into());
+                return (false, Err(refusal));
             }
             Some(ms) => Duration::from_millis(ms).min(EXECUTE_TIMEOUT),
         };
@@ -182,8 +183,24 @@ impl Hub {
                 inputs: inputs_from_json(request.inputs),
                 deadline: Some(deadline),
             };
-            return self.execute_uploaded(node, event, timeout).await;
+            return (true, self.execute_uploaded(node, event, timeout).await);
         }
+        (
+            false,
+            self.execute_registered(caller, name, request, timeout, uuid)
+                .await,
+        )
+    }
+
+    /// Runs the event on a worker that registered the node.
+    async fn execute_registered(
+        &self,
+        caller: &Caller,
+        name: &str,
+        request: ExecuteRequest,
+        timeout: Duration,
+        uuid: &str,
+    ) -> Result<ExecuteResponse, HubError> {
         let outputs = self
             .registry()
             .get(caller.account, name, Instant::now())

@@ -18,10 +18,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    Caller, ExosphereRecord, HistoryEvent, HistoryQuery, Issued, LimitSettings, PutVersion,
-    Retention, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind, TokenRecord,
-    UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_millis, unix_seconds,
-    valid_account_name,
+    Caller, ExosphereRecord, HistoryEvent, HistoryQuery, HistoryWrite, Issued, LimitSettings,
+    PutVersion, Retention, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind,
+    TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_millis,
+    unix_seconds, valid_account_name,
 };
 use crate::core::AccountId;
 
@@ -132,6 +132,12 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (account_id, node, key)
     );
+",
+    // The history without its (account, uuid) index: the hub merges an
+    // event's two records itself. Pruning walks (account, id).
+    "
+    ALTER TABLE event_history DROP CONSTRAINT IF EXISTS event_history_account_id_uuid_key;
+    CREATE INDEX event_history_account ON event_history (account_id, id);
 ",
 ];
 
@@ -639,74 +645,108 @@ impl Store for PostgresStore {
         Ok(used)
     }
 
-    async fn record_history(&self, events: Vec<HistoryEvent>) -> Result<(), StoreError> {
+    async fn record_history(
+        &self,
+        writes: Vec<HistoryWrite>,
+        keep: Vec<(AccountId, Retention)>,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
             .map_err(pg("begin a history write"))?;
-        let upsert = tx
+        let insert = tx
             .prepare_cached(
                 "INSERT INTO event_history (account_id, node, uuid, at_ms, caller, outcome,
                      message, duration_us, fuel, version, logs, ran)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13)
-                 ON CONFLICT (account_id, uuid) DO UPDATE SET
-                     caller = COALESCE(EXCLUDED.caller, event_history.caller),
-                     outcome = CASE WHEN $12 OR event_history.outcome IS NULL
-                         THEN EXCLUDED.outcome ELSE event_history.outcome END,
-                     message = CASE WHEN $12 OR event_history.outcome IS NULL
-                         THEN EXCLUDED.message ELSE event_history.message END,
-                     duration_us = COALESCE(EXCLUDED.duration_us, event_history.duration_us),
-                     fuel = COALESCE(EXCLUDED.fuel, event_history.fuel),
-                     version = COALESCE(EXCLUDED.version, event_history.version),
-                     logs = COALESCE(EXCLUDED.logs, event_history.logs),
-                     ran = COALESCE(EXCLUDED.ran, event_history.ran)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 RETURNING id",
             )
             .await
             .map_err(pg("prepare a history write"))?;
-        for event in &events {
-            tx.execute(
-                &upsert,
-                &[
-                    &event.account,
-                    &event.node,
-                    &event.uuid,
-                    &event.at_ms,
-                    &event.caller,
-                    &event.outcome,
-                    &event.message,
-                    &event.duration_us,
-                    &event.fuel,
-                    &event.version,
-                    &event.logs,
-                    &event.from_caller,
-                    &event.ran,
-                ],
+        // The same rule as `HistoryEvent::merge`, in SQL.
+        let merge = tx
+            .prepare_cached(
+                "UPDATE event_history SET
+                     caller = COALESCE($2, caller),
+                     outcome = CASE WHEN $3 OR outcome IS NULL THEN $4 ELSE outcome END,
+                     message = CASE WHEN $3 OR outcome IS NULL THEN $5 ELSE message END,
+                     duration_us = COALESCE($6, duration_us),
+                     fuel = COALESCE($7, fuel),
+                     version = COALESCE($8, version),
+                     logs = COALESCE($9, logs),
+                     ran = COALESCE($10, ran)
+                 WHERE id = $1",
             )
             .await
-            .map_err(pg("write an event to the history"))?;
+            .map_err(pg("prepare a history merge"))?;
+        let mut ids = Vec::with_capacity(writes.len());
+        for HistoryWrite { event, into } in &writes {
+            let id = match into {
+                Some(id) => {
+                    tx.execute(
+                        &merge,
+                        &[
+                            id,
+                            &event.caller,
+                            &event.from_caller,
+                            &event.outcome,
+                            &event.message,
+                            &event.duration_us,
+                            &event.fuel,
+                            &event.version,
+                            &event.logs,
+                            &event.ran,
+                        ],
+                    )
+                    .await
+                    .map_err(pg("merge an event into the history"))?;
+                    *id
+                }
+                None => tx
+                    .query_one(
+                        &insert,
+                        &[
+                            &event.account,
+                            &event.node,
+                            &event.uuid,
+                            &event.at_ms,
+                            &event.caller,
+                            &event.outcome,
+                            &event.message,
+                            &event.duration_us,
+                            &event.fuel,
+                            &event.version,
+                            &event.logs,
+                            &event.ran,
+                        ],
+                    )
+                    .await
+                    .map_err(pg("write an event to the history"))?
+                    .get(0),
+            };
+            ids.push(id);
         }
-        tx.commit().await.map_err(pg("commit a history write"))
-    }
-
-    async fn prune_history(
-        &self,
-        account: AccountId,
-        retention: Retention,
-    ) -> Result<(), StoreError> {
-        let oldest = unix_millis() - retention.max_age_s * 1000;
-        let keep = retention.events.min(i64::MAX as u64) as i64;
-        self.client()
-            .await?
-            .execute(
-                "DELETE FROM event_history WHERE account_id = $1 AND (at_ms < $2 OR id <= (
-                     SELECT COALESCE((SELECT id FROM event_history WHERE account_id = $1
-                         ORDER BY id DESC LIMIT 1 OFFSET $3), 0)))",
-                &[&account, &oldest, &keep],
+        for (account, retention) in keep {
+            let oldest = unix_millis() - retention.max_age_s * 1000;
+            let events = retention.events.min(i64::MAX as u64) as i64;
+            tx.execute(
+                "DELETE FROM event_history WHERE account_id = $1 AND id <= COALESCE(
+                     (SELECT id FROM event_history WHERE account_id = $1
+                          ORDER BY id DESC LIMIT 1 OFFSET $2), 0)",
+                &[&account, &events],
             )
             .await
             .map_err(pg("prune the history"))?;
-        Ok(())
+            tx.execute(
+                "DELETE FROM event_history WHERE account_id = $1 AND at_ms < $2",
+                &[&account, &oldest],
+            )
+            .await
+            .map_err(pg("prune the history by age"))?;
+        }
+        tx.commit().await.map_err(pg("commit a history write"))?;
+        Ok(ids)
     }
 
     async fn history(

@@ -12,9 +12,10 @@ use rand::RngCore as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{
-    Caller, ExosphereRecord, HistoryEvent, HistoryQuery, Issued, LimitSettings, PutVersion,
-    Retention, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind, TokenRecord,
-    UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_seconds, valid_account_name,
+    Caller, ExosphereRecord, HistoryEvent, HistoryQuery, HistoryWrite, Issued, LimitSettings,
+    PutVersion, Retention, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind,
+    TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_seconds,
+    valid_account_name,
 };
 use crate::core::AccountId;
 
@@ -143,6 +144,34 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (account_id, node, key)
     );
+",
+    // The history without its (account, uuid) index: the hub merges an
+    // event's two records itself, and a random uuid was the costliest
+    // index to keep. Pruning walks (account, id).
+    "
+    CREATE TABLE event_history_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        uuid TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        caller INTEGER,
+        outcome TEXT,
+        ran TEXT,
+        message TEXT,
+        duration_us INTEGER,
+        fuel INTEGER,
+        version INTEGER,
+        logs TEXT
+    );
+    INSERT INTO event_history_new (id, account_id, node, uuid, at_ms, caller, outcome, ran,
+            message, duration_us, fuel, version, logs)
+        SELECT id, account_id, node, uuid, at_ms, caller, outcome, ran,
+            message, duration_us, fuel, version, logs FROM event_history;
+    DROP TABLE event_history;
+    ALTER TABLE event_history_new RENAME TO event_history;
+    CREATE INDEX event_history_account ON event_history (account_id, id);
+    CREATE INDEX event_history_node ON event_history (account_id, node, id);
 ",
 ];
 
@@ -279,17 +308,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_history(&self, events: Vec<HistoryEvent>) -> Result<(), StoreError> {
-        self.with(move |db| db.record_history(&events)).await
-    }
-
-    async fn prune_history(
+    async fn record_history(
         &self,
-        account: AccountId,
-        retention: Retention,
-    ) -> Result<(), StoreError> {
-        self.with(move |db| db.prune_history(account, retention))
-            .await
+        writes: Vec<HistoryWrite>,
+        keep: Vec<(AccountId, Retention)>,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.with(move |db| db.record_history(&writes, &keep)).await
     }
 
     async fn history(
@@ -1073,6 +1097,52 @@ mod tests {
         let alice = store.account_id("alice").await.unwrap();
         assert_eq!(store.all_uploaded().await.unwrap(), vec![(alice, node)]);
         assert_eq!(store.limits(alice).await.unwrap().fuel, Some(7));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_history_keeps_its_rows_and_ids_through_the_migration_off_uuids() {
+        let dir = temp_dir("store-history-migration");
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        for migration in &MIGRATIONS[..9] {
+            db.execute_batch(migration).unwrap();
+        }
+        db.pragma_update(None, "user_version", 9).unwrap();
+        db.execute_batch(
+            "INSERT INTO accounts (id, name, created_at) VALUES (1, 'ann', 0);
+             INSERT INTO event_history (id, account_id, node, uuid, at_ms, outcome, fuel)
+                 VALUES (40, 1, 'n', 'u40', 9999999999999, 'ok', 3),
+                        (41, 1, 'n', 'u41', 9999999999999, 'trap', 4);",
+        )
+        .unwrap();
+        drop(db);
+        let store = SqliteStore::open(Some(&dir)).unwrap();
+        let query = HistoryQuery {
+            limit: 10,
+            ..HistoryQuery::default()
+        };
+        let kept = store.history(1, &query).await.unwrap();
+        let seen: Vec<_> = kept
+            .iter()
+            .map(|e| (e.id, e.uuid.as_str(), e.fuel))
+            .collect();
+        assert_eq!(seen, [(40, "u40", Some(3)), (41, "u41", Some(4))]);
+        // New rows come after the old, and a uuid is no longer a key.
+        let again = HistoryEvent {
+            account: 1,
+            node: "n".into(),
+            uuid: "u41".into(),
+            at_ms: super::super::unix_millis(),
+            ..HistoryEvent::default()
+        };
+        let write = HistoryWrite {
+            event: again,
+            into: None,
+        };
+        let ids = store.record_history(vec![write], vec![]).await.unwrap();
+        assert!(ids[0] > 41, "{ids:?}");
+        assert_eq!(store.history_count(1).await.unwrap(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -19,7 +19,7 @@ pub async fn run(store: &dyn Store) {
     a_claimed_setting_keeps_its_first_value(store).await;
     exosphere_records_replace_by_kind_and_key(store).await;
     versions_are_kept_rolled_back_and_pruned(store).await;
-    history_merges_by_uuid_and_keeps_its_retention(store).await;
+    history_merges_into_rows_and_keeps_its_retention(store).await;
     node_config_is_per_account_and_node(store).await;
 }
 
@@ -125,17 +125,25 @@ async fn versions_are_kept_rolled_back_and_pruned(store: &dyn Store) {
     assert!(!store.sha256_in_use("v4").await.unwrap());
 }
 
-/// Records `events`, then prunes each of their accounts to `retention`.
-async fn record(store: &dyn Store, events: Vec<super::HistoryEvent>, retention: super::Retention) {
+/// Writes `events` as new rows (or into the row of `into`), keeping each of
+/// their accounts to `retention`; answers the rows' ids.
+async fn record(
+    store: &dyn Store,
+    events: Vec<super::HistoryEvent>,
+    into: Option<i64>,
+    retention: super::Retention,
+) -> Vec<i64> {
     let mut accounts: Vec<_> = events.iter().map(|event| event.account).collect();
     accounts.dedup();
-    store.record_history(events).await.unwrap();
-    for account in accounts {
-        store.prune_history(account, retention).await.unwrap();
-    }
+    let writes = events
+        .into_iter()
+        .map(|event| super::HistoryWrite { event, into })
+        .collect();
+    let keep = accounts.into_iter().map(|a| (a, retention)).collect();
+    store.record_history(writes, keep).await.unwrap()
 }
 
-async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
+async fn history_merges_into_rows_and_keeps_its_retention(store: &dyn Store) {
     use super::{HistoryEvent, HistoryQuery, Retention, unix_millis};
     let erin = new_account(store, "erin").await;
     let fay = new_account(store, "fay").await;
@@ -166,19 +174,18 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
         from_caller: true,
         ..HistoryEvent::default()
     };
-    record(
+    let e1 = record(store, vec![ran(erin, "e1", "ok")], None, retention).await;
+    let into = record(
         store,
-        vec![ran(erin, "e1", "ok"), answered(erin, "e1", "timeout")],
+        vec![answered(erin, "e1", "timeout")],
+        Some(e1[0]),
         retention,
     )
     .await;
+    assert_eq!(into, e1, "a merge answers the row it went into");
     // The sandbox's view arriving after the caller's keeps the caller's outcome.
-    record(
-        store,
-        vec![answered(erin, "e2", "ok"), ran(erin, "e2", "trap")],
-        retention,
-    )
-    .await;
+    let e2 = record(store, vec![answered(erin, "e2", "ok")], None, retention).await;
+    record(store, vec![ran(erin, "e2", "trap")], Some(e2[0]), retention).await;
     let all = HistoryQuery {
         limit: 100,
         ..HistoryQuery::default()
@@ -201,10 +208,12 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     assert_eq!(e1.logs.as_deref(), Some("{\"stdout\":\"e1\"}"));
     assert_eq!(kept[1].outcome.as_deref(), Some("ok"));
     assert_eq!(kept[1].message, None);
+    assert_eq!(kept[1].ran.as_deref(), Some("trap"));
     // Retention: the newest three stay; another account's are not counted.
-    record(store, vec![ran(fay, "f1", "ok")], retention).await;
+    record(store, vec![ran(fay, "f1", "ok")], None, retention).await;
     let more: Vec<HistoryEvent> = (3..=6).map(|n| ran(erin, &format!("e{n}"), "ok")).collect();
-    record(store, more, retention).await;
+    let ids = record(store, more, None, retention).await;
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     let uuids: Vec<String> = store
         .history(erin, &all)
         .await
@@ -252,7 +261,7 @@ async fn history_merges_by_uuid_and_keeps_its_retention(store: &dyn Store) {
     // Age: an event older than the retention is gone at the next write.
     let mut old = ran(erin, "old", "ok");
     old.at_ms -= 7_200_000;
-    record(store, vec![old], retention).await;
+    record(store, vec![old], None, retention).await;
     assert!(
         store
             .history(erin, &all)

@@ -3,7 +3,9 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use super::{Database, HistoryEvent, HistoryQuery, PutVersion, Retention, StoreError, sql};
+use super::{
+    Database, HistoryEvent, HistoryQuery, HistoryWrite, PutVersion, Retention, StoreError, sql,
+};
 use crate::hub::store::UploadedNode;
 
 impl Database {
@@ -198,71 +200,86 @@ impl Database {
     }
 
     /// See [`Store::record_history`](super::Store::record_history).
-    pub(super) fn record_history(&mut self, events: &[HistoryEvent]) -> Result<(), StoreError> {
+    pub(super) fn record_history(
+        &mut self,
+        writes: &[HistoryWrite],
+        keep: &[(i64, Retention)],
+    ) -> Result<Vec<i64>, StoreError> {
         let tx = self
             .db
             .transaction()
             .map_err(sql("begin a history write"))?;
+        let mut ids = Vec::with_capacity(writes.len());
         {
-            let mut upsert = tx
+            let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO event_history (account_id, node, uuid, at_ms, caller, outcome,
                          message, duration_us, fuel, version, logs, ran)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)
-                     ON CONFLICT (account_id, uuid) DO UPDATE SET
-                         caller = COALESCE(excluded.caller, event_history.caller),
-                         outcome = CASE WHEN ?12 OR event_history.outcome IS NULL
-                             THEN excluded.outcome ELSE event_history.outcome END,
-                         message = CASE WHEN ?12 OR event_history.outcome IS NULL
-                             THEN excluded.message ELSE event_history.message END,
-                         duration_us = COALESCE(excluded.duration_us, event_history.duration_us),
-                         fuel = COALESCE(excluded.fuel, event_history.fuel),
-                         version = COALESCE(excluded.version, event_history.version),
-                         logs = COALESCE(excluded.logs, event_history.logs),
-                         ran = COALESCE(excluded.ran, event_history.ran)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(sql("prepare a history write"))?;
-            for event in events {
-                upsert
-                    .execute(params![
-                        event.account,
-                        event.node,
-                        event.uuid,
-                        event.at_ms,
-                        event.caller,
-                        event.outcome,
-                        event.message,
-                        event.duration_us,
-                        event.fuel,
-                        event.version,
-                        event.logs,
-                        event.from_caller,
-                        event.ran,
-                    ])
-                    .map_err(sql("write an event to the history"))?;
+            // The same rule as `HistoryEvent::merge`, in SQL.
+            let mut merge = tx
+                .prepare_cached(
+                    "UPDATE event_history SET
+                         caller = COALESCE(?2, caller),
+                         outcome = CASE WHEN ?3 OR outcome IS NULL THEN ?4 ELSE outcome END,
+                         message = CASE WHEN ?3 OR outcome IS NULL THEN ?5 ELSE message END,
+                         duration_us = COALESCE(?6, duration_us),
+                         fuel = COALESCE(?7, fuel),
+                         version = COALESCE(?8, version),
+                         logs = COALESCE(?9, logs),
+                         ran = COALESCE(?10, ran)
+                     WHERE id = ?1",
+                )
+                .map_err(sql("prepare a history merge"))?;
+            for HistoryWrite { event, into } in writes {
+                let id = match into {
+                    Some(id) => {
+                        merge
+                            .execute(params![
+                                id,
+                                event.caller,
+                                event.from_caller,
+                                event.outcome,
+                                event.message,
+                                event.duration_us,
+                                event.fuel,
+                                event.version,
+                                event.logs,
+                                event.ran,
+                            ])
+                            .map_err(sql("merge an event into the history"))?;
+                        *id
+                    }
+                    None => {
+                        insert
+                            .execute(params![
+                                event.account,
+                                event.node,
+                                event.uuid,
+                                event.at_ms,
+                                event.caller,
+                                event.outcome,
+                                event.message,
+                                event.duration_us,
+                                event.fuel,
+                                event.version,
+                                event.logs,
+                                event.ran,
+                            ])
+                            .map_err(sql("write an event to the history"))?;
+                        tx.last_insert_rowid()
+                    }
+                };
+                ids.push(id);
+            }
+            for (account, retention) in keep {
+                prune_history(&tx, *account, *retention)?;
             }
         }
-        tx.commit().map_err(sql("commit a history write"))
-    }
-
-    /// See [`Store::prune_history`](super::Store::prune_history).
-    pub(super) fn prune_history(
-        &self,
-        account: i64,
-        retention: Retention,
-    ) -> Result<(), StoreError> {
-        let oldest = crate::hub::store::unix_millis() - retention.max_age_s * 1000;
-        let keep = retention.events.min(i64::MAX as u64) as i64;
-        self.db
-            .prepare_cached(
-                "DELETE FROM event_history WHERE account_id = ?1 AND (at_ms < ?2 OR id <= (
-                     SELECT COALESCE((SELECT id FROM event_history WHERE account_id = ?1
-                         ORDER BY id DESC LIMIT 1 OFFSET ?3), 0)))",
-            )
-            .map_err(sql("prepare history pruning"))?
-            .execute(params![account, oldest, keep])
-            .map_err(sql("prune the history"))?;
-        Ok(())
+        tx.commit().map_err(sql("commit a history write"))?;
+        Ok(ids)
     }
 
     /// See [`Store::history`](super::Store::history).
@@ -383,4 +400,29 @@ impl Database {
         .map_err(sql("set a configuration value"))?;
         Ok(changed > 0)
     }
+}
+
+/// Keeps `account`'s newest `retention.events` events, none older than
+/// `retention.max_age_s`: two deletes along the `(account_id, id)` index
+/// (an `OR` of both would make SQLite collect the rows first).
+fn prune_history(
+    tx: &rusqlite::Transaction<'_>,
+    account: i64,
+    retention: Retention,
+) -> Result<(), StoreError> {
+    let oldest = crate::hub::store::unix_millis() - retention.max_age_s * 1000;
+    let keep = retention.events.min(i64::MAX as u64) as i64;
+    tx.prepare_cached(
+        "DELETE FROM event_history WHERE account_id = ?1 AND id <= COALESCE(
+             (SELECT id FROM event_history WHERE account_id = ?1
+                  ORDER BY id DESC LIMIT 1 OFFSET ?2), 0)",
+    )
+    .map_err(sql("prepare history pruning"))?
+    .execute(params![account, keep])
+    .map_err(sql("prune the history"))?;
+    tx.prepare_cached("DELETE FROM event_history WHERE account_id = ?1 AND at_ms < ?2")
+        .map_err(sql("prepare history pruning"))?
+        .execute(params![account, oldest])
+        .map_err(sql("prune the history by age"))?;
+    Ok(())
 }
