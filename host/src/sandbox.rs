@@ -31,6 +31,7 @@ pub mod value;
 
 pub(crate) use capture::cut_to;
 pub use capture::{Captured, CapturedLog, Level, LogLine};
+pub(crate) use deadline_io::refusing_waits;
 pub use engine::{
     EPOCH_TICK, POOL_INSTANCES, READY_INSTANCES_IN_ALL, Sandbox, SandboxConfig, SandboxError,
 };

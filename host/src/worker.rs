@@ -117,7 +117,9 @@ impl Worker {
         }
         let metrics = Metrics::new("worker");
         let executors = Executors::new("node-host-executor", config.concurrency, None);
-        let runner = Runner::new(executors, metrics.clone()).making_ahead(true);
+        let runner = Runner::new(executors, metrics.clone())
+            .making_ahead(true)
+            .running_short_events_here(true);
         let terms = Terms {
             limits: config.limits.clone(),
             secrets: Arc::new(config.secrets.clone()),

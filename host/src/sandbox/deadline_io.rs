@@ -50,9 +50,39 @@ impl<'a> BoundedIo<'a> {
     }
 }
 
+thread_local! {
+    /// Set while this thread runs an event that must not wait (see
+    /// [`refusing_waits`]).
+    static NO_WAITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `event` with every blocking call that would wait ending the event
+/// as at its deadline instead: for an event tried on a thread that drives
+/// an async runtime (the worker's session), which must neither block on
+/// that runtime nor sleep. Calls that are ready at once go through.
+pub(crate) fn refusing_waits<R>(event: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            NO_WAITING.set(self.0);
+        }
+    }
+    let _reset = Reset(NO_WAITING.replace(true));
+    event()
+}
+
 /// Runs `wait` on wasmtime-wasi's runtime until it ends or the deadline
-/// comes, whichever is first; `None` at the deadline.
+/// comes, whichever is first; `None` at the deadline (or at once, if it
+/// would wait while waits are refused).
 fn until<F: Future>(deadline: Option<Instant>, wait: F) -> Option<F::Output> {
+    if NO_WAITING.get() {
+        let mut wait = std::pin::pin!(wait);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        return match wait.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(done) => Some(done),
+            std::task::Poll::Pending => None,
+        };
+    }
     match deadline {
         None => Some(in_tokio(wait)),
         Some(deadline) => {
