@@ -103,9 +103,10 @@ impl Runner {
     /// node with outbound HTTP never runs here. A node whose event was not
     /// short goes to the executors for its next [`HERE_SKIP`] events. The
     /// caller's thread is held about a millisecond an event at most (up to
-    /// the 10 ms epoch tick when fuel metering is off), so only a thread
-    /// that can wait that long should ask: the worker's session does; the
-    /// hub, whose thread serves every tenant, does not.
+    /// the 10 ms epoch tick for a guest looping on cheap host calls, or
+    /// with fuel metering off), so only a thread that can wait that long
+    /// should ask: the worker's session does; the hub, whose thread serves
+    /// every tenant, does not.
     pub fn running_short_events_here(mut self, here: bool) -> Self {
         self.here = here.then(Here::default);
         self

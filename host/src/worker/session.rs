@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -37,6 +37,14 @@ pub const KEEPALIVE: Duration = Duration::from_secs(20);
 /// ([`executors::after_batch`]) is never held longer than this behind a
 /// slow event that thread started next.
 pub const STRAGGLERS_EVERY: Duration = Duration::from_millis(5);
+
+/// Frames taken at most, of those already read off the socket, before the
+/// replies they made are sent.
+pub const BURST_FRAMES: usize = 32;
+
+/// How long the session takes frames already read before it sends the
+/// replies they made (a reply waits at most this, plus one event).
+pub const BURST_TIME: Duration = Duration::from_micros(200);
 
 /// How long a WebSocket connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -308,17 +316,23 @@ async fn serve_with<P: ControlPlane>(
             }
             frame = stream.next(), if in_flight < capacity => {
                 last_heard = Instant::now();
-                match frame {
-                    None | Some(Ok(Message::Close(_))) => {
-                        return SessionEnd::Lost(format!("{} closed the connection", plane.peer()));
+                if let Some(end) = take_frame(plane, outbox, frame, &mut in_flight) {
+                    return end;
+                }
+                // Frames that have already arrived are taken before the
+                // replies go out: the replies of events run on this thread
+                // then leave with one flush a burst, not one each.
+                let burst = Instant::now();
+                for _ in 1..BURST_FRAMES {
+                    if in_flight >= capacity || burst.elapsed() > BURST_TIME {
+                        break;
                     }
-                    Some(Err(err)) => return SessionEnd::Lost(err.to_string()),
-                    Some(Ok(Message::Text(text))) => {
-                        if plane.receive(text.as_str(), outbox) {
-                            in_flight += 1;
-                        }
+                    let Some(frame) = stream.next().now_or_never() else {
+                        break;
+                    };
+                    if let Some(end) = take_frame(plane, outbox, frame, &mut in_flight) {
+                        return end;
                     }
-                    Some(Ok(_)) => {}
                 }
             }
             _ = keepalive.tick() => {
@@ -336,6 +350,30 @@ async fn serve_with<P: ControlPlane>(
                 }
             }
         }
+    }
+}
+
+/// Acts on one frame read off the socket: an event goes to the plane (and
+/// counts into `in_flight` when it takes it); `Some` when the session ends.
+fn take_frame<P: ControlPlane>(
+    plane: &P,
+    outbox: &Outbox,
+    frame: Option<Result<Message, tungstenite::Error>>,
+    in_flight: &mut usize,
+) -> Option<SessionEnd> {
+    match frame {
+        None | Some(Ok(Message::Close(_))) => Some(SessionEnd::Lost(format!(
+            "{} closed the connection",
+            plane.peer()
+        ))),
+        Some(Err(err)) => Some(SessionEnd::Lost(err.to_string())),
+        Some(Ok(Message::Text(text))) => {
+            if plane.receive(text.as_str(), outbox) {
+                *in_flight += 1;
+            }
+            None
+        }
+        Some(Ok(_)) => None,
     }
 }
 
@@ -502,7 +540,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_at_capacity_keeps_its_connection_through_long_events() {
-        use futures_util::{SinkExt as _, StreamExt as _};
+        use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         // One event at a time, answered after ten keepalive periods: the
         // session cannot read (it is at capacity), so it hears nothing of
@@ -543,7 +581,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_quick_reply_is_not_held_behind_a_slow_event_on_its_thread() {
-        use futures_util::{SinkExt as _, StreamExt as _};
+        use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         // Events on one executor thread: `quick` replies after 200 ms,
         // `slow` after 3 s.
@@ -581,6 +619,50 @@ mod tests {
             sent.elapsed() < Duration::from_secs(2),
             "the quick reply waited {:?}, behind the slow event",
             sent.elapsed()
+        );
+        stop.send(true).unwrap();
+        drop(socket);
+        session.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn frames_that_arrived_together_are_taken_before_their_replies_go_out() {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Each event replies at once, as one run on the session's thread
+        // does; each records how many replies wait unsent as it arrives.
+        let waiting = Arc::new(Mutex::new(Vec::new()));
+        let seen = waiting.clone();
+        let plane = TestPlane {
+            start: Box::new(move |text, outbox| {
+                let unsent = outbox.0.queue.lock().unwrap().len();
+                seen.lock().unwrap().push(unsent);
+                outbox.reply(format!("done {text}"));
+            }),
+            ..TestPlane::new(&listener)
+        };
+        let (stop, stopped) = watch::channel(false);
+        let session = tokio::spawn(async move { run(&plane, Duration::ZERO, stopped, None).await });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        // Four events in one write.
+        for n in 0..4 {
+            socket.feed(Message::text(format!("e{n}"))).await.unwrap();
+        }
+        socket.flush().await.unwrap();
+        let mut replies = Vec::new();
+        while replies.len() < 4 {
+            match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => replies.push(text.to_string()),
+                Ok(Some(Ok(_))) => {}
+                other => panic!("no reply: {other:?}"),
+            }
+        }
+        assert_eq!(replies, ["done e0", "done e1", "done e2", "done e3"]);
+        assert_eq!(
+            *waiting.lock().unwrap(),
+            [0, 1, 2, 3],
+            "the burst's replies left together"
         );
         stop.send(true).unwrap();
         drop(socket);
