@@ -540,7 +540,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_at_capacity_keeps_its_connection_through_long_events() {
-        use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+        use futures_util::{SinkExt as _, StreamExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         // One event at a time, answered after ten keepalive periods: the
         // session cannot read (it is at capacity), so it hears nothing of
@@ -581,7 +581,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_quick_reply_is_not_held_behind_a_slow_event_on_its_thread() {
-        use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+        use futures_util::{SinkExt as _, StreamExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         // Events on one executor thread: `quick` replies after 200 ms,
         // `slow` after 3 s.
