@@ -233,8 +233,11 @@ impl Runner {
         let started = Instant::now();
         let mut deliver = Some(deliver);
         let mut moved = false;
+        // The same spans as on an executor; the event waited for none.
+        let parent = tracing::Span::current();
+        drop(tracing::info_span!(target: TARGET, parent: &parent, "queue"));
         let sandbox = tracing::info_span!(
-            target: TARGET, "sandbox",
+            target: TARGET, parent: &parent, "sandbox",
             node = %event.node, fuel = tracing::field::Empty, outcome = tracing::field::Empty,
         );
         let in_sandbox = sandbox.enter();
@@ -252,6 +255,8 @@ impl Runner {
                     let (label, fuel) = (outcome_label(&outcome), outcome.fuel_used);
                     sandbox.record("fuel", fuel);
                     sandbox.record("outcome", label);
+                    let reply = tracing::info_span!(target: TARGET, parent: &parent, "reply");
+                    let _replying = reply.enter();
                     let deliver = deliver.take().expect("delivered once");
                     let kept = deliver(outcome);
                     self.metrics
@@ -482,6 +487,30 @@ mod tests {
             let (outcome, here) = run_here(&runner, event("first-call"), &quick, Limits::default());
             assert!(outcome.result.is_ok(), "{:?}", outcome.result);
             assert!(here);
+        });
+    }
+
+    #[test]
+    fn what_a_guest_prints_and_logs_on_the_callers_thread_is_kept() {
+        use crate::sandbox::Value;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let chatty = node("chatty");
+        runtime.block_on(async {
+            let runner = runner_here();
+            let mut talks = event("chatty");
+            talks.inputs = inputs(&[("line", Value::Text("hello there".into()))]);
+            let (outcome, here) = run_here(&runner, talks, &chatty, Limits::default());
+            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+            assert!(here, "printing is no wait");
+            assert!(
+                outcome.stdout.text.contains("hello there"),
+                "{:?}",
+                outcome.stdout
+            );
+            assert_eq!(outcome.log.lines.len(), 1, "{:?}", outcome.log);
         });
     }
 
