@@ -329,15 +329,21 @@ mod tests {
         receiver.recv_timeout(Duration::from_secs(10)).unwrap()
     }
 
-    /// Waits until `waiting` threads of `executors` wait for a job.
-    fn wait_for_waiting(executors: &Executors, waiting: usize) {
+    /// Waits (10 s at most) until the state of `executors`' pool is `what`.
+    fn wait_until(executors: &Executors, what: &str, is: impl Fn(&State) -> bool) {
         for _ in 0..10_000 {
-            if executors.pool.lock().waiting == waiting {
+            if is(&executors.pool.lock()) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        panic!("not {waiting} waiting executor threads");
+        panic!("never {what}: {executors:?}");
+    }
+
+    /// Waits until `waiting` threads of `executors` wait for a job.
+    fn wait_for_waiting(executors: &Executors, waiting: usize) {
+        let what = format!("{waiting} waiting executor threads");
+        wait_until(executors, &what, |state| state.waiting == waiting);
     }
 
     #[test]
@@ -381,16 +387,9 @@ mod tests {
         // Back to waiting, no wake-up left counted (a thread woken for a
         // job another took wakes, finds none and waits again): the next
         // job runs.
-        let settled = (0..10_000).any(|_| {
-            let state = executors.pool.lock();
-            let settled = state.waiting == 2 && state.woken == 0;
-            drop(state);
-            settled || {
-                std::thread::sleep(Duration::from_millis(1));
-                false
-            }
+        wait_until(&executors, "2 waiting, none woken", |state| {
+            state.waiting == 2 && state.woken == 0
         });
-        assert!(settled, "{:?}", executors);
         let ran = ran.clone();
         executors.run(move || ran.send(99).unwrap()).unwrap();
         assert_eq!(seen.recv_timeout(Duration::from_secs(10)).unwrap(), 99);

@@ -163,31 +163,17 @@ impl Runner {
             let Event {
                 node: name, inputs, ..
             } = event;
-            let sandbox = tracing::info_span!(
-                target: TARGET, parent: &parent, "sandbox",
-                node = %name, fuel = tracing::field::Empty, outcome = tracing::field::Empty,
-            );
+            let sandbox = sandbox_span(&parent, &name);
             let in_sandbox = sandbox.enter();
             let kept = node.execute_then(inputs, &terms.secrets, &terms.limits, |outcome| {
-                let (label, fuel) = (outcome_label(&outcome), outcome.fuel_used);
-                sandbox.record("fuel", fuel);
-                sandbox.record("outcome", label);
-                let reply = tracing::info_span!(target: TARGET, parent: &parent, "reply");
-                let _replying = reply.enter();
-                if let Some(http) = &outcome.http {
-                    tracing::info!(
-                        node = %name,
-                        outcome = label,
-                        requests = http.requests,
-                        bytes_out = http.bytes_out,
-                        bytes_in = http.bytes_in,
-                        waiting_us = http.waiting_us,
-                        "outbound HTTP of an event"
-                    );
-                }
-                let kept = deliver(outcome);
-                metrics.finished(&name, label, received.elapsed(), fuel);
-                kept
+                hand_over(
+                    outcome,
+                    deliver,
+                    [&parent, &sandbox],
+                    &name,
+                    &metrics,
+                    received,
+                )
             });
             drop(in_sandbox);
             if ahead && !priority::this_thread_is_lowered() {
@@ -230,16 +216,11 @@ impl Runner {
             demote_after: None,
             ..terms.limits.clone()
         };
-        let started = Instant::now();
         let mut deliver = Some(deliver);
-        let mut moved = false;
         // The same spans as on an executor; the event waited for none.
         let parent = tracing::Span::current();
         drop(tracing::info_span!(target: TARGET, parent: &parent, "queue"));
-        let sandbox = tracing::info_span!(
-            target: TARGET, parent: &parent, "sandbox",
-            node = %event.node, fuel = tracing::field::Empty, outcome = tracing::field::Empty,
-        );
+        let sandbox = sandbox_span(&parent, &event.node);
         let in_sandbox = sandbox.enter();
         // A call that would wait ends the trial (this thread drives the
         // caller's runtime): the event then waits on an executor. Should
@@ -249,26 +230,26 @@ impl Runner {
             crate::sandbox::refusing_waits(|| {
                 node.execute_then(event.inputs.clone(), &terms.secrets, &trial, |outcome| {
                     if outran(&outcome, &trial, &terms.limits) {
-                        moved = true;
                         return None;
                     }
-                    let (label, fuel) = (outcome_label(&outcome), outcome.fuel_used);
-                    sandbox.record("fuel", fuel);
-                    sandbox.record("outcome", label);
-                    let reply = tracing::info_span!(target: TARGET, parent: &parent, "reply");
-                    let _replying = reply.enter();
                     let deliver = deliver.take().expect("delivered once");
-                    let kept = deliver(outcome);
-                    self.metrics
-                        .finished(&event.node, label, received.elapsed(), fuel);
-                    Some(kept)
+                    let spans = [&parent, &sandbox];
+                    Some(hand_over(
+                        outcome,
+                        deliver,
+                        spans,
+                        &event.node,
+                        &self.metrics,
+                        received,
+                    ))
                 })
             })
         }));
         drop(in_sandbox);
-        moved |= tried.is_err();
+        // Not delivered (it outran the try), or something panicked.
+        let moved = deliver.is_some() || tried.is_err();
         drop(tried);
-        here.ran(&event.node, started.elapsed(), moved);
+        here.ran(&event.node, received.elapsed(), moved);
         deliver
     }
 
@@ -322,6 +303,46 @@ impl Runner {
         })?;
         outcome.recv().map_err(|_| RunError::Lost)
     }
+}
+
+/// An event's `sandbox` span, under its `parent`.
+fn sandbox_span(parent: &tracing::Span, node: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: TARGET, parent: parent, "sandbox",
+        node = %node, fuel = tracing::field::Empty, outcome = tracing::field::Empty,
+    )
+}
+
+/// Gives `outcome` to `deliver` inside the event's `reply` span, after
+/// noting it in the `sandbox` span (`spans`: the event's span, then its
+/// sandbox's), and counts it.
+fn hand_over<K>(
+    outcome: Outcome,
+    deliver: impl FnOnce(Outcome) -> K,
+    [parent, sandbox]: [&tracing::Span; 2],
+    node: &str,
+    metrics: &Metrics,
+    received: Instant,
+) -> K {
+    let (label, fuel) = (outcome_label(&outcome), outcome.fuel_used);
+    sandbox.record("fuel", fuel);
+    sandbox.record("outcome", label);
+    let reply = tracing::info_span!(target: TARGET, parent: parent, "reply");
+    let _replying = reply.enter();
+    if let Some(http) = &outcome.http {
+        tracing::info!(
+            node = %node,
+            outcome = label,
+            requests = http.requests,
+            bytes_out = http.bytes_out,
+            bytes_in = http.bytes_in,
+            waiting_us = http.waiting_us,
+            "outbound HTTP of an event"
+        );
+    }
+    let kept = deliver(outcome);
+    metrics.finished(node, label, received.elapsed(), fuel);
+    kept
 }
 
 /// True when `outcome` ended on a limit of `trial` that `limits` would not
@@ -467,51 +488,40 @@ mod tests {
         drop(runner);
     }
 
-    #[test]
-    fn on_a_runtime_thread_a_guest_that_waits_is_moved_not_blocked_on_it() {
+    /// On the thread of a current-thread runtime, as the worker's session.
+    #[tokio::test]
+    async fn on_a_runtime_thread_a_guest_that_waits_is_moved_not_blocked_on_it() {
         use crate::sandbox::Value;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let work = node("work");
-        runtime.block_on(async {
-            let runner = runner_here();
-            let mut waits = event("work");
-            waits.inputs = inputs(&[("ms", Value::Integer(1)), ("wait", Value::Boolean(true))]);
-            let (outcome, here) = run_here(&runner, waits, &work, Limits::default());
-            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-            assert!(!here, "a wait is not made on the runtime's thread");
-            // A node that does not wait still runs here.
-            let quick = node("first-call");
-            let (outcome, here) = run_here(&runner, event("first-call"), &quick, Limits::default());
-            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-            assert!(here);
-        });
+        let runner = runner_here();
+        let mut waits = event("work");
+        waits.inputs = inputs(&[("ms", Value::Integer(1)), ("wait", Value::Boolean(true))]);
+        let (outcome, here) = run_here(&runner, waits, &work, Limits::default());
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        assert!(!here, "a wait is not made on the runtime's thread");
+        // A node that does not wait still runs here.
+        let quick = node("first-call");
+        let (outcome, here) = run_here(&runner, event("first-call"), &quick, Limits::default());
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        assert!(here);
     }
 
-    #[test]
-    fn what_a_guest_prints_and_logs_on_the_callers_thread_is_kept() {
+    #[tokio::test]
+    async fn what_a_guest_prints_and_logs_on_the_callers_thread_is_kept() {
         use crate::sandbox::Value;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let chatty = node("chatty");
-        runtime.block_on(async {
-            let runner = runner_here();
-            let mut talks = event("chatty");
-            talks.inputs = inputs(&[("line", Value::Text("hello there".into()))]);
-            let (outcome, here) = run_here(&runner, talks, &chatty, Limits::default());
-            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-            assert!(here, "printing is no wait");
-            assert!(
-                outcome.stdout.text.contains("hello there"),
-                "{:?}",
-                outcome.stdout
-            );
-            assert_eq!(outcome.log.lines.len(), 1, "{:?}", outcome.log);
-        });
+        let runner = runner_here();
+        let mut talks = event("chatty");
+        talks.inputs = inputs(&[("line", Value::Text("hello there".into()))]);
+        let (outcome, here) = run_here(&runner, talks, &chatty, Limits::default());
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        assert!(here, "printing is no wait");
+        assert!(
+            outcome.stdout.text.contains("hello there"),
+            "{:?}",
+            outcome.stdout
+        );
+        assert_eq!(outcome.log.lines.len(), 1, "{:?}", outcome.log);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! task takes what has queued up, merges the two records of one event (the
 //! caller's answer and the sandbox's run) and writes them in one
 //! transaction (one commit per batch, not per event) that also prunes each
-//! account it wrote to down to its [`Retention`]. Reads ([`History::flush`] first) see every
-//! event recorded before them. When the store lags so far behind that the
+//! account it wrote to down to its [`Retention`]. Reads ([`History::flush`]
+//! first) see every event recorded before them. When the store lags so far behind that the
 //! queue is full, further events are counted and logged, never waited for:
 //! a slow database must not slow the events themselves.
 

@@ -141,6 +141,24 @@ const MIGRATIONS: &[&str] = &[
 ",
 ];
 
+/// A statement's parameter.
+type Param = dyn tokio_postgres::types::ToSql + Sync;
+
+/// What a record may know of its event, in the order both history
+/// statements bind it after their keys.
+fn known(event: &HistoryEvent) -> [&Param; 8] {
+    [
+        &event.caller,
+        &event.outcome,
+        &event.message,
+        &event.duration_us,
+        &event.fuel,
+        &event.version,
+        &event.logs,
+        &event.ran,
+    ]
+}
+
 /// The advisory lock held while migrating ("nodehost" in ASCII), so hubs
 /// starting at once apply each migration once.
 const MIGRATION_LOCK: i64 = 0x6e6f_6465_686f_7374;
@@ -668,9 +686,9 @@ impl Store for PostgresStore {
         let merge = tx
             .prepare_cached(
                 "UPDATE event_history SET
-                     caller = COALESCE($2, caller),
-                     outcome = CASE WHEN $3 OR outcome IS NULL THEN $4 ELSE outcome END,
-                     message = CASE WHEN $3 OR outcome IS NULL THEN $5 ELSE message END,
+                     caller = COALESCE($3, caller),
+                     outcome = CASE WHEN $2 OR outcome IS NULL THEN $4 ELSE outcome END,
+                     message = CASE WHEN $2 OR outcome IS NULL THEN $5 ELSE message END,
                      duration_us = COALESCE($6, duration_us),
                      fuel = COALESCE($7, fuel),
                      version = COALESCE($8, version),
@@ -684,46 +702,19 @@ impl Store for PostgresStore {
         for HistoryWrite { event, into } in &writes {
             let id = match into {
                 Some(id) => {
-                    tx.execute(
-                        &merge,
-                        &[
-                            id,
-                            &event.caller,
-                            &event.from_caller,
-                            &event.outcome,
-                            &event.message,
-                            &event.duration_us,
-                            &event.fuel,
-                            &event.version,
-                            &event.logs,
-                            &event.ran,
-                        ],
-                    )
-                    .await
-                    .map_err(pg("merge an event into the history"))?;
+                    let key: [&Param; 2] = [id, &event.from_caller];
+                    tx.execute(&merge, &[&key[..], &known(event)].concat())
+                        .await
+                        .map_err(pg("merge an event into the history"))?;
                     *id
                 }
-                None => tx
-                    .query_one(
-                        &insert,
-                        &[
-                            &event.account,
-                            &event.node,
-                            &event.uuid,
-                            &event.at_ms,
-                            &event.caller,
-                            &event.outcome,
-                            &event.message,
-                            &event.duration_us,
-                            &event.fuel,
-                            &event.version,
-                            &event.logs,
-                            &event.ran,
-                        ],
-                    )
-                    .await
-                    .map_err(pg("write an event to the history"))?
-                    .get(0),
+                None => {
+                    let key: [&Param; 4] = [&event.account, &event.node, &event.uuid, &event.at_ms];
+                    tx.query_one(&insert, &[&key[..], &known(event)].concat())
+                        .await
+                        .map_err(pg("write an event to the history"))?
+                        .get(0)
+                }
             };
             ids.push(id);
         }

@@ -1,7 +1,7 @@
 //! Node versions and the kept event history, in SQLite: see the methods of
 //! the same names on [`Store`](super::Store).
 
-use rusqlite::{OptionalExtension as _, params};
+use rusqlite::{OptionalExtension as _, ToSql, params};
 
 use super::{
     Database, HistoryEvent, HistoryQuery, HistoryWrite, PutVersion, Retention, StoreError, sql,
@@ -222,9 +222,9 @@ impl Database {
             let mut merge = tx
                 .prepare_cached(
                     "UPDATE event_history SET
-                         caller = COALESCE(?2, caller),
-                         outcome = CASE WHEN ?3 OR outcome IS NULL THEN ?4 ELSE outcome END,
-                         message = CASE WHEN ?3 OR outcome IS NULL THEN ?5 ELSE message END,
+                         caller = COALESCE(?3, caller),
+                         outcome = CASE WHEN ?2 OR outcome IS NULL THEN ?4 ELSE outcome END,
+                         message = CASE WHEN ?2 OR outcome IS NULL THEN ?5 ELSE message END,
                          duration_us = COALESCE(?6, duration_us),
                          fuel = COALESCE(?7, fuel),
                          version = COALESCE(?8, version),
@@ -236,38 +236,17 @@ impl Database {
             for HistoryWrite { event, into } in writes {
                 let id = match into {
                     Some(id) => {
+                        let key: [&dyn ToSql; 2] = [id, &event.from_caller];
                         merge
-                            .execute(params![
-                                id,
-                                event.caller,
-                                event.from_caller,
-                                event.outcome,
-                                event.message,
-                                event.duration_us,
-                                event.fuel,
-                                event.version,
-                                event.logs,
-                                event.ran,
-                            ])
+                            .execute(&*[&key[..], &known(event)].concat())
                             .map_err(sql("merge an event into the history"))?;
                         *id
                     }
                     None => {
+                        let key: [&dyn ToSql; 4] =
+                            [&event.account, &event.node, &event.uuid, &event.at_ms];
                         insert
-                            .execute(params![
-                                event.account,
-                                event.node,
-                                event.uuid,
-                                event.at_ms,
-                                event.caller,
-                                event.outcome,
-                                event.message,
-                                event.duration_us,
-                                event.fuel,
-                                event.version,
-                                event.logs,
-                                event.ran,
-                            ])
+                            .execute(&*[&key[..], &known(event)].concat())
                             .map_err(sql("write an event to the history"))?;
                         tx.last_insert_rowid()
                     }
@@ -400,6 +379,21 @@ impl Database {
         .map_err(sql("set a configuration value"))?;
         Ok(changed > 0)
     }
+}
+
+/// What a record may know of its event, in the order both history
+/// statements bind it after their keys.
+fn known(event: &HistoryEvent) -> [&dyn ToSql; 8] {
+    [
+        &event.caller,
+        &event.outcome,
+        &event.message,
+        &event.duration_us,
+        &event.fuel,
+        &event.version,
+        &event.logs,
+        &event.ran,
+    ]
 }
 
 /// Keeps `account`'s newest `retention.events` events, none older than
