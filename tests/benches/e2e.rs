@@ -407,12 +407,17 @@ fn draw(rows: &[Row], dir: &std::path::Path) {
                 .collect(),
         })
         .collect();
-    plots::latency(
-        &dir.join("latency.svg"),
-        "hello through the hub: latency against callers",
-        &series,
-    )
-    .expect("drawing latency.svg");
+    // A run of other cases (`--worker hub`, `--case work`) has nothing to draw.
+    if series.iter().all(|one| one.points.is_empty()) {
+        println!("latency.svg not drawn: this run measured no `hello` rows");
+    } else {
+        plots::latency(
+            &dir.join("latency.svg"),
+            "hello through the hub: latency against callers",
+            &series,
+        )
+        .expect("drawing latency.svg");
+    }
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     let bars: Vec<Bar> = workers
         .iter()
@@ -428,12 +433,16 @@ fn draw(rows: &[Row], dir: &std::path::Path) {
             })
         })
         .collect();
-    plots::stacked(
-        &dir.join("cpu.svg"),
-        "CPU per hello event at 64 callers, by process",
-        &bars,
-    )
-    .expect("drawing cpu.svg");
+    if bars.is_empty() {
+        println!("cpu.svg not drawn: this run measured no `hello` row at 64 callers");
+    } else {
+        plots::stacked(
+            &dir.join("cpu.svg"),
+            "CPU per hello event at 64 callers, by process",
+            &bars,
+        )
+        .expect("drawing cpu.svg");
+    }
 }
 
 /// The figures the targets are about, from this run.

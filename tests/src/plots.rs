@@ -27,6 +27,9 @@ pub struct LatencySeries<'a> {
 /// p50 (solid) and p99 (dashed) latency against concurrency, one color per
 /// series, concurrency on a log scale.
 pub fn latency(path: &Path, title: &str, series: &[LatencySeries]) -> Drawn {
+    if series.iter().all(|one| one.points.is_empty()) {
+        return Err("no latency to draw".into());
+    }
     let micros = |d: &Duration| d.as_secs_f64() * 1e6;
     let top = series
         .iter()
@@ -99,6 +102,10 @@ pub struct Bar<'a> {
 /// Stacked bars of CPU µs per event, one per worker, the parts in order
 /// from the bottom and each labelled with its value.
 pub fn stacked(path: &Path, title: &str, bars: &[Bar]) -> Drawn {
+    // plotters never ends laying out the labels of an axis of no bars.
+    if bars.is_empty() {
+        return Err("no bars to draw".into());
+    }
     let top = bars
         .iter()
         .map(|bar| bar.parts.iter().map(|(_, micros)| micros).sum::<f64>())
@@ -166,4 +173,28 @@ pub fn stacked(path: &Path, title: &str, bars: &[Bar]) -> Drawn {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_to_draw_is_an_error_not_an_endless_layout() {
+        let path = std::env::temp_dir().join(format!("node-host-plot-{}.svg", std::process::id()));
+        assert!(stacked(&path, "none", &[]).is_err());
+        let empty = LatencySeries {
+            label: "none",
+            points: Vec::new(),
+        };
+        assert!(latency(&path, "none", &[empty]).is_err());
+        let one = Bar {
+            label: "one",
+            parts: vec![("hub", 3.0), ("worker", 2.0)],
+        };
+        stacked(&path, "one", &[one]).unwrap();
+        let drawn = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(drawn.contains("<svg"), "{drawn}");
+    }
 }
