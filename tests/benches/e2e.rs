@@ -5,7 +5,11 @@
 //! `hello` is served at once, on the same hub, by three workers, each under
 //! an account of its own so that each gets its own calls: node-host's
 //! worker, the real hurozo 0.1.1 Python worker, and a bare Rust worker (no
-//! sandbox, no interpreter: the ceiling of any worker on this hub). Each
+//! sandbox, no interpreter: the ceiling of any worker on this hub). Their
+//! callers speak HTTP/1.1, a connection each (as curl or a Python client
+//! does); a second node-host worker is called over HTTP/2, the callers'
+//! requests spread over 4 connections (as a platform's backend sending many
+//! events at once would). Each
 //! is measured at concurrency 1, 4, 16 and 64, the workers taking turns,
 //! for `--rounds` rounds; the table gives the median of the rounds. Then,
 //! node-host against the Python worker once each:
@@ -23,7 +27,7 @@
 //!
 //! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
 //!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--rounds 3]
-//!       [--work-concurrency 64] [--worker node-host|hurozo|hub|bare] [--case TEXT]
+//!       [--work-concurrency 64] [--worker node-host|HTTP/2|hurozo|hub|bare] [--case TEXT]
 //!       [--callers N] [--plots DIR]`
 //! (`--worker` and `--case` keep only the workers and cases whose label
 //! contains the text, `--callers` only the `hello` rounds at that
@@ -35,7 +39,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use node_host_e2e::load::{
-    Measured, count_arg, loopback_round_trips, measure, measure_hub_only, measure_paced, percentile,
+    Measured, Transport, count_arg, loopback_round_trips, measure, measure_hub_only, measure_over,
+    measure_paced, percentile,
 };
 use node_host_e2e::plots::{Bar, LatencySeries};
 use node_host_e2e::{Hub, Service, eventually, execute, plots, repo_root, start_worker};
@@ -45,6 +50,10 @@ use serde_json::{Value, json};
 const CONCURRENCIES: [usize; 4] = [1, 4, 16, 64];
 
 const NODE_HOST: &str = "node-host";
+/// node-host's worker again, its callers' requests over HTTP/2.
+const NODE_HOST_H2: &str = "node-host, callers on HTTP/2";
+/// The HTTP/2 callers' connections: the callers take them in turn.
+const H2_CONNECTIONS: usize = 4;
 const BARE: &str = "bare Rust worker (no sandbox)";
 const PYTHON: &str = "hurozo 0.1.1 (Python)";
 
@@ -62,6 +71,8 @@ struct HelloWorker {
     label: &'static str,
     token: String,
     process: Service,
+    /// How its callers reach the hub.
+    transport: Transport,
 }
 
 fn python_worker(hub: &Hub, token: &str, script: &str) -> Service {
@@ -235,20 +246,32 @@ fn main() {
     // taking turns round after round.
     let mut workers = Vec::new();
     if !hello_cases.is_empty() {
-        for (label, account) in [(NODE_HOST, "node-host"), (BARE, "bare"), (PYTHON, "python")] {
+        for (label, account) in [
+            (NODE_HOST, "node-host"),
+            (NODE_HOST_H2, "node-host-h2"),
+            (BARE, "bare"),
+            (PYTHON, "python"),
+        ] {
             if !wanted(label) {
                 continue;
             }
             let token = hub.token(account, false);
             let process = match label {
-                NODE_HOST => start_worker(&hub.url, &token, &["hello"], &[]),
+                NODE_HOST | NODE_HOST_H2 => start_worker(&hub.url, &token, &["hello"], &[]),
                 BARE => node_host_e2e::load::start_bare_worker(&hub.url, &token),
                 _ => python_worker(&hub, &token, "hello_node.py"),
+            };
+            let transport = match label {
+                NODE_HOST_H2 => Transport::Http2 {
+                    connections: H2_CONNECTIONS,
+                },
+                _ => Transport::Http1,
             };
             workers.push(HelloWorker {
                 label,
                 token,
                 process,
+                transport,
             });
         }
     }
@@ -264,7 +287,8 @@ fn main() {
         for (worker, by_case) in workers.iter().zip(&mut hello_rounds) {
             let pids = [hub.service.pid(), worker.process.pid()];
             for (case, measured) in hello_cases.iter().zip(by_case.iter_mut()) {
-                let once = measure(
+                let once = measure_over(
+                    worker.transport,
                     &hub.url,
                     &worker.token,
                     case.node,
@@ -390,7 +414,7 @@ fn main() {
 
 /// `latency.svg` and `cpu.svg` of the `hello` rows into `dir`.
 fn draw(rows: &[Row], dir: &std::path::Path) {
-    let workers: Vec<&'static str> = [NODE_HOST, BARE, PYTHON]
+    let workers: Vec<&'static str> = [NODE_HOST, NODE_HOST_H2, BARE, PYTHON]
         .into_iter()
         .filter(|worker| rows.iter().any(|row| row.worker == *worker))
         .collect();
@@ -454,7 +478,7 @@ fn summarize(rows: &[Row], idle_trip: Option<Duration>) {
     };
     println!();
     if let Some(python) = hello(PYTHON, 64) {
-        for worker in [NODE_HOST, BARE] {
+        for worker in [NODE_HOST, NODE_HOST_H2, BARE] {
             if let Some(row) = hello(worker, 64) {
                 println!(
                     "{worker}: {:.2}x the Python worker's events/s for `hello` at concurrency 64",
@@ -463,10 +487,13 @@ fn summarize(rows: &[Row], idle_trip: Option<Duration>) {
             }
         }
     }
-    if let Some(row) = hello(NODE_HOST, 64) {
+    for (worker, row) in [NODE_HOST, NODE_HOST_H2]
+        .into_iter()
+        .filter_map(|worker| Some((worker, hello(worker, 64)?)))
+    {
         let cpu = |at: usize| row.cpu[at].as_secs_f64() * 1e6;
         println!(
-            "node-host at concurrency 64, CPU per event: hub {:.1} µs, worker {:.1} µs, load generator {:.1} µs",
+            "{worker} at concurrency 64, CPU per event: hub {:.1} µs, worker {:.1} µs, load generator {:.1} µs",
             cpu(0),
             cpu(1),
             cpu(2)

@@ -531,6 +531,110 @@ fn a_client_slow_to_send_its_headers_or_body_is_cut_off() {
 }
 
 #[test]
+fn callers_on_http2_send_many_events_over_one_connection() {
+    let hub = Hub::start("http2-callers");
+    let token = hub.token("alice", false);
+    let _worker = node_host_e2e::start_worker(&hub.url, &token, &["hello"], &[]);
+    node_host_e2e::eventually(Duration::from_secs(60), "the worker serves hello", || {
+        execute(
+            &hub.url,
+            &token,
+            "hello",
+            json!({"inputs": {"name": "Ada"}}),
+        )
+        .0 == 200
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = runtime.block_on(async {
+        let client = std::sync::Arc::new(
+            node_host_e2e::load::H2Client::connect(&hub.url, 1)
+                .await
+                .unwrap(),
+        );
+        let calls: Vec<_> = (0..40)
+            .map(|at| {
+                let (client, token) = (client.clone(), token.clone());
+                tokio::spawn(async move {
+                    let body = json!({"inputs": {"name": format!("caller {at}")}});
+                    let path = "/api/remote_nodes/hello/execute";
+                    client.post(path, &token, body.to_string().into()).await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap().expect("an answer over HTTP/2"));
+        }
+        answers
+    });
+    for (at, (status, body)) in answers.into_iter().enumerate() {
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["outputs"]["greeting"],
+            format!("Hello caller {at}"),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn an_http2_connection_that_stalls_or_goes_quiet_is_closed() {
+    use std::io::Write as _;
+    let hub = Hub::start_with("http2-quiet", &["--header-timeout", "300ms"]);
+    let token = hub.token("alice", false);
+    let started = std::time::Instant::now();
+
+    // The first two bytes of HTTP/2's preface, then nothing.
+    let mut stalled = TcpStream::connect(hub.addr()).unwrap();
+    stalled.write_all(b"PR").unwrap();
+    let (_, closed) = read_until_closed(&mut stalled, Duration::from_secs(10));
+    assert!(
+        closed,
+        "the hub closed a connection whose preface never came"
+    );
+
+    // A whole preface and the client's settings, then nothing: the hub
+    // answers with its own settings, then goes away (GOAWAY) and closes.
+    let mut quiet = TcpStream::connect(hub.addr()).unwrap();
+    quiet
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    let (said, closed) = read_until_closed(&mut quiet, Duration::from_secs(10));
+    assert!(closed, "the hub closed a quiet HTTP/2 connection");
+    assert!(!said.is_empty(), "the hub spoke HTTP/2 first");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A request in flight outlives the quiet: a node that waits 1.5 s
+    // (five header timeouts with nothing read) still answers its caller.
+    let _worker = node_host_e2e::start_worker(&hub.url, &token, &["work"], &[]);
+    let inputs = json!({"inputs": {"ms": 1, "wait": true}});
+    node_host_e2e::eventually(Duration::from_secs(60), "the worker serves work", || {
+        execute(&hub.url, &token, "work", inputs.clone()).0 == 200
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, body) = runtime.block_on(async {
+        let client = node_host_e2e::load::H2Client::connect(&hub.url, 1)
+            .await
+            .unwrap();
+        let body = json!({"inputs": {"ms": 1500, "wait": true}}).to_string();
+        let path = "/api/remote_nodes/work/execute";
+        client.post(path, &token, body.into()).await.unwrap()
+    });
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
 fn clients_beyond_the_connection_limit_wait_for_a_place() {
     let hub = Hub::start_with("connection-limit", &["--max-connections", "2"]);
     let first = TcpStream::connect(hub.addr()).unwrap();

@@ -337,6 +337,123 @@ fn measure_requests(
     })
 }
 
+/// An HTTP/2 (prior knowledge) client of one server for the load
+/// generator: its calls go over `connections` connections in turn, many
+/// at once on each.
+pub struct H2Client {
+    senders: Vec<hyper::client::conn::http2::SendRequest<http_body_util::Full<hyper::body::Bytes>>>,
+    next: std::sync::atomic::AtomicUsize,
+    authority: String,
+}
+
+impl H2Client {
+    /// Opens `connections` connections to `url` (`http://HOST:PORT`).
+    pub async fn connect(url: &str, connections: usize) -> std::io::Result<Self> {
+        let authority = url
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("the load generator speaks plain http, not `{url}`"))
+            .trim_end_matches('/')
+            .to_owned();
+        let mut senders = Vec::with_capacity(connections);
+        for _ in 0..connections.max(1) {
+            let stream = tokio::net::TcpStream::connect(&authority).await?;
+            stream.set_nodelay(true)?;
+            let (sender, connection) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(stream),
+            )
+            .await
+            .map_err(std::io::Error::other)?;
+            tokio::spawn(connection);
+            senders.push(sender);
+        }
+        Ok(Self {
+            senders,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            authority,
+        })
+    }
+
+    /// Sends `POST path` with `token` and the JSON `body`: the response's
+    /// status and body, once the whole of it is in.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: hyper::body::Bytes,
+    ) -> Option<(u16, hyper::body::Bytes)> {
+        use http_body_util::BodyExt as _;
+        let at = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        let mut sender = self.senders[at].clone();
+        let request = hyper::Request::post(format!("http://{}{path}", self.authority))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(body))
+            .ok()?;
+        let response = sender.send_request(request).await.ok()?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, body))
+    }
+}
+
+/// How the load generator's callers reach the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP/1.1, a connection per caller (as curl or a Python client).
+    Http1,
+    /// HTTP/2, the callers' requests spread over `connections`.
+    Http2 {
+        /// The connections the callers share.
+        connections: usize,
+    },
+}
+
+/// [`measure`] with the callers' requests over `transport`.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_over(
+    transport: Transport,
+    hub: &str,
+    token: &str,
+    node: &str,
+    inputs: &serde_json::Value,
+    concurrency: usize,
+    seconds: f64,
+    watch: &[u32],
+) -> Measured {
+    let Transport::Http2 { connections } = transport else {
+        return measure(hub, token, node, inputs, concurrency, seconds, watch);
+    };
+    let body: hyper::body::Bytes = serde_json::json!({ "inputs": inputs }).to_string().into();
+    let path: Arc<str> = format!("/api/remote_nodes/{node}/execute").into();
+    let token: Arc<str> = token.into();
+    let hub = hub.to_owned();
+    // Connected on the load generator's own runtime, by the first caller.
+    let client: Arc<tokio::sync::OnceCell<H2Client>> = Arc::default();
+    measure_calls(concurrency, Duration::ZERO, seconds, watch, move || {
+        let (client, hub, path, token, body) = (
+            client.clone(),
+            hub.clone(),
+            path.clone(),
+            token.clone(),
+            body.clone(),
+        );
+        async move {
+            let client = client
+                .get_or_init(|| async {
+                    H2Client::connect(&hub, connections)
+                        .await
+                        .unwrap_or_else(|err| panic!("connecting to {hub} over HTTP/2: {err}"))
+                })
+                .await;
+            client
+                .post(&path, &token, body)
+                .await
+                .is_some_and(|(status, _)| status < 300)
+        }
+    })
+}
+
 /// A keep-alive HTTP/1.1 client of one server for the load generator: it
 /// keeps the connections its callers return and opens one more when all
 /// are busy, so C callers use C connections.

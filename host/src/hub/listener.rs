@@ -1,5 +1,15 @@
-//! The hub's HTTP listener: HTTP/1.1 with WebSocket upgrades, bounded in
+//! The hub's HTTP listener: HTTP/1.1 with WebSocket upgrades, and HTTP/2
+//! with prior knowledge (h2c: no TLS here, that is the proxy's) for callers
+//! that send many requests at once over few connections; bounded in
 //! connections and in the time a client may take to send a request.
+//!
+//! Which protocol a connection speaks is told by its first bytes: HTTP/2's
+//! preface begins `PRI`, which no HTTP/1.1 request does. Both must come
+//! within [`ServeLimits::header_timeout`]. An HTTP/2 connection carries up
+//! to [`H2_STREAMS`] requests at once; one that has read nothing for a
+//! whole header timeout is shut down gracefully (its requests in flight
+//! still get their answers; new ones go to a new connection), as an idle
+//! HTTP/1.1 keep-alive connection is closed.
 //!
 //! A connection holds one place of [`ServeLimits::max_connections`] from
 //! accept to close, an upgraded WebSocket included; when every place is
@@ -14,6 +24,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,11 +32,22 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use http_body::Body as _;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Requests in flight at once on one HTTP/2 connection.
+pub const H2_STREAMS: u32 = 256;
+
+/// The most an HTTP/2 request's headers may take, decoded (HTTP/1.1's
+/// limit is hyper's, about as large).
+const H2_HEADER_BYTES: u32 = 64 << 10;
+
+/// The first bytes of every HTTP/2 connection (RFC 9113, section 3.4); its
+/// first three tell it from an HTTP/1.1 request.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How many connections, and how slowly, clients may use the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,25 +129,137 @@ async fn connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!("cannot set TCP_NODELAY on a connection: {err}");
     }
+    let Some(protocol) = sniff(&stream, limits.header_timeout).await else {
+        tracing::debug!(%peer, "connection closed before a request began");
+        return;
+    };
+    let reads = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Placed {
         stream,
+        reads: reads.clone(),
         _place: place,
     });
-    let served = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .serve_connection(io, TowerToHyperService::new(app))
-        .with_upgrades()
-        .await;
+    let service = TowerToHyperService::new(app);
+    let served = match protocol {
+        Protocol::Http1 => {
+            hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(io, service)
+                .with_upgrades()
+                .await
+        }
+        Protocol::Http2 => {
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(H2_STREAMS)
+                .max_header_list_size(H2_HEADER_BYTES)
+                .serve_connection(io, service);
+            until_idle(connection, &reads, limits.header_timeout).await
+        }
+    };
     if let Err(err) = served {
         tracing::debug!(%peer, "connection ended: {err}");
     }
 }
 
+/// The protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Which protocol the client of `stream` speaks, from its first bytes
+/// (peeked: they stay for the protocol to read); `None` when it closed or
+/// sent too little within `timeout`.
+async fn sniff(stream: &TcpStream, timeout: Duration) -> Option<Protocol> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut first = [0; 3];
+    loop {
+        let seen = tokio::time::timeout_at(deadline, stream.peek(&mut first))
+            .await
+            .ok()?
+            .ok()?;
+        if seen == 0 {
+            return None;
+        }
+        if first[..seen] != H2_PREFACE[..seen] {
+            return Some(Protocol::Http1);
+        }
+        if seen == first.len() {
+            return Some(Protocol::Http2);
+        }
+        // One or two bytes of `PRI`: a peek returns at once while bytes
+        // wait unread, so look again a little later.
+        let again = tokio::time::Instant::now() + Duration::from_millis(5);
+        if again >= deadline {
+            return None;
+        }
+        tokio::time::sleep_until(again).await;
+    }
+}
+
+/// Serves an HTTP/2 `connection` until it ends, shutting it down gracefully
+/// once it has read nothing (`reads` unchanged) for a whole `idle` period:
+/// new requests are refused (GOAWAY), those in flight answered. A peer
+/// that still sends nothing for another period (not even the ack of the
+/// shutdown's ping) is not waited for: the connection is dropped.
+async fn until_idle<C>(connection: C, reads: &AtomicU64, idle: Duration) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>> + GracefulShutdown,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut seen = reads.load(Ordering::Relaxed);
+    let mut check = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+    let mut shut_down = false;
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => return served,
+            _ = check.tick() => {
+                let now = reads.load(Ordering::Relaxed);
+                match (now == seen, shut_down) {
+                    (false, false) => seen = now,
+                    (true, false) => {
+                        connection.as_mut().shut_down();
+                        shut_down = true;
+                    }
+                    (true, true) => return Ok(()),
+                    // It answered: its requests in flight end by their own
+                    // deadlines, and no new one is taken.
+                    (false, true) => return connection.await,
+                }
+            }
+        }
+    }
+}
+
+/// A connection that can stop taking requests and end once those in
+/// flight are answered.
+trait GracefulShutdown {
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S, E, B> GracefulShutdown for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 /// A connection's stream with its place: the place is given back when the
-/// stream is dropped, after an upgrade too.
+/// stream is dropped, after an upgrade too. Counts its reads that brought
+/// bytes.
 struct Placed {
     stream: TcpStream,
+    reads: Arc<AtomicU64>,
     _place: OwnedSemaphorePermit,
 }
 
@@ -135,7 +269,12 @@ impl AsyncRead for Placed {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        read
     }
 }
 
