@@ -192,8 +192,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn exosphere_records(&self) -> Result<Vec<(AccountId, ExosphereRecord)>, StoreError>;
 
     /// Writes what is known of some events, all or none, then keeps each
-    /// account of `keep` to its retention (its newest `events` events, none
-    /// older than `max_age_s`). A write `into` a kept row merges into it
+    /// account of `keep` to its retention: its newest `events` events, and
+    /// none older than `max_age_s` before the first younger one (by id:
+    /// rows are written about in the order of their `at_ms`, an event that
+    /// ran long a few minutes after younger ones at most, so pruning by age
+    /// reads only what it deletes, not every row of the account each
+    /// batch; such an event goes with the first younger one, minutes
+    /// later). A write `into` a kept row merges into it
     /// (see [`HistoryEvent::merge`]); any other adds a row. Answers the id
     /// of each write's row, in order.
     async fn record_history(

@@ -730,7 +730,9 @@ impl Store for PostgresStore {
             .await
             .map_err(pg("prune the history"))?;
             tx.execute(
-                "DELETE FROM event_history WHERE account_id = $1 AND at_ms < $2",
+                "DELETE FROM event_history WHERE account_id = $1 AND id < COALESCE(
+                     (SELECT id FROM event_history WHERE account_id = $1 AND at_ms >= $2
+                          ORDER BY id LIMIT 1), 9223372036854775807)",
                 &[&account, &oldest],
             )
             .await

@@ -258,18 +258,34 @@ async fn history_merges_into_rows_and_keeps_its_retention(store: &dyn Store) {
         ..all.clone()
     };
     assert!(store.history(erin, &other_node).await.unwrap().is_empty());
-    // Age: an event older than the retention is gone at the next write.
-    let mut old = ran(erin, "old", "ok");
-    old.at_ms -= 7_200_000;
-    record(store, vec![old], None, retention).await;
-    assert!(
-        store
-            .history(erin, &all)
-            .await
-            .unwrap()
-            .iter()
-            .all(|e| e.uuid != "old")
-    );
+    // Age, on an account of its own: the events older than the retention
+    // before its first younger one are gone at the next write; an old one
+    // after a younger one goes with it.
+    let ivy = new_account(store, "ivy").await;
+    let aged = |uuid| {
+        let mut event = ran(ivy, uuid, "ok");
+        event.at_ms -= 7_200_000;
+        event
+    };
+    let kept = async || -> Vec<String> {
+        let events = store.history(ivy, &all).await.unwrap();
+        events.into_iter().map(|e| e.uuid).collect()
+    };
+    record(store, vec![aged("old")], None, retention).await;
+    assert!(kept().await.is_empty());
+    let events = vec![aged("old-1"), ran(ivy, "young", "ok"), aged("old-2")];
+    record(store, events, None, retention).await;
+    assert_eq!(kept().await, ["young", "old-2"]);
+    // Once the younger one is old too (an hour from now, by a retention of
+    // minus an hour), both go.
+    let later = Retention {
+        max_age_s: -3600,
+        ..retention
+    };
+    let mut newest = ran(ivy, "newest", "ok");
+    newest.at_ms += 7_200_000;
+    record(store, vec![newest], None, later).await;
+    assert_eq!(kept().await, ["newest"]);
     store.forget_history(erin, "chatty").await.unwrap();
     assert_eq!(store.history_count(erin).await.unwrap(), 0);
     assert_eq!(store.history_count(fay).await.unwrap(), 1);

@@ -398,7 +398,8 @@ fn known(event: &HistoryEvent) -> [&dyn ToSql; 8] {
 
 /// Keeps `account`'s newest `retention.events` events, none older than
 /// `retention.max_age_s`: two deletes along the `(account_id, id)` index
-/// (an `OR` of both would make SQLite collect the rows first).
+/// (an `OR` of both would make SQLite collect the rows first), each
+/// visiting only what it deletes and a row past it.
 fn prune_history(
     tx: &rusqlite::Transaction<'_>,
     account: i64,
@@ -414,9 +415,15 @@ fn prune_history(
     .map_err(sql("prepare history pruning"))?
     .execute(params![account, keep])
     .map_err(sql("prune the history"))?;
-    tx.prepare_cached("DELETE FROM event_history WHERE account_id = ?1 AND at_ms < ?2")
-        .map_err(sql("prepare history pruning"))?
-        .execute(params![account, oldest])
-        .map_err(sql("prune the history by age"))?;
+    // See `Store::record_history`: by id up to the first young event, so
+    // that only the rows deleted are visited, never the whole account.
+    tx.prepare_cached(
+        "DELETE FROM event_history WHERE account_id = ?1 AND id < COALESCE(
+             (SELECT id FROM event_history WHERE account_id = ?1 AND at_ms >= ?2
+                  ORDER BY id LIMIT 1), 9223372036854775807)",
+    )
+    .map_err(sql("prepare history pruning"))?
+    .execute(params![account, oldest])
+    .map_err(sql("prune the history by age"))?;
     Ok(())
 }
