@@ -91,7 +91,8 @@ pub(super) struct HubArgs {
     max_connections: u32,
 
     /// The most a client may take to send a request's headers (also how
-    /// long an idle keep-alive connection is kept).
+    /// long an idle keep-alive connection is kept; an HTTP/2 connection
+    /// that sends nothing for that long is shut down gracefully).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
 
