@@ -337,6 +337,15 @@ fn measure_requests(
     })
 }
 
+/// `HOST:PORT` of `url` (`http://HOST:PORT`, nothing after): the load
+/// generator speaks plain HTTP only.
+fn authority(url: &str) -> String {
+    url.strip_prefix("http://")
+        .unwrap_or_else(|| panic!("the load generator speaks plain http, not `{url}`"))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 /// An HTTP/2 (prior knowledge) client of one server for the load
 /// generator: its calls go over `connections` connections in turn, many
 /// at once on each.
@@ -349,11 +358,7 @@ pub struct H2Client {
 impl H2Client {
     /// Opens `connections` connections to `url` (`http://HOST:PORT`).
     pub async fn connect(url: &str, connections: usize) -> std::io::Result<Self> {
-        let authority = url
-            .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("the load generator speaks plain http, not `{url}`"))
-            .trim_end_matches('/')
-            .to_owned();
+        let authority = authority(url);
         let mut senders = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
             let stream = tokio::net::TcpStream::connect(&authority).await?;
@@ -471,13 +476,8 @@ struct RawConnection {
 impl RawClient {
     /// A client of `url` (`http://HOST:PORT`, nothing after).
     pub fn new(url: &str) -> Self {
-        let address = url
-            .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("the load generator speaks plain http, not `{url}`"))
-            .trim_end_matches('/')
-            .to_owned();
         Self {
-            address,
+            address: authority(url),
             idle: std::sync::Mutex::default(),
         }
     }

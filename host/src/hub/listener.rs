@@ -155,7 +155,10 @@ async fn connection(
                 .max_concurrent_streams(H2_STREAMS)
                 .max_header_list_size(H2_HEADER_BYTES)
                 .serve_connection(io, service);
-            until_idle(connection, &reads, limits.header_timeout).await
+            until_idle(connection, &reads, limits.header_timeout, |connection| {
+                connection.graceful_shutdown();
+            })
+            .await
         }
     };
     if let Err(err) = served {
@@ -201,28 +204,34 @@ async fn sniff(stream: &TcpStream, timeout: Duration) -> Option<Protocol> {
 }
 
 /// Serves an HTTP/2 `connection` until it ends, shutting it down gracefully
-/// once it has read nothing (`reads` unchanged) for a whole `idle` period:
+/// (`shut_down`) once it has read nothing (`reads` unchanged) for a whole
+/// `idle` period:
 /// new requests are refused (GOAWAY), those in flight answered. A peer
 /// that still sends nothing for another period (not even the ack of the
 /// shutdown's ping) is not waited for: the connection is dropped.
-async fn until_idle<C>(connection: C, reads: &AtomicU64, idle: Duration) -> hyper::Result<()>
+async fn until_idle<C>(
+    connection: C,
+    reads: &AtomicU64,
+    idle: Duration,
+    mut shut_down: impl FnMut(Pin<&mut C>),
+) -> hyper::Result<()>
 where
-    C: Future<Output = hyper::Result<()>> + GracefulShutdown,
+    C: Future<Output = hyper::Result<()>>,
 {
     let mut connection = std::pin::pin!(connection);
     let mut seen = reads.load(Ordering::Relaxed);
     let mut check = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
-    let mut shut_down = false;
+    let mut asked = false;
     loop {
         tokio::select! {
             served = connection.as_mut() => return served,
             _ = check.tick() => {
                 let now = reads.load(Ordering::Relaxed);
-                match (now == seen, shut_down) {
+                match (now == seen, asked) {
                     (false, false) => seen = now,
                     (true, false) => {
-                        connection.as_mut().shut_down();
-                        shut_down = true;
+                        shut_down(connection.as_mut());
+                        asked = true;
                     }
                     (true, true) => return Ok(()),
                     // It answered: its requests in flight end by their own
@@ -231,26 +240,6 @@ where
                 }
             }
         }
-    }
-}
-
-/// A connection that can stop taking requests and end once those in
-/// flight are answered.
-trait GracefulShutdown {
-    fn shut_down(self: Pin<&mut Self>);
-}
-
-impl<I, S, E, B> GracefulShutdown for hyper::server::conn::http2::Connection<I, S, E>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn shut_down(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
     }
 }
 
