@@ -191,8 +191,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every account's Exosphere records.
     async fn exosphere_records(&self) -> Result<Vec<(AccountId, ExosphereRecord)>, StoreError>;
 
-    /// Writes what is known of some events, all or none, then keeps each
-    /// account of `keep` to its retention: its newest `events` events, and
+    /// Writes what is known of some events, all or none, then prunes each
+    /// account of `prune`: to its newest `newest` events when given, and
     /// none older than `max_age_s` before the first younger one (by id:
     /// rows are written about in the order of their `at_ms`, an event that
     /// ran long a few minutes after younger ones at most, so pruning by age
@@ -204,7 +204,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_history(
         &self,
         writes: Vec<HistoryWrite>,
-        keep: Vec<(AccountId, Retention)>,
+        prune: Vec<Prune>,
     ) -> Result<Vec<i64>, StoreError>;
 
     /// `account`'s kept events matching `query`, oldest first.
@@ -335,6 +335,18 @@ impl Default for Retention {
             max_age_s: 7 * 24 * 3600,
         }
     }
+}
+
+/// How [`Store::record_history`] prunes one account's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    /// Whose.
+    pub account: AccountId,
+    /// Events older than this many seconds go.
+    pub max_age_s: i64,
+    /// The newest this many events stay, when given: counting them walks
+    /// them all, so a caller that writes often counts now and then.
+    pub newest: Option<u64>,
 }
 
 /// Which kept events to list.

@@ -5,11 +5,13 @@
 //! task takes what has queued up, merges the two records of one event (the
 //! caller's answer and the sandbox's run) and writes them in one
 //! transaction (one commit per batch, not per event) that also prunes each
-//! account it wrote to down to its [`Retention`]. Reads ([`History::flush`]
-//! first) see every event recorded before them. When the store lags so far behind that the
-//! queue is full, further events are counted and logged, never waited for:
-//! a slow database must not slow the events themselves.
+//! account it wrote to down to its [`Retention`] (by count only now and
+//! then: see [`COUNT_EVERY`]). Reads ([`History::flush`] first) see every
+//! event recorded before them, pruned exactly. When the store lags so far
+//! behind that the queue is full, further events are counted and logged,
+//! never waited for: a slow database must not slow the events themselves.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Hub, HubError};
 use crate::core::AccountId;
 use crate::hub::store::{
-    Caller, HistoryEvent, HistoryQuery, HistoryWrite, Retention, Store, unix_millis,
+    Caller, HistoryEvent, HistoryQuery, HistoryWrite, Prune, Retention, Store, unix_millis,
 };
 use crate::protocol::hosted::EventLogs;
 
@@ -152,6 +154,7 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
     let mut batch: Vec<(HistoryEvent, bool)> = Vec::new();
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
     let mut recent = Recent::default();
+    let mut uncounted = Uncounted::default();
     while let Some(first) = writes.recv().await {
         if matches!(first, Write::Event { .. }) {
             tokio::time::sleep(GATHER).await;
@@ -166,28 +169,38 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
                 next = writes.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
-            let events = batch.len();
-            let (rows, keys) = merged(std::mem::take(&mut batch), &mut recent);
-            let mut accounts: Vec<AccountId> = rows.iter().map(|row| row.event.account).collect();
-            accounts.sort_unstable();
-            accounts.dedup();
-            // Each account keeps its own count, else the hub's.
-            let mut keep = Vec::with_capacity(accounts.len());
-            for account in accounts {
-                let events = match store.limits(account).await {
-                    Ok(limits) => limits.history_events.unwrap_or(retention.events),
-                    Err(_) => retention.events,
-                };
-                keep.push((
-                    account,
-                    Retention {
-                        events,
-                        ..retention
-                    },
-                ));
+        let events = batch.len();
+        let (rows, keys) = merged(std::mem::take(&mut batch), &mut recent);
+        // Rows added to each account (a merge adds none).
+        let mut added: BTreeMap<AccountId, u64> = BTreeMap::new();
+        for row in &rows {
+            *added.entry(row.event.account).or_default() += u64::from(row.into.is_none());
+        }
+        let flushing = !flushed.is_empty();
+        if flushing {
+            for account in uncounted.behind() {
+                added.entry(account).or_default();
             }
-            match store.record_history(rows, keep).await {
+        }
+        let mut prune = Vec::with_capacity(added.len());
+        for (account, added) in added {
+            // Each account keeps its own count, else the hub's.
+            let keep = match store.limits(account).await {
+                Ok(limits) => limits.history_events.unwrap_or(retention.events),
+                Err(_) => retention.events,
+            };
+            let count = uncounted.add(account, added, keep) || flushing;
+            if count {
+                uncounted.counted(account);
+            }
+            prune.push(Prune {
+                account,
+                max_age_s: retention.max_age_s,
+                newest: count.then_some(keep),
+            });
+        }
+        if !rows.is_empty() || !prune.is_empty() {
+            match store.record_history(rows, prune).await {
                 Ok(ids) => {
                     for (key, id) in keys.into_iter().zip(ids) {
                         if let Some(key) = key {
@@ -201,6 +214,39 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
         for done in flushed.drain(..) {
             let _ = done.send(());
         }
+    }
+}
+
+/// How many rows the writer may add to an account before counting its
+/// history again, as a share of what the account keeps: counting walks
+/// every row kept (milliseconds at 100,000), so an account holds up to a
+/// sixteenth more than it keeps, for a while. A flush counts every account
+/// behind, so what a reader sees is exact.
+const COUNT_EVERY: u64 = 16;
+
+/// Rows added to each account since its history was last counted; an
+/// account not written to since the hub started is counted at its first
+/// write (a hub stopped between two counts left it up to a sixteenth over).
+#[derive(Default)]
+struct Uncounted(std::collections::HashMap<AccountId, u64>);
+
+impl Uncounted {
+    /// Notes `added` rows; true when the account's history is due to be
+    /// counted, of which it keeps `keep`.
+    fn add(&mut self, account: AccountId, added: u64, keep: u64) -> bool {
+        let since = self.0.entry(account).or_insert(u64::MAX);
+        *since = since.saturating_add(added);
+        *since >= (keep / COUNT_EVERY).max(1)
+    }
+
+    fn counted(&mut self, account: AccountId) {
+        self.0.insert(account, 0);
+    }
+
+    /// The accounts with rows added since their last count.
+    fn behind(&self) -> Vec<AccountId> {
+        let behind = self.0.iter().filter(|(_, since)| **since > 0);
+        behind.map(|(account, _)| *account).collect()
     }
 }
 
@@ -441,6 +487,73 @@ mod tests {
         history.flush().await;
         assert_eq!(store.history_count(account).await.unwrap(), 100);
         assert_eq!(history.lost(), 0);
+    }
+
+    #[test]
+    fn an_account_is_counted_at_its_first_write_then_every_sixteenth_of_its_keep() {
+        let mut uncounted = Uncounted::default();
+        assert!(uncounted.add(1, 1, 160), "first write since the start");
+        uncounted.counted(1);
+        assert!(uncounted.behind().is_empty());
+        assert!(!uncounted.add(1, 9, 160));
+        assert_eq!(uncounted.behind(), [1]);
+        assert!(uncounted.add(1, 1, 160), "ten rows, a sixteenth of 160");
+        uncounted.counted(1);
+        // An account that keeps fewer than sixteen is counted at every write.
+        assert!(uncounted.add(2, 1, 3));
+        uncounted.counted(2);
+        assert!(uncounted.add(2, 1, 3));
+    }
+
+    #[tokio::test]
+    async fn the_count_is_pruned_now_and_then_and_exactly_at_a_flush() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(None).unwrap());
+        store.create_token("ann", false, None).await.unwrap();
+        let account = store.account_id("ann").await.unwrap();
+        let retention = Retention {
+            events: 160,
+            max_age_s: 3600,
+        };
+        let history = History::start(store.clone(), retention);
+        let record = |range: std::ops::Range<u32>| {
+            for n in range {
+                history.record(HistoryEvent {
+                    account,
+                    node: "n".into(),
+                    uuid: format!("u{n}"),
+                    at_ms: unix_millis(),
+                    outcome: Some("ok".into()),
+                    ..HistoryEvent::default()
+                });
+            }
+        };
+        // Waits (without a flush, which would count) until `uuid` is kept,
+        // then answers how many are.
+        let kept_once_written = async |uuid: &str| -> u64 {
+            let newest = HistoryQuery {
+                limit: 1,
+                ..HistoryQuery::default()
+            };
+            for _ in 0..500 {
+                let events = store.history(account, &newest).await.unwrap();
+                if events.first().is_some_and(|event| event.uuid == uuid) {
+                    return store.history_count(account).await.unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("{uuid} was not written within 5 s");
+        };
+        record(0..200);
+        history.flush().await;
+        assert_eq!(store.history_count(account).await.unwrap(), 160);
+        record(200..205);
+        assert_eq!(kept_once_written("u204").await, 165, "not counted yet");
+        record(205..210);
+        assert_eq!(kept_once_written("u209").await, 160, "a sixteenth: counted");
+        record(210..213);
+        assert_eq!(kept_once_written("u212").await, 163);
+        history.flush().await;
+        assert_eq!(store.history_count(account).await.unwrap(), 160);
     }
 
     fn event(uuid: &str, from_caller: bool) -> HistoryEvent {

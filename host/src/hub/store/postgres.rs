@@ -19,9 +19,9 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     Caller, ExosphereRecord, HistoryEvent, HistoryQuery, HistoryWrite, Issued, LimitSettings,
-    PutVersion, Retention, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind,
-    TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_millis,
-    unix_seconds, valid_account_name,
+    Prune, PutVersion, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind, TokenRecord,
+    UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_millis, unix_seconds,
+    valid_account_name,
 };
 use crate::core::AccountId;
 
@@ -666,7 +666,7 @@ impl Store for PostgresStore {
     async fn record_history(
         &self,
         writes: Vec<HistoryWrite>,
-        keep: Vec<(AccountId, Retention)>,
+        prune: Vec<Prune>,
     ) -> Result<Vec<i64>, StoreError> {
         let mut client = self.client().await?;
         let tx = client
@@ -718,17 +718,24 @@ impl Store for PostgresStore {
             };
             ids.push(id);
         }
-        for (account, retention) in keep {
-            let oldest = unix_millis() - retention.max_age_s * 1000;
-            let events = retention.events.min(i64::MAX as u64) as i64;
-            tx.execute(
-                "DELETE FROM event_history WHERE account_id = $1 AND id <= COALESCE(
-                     (SELECT id FROM event_history WHERE account_id = $1
-                          ORDER BY id DESC LIMIT 1 OFFSET $2), 0)",
-                &[&account, &events],
-            )
-            .await
-            .map_err(pg("prune the history"))?;
+        for Prune {
+            account,
+            max_age_s,
+            newest,
+        } in prune
+        {
+            let oldest = unix_millis() - max_age_s * 1000;
+            if let Some(newest) = newest {
+                let newest = newest.min(i64::MAX as u64) as i64;
+                tx.execute(
+                    "DELETE FROM event_history WHERE account_id = $1 AND id <= COALESCE(
+                         (SELECT id FROM event_history WHERE account_id = $1
+                              ORDER BY id DESC LIMIT 1 OFFSET $2), 0)",
+                    &[&account, &newest],
+                )
+                .await
+                .map_err(pg("prune the history"))?;
+            }
             tx.execute(
                 "DELETE FROM event_history WHERE account_id = $1 AND id < COALESCE(
                      (SELECT id FROM event_history WHERE account_id = $1 AND at_ms >= $2

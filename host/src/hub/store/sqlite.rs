@@ -13,9 +13,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{
     Caller, ExosphereRecord, HistoryEvent, HistoryQuery, HistoryWrite, Issued, LimitSettings,
-    PutVersion, Retention, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind,
-    TokenRecord, UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_seconds,
-    valid_account_name,
+    Prune, PutVersion, Sealed, Store, StoreError, TOKEN_PREFIX, TokenId, TokenKind, TokenRecord,
+    UploadedNode, WORKER_TOKEN_PREFIX, new_token, token_hash, unix_seconds, valid_account_name,
 };
 use crate::core::AccountId;
 
@@ -311,9 +310,10 @@ impl Store for SqliteStore {
     async fn record_history(
         &self,
         writes: Vec<HistoryWrite>,
-        keep: Vec<(AccountId, Retention)>,
+        prune: Vec<Prune>,
     ) -> Result<Vec<i64>, StoreError> {
-        self.with(move |db| db.record_history(&writes, &keep)).await
+        self.with(move |db| db.record_history(&writes, &prune))
+            .await
     }
 
     async fn history(

@@ -139,8 +139,15 @@ async fn record(
         .into_iter()
         .map(|event| super::HistoryWrite { event, into })
         .collect();
-    let keep = accounts.into_iter().map(|a| (a, retention)).collect();
-    store.record_history(writes, keep).await.unwrap()
+    let prune = accounts
+        .into_iter()
+        .map(|account| super::Prune {
+            account,
+            max_age_s: retention.max_age_s,
+            newest: Some(retention.events),
+        })
+        .collect();
+    store.record_history(writes, prune).await.unwrap()
 }
 
 async fn history_merges_into_rows_and_keeps_its_retention(store: &dyn Store) {
@@ -286,6 +293,28 @@ async fn history_merges_into_rows_and_keeps_its_retention(store: &dyn Store) {
     newest.at_ms += 7_200_000;
     record(store, vec![newest], None, later).await;
     assert_eq!(kept().await, ["newest"]);
+    // Not counted this time: only the age prunes.
+    let uncounted = vec![super::Prune {
+        account: ivy,
+        max_age_s: 3600,
+        newest: None,
+    }];
+    let writes = (1..=4)
+        .map(|n| super::HistoryWrite {
+            event: ran(ivy, &format!("i{n}"), "ok"),
+            into: None,
+        })
+        .collect();
+    store.record_history(writes, uncounted).await.unwrap();
+    assert_eq!(kept().await, ["newest", "i1", "i2", "i3", "i4"]);
+    // Counted with nothing written (a flush): the newest three stay.
+    let counted = vec![super::Prune {
+        account: ivy,
+        max_age_s: 3600,
+        newest: Some(3),
+    }];
+    store.record_history(vec![], counted).await.unwrap();
+    assert_eq!(kept().await, ["i2", "i3", "i4"]);
     store.forget_history(erin, "chatty").await.unwrap();
     assert_eq!(store.history_count(erin).await.unwrap(), 0);
     assert_eq!(store.history_count(fay).await.unwrap(), 1);

@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension as _, ToSql, params};
 
 use super::{
-    Database, HistoryEvent, HistoryQuery, HistoryWrite, PutVersion, Retention, StoreError, sql,
+    Database, HistoryEvent, HistoryQuery, HistoryWrite, Prune, PutVersion, StoreError, sql,
 };
 use crate::hub::store::UploadedNode;
 
@@ -203,7 +203,7 @@ impl Database {
     pub(super) fn record_history(
         &mut self,
         writes: &[HistoryWrite],
-        keep: &[(i64, Retention)],
+        prune: &[Prune],
     ) -> Result<Vec<i64>, StoreError> {
         let tx = self
             .db
@@ -253,8 +253,8 @@ impl Database {
                 };
                 ids.push(id);
             }
-            for (account, retention) in keep {
-                prune_history(&tx, *account, *retention)?;
+            for prune in prune {
+                prune_history(&tx, prune)?;
             }
         }
         tx.commit().map_err(sql("commit a history write"))?;
@@ -396,25 +396,28 @@ fn known(event: &HistoryEvent) -> [&dyn ToSql; 8] {
     ]
 }
 
-/// Keeps `account`'s newest `retention.events` events, none older than
-/// `retention.max_age_s`: two deletes along the `(account_id, id)` index
-/// (an `OR` of both would make SQLite collect the rows first), each
-/// visiting only what it deletes and a row past it.
-fn prune_history(
-    tx: &rusqlite::Transaction<'_>,
-    account: i64,
-    retention: Retention,
-) -> Result<(), StoreError> {
-    let oldest = crate::hub::store::unix_millis() - retention.max_age_s * 1000;
-    let keep = retention.events.min(i64::MAX as u64) as i64;
-    tx.prepare_cached(
-        "DELETE FROM event_history WHERE account_id = ?1 AND id <= COALESCE(
-             (SELECT id FROM event_history WHERE account_id = ?1
-                  ORDER BY id DESC LIMIT 1 OFFSET ?2), 0)",
-    )
-    .map_err(sql("prepare history pruning"))?
-    .execute(params![account, keep])
-    .map_err(sql("prune the history"))?;
+/// Keeps the account's newest `newest` events (when given), none older
+/// than `max_age_s`: two deletes along the `(account_id, id)` index (an
+/// `OR` of both would make SQLite collect the rows first). The count walks
+/// the rows it keeps; the age visits only what it deletes and a row past it.
+fn prune_history(tx: &rusqlite::Transaction<'_>, prune: &Prune) -> Result<(), StoreError> {
+    let Prune {
+        account,
+        max_age_s,
+        newest,
+    } = *prune;
+    let oldest = crate::hub::store::unix_millis() - max_age_s * 1000;
+    if let Some(newest) = newest {
+        let keep = newest.min(i64::MAX as u64) as i64;
+        tx.prepare_cached(
+            "DELETE FROM event_history WHERE account_id = ?1 AND id <= COALESCE(
+                 (SELECT id FROM event_history WHERE account_id = ?1
+                      ORDER BY id DESC LIMIT 1 OFFSET ?2), 0)",
+        )
+        .map_err(sql("prepare history pruning"))?
+        .execute(params![account, keep])
+        .map_err(sql("prune the history"))?;
+    }
     // See `Store::record_history`: by id up to the first young event, so
     // that only the rows deleted are visited, never the whole account.
     tx.prepare_cached(
