@@ -23,7 +23,9 @@
 //!
 //! It writes `latency.svg` (p50 and p99 against concurrency, per worker)
 //! and `cpu.svg` (CPU per `hello` event at concurrency 64, stacked by
-//! process) into `--plots DIR` (default `docs/bench`).
+//! process) into `--plots DIR` (default `docs/bench`, only for a whole run:
+//! a run cut down by a filter or changed by `--hub-flags` draws no plots
+//! unless given `--plots`, so that it never overwrites the committed ones).
 //!
 //! Run: `NODE_HOST_HUROZO_PYTHON=$(tests/hurozo/setup-venv target/hurozo-venv)
 //!       cargo bench -p node-host-e2e --bench e2e [-- --seconds 5] [--rounds 3]
@@ -186,8 +188,13 @@ fn main() {
     let work_concurrency = flag_value(&args, "--work-concurrency").unwrap_or("64");
     let worker_filter = flag_value(&args, "--worker").unwrap_or("");
     let case_filter = flag_value(&args, "--case").unwrap_or("");
-    let plots_dir =
-        flag_value(&args, "--plots").map_or_else(|| repo_root().join("docs/bench"), PathBuf::from);
+    let partial = ["--worker", "--case", "--callers", "--hub-flags"]
+        .iter()
+        .any(|flag| flag_value(&args, flag).is_some());
+    let plots_dir = match flag_value(&args, "--plots") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => (!partial).then(|| repo_root().join("docs/bench")),
+    };
     // `--hub-flags "--history-events 0"`: the hub run otherwise (to weigh
     // what a feature costs, say).
     let hub_flags: Vec<&str> = flag_value(&args, "--hub-flags")
@@ -405,10 +412,14 @@ fn main() {
         &rows,
         trips.as_ref().map(|(idle, _)| percentile(idle, 0.50)),
     );
-    if !hello_cases.is_empty() {
-        std::fs::create_dir_all(&plots_dir).expect("making the plots' directory");
-        draw(&rows, &plots_dir);
-        println!("\nplots: {}/{{latency,cpu}}.svg", plots_dir.display());
+    match plots_dir {
+        _ if hello_cases.is_empty() => {}
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).expect("making the plots' directory");
+            draw(&rows, &dir);
+            println!("\nplots: {}/{{latency,cpu}}.svg", dir.display());
+        }
+        None => println!("\nplots: not drawn for a partial run (--plots DIR draws them)"),
     }
 }
 

@@ -209,13 +209,17 @@ impl Database {
             .db
             .transaction()
             .map_err(sql("begin a history write"))?;
+        let mut next_id = match self.next_history_id {
+            Some(id) => id,
+            None => first_history_id(&tx)?,
+        };
         let mut ids = Vec::with_capacity(writes.len());
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO event_history (account_id, node, uuid, at_ms, caller, outcome,
-                         message, duration_us, fuel, version, logs, ran)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    "INSERT INTO event_history (id, account_id, node, uuid, at_ms, caller,
+                         outcome, message, duration_us, fuel, version, logs, ran)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(sql("prepare a history write"))?;
             // The same rule as `HistoryEvent::merge`, in SQL.
@@ -243,12 +247,14 @@ impl Database {
                         *id
                     }
                     None => {
-                        let key: [&dyn ToSql; 4] =
-                            [&event.account, &event.node, &event.uuid, &event.at_ms];
+                        let id = next_id;
+                        let key: [&dyn ToSql; 5] =
+                            [&id, &event.account, &event.node, &event.uuid, &event.at_ms];
                         insert
                             .execute(&*[&key[..], &known(event)].concat())
                             .map_err(sql("write an event to the history"))?;
-                        tx.last_insert_rowid()
+                        next_id += 1;
+                        id
                     }
                 };
                 ids.push(id);
@@ -256,8 +262,17 @@ impl Database {
             for prune in prune {
                 prune_history(&tx, prune)?;
             }
+            if Some(next_id) != self.next_history_id {
+                tx.execute(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![NEXT_HISTORY_ID, next_id],
+                )
+                .map_err(sql("keep the history's next id"))?;
+            }
         }
         tx.commit().map_err(sql("commit a history write"))?;
+        self.next_history_id = Some(next_id);
         Ok(ids)
     }
 
@@ -379,6 +394,26 @@ impl Database {
         .map_err(sql("set a configuration value"))?;
         Ok(changed > 0)
     }
+}
+
+/// The setting that holds the id the next history row takes: rows are
+/// numbered by the hub, not by SQLite's `AUTOINCREMENT` (which updated a
+/// table of its own at every insert), and an id is never given twice, even
+/// after the newest rows were deleted (a follower's `after` and the
+/// writer's merges name rows by id).
+const NEXT_HISTORY_ID: &str = "event_history.next_id";
+
+/// The id the next history row takes: past every row there is and every
+/// id ever given.
+fn first_history_id(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
+    tx.query_row(
+        "SELECT MAX(
+             COALESCE((SELECT value FROM settings WHERE key = ?1), 1),
+             COALESCE((SELECT MAX(id) + 1 FROM event_history), 1))",
+        params![NEXT_HISTORY_ID],
+        |row| row.get(0),
+    )
+    .map_err(sql("read the history's next id"))
 }
 
 /// What a record may know of its event, in the order both history
