@@ -3,6 +3,26 @@
 //! Exit codes: 0 success, 1 the node (or the inspected file) failed,
 //! 2 a usage error or a file that cannot be used as a node.
 
+/// `println!` for the long-running commands (`run`, `hub`, `serve`), which
+/// never panics: with its reader gone (a supervisor's log pipe that broke)
+/// `println!` panics, and the task that printed dies with it (a worker
+/// whose stop-on-signal task died so went on ignoring SIGTERM). What
+/// cannot be shown is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`say!`] for stderr, in place of `eprintln!`.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod call;
 mod componentize;
@@ -111,7 +131,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("node-host: error: {err:#}");
+            tell!("node-host: error: {err:#}");
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -258,6 +278,6 @@ async fn serve_metrics(
         axum::routing::get(move || std::future::ready(metrics.http_response())),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    println!("node-host: metrics at http://{listener_addr}/metrics");
+    say!("node-host: metrics at http://{listener_addr}/metrics");
     Ok(())
 }

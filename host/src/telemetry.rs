@@ -11,6 +11,7 @@
 //! them and each costs one cached check, not a span.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::OnceLock;
 
 use opentelemetry::propagation::TextMapPropagator as _;
@@ -43,7 +44,11 @@ impl Drop for Telemetry {
         if let Some(provider) = self.provider.take()
             && let Err(err) = provider.shutdown()
         {
-            eprintln!("node-host: could not send the last traces: {err}");
+            // Never a panic in a drop: stderr may be gone.
+            let _ = writeln!(
+                std::io::stderr(),
+                "node-host: could not send the last traces: {err}"
+            );
         }
     }
 }
@@ -91,7 +96,8 @@ fn exporter(service: &'static str) -> Option<SdkTracerProvider> {
     {
         Ok(exporter) => exporter,
         Err(err) => {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "node-host: traces are not exported: {err} (check OTEL_EXPORTER_OTLP_ENDPOINT, \
                  e.g. http://127.0.0.1:4318)"
             );

@@ -229,6 +229,58 @@ fn sigterm_finishes_events_in_flight_then_exits_zero() {
 }
 
 #[test]
+fn a_worker_whose_output_is_gone_still_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    let hub = Hub::start("worker-output-gone");
+    let token = hub.token("alice", false);
+    let mut worker = node_host()
+        .arg("run")
+        .arg(guest("hello"))
+        .args(["--backend", &hub.url, "--token", &token])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the worker");
+    let mut stdout = std::io::BufReader::new(worker.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no `serving` line"
+        );
+    }
+    // Its supervisor's log reader dies: both pipes close.
+    drop(stdout);
+    drop(worker.stderr.take());
+    let (status, answer) = execute(
+        &hub.url,
+        &token,
+        "hello",
+        json!({"inputs": {"name": "Ada"}}),
+    );
+    assert_eq!((status, &answer["outputs"]), (200, &hello_outputs("Ada")));
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // Stopping prints (to the closed stderr): that must not stop the stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = worker.kill();
+            panic!("the worker ignored SIGTERM once its output was gone");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[test]
 fn a_refused_token_at_start_up_is_fatal_with_a_clear_message() {
     let hub = Hub::start("worker-bad-token");
     let done = run(node_host().arg("run").arg(guest("hello")).args([

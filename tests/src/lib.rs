@@ -197,7 +197,9 @@ pub fn run_bounded(command: &mut Command, bound: Duration) -> Run {
     }
 }
 
-/// A long-running `node-host` process (a hub or a worker), killed on drop.
+/// A long-running `node-host` process (a hub or a worker), killed on drop,
+/// and by the kernel when the thread that started it ends (a test or bench
+/// killed by a signal, which drops nothing, leaves no process behind).
 /// Its stdout lines arrive on a channel; its stderr is kept for failure
 /// messages.
 pub struct Service {
@@ -211,6 +213,20 @@ pub struct Service {
 impl Service {
     /// Starts `command` with piped output.
     pub fn start(command: &mut Command) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: between fork and exec the closure makes one system
+            // call and allocates nothing.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

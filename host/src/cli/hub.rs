@@ -653,7 +653,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
     }))?;
     let restoring = state.restored().pending;
     if restoring > 0 {
-        eprintln!(
+        tell!(
             "node-host: loading {restoring} uploaded nodes in the background; \
              an event for one waits until it is loaded"
         );
@@ -664,7 +664,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
                 0 => String::new(),
                 n => format!("; {n} could not be loaded (see the log above)"),
             };
-            eprintln!(
+            tell!(
                 "node-host: loaded {} uploaded nodes ({} from the compile cache, {} compiled){failed}",
                 restored.cached + restored.compiled,
                 restored.cached,
@@ -673,7 +673,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         });
     }
     if runtime.block_on(state.store().account_count())? == 0 {
-        eprintln!(
+        tell!(
             "node-host: the hub has no accounts yet; create a token with\n  node-host hub token create --account NAME {}",
             match args.data.database {
                 Some(_) => "--database URL".to_owned(),
@@ -689,7 +689,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("the hub cannot listen on {} (--listen)", args.listen))?;
         let addr = listener.local_addr()?;
-        println!(
+        say!(
             "node-host: hub listening on http://{addr} (data in {})",
             args.data.shown()?
         );
@@ -701,7 +701,7 @@ fn serve(args: &HubArgs, sandbox: SandboxConfig) -> anyhow::Result<ExitCode> {
         hub::serve(listener, state, limits, super::wait_for_signal())
             .await
             .context("serving the hub")?;
-        eprintln!("node-host: hub stopped");
+        tell!("node-host: hub stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -167,7 +167,7 @@ pub(super) fn run(
             Ok(node) => nodes.push(Arc::new(node)),
             Err(err) => {
                 drop(progress);
-                eprintln!(
+                tell!(
                     "node-host: error: {} cannot be used as a node: {err}",
                     path.display()
                 );
@@ -232,18 +232,18 @@ async fn serve_exosphere(
     let (ready, is_ready) = oneshot::channel();
     let running = tokio::spawn(runtime.run(stopped, Some(ready)));
     if is_ready.await.is_ok() {
-        println!(
+        say!(
             "node-host: Exosphere runtime for {} in namespace {namespace} at {url} (Ctrl-C to stop)",
             names.join(", ")
         );
     }
     match running.await.context("the runtime task failed")? {
         Ok(()) => {
-            eprintln!("node-host: stopped");
+            tell!("node-host: stopped");
             Ok(ExitCode::SUCCESS)
         }
         Err(err @ RuntimeError::Refused { .. }) => {
-            eprintln!(
+            tell!(
                 "node-host: error: {err}\n  what to do: check --key / EXOSPHERE_API_KEY and \
                  --namespace; the state manager must accept this key for the namespace"
             );
@@ -286,15 +286,15 @@ async fn serve_hosted(args: &RunArgs, sandbox: Sandbox) -> anyhow::Result<ExitCo
     let (ready, is_ready) = oneshot::channel();
     let running = tokio::spawn(worker.run(stopped, Some(ready)));
     if is_ready.await.is_ok() {
-        println!("node-host: hosted worker of the hub at {backend} (Ctrl-C to stop)");
+        say!("node-host: hosted worker of the hub at {backend} (Ctrl-C to stop)");
     }
     match running.await.context("the hosted worker task failed")? {
         Ok(()) => {
-            eprintln!("node-host: stopped");
+            tell!("node-host: stopped");
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
-            eprintln!(
+            tell!(
                 "node-host: error: {err}\n  what to do: check --worker-token / \
                  NODE_HOST_WORKER_TOKEN; create one on the hub with \
                  `node-host hub worker-token create`"
@@ -348,7 +348,7 @@ async fn serve(
     if is_ready.await.is_ok() {
         match &embedded {
             Some(_) => print_quick_start(&backend, &token, &infos),
-            None => println!(
+            None => say!(
                 "node-host: serving {} at {backend} (Ctrl-C to stop)",
                 names.join(", ")
             ),
@@ -356,7 +356,7 @@ async fn serve(
     }
     match running.await.context("the worker task failed")? {
         Ok(()) => {
-            eprintln!("node-host: stopped");
+            tell!("node-host: stopped");
             Ok(ExitCode::SUCCESS)
         }
         Err(WorkerError::Refused(err)) => {
@@ -365,7 +365,7 @@ async fn serve(
             } else {
                 "the backend will not accept this node as it is; fix its info (name, outputs)"
             };
-            eprintln!("node-host: error: {err}\n  what to do: {hint}");
+            tell!("node-host: error: {err}\n  what to do: {hint}");
             Ok(ExitCode::from(EXIT_FAILED))
         }
         Err(err) => Err(err.into()),
@@ -432,7 +432,7 @@ async fn start_embedded_hub(
 
 fn print_quick_start(backend: &url::Url, token: &str, infos: &[crate::sandbox::NodeInfo]) {
     let base = backend.as_str().trim_end_matches('/');
-    println!("node-host: serving on the embedded hub at {base} (Ctrl-C to stop)");
+    say!("node-host: serving on the embedded hub at {base} (Ctrl-C to stop)");
     for info in infos {
         let mut json = serde_json::Map::new();
         let mut args = String::new();
@@ -445,25 +445,25 @@ fn print_quick_start(backend: &url::Url, token: &str, infos: &[crate::sandbox::N
             args.push_str(&format!(" {}=world", port.name));
         }
         let body = serde_json::json!({ "inputs": json });
-        println!();
-        println!("Execute `{}`:", info.name);
-        println!(
+        say!();
+        say!("Execute `{}`:", info.name);
+        say!(
             "  curl -s -X POST {base}/api/remote_nodes/{}/execute -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{body}'",
             info.name
         );
-        println!(
+        say!(
             "  node-host call --backend {base} --token {token} {}{args}",
             info.name
         );
     }
-    println!();
-    println!("Watch its events in a browser: {base}/ (sign in with the token above)");
+    say!();
+    say!("Watch its events in a browser: {base}/ (sign in with the token above)");
 }
 
 /// Turns the first Ctrl-C or SIGTERM into a stop; a second Ctrl-C quits at once.
 async fn stop_on_signal(stop: watch::Sender<bool>) {
     wait_for_signal().await;
-    eprintln!("node-host: stopping; events in flight finish first (Ctrl-C again to quit now)");
+    tell!("node-host: stopping; events in flight finish first (Ctrl-C again to quit now)");
     let _ = stop.send(true);
     wait_for_signal().await;
     std::process::exit(130);

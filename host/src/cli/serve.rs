@@ -114,7 +114,7 @@ pub(super) fn run(args: &ServeArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode
         Ok(node) => Arc::new(node),
         Err(err) => {
             drop(progress);
-            eprintln!(
+            tell!(
                 "node-host: error: {} cannot be used as a node: {err}",
                 args.component.display()
             );
@@ -169,7 +169,7 @@ pub(super) fn run(args: &ServeArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode
             Executors::new("node-host-event", concurrency, Some(crate::core::IDLE_FOR)),
             metrics.clone(),
         );
-        println!(
+        say!(
             "node-host: serving {} to Juturna at {} (Ctrl-C to stop)",
             node.name(),
             bound.join(", ")
@@ -182,7 +182,7 @@ pub(super) fn run(args: &ServeArgs, sandbox: Sandbox) -> anyhow::Result<ExitCode
         )
         .await
         .context("serving gRPC")?;
-        eprintln!("node-host: stopped");
+        tell!("node-host: stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
