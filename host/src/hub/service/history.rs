@@ -468,21 +468,32 @@ mod tests {
         assert_eq!(short, "fine");
     }
 
-    #[tokio::test]
-    async fn a_flush_sees_every_event_recorded_before_it() {
+    /// A store with the account `ann`, and its id.
+    async fn store_with_ann() -> (Arc<dyn Store>, AccountId) {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(None).unwrap());
         store.create_token("ann", false, None).await.unwrap();
         let account = store.account_id("ann").await.unwrap();
+        (store, account)
+    }
+
+    /// Event `u{n}` of `account`'s node `n`, answered now.
+    fn ok_event(account: AccountId, n: u32) -> HistoryEvent {
+        HistoryEvent {
+            account,
+            node: "n".into(),
+            uuid: format!("u{n}"),
+            at_ms: unix_millis(),
+            outcome: Some("ok".into()),
+            ..HistoryEvent::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_sees_every_event_recorded_before_it() {
+        let (store, account) = store_with_ann().await;
         let history = History::start(store.clone(), Retention::default());
         for n in 0..100 {
-            history.record(HistoryEvent {
-                account,
-                node: "n".into(),
-                uuid: format!("u{n}"),
-                at_ms: unix_millis(),
-                outcome: Some("ok".into()),
-                ..HistoryEvent::default()
-            });
+            history.record(ok_event(account, n));
         }
         history.flush().await;
         assert_eq!(store.history_count(account).await.unwrap(), 100);
@@ -507,9 +518,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_count_is_pruned_now_and_then_and_exactly_at_a_flush() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(None).unwrap());
-        store.create_token("ann", false, None).await.unwrap();
-        let account = store.account_id("ann").await.unwrap();
+        let (store, account) = store_with_ann().await;
         let retention = Retention {
             events: 160,
             max_age_s: 3600,
@@ -517,14 +526,7 @@ mod tests {
         let history = History::start(store.clone(), retention);
         let record = |range: std::ops::Range<u32>| {
             for n in range {
-                history.record(HistoryEvent {
-                    account,
-                    node: "n".into(),
-                    uuid: format!("u{n}"),
-                    at_ms: unix_millis(),
-                    outcome: Some("ok".into()),
-                    ..HistoryEvent::default()
-                });
+                history.record(ok_event(account, n));
             }
         };
         // Waits (without a flush, which would count) until `uuid` is kept,
@@ -637,9 +639,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_split_across_batches_still_make_one_row() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(None).unwrap());
-        store.create_token("ann", false, None).await.unwrap();
-        let account = store.account_id("ann").await.unwrap();
+        let (store, account) = store_with_ann().await;
         let history = History::start(store.clone(), Retention::default());
         let uuid = uuid::Uuid::new_v4().to_string();
         let mut run = event(&uuid, false);
