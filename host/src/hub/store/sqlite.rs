@@ -550,12 +550,27 @@ impl Database {
                 known: MIGRATIONS.len(),
             });
         }
+        // An existing database being brought up to date: rebuilding a
+        // long event history takes seconds, so say why the start waits.
+        let started = std::time::Instant::now();
+        let upgrading = version > 0 && version < MIGRATIONS.len();
+        if upgrading {
+            tracing::warn!(
+                from = version,
+                to = MIGRATIONS.len(),
+                "updating the database's schema (a long event history takes a while)"
+            );
+        }
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.db.transaction().map_err(sql("begin migration"))?;
             tx.execute_batch(migration).map_err(sql("migrate"))?;
             tx.pragma_update(None, "user_version", index + 1)
                 .map_err(sql("record schema version"))?;
             tx.commit().map_err(sql("commit migration"))?;
+        }
+        if upgrading {
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::warn!(seconds, "the database's schema is up to date");
         }
         Ok(())
     }
