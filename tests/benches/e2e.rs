@@ -443,15 +443,13 @@ fn draw(rows: &[Row], dir: &std::path::Path) {
         })
         .collect();
     // A run of other cases (`--worker hub`, `--case work`) has nothing to draw.
-    if series.iter().all(|one| one.points.is_empty()) {
+    let drawn = plots::latency(
+        &dir.join("latency.svg"),
+        "hello through the hub: latency against callers",
+        &series,
+    );
+    if !drawn.expect("drawing latency.svg") {
         println!("latency.svg not drawn: this run measured no `hello` rows");
-    } else {
-        plots::latency(
-            &dir.join("latency.svg"),
-            "hello through the hub: latency against callers",
-            &series,
-        )
-        .expect("drawing latency.svg");
     }
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     let bars: Vec<Bar> = workers
@@ -468,15 +466,13 @@ fn draw(rows: &[Row], dir: &std::path::Path) {
             })
         })
         .collect();
-    if bars.is_empty() {
+    let drawn = plots::stacked(
+        &dir.join("cpu.svg"),
+        "CPU per hello event at 64 callers, by process",
+        &bars,
+    );
+    if !drawn.expect("drawing cpu.svg") {
         println!("cpu.svg not drawn: this run measured no `hello` row at 64 callers");
-    } else {
-        plots::stacked(
-            &dir.join("cpu.svg"),
-            "CPU per hello event at 64 callers, by process",
-            &bars,
-        )
-        .expect("drawing cpu.svg");
     }
 }
 
