@@ -62,7 +62,9 @@ const POOL_TABLE_KEEP_RESIDENT: usize = 64 << 10;
 pub struct SandboxConfig {
     /// Meter fuel (enforces [`Limits::fuel`](super::Limits::fuel)).
     pub fuel: bool,
-    /// Interrupt guests by epoch (enforces [`Limits::timeout`](super::Limits::timeout)).
+    /// Interrupt guest code by epoch, so that [`Limits::timeout`](super::Limits::timeout)
+    /// stops a guest that never calls the host (without it the deadline is
+    /// checked only at host calls and bounds only the host's waits).
     pub epochs: bool,
     /// Where compiled components are cached; `None` compiles every load.
     pub cache_dir: Option<PathBuf>,

@@ -35,8 +35,9 @@ pub struct Limits {
     pub fuel: u64,
     /// Linear memory across all the instance's memories; `memory_limit` beyond.
     pub memory_bytes: usize,
-    /// Wall-clock deadline of the event, checked at each epoch tick (the
-    /// guest stops at the first tick past it); `deadline` beyond.
+    /// Wall-clock deadline of the event, checked at each epoch tick and at
+    /// each call into the host (the guest stops at the first of them past
+    /// it; a wait in the host ends at it); `deadline` beyond.
     pub timeout: Duration,
     /// Total size of the outputs; `output_too_large` beyond.
     pub output_bytes: usize,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -616,18 +616,27 @@ fn arm(store: &mut Store<EventState>, sandbox: &Sandbox, limits: &Limits) {
             .set_fuel(limits.fuel)
             .expect("fuel metering is enabled on this engine");
     }
+    // The decisions below are made on wall-clock time: epoch ticks only say
+    // when to look at the clock, so a tick that comes early (the first one
+    // may come at any moment) or a burst of late ones never cuts an event
+    // short, and a late ticker delays a stop by its lateness alone.
+    let started = Instant::now();
+    // A century stands for "no deadline" without overflowing `Instant`.
+    let timeout = limits
+        .timeout
+        .min(Duration::from_secs(100 * 365 * 24 * 3600));
+    let ends = started + timeout;
+    store.data_mut().deadline = Some(ends);
+    // A guest that spends its time in cheap host calls burns little fuel,
+    // and a deadline finer than the epoch's tick (the session thread's 1 ms
+    // try) would otherwise wait for the next tick: each call into the host
+    // past the deadline ends the event. The clock is read once per host
+    // call, a small part of the call's own cost.
+    store.call_hook(move |_, kind| match kind {
+        CallHook::CallingHost if Instant::now() >= ends => Err(Trap::Interrupt.into()),
+        _ => Ok(()),
+    });
     if sandbox.config.epochs {
-        // Ticks only say when to look at the clock: the decisions are made
-        // on wall-clock time, so a tick that comes early (the first one may
-        // come at any moment) or a burst of late ones never cuts an event
-        // short, and a late ticker delays a stop by its lateness alone.
-        let started = Instant::now();
-        // A century stands for "no deadline" without overflowing `Instant`.
-        let timeout = limits
-            .timeout
-            .min(Duration::from_secs(100 * 365 * 24 * 3600));
-        let ends = started + timeout;
-        store.data_mut().deadline = Some(ends);
         let mut demote_at = limits
             .demote_after
             .filter(|demote| *demote < timeout)

@@ -1,10 +1,11 @@
 //! Every limit, obeyed and violated, asserting the error code.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use node_host::sandbox::{ErrorCode, Limits};
+use node_host::sandbox::{ErrorCode, Limits, Sandbox, SandboxConfig};
 
-use crate::{code, int, outputs, run};
+use crate::{code, guest_bytes, inputs, int, outputs, run};
 
 /// Fuel high enough that only the deadline can stop a spin.
 const PLENTY_OF_FUEL: u64 = u64::MAX / 2;
@@ -59,6 +60,37 @@ fn deadline_violated() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_deadline_is_checked_at_every_host_call() {
+    // A loop of cheap host calls burns little fuel, and a deadline finer than
+    // the epoch's tick (the session thread's 1 ms try) would wait for the next
+    // tick. Without epochs only the check at host calls can stop this guest
+    // before its fuel (seconds of such calls) runs out.
+    let sandbox = Sandbox::new(SandboxConfig {
+        epochs: false,
+        ..SandboxConfig::default()
+    })
+    .expect("sandbox");
+    let node = sandbox.load(&guest_bytes("spin-loop")).expect("spin-loop");
+    let limits = Limits {
+        fuel: 500_000_000,
+        timeout: Duration::from_millis(1),
+        ..Limits::default()
+    };
+    let host_calls = inputs(&[("host_calls", int(1))]);
+    let outcome = node.execute(host_calls.clone(), &HashMap::new(), &limits);
+    assert_eq!(code(&outcome), ErrorCode::Deadline);
+    assert!(outcome.fuel_used < limits.fuel);
+    // Obeyed: the same loop, ending well within its deadline, finishes.
+    let limits = Limits {
+        timeout: Duration::from_secs(10),
+        ..limits
+    };
+    let short = [("host_calls", int(1)), ("iterations", int(10_000))];
+    let outcome = node.execute(inputs(&short), &HashMap::new(), &limits);
+    assert_eq!(outputs(&outcome)[0].1, int(10_000));
 }
 
 #[test]
