@@ -68,6 +68,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// How many accounts exist.
     async fn account_count(&self) -> Result<u64, StoreError>;
 
+    /// Every account's id, in order.
+    async fn account_ids(&self) -> Result<Vec<AccountId>, StoreError>;
+
     /// The id of the account called `name`.
     async fn account_id(&self, name: &str) -> Result<AccountId, StoreError>;
 

@@ -6,7 +6,8 @@
 //! caller's answer and the sandbox's run) and writes them in one
 //! transaction (one commit per batch, not per event) that also prunes each
 //! account it wrote to down to its [`Retention`] (by count only now and
-//! then: see [`COUNT_EVERY`]). Reads ([`History::flush`] first) see every
+//! then: see [`COUNT_EVERY`]); every account is pruned by age at the start
+//! and each [`SWEEP`], idle or not. Reads ([`History::flush`] first) see every
 //! event recorded before them, pruned exactly. When the store lags so far
 //! behind that the queue is full, further events are counted and logged,
 //! never waited for: a slow database must not slow the events themselves.
@@ -14,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
@@ -33,7 +35,12 @@ const BATCH: usize = 1024;
 
 /// How long the writer lets events gather after the first of a batch: at a
 /// high rate, a few large transactions cost far less than many small ones.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+const GATHER: Duration = Duration::from_millis(20);
+
+/// How often the writer prunes every account by age, written to or not
+/// (also at its start): otherwise an idle account's old events would stay
+/// until its next event.
+const SWEEP: Duration = Duration::from_secs(600);
 
 /// What an error message keeps in the history: a guest's message can be
 /// as long as it likes, the store's row cannot.
@@ -92,9 +99,14 @@ impl History {
     /// Starts the writer (on the current runtime) for `store`; with a
     /// retention of 0 events, none: nothing is kept.
     pub fn start(store: Arc<dyn Store>, retention: Retention) -> Self {
+        Self::sweeping_every(SWEEP, store, retention)
+    }
+
+    /// [`start`](Self::start), pruning every account by age each `sweep`.
+    fn sweeping_every(sweep: Duration, store: Arc<dyn Store>, retention: Retention) -> Self {
         let queue = (retention.events > 0).then(|| {
             let (queue, writes) = mpsc::channel(QUEUED);
-            tokio::spawn(write(store, writes, retention));
+            tokio::spawn(write(store, writes, retention, sweep));
             queue
         });
         Self {
@@ -150,12 +162,31 @@ impl History {
     }
 }
 
-async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retention: Retention) {
+async fn write(
+    store: Arc<dyn Store>,
+    mut writes: mpsc::Receiver<Write>,
+    retention: Retention,
+    every: Duration,
+) {
     let mut batch: Vec<(HistoryEvent, bool)> = Vec::new();
     let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
     let mut recent = Recent::default();
     let mut uncounted = Uncounted::default();
-    while let Some(first) = writes.recv().await {
+    // Before any write: what a listing shows is pruned from the start.
+    prune_all_by_age(&*store, retention.max_age_s).await;
+    let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            _ = sweep.tick() => {
+                prune_all_by_age(&*store, retention.max_age_s).await;
+                continue;
+            }
+            write = writes.recv() => match write {
+                Some(write) => write,
+                None => break,
+            },
+        };
         if matches!(first, Write::Event { .. }) {
             tokio::time::sleep(GATHER).await;
         }
@@ -214,6 +245,21 @@ async fn write(store: Arc<dyn Store>, mut writes: mpsc::Receiver<Write>, retenti
         for done in flushed.drain(..) {
             let _ = done.send(());
         }
+    }
+}
+
+/// Prunes the events of every account older than `max_age_s`.
+async fn prune_all_by_age(store: &dyn Store, max_age_s: i64) {
+    let pruned = async {
+        let prune = store.account_ids().await?.into_iter().map(|account| Prune {
+            account,
+            max_age_s,
+            newest: None,
+        });
+        store.record_history(Vec::new(), prune.collect()).await
+    };
+    if let Err(err) = pruned.await {
+        tracing::warn!("cannot prune the event history by age: {err}");
     }
 }
 
@@ -500,6 +546,51 @@ mod tests {
         assert_eq!(history.lost(), 0);
     }
 
+    #[tokio::test]
+    async fn an_idle_accounts_old_events_go_without_a_new_event() {
+        let (store, ann) = store_with_ann().await;
+        store.create_token("bob", false, None).await.unwrap();
+        let bob = store.account_id("bob").await.unwrap();
+        // Events of two hours ago and of now, written by an earlier hub
+        // that kept them longer.
+        let aged = |account, n| HistoryEvent {
+            at_ms: unix_millis() - 2 * 3600 * 1000,
+            ..ok_event(account, n)
+        };
+        let writes = [aged(ann, 0), ok_event(ann, 1), aged(bob, 2)];
+        let writes = writes.map(|event| HistoryWrite { event, into: None });
+        store
+            .record_history(writes.into(), Vec::new())
+            .await
+            .unwrap();
+        let retention = Retention {
+            events: 100,
+            max_age_s: 3600,
+        };
+        // Neither account writes again: the sweep at the writer's start
+        // prunes them both.
+        let every = Duration::from_millis(50);
+        let history = History::sweeping_every(every, store.clone(), retention);
+        history.flush().await;
+        assert_eq!(store.history_count(ann).await.unwrap(), 1);
+        assert_eq!(store.history_count(bob).await.unwrap(), 0);
+        // Aged while the hub runs (written here as if by another hub): the
+        // next sweep prunes it, with no event and no listing to prompt it.
+        let late = HistoryWrite {
+            event: aged(bob, 3),
+            into: None,
+        };
+        store.record_history(vec![late], Vec::new()).await.unwrap();
+        assert_eq!(store.history_count(bob).await.unwrap(), 1);
+        for _ in 0..200 {
+            if store.history_count(bob).await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+        panic!("the aged event was still kept 10 s later");
+    }
+
     #[test]
     fn an_account_is_counted_at_its_first_write_then_every_sixteenth_of_its_keep() {
         let mut uncounted = Uncounted::default();
@@ -541,7 +632,7 @@ mod tests {
                 if events.first().is_some_and(|event| event.uuid == uuid) {
                     return store.history_count(account).await.unwrap();
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             panic!("{uuid} was not written within 5 s");
         };

@@ -473,6 +473,16 @@ impl Store for PostgresStore {
         Ok(count as u64)
     }
 
+    async fn account_ids(&self) -> Result<Vec<AccountId>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT id FROM accounts ORDER BY id", &[])
+            .await
+            .map_err(pg("list accounts"))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     async fn account_id(&self, name: &str) -> Result<AccountId, StoreError> {
         self.client()
             .await?

@@ -294,6 +294,10 @@ impl Store for SqliteStore {
         self.with(|db| db.account_count()).await
     }
 
+    async fn account_ids(&self) -> Result<Vec<AccountId>, StoreError> {
+        self.with(|db| db.account_ids()).await
+    }
+
     async fn account_id(&self, name: &str) -> Result<AccountId, StoreError> {
         let name = name.to_owned();
         self.with(move |db| db.account_id(&name)).await
@@ -711,6 +715,18 @@ impl Database {
         self.db
             .query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))
             .map_err(sql("count accounts"))
+    }
+
+    /// Every account's id, in order.
+    fn account_ids(&self) -> Result<Vec<AccountId>, StoreError> {
+        let mut ids = self
+            .db
+            .prepare("SELECT id FROM accounts ORDER BY id")
+            .map_err(sql("list accounts"))?;
+        let ids = ids
+            .query_map([], |row| row.get(0))
+            .map_err(sql("list accounts"))?;
+        ids.collect::<Result<_, _>>().map_err(sql("list accounts"))
     }
 
     /// The id of the account called `name`.

@@ -391,6 +391,9 @@ async fn tokens_authenticate_their_account_only(store: &dyn Store) {
     assert_ne!(bob.account, caller.account);
     assert_eq!(store.authenticate("nh_forged").await.unwrap(), None);
     assert_eq!(store.account_count().await.unwrap(), 2);
+    let mut both = [caller.account, bob.account];
+    both.sort();
+    assert_eq!(store.account_ids().await.unwrap(), both);
 }
 
 async fn worker_tokens_are_not_account_tokens(store: &dyn Store) {
