@@ -44,6 +44,21 @@ fn hello_runs_end_to_end_and_call_backend_prints_what_local_call_prints() {
 }
 
 #[test]
+fn an_event_and_a_reply_many_reads_long_arrive_whole() {
+    // Both ends read a WebSocket 16 KiB at a time: half a MiB each way, as
+    // one message, takes many reads and must come back byte for byte.
+    let hub = Hub::start("worker-big-event");
+    let token = hub.token("alice", false);
+    let _worker = start_worker(&hub.url, &token, &["echo"], &[]);
+    let text: String = (0..(512 << 10))
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let (status, answer) = execute(&hub.url, &token, "echo", json!({"inputs": {"a": text}}));
+    assert_eq!(status, 200, "{}", &answer.to_string()[..200]);
+    assert_eq!(answer["outputs"]["a"].as_str(), Some(text.as_str()));
+}
+
+#[test]
 fn many_concurrent_executes_all_succeed() {
     let hub = Hub::start("worker-concurrent");
     let token = hub.token("alice", false);

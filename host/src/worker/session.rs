@@ -206,7 +206,11 @@ pub async fn run<P: ControlPlane>(
                 let url = redact(&request.uri().to_string());
                 let connect = tokio::time::timeout(
                     CONNECT_TIMEOUT,
-                    tokio_tungstenite::connect_async_with_config(request, None, true),
+                    tokio_tungstenite::connect_async_with_config(
+                        request,
+                        Some(socket_config()),
+                        true,
+                    ),
                 );
                 let connected = tokio::select! {
                     connected = connect => connected,
@@ -475,6 +479,13 @@ fn redact(url: &str) -> String {
         .collect();
     shown.query_pairs_mut().clear().extend_pairs(pairs);
     shown.to_string()
+}
+
+/// The WebSocket's settings: tungstenite zeroes its whole read buffer before
+/// every read (the ones that find nothing too), 128 KiB by default; events
+/// are small, and a big one takes a few reads.
+fn socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 << 10)
 }
 
 #[cfg(test)]
