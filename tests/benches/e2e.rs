@@ -58,6 +58,10 @@ const NODE_HOST_H2: &str = "node-host, callers on HTTP/2";
 const H2_CONNECTIONS: usize = 4;
 const BARE: &str = "bare Rust worker (no sandbox)";
 const PYTHON: &str = "hurozo 0.1.1 (Python)";
+/// The hub answering a request of its own, no worker behind it.
+const HUB_ONLY: &str = "hub only (no worker)";
+/// Not the hub: a hyper server answering every request at once.
+const BARE_HTTP: &str = "bare HTTP server (hyper, no hub)";
 
 struct Case {
     node: &'static str,
@@ -181,6 +185,7 @@ fn log(worker: &str, case: &Case, measured: &Measured) {
 fn main() {
     node_host_e2e::load::echo_if_asked();
     node_host_e2e::load::bare_worker_if_asked();
+    node_host_e2e::load::bare_http_if_asked();
     let args: Vec<String> = std::env::args().collect();
     let seconds = node_host_e2e::load::seconds_arg(&args);
     let rounds = count_arg(&args, "--rounds", 3).max(1);
@@ -244,8 +249,22 @@ fn main() {
             };
             let pids = [hub.service.pid()];
             let measured = measure_hub_only(&hub.url, &token, concurrency, seconds, &pids);
-            log("hub only (no worker)", &floor, &measured);
-            rows.push(Row::of("hub only (no worker)", &floor, &[measured]));
+            log(HUB_ONLY, &floor, &measured);
+            rows.push(Row::of(HUB_ONLY, &floor, &[measured]));
+        }
+        // Below the hub: what any HTTP server pays here for a request.
+        let (server, url) = node_host_e2e::load::start_bare_http();
+        for concurrency in [1, 64] {
+            let floor = Case {
+                node: "-",
+                label: "GET, a fixed answer",
+                inputs: json!(null),
+                concurrency,
+                pause: Duration::ZERO,
+            };
+            let measured = measure_hub_only(&url, "-", concurrency, seconds, &[server.pid()]);
+            log(BARE_HTTP, &floor, &measured);
+            rows.push(Row::of(BARE_HTTP, &floor, &[measured]));
         }
     }
 
@@ -512,6 +531,18 @@ fn summarize(rows: &[Row], idle_trip: Option<Duration>) {
                 row.cpu[1].as_secs_f64() / python.cpu[1].as_secs_f64()
             );
         }
+    }
+    let floor = |worker: &str| {
+        let row = rows
+            .iter()
+            .find(|row| row.worker == worker && row.concurrency == 64)?;
+        Some(row.cpu[0].as_secs_f64() * 1e6)
+    };
+    if let (Some(bare), Some(hub)) = (floor(BARE_HTTP), floor(HUB_ONLY)) {
+        println!(
+            "CPU per request at concurrency 64 of a bare hyper server answering at once: {bare:.1} µs \
+             (the hub answering a GET: {hub:.1} µs)"
+        );
     }
     if let Some(row) = hello(NODE_HOST, 1) {
         let floor = idle_trip.map_or_else(String::new, |trip| {

@@ -82,6 +82,65 @@ pub fn start_bare_worker(hub: &str, token: &str) -> crate::Service {
     )
 }
 
+/// Where [`start_bare_http`] asks the copy of the program it starts to
+/// serve HTTP.
+const BARE_HTTP: &str = "NODE_HOST_BENCH_BARE_HTTP";
+
+/// In a copy of the program started by [`start_bare_http`]: answers every
+/// HTTP/1.1 request with the same small JSON, on one thread with hyper as
+/// the hub does, and nothing else (no routing, no token, no store), after
+/// printing `listening on http://ADDR`. Call it first in `main`.
+pub fn bare_http_if_asked() {
+    if std::env::var_os(BARE_HTTP).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the bare HTTP server");
+    runtime.block_on(serve_bare_http());
+    std::process::exit(0);
+}
+
+async fn serve_bare_http() {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the bare HTTP server");
+    let address = listener.local_addr().expect("its address");
+    println!("listening on http://{address}");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        // As the hub: answers are small and must not wait for an ACK.
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let answer = hyper::service::service_fn(|_request| async {
+                let body = Full::new(Bytes::from_static(br#"{"nodes":[]}"#));
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, answer)
+                .await;
+        });
+    }
+}
+
+/// The floor of any HTTP server on this machine for the hub's figures: a
+/// hyper server that answers every request at once (see
+/// [`bare_http_if_asked`]), and its URL.
+pub fn start_bare_http() -> (crate::Service, String) {
+    let mut server = crate::Service::start(
+        std::process::Command::new(std::env::current_exe().unwrap()).env(BARE_HTTP, "1"),
+    );
+    let line = server.wait_for_line("listening on", Duration::from_secs(30));
+    let url = line.rsplit(' ').next().expect("an address").to_owned();
+    (server, url)
+}
+
 fn serve_hello_bare(hub: &str, token: &str) {
     use serde_json::{Value, json};
     use tungstenite::Message;
