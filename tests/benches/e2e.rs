@@ -62,6 +62,8 @@ const PYTHON: &str = "hurozo 0.1.1 (Python)";
 const HUB_ONLY: &str = "hub only (no worker)";
 /// Not the hub: a hyper server answering every request at once.
 const BARE_HTTP: &str = "bare HTTP server (hyper, no hub)";
+/// `hello` uploaded to the hub: the hub runs each event in its own sandbox.
+const UPLOADED: &str = "uploaded to the hub (no worker)";
 
 struct Case {
     node: &'static str,
@@ -76,7 +78,8 @@ struct Case {
 struct HelloWorker {
     label: &'static str,
     token: String,
-    process: Service,
+    /// `None` for a node uploaded to the hub, which runs it itself.
+    process: Option<Service>,
     /// How its callers reach the hub.
     transport: Transport,
 }
@@ -277,15 +280,20 @@ fn main() {
             (NODE_HOST_H2, "node-host-h2"),
             (BARE, "bare"),
             (PYTHON, "python"),
+            (UPLOADED, "uploaded"),
         ] {
             if !wanted(label) {
                 continue;
             }
             let token = hub.token(account, false);
             let process = match label {
-                NODE_HOST | NODE_HOST_H2 => start_worker(&hub.url, &token, &["hello"], &[]),
-                BARE => node_host_e2e::load::start_bare_worker(&hub.url, &token),
-                _ => python_worker(&hub, &token, "hello_node.py"),
+                NODE_HOST | NODE_HOST_H2 => Some(start_worker(&hub.url, &token, &["hello"], &[])),
+                BARE => Some(node_host_e2e::load::start_bare_worker(&hub.url, &token)),
+                PYTHON => Some(python_worker(&hub, &token, "hello_node.py")),
+                _ => {
+                    hub.upload(&token, "hello").expect_success();
+                    None
+                }
             };
             let transport = match label {
                 NODE_HOST_H2 => Transport::Http2 {
@@ -311,7 +319,9 @@ fn main() {
     for round in 0..rounds {
         eprintln!("round {} of {rounds}", round + 1);
         for (worker, by_case) in workers.iter().zip(&mut hello_rounds) {
-            let pids = [hub.service.pid(), worker.process.pid()];
+            let pids: Vec<u32> = std::iter::once(hub.service.pid())
+                .chain(worker.process.as_ref().map(Service::pid))
+                .collect();
             for (case, measured) in hello_cases.iter().zip(by_case.iter_mut()) {
                 let once = measure_over(
                     worker.transport,
@@ -531,6 +541,14 @@ fn summarize(rows: &[Row], idle_trip: Option<Duration>) {
                 row.cpu[1].as_secs_f64() / python.cpu[1].as_secs_f64()
             );
         }
+    }
+    if let Some(row) = hello(UPLOADED, 64) {
+        println!(
+            "{UPLOADED} at concurrency 64, CPU per event: hub {:.1} µs (its sandbox included), \
+             load generator {:.1} µs",
+            row.cpu[0].as_secs_f64() * 1e6,
+            row.cpu[1].as_secs_f64() * 1e6
+        );
     }
     let floor = |worker: &str| {
         let row = rows

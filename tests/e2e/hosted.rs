@@ -207,6 +207,8 @@ fn failures_of_hosted_events_carry_their_codes() {
         "{answer}"
     );
     account_set(&hub, "alice", &["--timeout", "30s", "--fuel", "1000000"]);
+    // The hub read alice's limits for the event above.
+    node_host_e2e::wait_for_new_limits();
     let (status, answer) = execute(&hub.url, &token, "spin-loop", json!({}));
     assert_eq!(
         (status, answer["code"].as_str()),

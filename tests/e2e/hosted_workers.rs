@@ -130,6 +130,8 @@ fn hosted_workers_run_uploaded_nodes_and_the_hub_takes_over_when_they_go() {
         ])
         .arg(&hub.data));
     assert_eq!(set.code, Some(0), "{set:#?}");
+    // The hub read alice's limits for the events above.
+    node_host_e2e::wait_for_new_limits();
     hub.upload(&alice, "spin-loop").expect_success();
     eventually(START_BOUND, "spin-loop ready on both workers", || {
         workers_ready(&hub, &alice, "spin-loop") == 2

@@ -536,6 +536,13 @@ pub fn http() -> reqwest::blocking::Client {
         .expect("an HTTP client")
 }
 
+/// Waits until a running hub has let go of the account limits it read
+/// before `node-host hub account set` changed them: it reads them again
+/// after [`LIMITS_RECHECK`](node_host::hub::service::LIMITS_RECHECK).
+pub fn wait_for_new_limits() {
+    std::thread::sleep(node_host::hub::service::LIMITS_RECHECK + Duration::from_millis(100));
+}
+
 /// Waits until `check` is true, polling every 20 ms for at most `bound`.
 pub fn eventually(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + bound;

@@ -65,6 +65,12 @@ const REMEMBERED_CALLERS: usize = 10_000;
 /// revoked token still works.
 pub const TOKEN_RECHECK: Duration = Duration::from_secs(10);
 
+/// How long the hub uses an account's limits it read before reading them
+/// again: `node-host hub account set` writes them to the store, and each
+/// uploaded node's event read them there (a blocking store query: a third
+/// of the hub's CPU for an uploaded `hello`). A change applies within this.
+pub const LIMITS_RECHECK: Duration = Duration::from_secs(1);
+
 /// How the hub is set up.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -223,6 +229,9 @@ pub struct Hub {
     restored: tokio::sync::watch::Sender<Restored>,
     secrets: SecretBox,
     callers: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// Accounts' limits as read from the store, and when (see
+    /// [`LIMITS_RECHECK`]).
+    limits: Mutex<HashMap<AccountId, (AccountLimits, Instant)>>,
     token_recheck: Duration,
     exosphere_lease: Duration,
     /// The Exosphere state managers of the accounts: one per hub, however
@@ -350,6 +359,7 @@ impl Hub {
             restored,
             secrets,
             callers: Mutex::default(),
+            limits: Mutex::default(),
             token_recheck: config.token_recheck,
             exosphere_lease: config.exosphere_lease,
             exosphere: Arc::default(),

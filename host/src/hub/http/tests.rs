@@ -1500,3 +1500,24 @@ async fn an_account_may_keep_its_own_count_of_versions_and_events() {
     let (_, shown) = t.get("/api/nodes/hello", &t.bob).await;
     assert_eq!(shown["limits"]["keep_versions"], Json::Null);
 }
+
+#[tokio::test]
+async fn a_change_of_an_accounts_limits_applies_within_the_recheck() {
+    let t = hub().await;
+    upload(&t.hub, &t.alice, "hello").await;
+    let (_, shown) = t.get("/api/nodes/hello", &t.alice).await;
+    assert_eq!(shown["limits"]["concurrency"], 4);
+    // As `node-host hub account set` does, beside the running hub.
+    let alice = t.hub.store().account_id("alice").await.unwrap();
+    let change = LimitSettings {
+        concurrency: Some(2),
+        ..LimitSettings::default()
+    };
+    t.hub.store().set_limits(alice, &change).await.unwrap();
+    // Read a moment ago: not read again for each event or listing.
+    let (_, shown) = t.get("/api/nodes/hello", &t.alice).await;
+    assert_eq!(shown["limits"]["concurrency"], 4);
+    tokio::time::sleep(crate::hub::service::LIMITS_RECHECK).await;
+    let (_, shown) = t.get("/api/nodes/hello", &t.alice).await;
+    assert_eq!(shown["limits"]["concurrency"], 2);
+}

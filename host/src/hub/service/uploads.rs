@@ -449,9 +449,19 @@ impl Hub {
             .ok_or_else(|| unknown(name))
     }
 
+    /// The account's limits, read from the store at most once per
+    /// [`LIMITS_RECHECK`](super::LIMITS_RECHECK).
     async fn account_limits(&self, account: AccountId) -> Result<AccountLimits, HubError> {
-        let settings = self.store.limits(account).await?;
-        Ok(AccountLimits::from_settings(&settings))
+        let lock = || self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((limits, read)) = lock().get(&account)
+            && read.elapsed() < super::LIMITS_RECHECK
+        {
+            return Ok(limits.clone());
+        }
+        let read = Instant::now();
+        let limits = AccountLimits::from_settings(&self.store.limits(account).await?);
+        lock().insert(account, (limits.clone(), read));
+        Ok(limits)
     }
 
     /// Runs one event of an uploaded node under the account's limits: waits
