@@ -242,32 +242,30 @@ fn main() {
     let mut rows = Vec::new();
     if floors {
         let token = hub.token("floor", false);
-        for concurrency in [1, 64] {
-            let floor = Case {
-                node: "-",
-                label: "GET /api/remote_nodes",
-                inputs: json!(null),
-                concurrency,
-                pause: Duration::ZERO,
-            };
-            let pids = [hub.service.pid()];
-            let measured = measure_hub_only(&hub.url, &token, concurrency, seconds, &pids);
-            log(HUB_ONLY, &floor, &measured);
-            rows.push(Row::of(HUB_ONLY, &floor, &[measured]));
-        }
         // Below the hub: what any HTTP server pays here for a request.
-        let (server, url) = node_host_e2e::load::start_bare_http();
-        for concurrency in [1, 64] {
-            let floor = Case {
-                node: "-",
-                label: "GET, a fixed answer",
-                inputs: json!(null),
-                concurrency,
-                pause: Duration::ZERO,
-            };
-            let measured = measure_hub_only(&url, "-", concurrency, seconds, &[server.pid()]);
-            log(BARE_HTTP, &floor, &measured);
-            rows.push(Row::of(BARE_HTTP, &floor, &[measured]));
+        let (server, bare_url) = node_host_e2e::load::start_bare_http();
+        let servers = [
+            (
+                HUB_ONLY,
+                "GET /api/remote_nodes",
+                &hub.url,
+                hub.service.pid(),
+            ),
+            (BARE_HTTP, "GET, a fixed answer", &bare_url, server.pid()),
+        ];
+        for (label, request, url, pid) in servers {
+            for concurrency in [1, 64] {
+                let floor = Case {
+                    node: "-",
+                    label: request,
+                    inputs: json!(null),
+                    concurrency,
+                    pause: Duration::ZERO,
+                };
+                let measured = measure_hub_only(url, &token, concurrency, seconds, &[pid]);
+                log(label, &floor, &measured);
+                rows.push(Row::of(label, &floor, &[measured]));
+            }
         }
     }
 
