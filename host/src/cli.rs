@@ -1,7 +1,8 @@
 //! The `node-host` command line: parses, wires the layers below, prints.
 //!
 //! Exit codes: 0 success, 1 the node (or the inspected file) failed,
-//! 2 a usage error or a file that cannot be used as a node.
+//! 2 a usage error, a file that cannot be used as a node, or a result that
+//! cannot be written.
 
 /// `println!` for the long-running commands (`run`, `hub`, `serve`), which
 /// never panics: with its reader gone (a supervisor's log pipe that broke)
@@ -20,6 +21,20 @@ macro_rules! tell {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` for what a one-shot command answers (`call`, `inspect`,
+/// `logs`, ...): a write that fails (a full disk, a closed file) ends the
+/// command with an error saying so, where `println!` panics. A reader that
+/// went away (`| head`) ends it silently, as SIGPIPE does other tools.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        anyhow::Context::context(
+            writeln!(std::io::stdout(), $($arg)*),
+            "cannot write to standard output",
+        )?
     }};
 }
 

@@ -14,6 +14,39 @@ fn hello_prints_its_outputs_as_json() {
 }
 
 #[test]
+fn outputs_that_cannot_be_written_are_an_error_not_a_panic() {
+    // A full disk: /dev/full refuses every write.
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for args in [
+        vec![
+            "call".into(),
+            guest("hello").into_os_string(),
+            "name=Ada".into(),
+        ],
+        vec!["inspect".into(), guest("hello").into_os_string()],
+    ] {
+        let done = node_host()
+            .args(&args)
+            .stdout(full())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert_eq!(done.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write to standard output"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
 fn a_reader_that_goes_away_ends_call_quietly() {
     use std::io::Read as _;
     use std::os::unix::process::ExitStatusExt as _;

@@ -94,7 +94,7 @@ pub(super) fn run(
             drop(progress);
             let message = format!("{} cannot be used as a node: {err}", component.display());
             if args.json {
-                println!(
+                out!(
                     "{}",
                     json!({"error": {"code": err.code(), "message": message}})
                 );
@@ -147,7 +147,7 @@ pub(super) fn run(
         failure.code.as_str(),
         &failure.message,
         Some(failure.code.advice()),
-    );
+    )?;
     Ok(ExitCode::from(EXIT_FAILED))
 }
 
@@ -173,19 +173,26 @@ fn collect_inputs(args: &CallArgs) -> anyhow::Result<Vec<NamedValue>> {
 }
 
 fn print_outputs(outputs: &serde_json::Map<String, serde_json::Value>) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(outputs)?);
+    out!("{}", serde_json::to_string_pretty(outputs)?);
     Ok(())
 }
 
-fn print_failure(json: bool, node: &str, code: &str, message: &str, advice: Option<&str>) {
+fn print_failure(
+    json: bool,
+    node: &str,
+    code: &str,
+    message: &str,
+    advice: Option<&str>,
+) -> anyhow::Result<()> {
     if json {
-        println!("{}", json!({"error": {"code": code, "message": message}}));
-        return;
+        out!("{}", json!({"error": {"code": code, "message": message}}));
+        return Ok(());
     }
     eprintln!("node-host: node `{node}` failed with {code}: {message}");
     if let Some(advice) = advice {
         eprintln!("  what to do: {advice}");
     }
+    Ok(())
 }
 
 fn print_logs(outcome: &Outcome) {

@@ -63,7 +63,7 @@ pub(super) fn run(args: &ComponentizeArgs, sandbox: Sandbox) -> anyhow::Result<E
     };
     std::fs::write(&output, &component)
         .with_context(|| format!("cannot write the component to {}", output.display()))?;
-    println!(
+    out!(
         "wrote {} (node `{name}`, {} bytes)",
         output.display(),
         component.len()

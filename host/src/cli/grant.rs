@@ -73,7 +73,7 @@ pub(super) fn run(args: &GrantArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let (status, answer) = runtime.block_on(send(request.bearer_auth(&token), &url))?;
     if status.is_success() {
-        println!("{answer}");
+        out!("{answer}");
         return Ok(ExitCode::SUCCESS);
     }
     let message = answer["error"].as_str().unwrap_or("the hub refused");

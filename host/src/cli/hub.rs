@@ -411,7 +411,7 @@ fn tokens(action: &TokenAction) -> anyhow::Result<ExitCode> {
                 let store = data.open().await?;
                 anyhow::Ok(store.create_token(account, *read_only, expires_at).await?)
             })??;
-            println!("{}", issued.token);
+            out!("{}", issued.token);
             let kind = if *read_only { "read-only" } else { "write" };
             let until =
                 expires_at.map_or_else(String::new, |at| format!(", valid until {}", utc(at)));
@@ -429,7 +429,7 @@ fn tokens(action: &TokenAction) -> anyhow::Result<ExitCode> {
             if let Some(account) = account {
                 records.retain(|record| record.account.as_deref() == Some(account.as_str()));
             }
-            print_tokens(&records, true);
+            print_tokens(&records, true)?;
             Ok(ExitCode::SUCCESS)
         }
         TokenAction::Revoke { ids, data } => revoke(TokenKind::Api, ids, data),
@@ -441,7 +441,7 @@ fn worker_tokens(action: &WorkerTokenAction) -> anyhow::Result<ExitCode> {
         WorkerTokenAction::Create { data } => {
             let issued =
                 block_on(async { anyhow::Ok(data.open().await?.create_worker_token().await?) })??;
-            println!("{}", issued.token);
+            out!("{}", issued.token);
             eprintln!(
                 "node-host: created hosted-worker token {} in {}; it is shown only now",
                 issued.id,
@@ -453,7 +453,7 @@ fn worker_tokens(action: &WorkerTokenAction) -> anyhow::Result<ExitCode> {
             let records = block_on(async {
                 anyhow::Ok(data.open().await?.tokens(TokenKind::Worker).await?)
             })??;
-            print_tokens(&records, false);
+            print_tokens(&records, false)?;
             Ok(ExitCode::SUCCESS)
         }
         WorkerTokenAction::Revoke { ids, data } => revoke(TokenKind::Worker, ids, data),
@@ -497,19 +497,22 @@ fn revoke(kind: TokenKind, ids: &[TokenId], data: &DataArgs) -> anyhow::Result<E
 }
 
 /// Prints `records` as a table (with the account columns for API tokens).
-fn print_tokens(records: &[TokenRecord], api: bool) {
+fn print_tokens(records: &[TokenRecord], api: bool) -> anyhow::Result<()> {
     if records.is_empty() {
         eprintln!("node-host: no tokens");
-        return;
+        return Ok(());
     }
     let now = unix_seconds();
     if api {
-        println!(
+        out!(
             "{:>6}  {:<20}  {:<10}  {:<20}  EXPIRES",
-            "ID", "ACCOUNT", "ACCESS", "CREATED"
+            "ID",
+            "ACCOUNT",
+            "ACCESS",
+            "CREATED"
         );
     } else {
-        println!("{:>6}  {:<20}  EXPIRES", "ID", "CREATED");
+        out!("{:>6}  {:<20}  EXPIRES", "ID", "CREATED");
     }
     for record in records {
         let expires = match record.expires_at {
@@ -523,7 +526,7 @@ fn print_tokens(records: &[TokenRecord], api: bool) {
             } else {
                 "write"
             };
-            println!(
+            out!(
                 "{:>6}  {:<20}  {:<10}  {:<20}  {expires}",
                 record.id,
                 record.account.as_deref().unwrap_or("-"),
@@ -531,13 +534,14 @@ fn print_tokens(records: &[TokenRecord], api: bool) {
                 utc(record.created_at),
             );
         } else {
-            println!(
+            out!(
                 "{:>6}  {:<20}  {expires}",
                 record.id,
                 utc(record.created_at)
             );
         }
     }
+    Ok(())
 }
 
 use crate::core::clock::utc_minutes as utc;
@@ -591,7 +595,7 @@ fn account(action: &AccountAction) -> anyhow::Result<ExitCode> {
             store.set_limits(id, &change).await?;
         }
         let limits = AccountLimits::from_settings(&store.limits(id).await?);
-        println!("{}", serde_json::to_string_pretty(&limits.to_json())?);
+        out!("{}", serde_json::to_string_pretty(&limits.to_json())?);
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })?
 }
@@ -613,7 +617,7 @@ fn http_policy(
             store.set_http_origins(id, None, Some(origins)).await?;
         }
         let policy = store.http_origins(id, None).await?.unwrap_or_default();
-        println!("{}", serde_json::json!({"account": name, "allow": policy}));
+        out!("{}", serde_json::json!({"account": name, "allow": policy}));
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })?
 }

@@ -29,12 +29,12 @@ pub(super) fn run(args: &InspectArgs, sandbox: Sandbox) -> anyhow::Result<ExitCo
     let inspection = sandbox.inspect_with_progress(&bytes, &mut || progress.start());
     drop(progress);
     if args.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&report_json(args, &inspection))?
         );
     } else {
-        print_report(args, &inspection);
+        print_report(args, &inspection)?;
     }
     Ok(match inspection.verdict {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,8 +59,8 @@ fn report_json(args: &InspectArgs, inspection: &Inspection) -> serde_json::Value
     })
 }
 
-fn print_report(args: &InspectArgs, inspection: &Inspection) {
-    println!(
+fn print_report(args: &InspectArgs, inspection: &Inspection) -> anyhow::Result<()> {
+    out!(
         "{}: {:?}, {} bytes, sha256 {}",
         args.component.display(),
         inspection.kind,
@@ -68,36 +68,37 @@ fn print_report(args: &InspectArgs, inspection: &Inspection) {
         inspection.sha256
     );
     match &inspection.verdict {
-        Ok(()) => println!("accepted: yes"),
-        Err(err) => println!("accepted: no ({}): {err}", err.code()),
+        Ok(()) => out!("accepted: yes"),
+        Err(err) => out!("accepted: no ({}): {err}", err.code()),
     }
     if let Some(info) = &inspection.info {
-        println!("node: {} {}: {}", info.name, info.version, info.description);
-        print_ports("inputs", &info.inputs);
-        print_ports("outputs", &info.outputs);
+        out!("node: {} {}: {}", info.name, info.version, info.description);
+        print_ports("inputs", &info.inputs)?;
+        print_ports("outputs", &info.outputs)?;
         match info.secrets.is_empty() {
-            true => println!("secrets: (none)"),
-            false => println!("secrets: {}", info.secrets.join(", ")),
+            true => out!("secrets: (none)"),
+            false => out!("secrets: {}", info.secrets.join(", ")),
         }
     }
     if !inspection.imports.is_empty() {
-        println!("imports:");
+        out!("imports:");
         for import in &inspection.imports {
-            println!("  {import}");
+            out!("  {import}");
         }
     }
     if !inspection.exports.is_empty() {
-        println!("exports:");
+        out!("exports:");
         for export in &inspection.exports {
-            println!("  {export}");
+            out!("  {export}");
         }
     }
+    Ok(())
 }
 
-fn print_ports(title: &str, ports: &[Port]) {
-    println!("{title}:");
+fn print_ports(title: &str, ports: &[Port]) -> anyhow::Result<()> {
+    out!("{title}:");
     if ports.is_empty() {
-        println!("  (none)");
+        out!("  (none)");
     }
     for port in ports {
         let need = if port.required {
@@ -109,6 +110,7 @@ fn print_ports(title: &str, ports: &[Port]) {
             Some(Ok(json)) => format!(", default {json}"),
             _ => String::new(),
         };
-        println!("  {} ({need}{default}): {}", port.name, port.description);
+        out!("  {} ({need}{default}): {}", port.name, port.description);
     }
+    Ok(())
 }

@@ -260,7 +260,7 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
                            --allow-http https://api.example.com --secret api-key=KEY"
             .to_owned(),
     };
-    println!(
+    out!(
         "created {} ({:?} node `{}`)\n\nnext:\n  cd {} && ./build\n  node-host call {}.wasm {call}",
         dir.display(),
         args.lang,

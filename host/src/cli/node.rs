@@ -165,7 +165,7 @@ pub(super) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             if *json {
-                println!("{answer}");
+                out!("{answer}");
             } else {
                 print!("{}", versions_table(&answer));
             }
@@ -199,7 +199,7 @@ pub(super) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
             }
             match hub.ask(&format!("api/nodes/{}/config", segment(node)), None)? {
                 Ok(answer) => {
-                    println!("{}", serde_json::to_string_pretty(&answer["config"])?);
+                    out!("{}", serde_json::to_string_pretty(&answer["config"])?);
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(code) => Ok(code),
@@ -213,7 +213,7 @@ pub(super) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
                     Ok(answer) => answer,
                     Err(code) => return Ok(code),
                 };
-            println!(
+            out!(
                 "node-host: `{node}` now runs version {} (sha256 {})",
                 answer["version"],
                 answer["sha256"].as_str().unwrap_or("?")
@@ -302,7 +302,7 @@ pub(super) fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
         }
         for event in &events {
             if args.json {
-                println!("{event}");
+                out!("{event}");
             } else {
                 print!("{}", event_text(event));
             }

@@ -85,12 +85,12 @@ pub(super) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
     let message = answer["error"].as_str().unwrap_or_default().to_owned();
     let code = answer["code"].as_str().unwrap_or("http_error").to_owned();
     if args.json {
-        println!("{answer}");
+        out!("{answer}");
     }
     if status.is_success() && answer["status"] == "ready" {
         if !args.json {
             let node = &answer["node"];
-            println!(
+            out!(
                 "node-host: uploaded `{}` ({:.1} KiB, sha256 {}): ready",
                 node["name"].as_str().unwrap_or("?"),
                 size as f64 / 1024.0,

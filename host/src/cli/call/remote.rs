@@ -88,11 +88,11 @@ pub(super) fn run(
         // The hub says "node `X` failed: why"; the failure line names the node already.
         let prefix = format!("node `{}` failed: ", args.target);
         let message = error.error.strip_prefix(&prefix).unwrap_or(&error.error);
-        print_failure(args.json, &args.target, code, message, None);
+        print_failure(args.json, &args.target, code, message, None)?;
         return Ok(ExitCode::from(EXIT_FAILED));
     }
     if args.json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"error": {"code": code, "message": error.error}})
         );
