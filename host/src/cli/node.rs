@@ -167,7 +167,7 @@ pub(super) fn run(args: &NodeArgs) -> anyhow::Result<ExitCode> {
             if *json {
                 out!("{answer}");
             } else {
-                print!("{}", versions_table(&answer));
+                out!("{}", versions_table(&answer).trim_end_matches('\n'));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -304,7 +304,7 @@ pub(super) fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
             if args.json {
                 out!("{event}");
             } else {
-                print!("{}", event_text(event));
+                out!("{}", event_text(event).trim_end_matches('\n'));
             }
         }
         let newest = events.iter().filter_map(|event| event["id"].as_i64()).max();
