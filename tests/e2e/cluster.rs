@@ -118,6 +118,9 @@ fn a_database_outage_is_unavailable_and_heals_without_a_restart() {
     assert_eq!(hello(&hub, &alice).0, 200);
 
     postgres.stop().expect("PostgreSQL stops");
+    // Within a second of reading them the hub runs alice's events under
+    // the limits it read; then it must read them again, and cannot.
+    node_host_e2e::wait_for_new_limits();
     let (status, answer) = hello(&hub, &alice);
     assert_eq!(
         (status, &answer["code"]),
