@@ -605,6 +605,17 @@ pub(crate) fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
+    // A guest that spends its time in cheap host calls burns little fuel,
+    // and a deadline finer than the epoch's tick (the session thread's 1 ms
+    // try) would otherwise wait for the next tick: each call into the host
+    // past the deadline ends the event. The clock is read once per host
+    // call, a small part of the call's own cost.
+    store.call_hook(|store, kind| match (kind, store.data().deadline) {
+        (CallHook::CallingHost, Some(ends)) if Instant::now() >= ends => {
+            Err(Trap::Interrupt.into())
+        }
+        _ => Ok(()),
+    });
     arm(&mut store, sandbox, limits);
     store
 }
@@ -626,16 +637,8 @@ fn arm(store: &mut Store<EventState>, sandbox: &Sandbox, limits: &Limits) {
         .timeout
         .min(Duration::from_secs(100 * 365 * 24 * 3600));
     let ends = started + timeout;
+    // Also checked at every call into the host (see `new_store`).
     store.data_mut().deadline = Some(ends);
-    // A guest that spends its time in cheap host calls burns little fuel,
-    // and a deadline finer than the epoch's tick (the session thread's 1 ms
-    // try) would otherwise wait for the next tick: each call into the host
-    // past the deadline ends the event. The clock is read once per host
-    // call, a small part of the call's own cost.
-    store.call_hook(move |_, kind| match kind {
-        CallHook::CallingHost if Instant::now() >= ends => Err(Trap::Interrupt.into()),
-        _ => Ok(()),
-    });
     if sandbox.config.epochs {
         let mut demote_at = limits
             .demote_after
