@@ -481,11 +481,10 @@ fn redact(url: &str) -> String {
     shown.to_string()
 }
 
-/// The WebSocket's settings: tungstenite zeroes its whole read buffer before
-/// every read (the ones that find nothing too), 128 KiB by default; events
-/// are small, and a big one takes a few reads.
+/// The WebSocket's settings (see [`WS_READ_BUFFER`](crate::protocol::WS_READ_BUFFER)).
 fn socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 << 10)
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(crate::protocol::WS_READ_BUFFER)
 }
 
 #[cfg(test)]

@@ -22,12 +22,6 @@ use crate::hub::store::{TokenId, TokenKind};
 /// tens of MiB at once.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
-/// Bytes read from a worker's connection at a time. tungstenite zeroes
-/// this much before every read, the ones that find nothing too: its
-/// default 128 KiB cost the hub about 1% of its CPU under load, and many
-/// replies still fit in one read.
-const READ_BUFFER: usize = 16 << 10;
-
 /// A worker's connect URL with a valid token. Checked before the upgrade.
 pub struct Claims(WorkerClaims);
 
@@ -46,7 +40,7 @@ pub async fn worker(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let upgrade = upgrade
-        .read_buffer_size(READ_BUFFER)
+        .read_buffer_size(crate::protocol::WS_READ_BUFFER)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
@@ -67,7 +61,7 @@ pub async fn hosted_worker(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let upgrade = upgrade
-        .read_buffer_size(READ_BUFFER)
+        .read_buffer_size(crate::protocol::WS_READ_BUFFER)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE);
     upgrade.on_upgrade(move |socket| async move {
